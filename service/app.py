@@ -1,0 +1,214 @@
+"""The receiver: a Starlette app that verifies, deduplicates and enqueues webhooks.
+
+``POST <webhook path>`` answers, in this order of checks:
+
+=====  =====================================================================
+413    body over the limit (Content-Length, or counted while streaming)
+415    content type is not JSON
+401    signature missing, malformed or wrong; or timestamp outside the replay tolerance
+400    validly signed but not JSON
+503    Redis did not confirm the intake within the deadline (the portal retries)
+200    ``{"received": true}``, or ``{"received": true, "duplicate": true}``
+=====  =====================================================================
+
+Collaborators are passed in: ``create_app(settings, redis=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.events import Classified, classify, mask_phone
+from service.intake import Intake, IntakeUnavailable, connect
+from service.jobs import build_job
+from service.settings import Settings
+from service.signature import InvalidJSON, parse_json, verify
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger("wabahooks.receiver")
+
+_ACCEPTED = b'{"received":true}'
+_DUPLICATE = b'{"received":true,"duplicate":true}'
+
+
+class Refusal(Exception):
+    """A request we answer with an error status and a one-sentence reason."""
+
+    def __init__(self, status: int, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.outcome = outcome
+        self.message = message
+
+
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _too_large(limit: int) -> Refusal:
+    return Refusal(413, "too_large", f"Request body is larger than the {limit}-byte limit")
+
+
+def _check_length(request: Request, limit: int) -> None:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise Refusal(400, "bad_request", "Content-Length is not a number")
+        if int(length) > limit:
+            raise _too_large(limit)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # chunked bodies: stop reading as soon as the limit is passed
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _check_replay(envelope: Any, tolerance: int) -> None:
+    stamp = envelope.get("timestamp") if isinstance(envelope, dict) else None
+    try:
+        sent = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        sent = None
+    if sent is None:
+        raise Refusal(
+            401, "bad_timestamp", "Webhook timestamp is missing or not ISO-8601 (replay tolerance is on)"
+        )
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=UTC)
+    skew = abs((datetime.now(UTC) - sent).total_seconds())
+    if skew > tolerance:
+        raise Refusal(
+            401,
+            "bad_timestamp",
+            f"Webhook timestamp is {skew:.0f} s away from now, outside the {tolerance} s replay tolerance",
+        )
+
+
+def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
+    """Return the receiver app. Without ``redis``, it connects to ``settings.redis_url``."""
+    state: dict[str, Intake] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        client = redis or connect(settings.require_redis_url(), settings.intake_deadline)
+        state["intake"] = Intake(
+            client,
+            prefix=settings.queue_prefix,
+            dedupe_ttl=settings.dedupe_ttl,
+            wait_aof=settings.wait_aof,
+        )
+        try:
+            yield
+        finally:
+            if redis is None:
+                await client.aclose()
+
+    async def receive(request: Request, fields: dict[str, Any]) -> Response:
+        _check_length(request, settings.max_body_bytes)
+        if not _is_json(request.headers.get("content-type")):
+            raise Refusal(415, "bad_content_type", "Content-Type must be application/json")
+        body = await _read_body(request, settings.max_body_bytes)
+        if not verify(body, request.headers.get("x-webhook-signature"), settings.secrets):
+            raise Refusal(401, "bad_signature", "Invalid signature")
+        try:
+            envelope = parse_json(body)
+        except InvalidJSON as exc:
+            raise Refusal(400, "bad_request", f"Body is signed but is not valid JSON: {exc}") from None
+        if settings.replay_tolerance is not None:
+            _check_replay(envelope, settings.replay_tolerance)
+        classified: Classified = classify(envelope)
+        fields.update(event_key=classified.event_key, kind=classified.kind.value)
+        if classified.conversation and classified.kind.value == "message":
+            fields["contact"] = mask_phone(classified.conversation)
+        job = build_job(
+            envelope, classified, queue_prefix=settings.queue_prefix, timeout=settings.job_timeout
+        )
+        try:
+            async with asyncio.timeout(settings.intake_deadline):
+                result = await state["intake"].submit(classified, job)
+        except (IntakeUnavailable, TimeoutError) as exc:
+            fields["reason"] = str(exc) or "intake deadline passed"
+            raise Refusal(503, "unavailable", "Storage is unavailable; retry later") from None
+        fields["job_id"] = result.job_id
+        if result.duplicate:
+            fields["outcome"] = "duplicate"
+            return _json(200, _DUPLICATE)
+        fields["outcome"] = "accepted"
+        if result.depends_on:
+            fields["after_job"] = result.depends_on
+        return _json(200, _ACCEPTED)
+
+    async def webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        fields: dict[str, Any] = {}
+        try:
+            response = await receive(request, fields)
+        except Refusal as refusal:
+            fields["outcome"] = refusal.outcome
+            headers = {"Retry-After": "1"} if refusal.status == 503 else None
+            response = JSONResponse({"error": refusal.message}, refusal.status, headers=headers)
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        emit = log.warning if response.status_code >= 500 else log.info
+        emit("webhook", status=response.status_code, latency_ms=latency_ms, **fields)
+        return response
+
+    async def healthz(_request: Request) -> Response:
+        return _json(200, b'{"alive":true}')
+
+    async def readyz(_request: Request) -> Response:
+        try:
+            async with asyncio.timeout(settings.intake_deadline):
+                ready = await state["intake"].ping()
+        except TimeoutError:
+            ready = False
+        if ready:
+            return _json(200, b'{"ready":true}')
+        return JSONResponse({"ready": False, "error": "Redis does not answer"}, 503)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            message = f"Method {request.method} is not allowed here; the portal POSTs JSON webhooks"
+        elif exc.status_code == 404:
+            message = f"No such endpoint: {request.url.path}"
+        else:
+            message = exc.detail
+        return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
+
+    return Starlette(
+        routes=[
+            Route(settings.webhook_path, webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
+

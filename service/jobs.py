@@ -1,0 +1,110 @@
+"""The job format, version 1: the contract between the receiver and the workers.
+
+Each accepted webhook becomes one ordinary RQ job (RQ 2.12 layout), serialised
+with RQ's ``JSONSerializer`` (never pickle: the payload is untrusted), on the
+queue of its kind, calling :data:`JOB_FUNCTION` with keyword arguments:
+
+============== ==========================================================
+``envelope``   the verified envelope, as parsed JSON
+``event_key``  its identity (``message:<messageId>``, ``status:<id>:<status>``,
+               ``test:<testId>``, ``other:<sha256>``)
+``kind``       ``message`` | ``status`` | ``test`` | ``other``
+``conversation`` the contact's number (messages), the message id (statuses), or None
+``received_at`` ISO-8601 UTC time the receiver accepted it
+``version``    ``1``
+============== ==========================================================
+
+The receiver writes the job hash itself (inside the intake script, see
+``service.intake``) rather than through ``Queue.enqueue``, so that claim and job
+are one atomic step. ``tests/service/test_jobs.py`` checks the result against a
+job built by RQ's own API, so an RQ upgrade that changes the layout fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from service.events import Classified, Kind
+
+__all__ = [
+    "FORMAT_VERSION",
+    "JOB_FUNCTION",
+    "QUEUE_NAMES",
+    "JobSpec",
+    "build_job",
+    "queue_name",
+]
+
+FORMAT_VERSION = 1
+JOB_FUNCTION = "workers.entry.process_event"
+#: Queue suffix per kind; the full name is the configured prefix + suffix.
+QUEUE_NAMES: dict[Kind, str] = {
+    Kind.MESSAGE: "messages",
+    Kind.STATUS: "statuses",
+    Kind.TEST: "other",
+    Kind.OTHER: "other",
+}
+_RQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def queue_name(prefix: str, kind: Kind) -> str:
+    """Return the RQ queue name events of ``kind`` go to."""
+    return prefix + QUEUE_NAMES[kind]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """An RQ job ready to be written: its id, queue and hash fields (status excluded)."""
+
+    job_id: str
+    queue: str
+    #: Fields common to a queued and a deferred job; the intake script adds the rest.
+    fields: dict[str, str | bytes | int]
+    #: Whole seconds since the epoch, the deferred registry's score.
+    timestamp: int
+
+
+def build_job(
+    envelope: Any,
+    classified: Classified,
+    *,
+    queue_prefix: str,
+    timeout: int,
+    now: datetime | None = None,
+) -> JobSpec:
+    """Return the RQ job (format version 1) carrying a verified ``envelope``."""
+    now = now or datetime.now(UTC)
+    stamp = now.strftime(_RQ_TIME_FORMAT)
+    kwargs = {
+        "envelope": envelope,
+        "event_key": classified.event_key,
+        "kind": classified.kind.value,
+        "conversation": classified.conversation,
+        "received_at": stamp,
+        "version": FORMAT_VERSION,
+    }
+    # RQ's job data: (func_name, instance, args, kwargs) through the serializer, compressed.
+    data = zlib.compress(json.dumps([JOB_FUNCTION, None, [], kwargs]).encode("utf-8"))
+    queue = queue_name(queue_prefix, classified.kind)
+    fields: dict[str, str | bytes | int] = {
+        "created_at": stamp,
+        "data": data,
+        "success_callback_name": "",
+        "failure_callback_name": "",
+        "stopped_callback_name": "",
+        "started_at": "",
+        "ended_at": "",
+        "last_heartbeat": "",
+        "worker_name": "",
+        "group_id": "",
+        "origin": queue,
+        # What RQ shows and (if enabled) logs: the event identity, never a phone number.
+        "description": f"{classified.kind.value} {classified.event_key}",
+        "timeout": timeout,
+    }
+    return JobSpec(str(uuid.uuid4()), queue, fields, int(now.timestamp()))

@@ -1,0 +1,63 @@
+"""Logging set-up: structlog, configured once at the entry point.
+
+JSON lines on stdout (console rendering when stdout is a terminal and the format
+is ``auto``). Standard-library loggers (uvicorn, rq) go through the same
+processors, so every line has the same shape. Fields that must never be logged
+(secrets, signatures, raw bodies) are dropped by :func:`redact`, whoever logs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "redact"]
+
+_FORBIDDEN = frozenset({"secret", "secrets", "signature", "body", "raw_body", "api_key", "authorization"})
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop fields that must never reach a log line."""
+    for key in _FORBIDDEN.intersection(event_dict):
+        event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(fmt: str = "auto", level: str = "info") -> None:
+    """Configure structlog and the standard library once, for this process."""
+    renderer: Any
+    if fmt == "console" or (fmt == "auto" and sys.stdout.isatty()):
+        renderer = structlog.dev.ConsoleRenderer()
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    numeric = _LEVELS[level]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "rq.worker", "rq.queue", "rq.job"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

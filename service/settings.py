@@ -1,0 +1,125 @@
+"""Settings: read once from the environment, typed, validated at start-up.
+
+Every variable is documented in the README ("Configuration"). Defaults live here
+as named constants and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["ConfigError", "Settings"]
+
+DEFAULT_WEBHOOK_PATH = "/webhook"
+DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
+# The portal's retry policy is undocumented; WhatsApp behind it retries for up to 7 days.
+DEFAULT_DEDUPE_TTL = 7 * 24 * 3600
+DEFAULT_INTAKE_DEADLINE = 2.0
+DEFAULT_QUEUE_PREFIX = "wabahooks:"
+DEFAULT_JOB_TIMEOUT = 180
+DEFAULT_WAITAOF_TIMEOUT_MS = 1000
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The receiver's configuration. Build it with :meth:`from_env`."""
+
+    secrets: tuple[str, ...] = field(repr=False)
+    redis_url: str | None = None
+    webhook_path: str = DEFAULT_WEBHOOK_PATH
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    dedupe_ttl: int = DEFAULT_DEDUPE_TTL
+    intake_deadline: float = DEFAULT_INTAKE_DEADLINE
+    replay_tolerance: int | None = None
+    queue_prefix: str = DEFAULT_QUEUE_PREFIX
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
+    wait_aof: bool = False
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default ``os.environ``); raise :class:`ConfigError`."""
+        env = os.environ if env is None else env
+        secrets = tuple(s.strip() for s in env.get("WABA_WEBHOOK_SECRET", "").split(",") if s.strip())
+        if not secrets:
+            raise ConfigError(
+                "WABA_WEBHOOK_SECRET is not set: set it to the webhook secret the portal returned "
+                "(several, comma-separated, while rotating)"
+            )
+        path = env.get("WABAHOOKS_WEBHOOK_PATH", "").strip() or DEFAULT_WEBHOOK_PATH
+        if not path.startswith("/"):
+            raise ConfigError(f"WABAHOOKS_WEBHOOK_PATH must start with '/', got {path!r}")
+        tolerance = _int(env, "WABAHOOKS_REPLAY_TOLERANCE", 0)
+        log_format = env.get("WABAHOOKS_LOG_FORMAT", "auto").strip().lower() or "auto"
+        if log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"WABAHOOKS_LOG_FORMAT must be auto, json or console, got {log_format!r}")
+        log_level = env.get("WABAHOOKS_LOG_LEVEL", "info").strip().lower() or "info"
+        if log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"WABAHOOKS_LOG_LEVEL must be debug, info, warning or error, got {log_level!r}"
+            )
+        return cls(
+            secrets=secrets,
+            redis_url=env.get("REDIS_URL", "").strip() or None,
+            webhook_path=path,
+            max_body_bytes=_int(env, "WABAHOOKS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
+            dedupe_ttl=_int(env, "WABAHOOKS_DEDUPE_TTL", DEFAULT_DEDUPE_TTL, 1),
+            intake_deadline=_float(env, "WABAHOOKS_INTAKE_DEADLINE", DEFAULT_INTAKE_DEADLINE),
+            replay_tolerance=tolerance or None,
+            queue_prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
+            job_timeout=_int(env, "WABAHOOKS_JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT, 1),
+            wait_aof=_bool(env, "WABAHOOKS_WAITAOF"),
+            log_format=log_format,
+            log_level=log_level,
+        )
+
+    def require_redis_url(self) -> str:
+        """Return ``REDIS_URL`` or raise :class:`ConfigError` saying it is needed."""
+        if not self.redis_url:
+            raise ConfigError(
+                "REDIS_URL is not set: point it at your Redis/Valkey (e.g. redis://localhost:6379/0); "
+                "`make dev` starts an embedded one for local use"
+            )
+        return self.redis_url

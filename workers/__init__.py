@@ -1,0 +1,1 @@
+"""wabahooks, the queue side: RQ workers that run handlers on received events."""
