@@ -1,0 +1,68 @@
+"""Fixtures for the receiver: the real app under uvicorn on 127.0.0.1, in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import uvicorn
+
+from service.app import create_app
+from service.settings import Settings
+
+SECRET = "test-secret-1"
+
+
+class Receiver:
+    """A running receiver: its base URL and the settings it runs with."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            create_app(settings), log_config=None, access_log=False, lifespan="on", http="httptools"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("receiver failed to start")
+            self._thread.join(0.01)
+
+    @property
+    def webhook_url(self) -> str:
+        return self.url + self.settings.webhook_path
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+@pytest.fixture
+def start_receiver(redis_url: str) -> Iterator[Callable[..., Receiver]]:
+    """Start receivers with ``Settings`` overrides; all are stopped after the test."""
+    started: list[Receiver] = []
+
+    def start(**overrides: Any) -> Receiver:
+        settings = replace(Settings(secrets=(SECRET,), redis_url=redis_url), **overrides)
+        receiver = Receiver(settings)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
+    """A receiver with the default settings and secret ``SECRET``."""
+    return start_receiver()
