@@ -1,0 +1,95 @@
+"""The portal client's settings: read once from the environment, typed, validated.
+
+=====================  ==========================================================
+``WABA_API_URL``       the portal's API base URL, e.g. ``https://portal.example.com/api/v1``
+                       (``/api/v1`` is appended when the path lacks it)
+``WABA_API_KEY``       the API key, sent only as ``Authorization: Bearer …``
+``WABA_API_RATE``      requests per second shared by every worker (default 10)
+``WABA_API_BURST``     requests allowed at once after a quiet spell (default: the rate)
+``WABA_API_TIMEOUT``   seconds to wait for the portal's answer (default 15)
+=====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service.settings import ConfigError
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_RATE",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_RETRY_BUDGET",
+    "PortalSettings",
+]
+
+DEFAULT_RATE = 10.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 15.0
+# Retries, waits included, stay well inside an RQ job's default 180 s timeout.
+DEFAULT_RETRY_BUDGET = 30.0
+DEFAULT_MAX_ATTEMPTS = 5
+API_PATH = "/api/v1"
+
+
+def _positive(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw}")
+    return value
+
+
+def normalise_url(url: str) -> str:
+    """Return ``url`` without a trailing slash, ending in ``/api/v1``."""
+    url = url.rstrip("/")
+    return url if url.endswith(API_PATH) else url + API_PATH
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """How to reach the portal. Build it with :meth:`from_env`; the key is kept out of ``repr``."""
+
+    api_url: str
+    api_key: str = field(repr=False)
+    rate: float = DEFAULT_RATE
+    burst: float | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    retry_budget: float = DEFAULT_RETRY_BUDGET
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PortalSettings:
+        """Read the settings from ``env`` (default ``os.environ``); raise :class:`ConfigError`."""
+        env = os.environ if env is None else env
+        url = env.get("WABA_API_URL", "").strip()
+        if not url:
+            raise ConfigError(
+                "WABA_API_URL is not set: set it to the portal's API URL "
+                "(e.g. https://portal.example.com/api/v1, or http://127.0.0.1:8090/api/v1 "
+                "for `wabahooks portal-sim`)"
+            )
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"WABA_API_URL must start with https:// or http://, got {url!r}")
+        key = env.get("WABA_API_KEY", "").strip()
+        if not key:
+            raise ConfigError("WABA_API_KEY is not set: set it to the portal API key")
+        rate = _positive(env, "WABA_API_RATE", DEFAULT_RATE)
+        timeout = _positive(env, "WABA_API_TIMEOUT", DEFAULT_READ_TIMEOUT)
+        assert rate is not None and timeout is not None
+        return cls(
+            api_url=normalise_url(url),
+            api_key=key,
+            rate=rate,
+            burst=_positive(env, "WABA_API_BURST", None),
+            read_timeout=timeout,
+        )

@@ -1,0 +1,122 @@
+"""Job format v1: what the intake script writes is what RQ's own API writes.
+
+If an RQ upgrade changes the job layout, these tests fail loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from rq import Queue
+from rq.job import Dependency, Job
+from rq.serializers import JSONSerializer
+
+from service.events import classify
+from service.intake import Intake, IntakeResult
+from service.jobs import JOB_FUNCTION, JobSpec, build_job
+from tests import payloads
+
+# Fields whose values legitimately differ between two jobs built at different times.
+_PER_JOB = {"created_at", "enqueued_at", "data"}
+
+
+def submit(redis_url: str, envelope: Any) -> tuple[IntakeResult, JobSpec]:
+    async def run() -> tuple[IntakeResult, JobSpec]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            intake = Intake(client, prefix="wabahooks:", dedupe_ttl=60)
+            classified = classify(envelope)
+            job = build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180)
+            return await intake.submit(classified, job), job
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def through_rq(r: redis.Redis, ours: Job, depends_on: str | None = None) -> Job:
+    queue = Queue(ours.origin, connection=r, serializer=JSONSerializer)
+    return queue.enqueue_call(
+        JOB_FUNCTION,
+        kwargs=ours.kwargs,
+        description=ours.description,
+        job_id="rq-built-" + ours.id,
+        depends_on=Dependency(jobs=[depends_on], allow_failure=True) if depends_on else None,
+    )
+
+
+def comparable(r: redis.Redis, job_id: str) -> dict[bytes, bytes]:
+    fields = r.hgetall(f"rq:job:{job_id}")
+    return {k: v for k, v in fields.items() if k.decode() not in _PER_JOB}
+
+
+def test_a_queued_job_matches_the_one_rq_builds(r: redis.Redis, redis_url: str) -> None:
+    result, _ = submit(redis_url, payloads.message())
+    ours = Job.fetch(result.job_id, connection=r, serializer=JSONSerializer)
+
+    theirs = through_rq(r, ours)
+
+    assert comparable(r, ours.id) == comparable(r, theirs.id)
+    restored = Job.fetch(theirs.id, connection=r, serializer=JSONSerializer)
+    assert (ours.func_name, ours.args, ours.kwargs) == (
+        restored.func_name,
+        restored.args,
+        restored.kwargs,
+    )
+    assert zlib.decompress(r.hget(f"rq:job:{ours.id}", "data") or b"") == zlib.decompress(
+        r.hget(f"rq:job:{theirs.id}", "data") or b""
+    )
+    assert r.lrange("rq:queue:wabahooks:messages", 0, -1) == [ours.id.encode(), theirs.id.encode()]
+    assert r.smembers("rq:queues") == {b"rq:queue:wabahooks:messages"}
+
+
+def test_a_deferred_job_matches_the_one_rq_builds(r: redis.Redis, redis_url: str) -> None:
+    first, _ = submit(redis_url, payloads.message())
+    second, _ = submit(redis_url, payloads.message())
+    ours = Job.fetch(second.job_id, connection=r, serializer=JSONSerializer)
+
+    theirs = through_rq(r, ours, depends_on=first.job_id)
+
+    assert second.depends_on == first.job_id
+    assert comparable(r, ours.id) == comparable(r, theirs.id)
+    assert r.smembers(f"rq:job:{first.job_id}:dependents") == {ours.id.encode(), theirs.id.encode()}
+    assert r.smembers(f"rq:job::{ours.id}:dependencies") == {first.job_id.encode()}
+    deferred = r.zrange("rq:deferred:wabahooks:messages", 0, -1)
+    assert set(deferred) == {ours.id.encode(), theirs.id.encode()}
+
+
+def test_job_kwargs_are_the_documented_contract(r: redis.Redis, redis_url: str) -> None:
+    envelope = payloads.status("wamid.OUT9", "read")
+    result, spec = submit(redis_url, envelope)
+    job = Job.fetch(result.job_id, connection=r, serializer=JSONSerializer)
+
+    assert job.kwargs == {
+        "envelope": envelope,
+        "event_key": "status:wamid.OUT9:read",
+        "kind": "status",
+        "conversation": "wamid.OUT9",
+        "received_at": spec.fields["created_at"],
+        "version": 1,
+    }
+    assert job.origin == "wabahooks:statuses"
+    assert job.description == "status status:wamid.OUT9:read"
+    assert datetime.fromisoformat(str(spec.fields["created_at"])).tzinfo == UTC
+
+
+def test_finished_or_missing_predecessors_do_not_hold_a_conversation(
+    r: redis.Redis, redis_url: str
+) -> None:
+    first, _ = submit(redis_url, payloads.message())
+    r.hset(f"rq:job:{first.job_id}", "status", "finished")
+    second, _ = submit(redis_url, payloads.message())
+    r.delete(f"rq:job:{second.job_id}")  # expired
+    third, _ = submit(redis_url, payloads.message())
+
+    assert second.depends_on is None
+    assert third.depends_on is None
+    assert r.hget(f"rq:job:{third.job_id}", "status") == b"queued"

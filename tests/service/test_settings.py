@@ -1,0 +1,57 @@
+"""Settings are read once, typed, and a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.settings import ConfigError, Settings
+
+
+def test_defaults_with_only_the_secret() -> None:
+    settings = Settings.from_env({"WABA_WEBHOOK_SECRET": "hunter2"})
+
+    assert settings.secrets == ("hunter2",)
+    assert settings.webhook_path == "/webhook"
+    assert settings.max_body_bytes == 3 * 1024 * 1024
+    assert settings.dedupe_ttl == 7 * 24 * 3600
+    assert settings.intake_deadline == 2.0
+    assert settings.replay_tolerance is None
+    assert settings.redis_url is None
+    assert "hunter2" not in repr(settings)
+
+
+def test_rotation_secrets_are_comma_separated() -> None:
+    settings = Settings.from_env({"WABA_WEBHOOK_SECRET": " new , old ,"})
+
+    assert settings.secrets == ("new", "old")
+
+
+@pytest.mark.parametrize("value", [None, "", " , "])
+def test_missing_or_empty_secret_names_the_variable(value: str | None) -> None:
+    env = {} if value is None else {"WABA_WEBHOOK_SECRET": value}
+
+    with pytest.raises(ConfigError, match="^WABA_WEBHOOK_SECRET is not set"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WABAHOOKS_MAX_BODY_BYTES", "lots"),
+        ("WABAHOOKS_INTAKE_DEADLINE", "-1"),
+        ("WABAHOOKS_DEDUPE_TTL", "0"),
+        ("WABAHOOKS_WEBHOOK_PATH", "webhook"),
+        ("WABAHOOKS_WAITAOF", "maybe"),
+        ("WABAHOOKS_LOG_FORMAT", "xml"),
+    ],
+)
+def test_malformed_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name} "):
+        Settings.from_env({"WABA_WEBHOOK_SECRET": "s", name: value})
+
+
+def test_redis_url_is_required_where_it_is_needed() -> None:
+    settings = Settings.from_env({"WABA_WEBHOOK_SECRET": "s"})
+
+    with pytest.raises(ConfigError, match="^REDIS_URL is not set"):
+        settings.require_redis_url()
