@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
@@ -30,7 +30,8 @@ class RetryPolicy:
         rand: Callable[[], float] = random.random,
     ) -> float:
         """Seconds to wait after failed ``attempt`` (1-based): full jitter, at least Retry-After."""
-        jittered = rand() * min(self.cap, self.base * 2 ** (attempt - 1))
+        ceiling = min(self.cap, self.base * float(2 ** (attempt - 1)))
+        jittered = rand() * ceiling
         return jittered if retry_after is None else max(retry_after, jittered)
 
 

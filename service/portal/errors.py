@@ -167,12 +167,17 @@ _BY_TEXT: tuple[tuple[str, type[InvalidRequest]], ...] = (
 )
 
 
-def invalid_request(call: str, error: str, detail: str | None = None) -> InvalidRequest:
-    """Return the :class:`InvalidRequest` subclass for a documented ``error`` text."""
+def invalid_request(
+    call: str, error: str, detail: str | None = None, *, status: int | None = 400
+) -> InvalidRequest:
+    """Return the :class:`InvalidRequest` subclass for a documented ``error`` text.
+
+    ``status`` is None when we refuse a request ourselves, before sending it.
+    """
     lowered = error.lower()
     cls = next((c for text, c in _BY_TEXT if text in lowered), InvalidRequest)
     reason = error if not detail or detail == error else f"{error}: {detail}"
-    return cls(call, reason, status=400)
+    return cls(call, reason, status=status)
 
 
 def error_for_response(
@@ -181,9 +186,7 @@ def error_for_response(
     """Return the exception for an error response (``error`` is the body's ``error`` text)."""
     text = error or f"HTTP {status}"
     if status == 400 or (status == 404 and "template not found" in text.lower()):
-        exc = invalid_request(call, text)
-        exc.status = status
-        return exc
+        return invalid_request(call, text, status=status)
     if status == 401:
         return AuthenticationFailed(call, f"{text}: check WABA_API_KEY", status=status)
     if status == 403:

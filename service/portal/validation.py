@@ -121,7 +121,7 @@ def _check_examples(text: str, example: Any, key: str, where: str) -> Problem | 
         samples = samples[0] if isinstance(samples, list) and samples else None
     if not isinstance(samples, list) or len(samples) != count:
         return _bad(
-            f"{where} has {count} variable(s): add example.{key} with exactly one sample per variable"
+            f"{where} has {count} variable(s): add example.{key} with one sample per variable"
         )
     if not all(isinstance(s, str) and s for s in samples):
         return _bad(f"{where} example samples must be non-empty strings")
