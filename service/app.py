@@ -87,7 +87,9 @@ def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def _check_replay(envelope: Any, tolerance: int) -> None:
@@ -98,7 +100,9 @@ def _check_replay(envelope: Any, tolerance: int) -> None:
         sent = None
     if sent is None:
         raise Refusal(
-            401, "bad_timestamp", "Webhook timestamp is missing or not ISO-8601 (replay tolerance is on)"
+            401,
+            "bad_timestamp",
+            "Webhook timestamp is missing or not ISO-8601 (replay tolerance is on)",
         )
     if sent.tzinfo is None:
         sent = sent.replace(tzinfo=UTC)
@@ -107,7 +111,8 @@ def _check_replay(envelope: Any, tolerance: int) -> None:
         raise Refusal(
             401,
             "bad_timestamp",
-            f"Webhook timestamp is {skew:.0f} s away from now, outside the {tolerance} s replay tolerance",
+            f"Webhook timestamp is {skew:.0f} s away from now, "
+            f"outside the {tolerance} s replay tolerance",
         )
 
 
@@ -140,7 +145,9 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
         try:
             envelope = parse_json(body)
         except InvalidJSON as exc:
-            raise Refusal(400, "bad_request", f"Body is signed but is not valid JSON: {exc}") from None
+            raise Refusal(
+                400, "bad_request", f"Body is signed but is not valid JSON: {exc}"
+            ) from None
         if settings.replay_tolerance is not None:
             _check_replay(envelope, settings.replay_tolerance)
         classified: Classified = classify(envelope)
@@ -211,4 +218,3 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},
     )
-

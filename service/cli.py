@@ -8,6 +8,7 @@ variable, with exit status 2.
 from __future__ import annotations
 
 import sys
+from typing import BinaryIO
 
 import click
 
@@ -58,6 +59,21 @@ def serve(host: str, port: int) -> None:
         log_config=None,  # keep our logging configuration
         timeout_graceful_shutdown=10,
     )
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--secret",
+    envvar="WABA_WEBHOOK_SECRET",
+    required=True,
+    help="Secret to sign with (default: the first of WABA_WEBHOOK_SECRET).",
+)
+def sign(file: BinaryIO, secret: str) -> None:
+    """Print the X-Webhook-Signature for FILE's exact bytes ('-' reads stdin)."""
+    from service.signature import sign as hmac_sign
+
+    click.echo(hmac_sign(file.read(), secret.split(",")[0].strip()))
 
 
 @main.command()

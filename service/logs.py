@@ -17,11 +17,20 @@ import structlog
 
 __all__ = ["configure_logging", "redact"]
 
-_FORBIDDEN = frozenset({"secret", "secrets", "signature", "body", "raw_body", "api_key", "authorization"})
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_FORBIDDEN = frozenset(
+    {"secret", "secrets", "signature", "body", "raw_body", "api_key", "authorization"}
+)
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
-def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Drop fields that must never reach a log line."""
     for key in _FORBIDDEN.intersection(event_dict):
         event_dict[key] = "[redacted]"

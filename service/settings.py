@@ -82,7 +82,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``env`` (default ``os.environ``); raise :class:`ConfigError`."""
         env = os.environ if env is None else env
-        secrets = tuple(s.strip() for s in env.get("WABA_WEBHOOK_SECRET", "").split(",") if s.strip())
+        secrets = tuple(
+            s.strip() for s in env.get("WABA_WEBHOOK_SECRET", "").split(",") if s.strip()
+        )
         if not secrets:
             raise ConfigError(
                 "WABA_WEBHOOK_SECRET is not set: set it to the webhook secret the portal returned "
@@ -94,7 +96,9 @@ class Settings:
         tolerance = _int(env, "WABAHOOKS_REPLAY_TOLERANCE", 0)
         log_format = env.get("WABAHOOKS_LOG_FORMAT", "auto").strip().lower() or "auto"
         if log_format not in ("auto", "json", "console"):
-            raise ConfigError(f"WABAHOOKS_LOG_FORMAT must be auto, json or console, got {log_format!r}")
+            raise ConfigError(
+                f"WABAHOOKS_LOG_FORMAT must be auto, json or console, got {log_format!r}"
+            )
         log_level = env.get("WABAHOOKS_LOG_LEVEL", "info").strip().lower() or "info"
         if log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(
@@ -119,7 +123,7 @@ class Settings:
         """Return ``REDIS_URL`` or raise :class:`ConfigError` saying it is needed."""
         if not self.redis_url:
             raise ConfigError(
-                "REDIS_URL is not set: point it at your Redis/Valkey (e.g. redis://localhost:6379/0); "
-                "`make dev` starts an embedded one for local use"
+                "REDIS_URL is not set: point it at your Redis/Valkey "
+                "(e.g. redis://localhost:6379/0); `make dev` starts an embedded one for local use"
             )
         return self.redis_url

@@ -101,8 +101,11 @@ def _js_number(value: int | float) -> str:
 
 
 def _is_array_index(key: str) -> bool:
-    return key.isdigit() and key.isascii() and (key == "0" or key[0] != "0") and (
-        int(key) <= _MAX_ARRAY_INDEX
+    return (
+        key.isdigit()
+        and key.isascii()
+        and (key == "0" or key[0] != "0")
+        and (int(key) <= _MAX_ARRAY_INDEX)
     )
 
 

@@ -10,7 +10,9 @@ from service.signature import js_stringify, sign
 _counter = itertools.count(1)
 
 
-def message(sender: str = "919876543210", text: str = "Hello", message_id: str | None = None) -> dict[str, Any]:
+def message(
+    sender: str = "919876543210", text: str = "Hello", message_id: str | None = None
+) -> dict[str, Any]:
     """An inbound text message envelope with a fresh message id."""
     mid = message_id or f"wamid.TEST{next(_counter):08d}"
     return {

@@ -37,6 +37,7 @@ def process_event(
     """
     if version > FORMAT_VERSION:
         raise UnsupportedJobFormat(
-            f"job format {version} is newer than this worker's {FORMAT_VERSION}: upgrade the workers"
+            f"job format {version} is newer than this worker's {FORMAT_VERSION}: "
+            "upgrade the workers"
         )
     log.info("event.unhandled", event_key=event_key, kind=kind, received_at=received_at)

@@ -30,7 +30,9 @@ class Receiver:
             create_app(settings), log_config=None, access_log=False, lifespan="on", http="httptools"
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
         self._thread.start()
         while not self._server.started:
             if not self._thread.is_alive():

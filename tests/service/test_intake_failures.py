@@ -45,10 +45,16 @@ class LossyProxy:
             upstream = socket.create_connection(self.target)
             self._sockets += [client, upstream]
             lose_next = threading.Event()
-            threading.Thread(target=self._up, args=(client, upstream, lose_next), daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client, lose_next), daemon=True).start()
+            threading.Thread(
+                target=self._up, args=(client, upstream, lose_next), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._down, args=(upstream, client, lose_next), daemon=True
+            ).start()
 
-    def _up(self, client: socket.socket, upstream: socket.socket, lose_next: threading.Event) -> None:
+    def _up(
+        self, client: socket.socket, upstream: socket.socket, lose_next: threading.Event
+    ) -> None:
         try:
             while data := client.recv(65536):
                 with self._lock:
@@ -59,7 +65,9 @@ class LossyProxy:
         except OSError:
             pass
 
-    def _down(self, upstream: socket.socket, client: socket.socket, lose_next: threading.Event) -> None:
+    def _down(
+        self, upstream: socket.socket, client: socket.socket, lose_next: threading.Event
+    ) -> None:
         try:
             while data := upstream.recv(65536):
                 if self.black_hole:

@@ -121,7 +121,8 @@ def test_pretty_printed_body_whose_compact_form_was_signed_is_accepted(
 
 
 @pytest.mark.parametrize(
-    "text", ["नमस्ते 🙏", "emoji 👨‍👩‍👧 and \u2028 line separator", "control \x01\x1f chars", "日本語"]
+    "text",
+    ["नमस्ते 🙏", "emoji 👨‍👩‍👧 and \u2028 line separator", "control \x01\x1f chars", "日本語"],
 )
 def test_unicode_bodies_are_accepted(receiver: Receiver, r: redis.Redis, text: str) -> None:
     envelope = payloads.message(text=text)
@@ -135,7 +136,9 @@ def test_unicode_bodies_are_accepted(receiver: Receiver, r: redis.Redis, text: s
 def test_signed_body_that_is_not_json_is_a_bad_request(receiver: Receiver, r: redis.Redis) -> None:
     body = b'{"event": "message", '
     response = post(
-        receiver, body, {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, SECRET)}
+        receiver,
+        body,
+        {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, SECRET)},
     )
 
     assert response.status_code == 400
@@ -178,7 +181,9 @@ def test_content_length_over_the_limit_is_refused(
     assert r.dbsize() == 0
 
 
-def test_non_json_content_type_and_other_methods_are_refused(receiver: Receiver, r: redis.Redis) -> None:
+def test_non_json_content_type_and_other_methods_are_refused(
+    receiver: Receiver, r: redis.Redis
+) -> None:
     body, headers = payloads.signed(payloads.message(), SECRET)
 
     form = post(receiver, body, {**headers, "Content-Type": "application/x-www-form-urlencoded"})
@@ -199,7 +204,10 @@ def test_same_event_delivered_twenty_times_concurrently_makes_one_job(
     async def storm() -> list[httpx.Response]:
         async with httpx.AsyncClient() as client:
             return await asyncio.gather(
-                *(client.post(receiver.webhook_url, content=body, headers=headers) for _ in range(20))
+                *(
+                    client.post(receiver.webhook_url, content=body, headers=headers)
+                    for _ in range(20)
+                )
             )
 
     responses = asyncio.run(storm())
@@ -215,10 +223,16 @@ def test_each_status_of_one_message_goes_through_once(receiver: Receiver, r: red
     for value in ("sent", "delivered", "read", "delivered"):
         assert deliver(receiver, payloads.status("wamid.OUT1", value)).status_code == 200
 
-    assert sorted(job.kwargs["event_key"] for job in fetch_all(r)) == ["status:wamid.OUT1:delivered", "status:wamid.OUT1:read", "status:wamid.OUT1:sent"]
+    assert sorted(job.kwargs["event_key"] for job in fetch_all(r)) == [
+        "status:wamid.OUT1:delivered",
+        "status:wamid.OUT1:read",
+        "status:wamid.OUT1:sent",
+    ]
 
 
-def test_unknown_or_odd_events_are_kept_on_the_catch_all_queue(receiver: Receiver, r: redis.Redis) -> None:
+def test_unknown_or_odd_events_are_kept_on_the_catch_all_queue(
+    receiver: Receiver, r: redis.Redis
+) -> None:
     odd = [
         {"event": "account_update", "data": {"x": 1}},
         {"timestamp": "2024-01-15T10:30:00Z"},
@@ -264,9 +278,13 @@ def test_replay_tolerance_refuses_old_timestamps(
     assert r.llen(MESSAGES) == 1
 
 
-def test_three_messages_of_one_contact_form_a_chain_in_order(receiver: Receiver, r: redis.Redis) -> None:
+def test_three_messages_of_one_contact_form_a_chain_in_order(
+    receiver: Receiver, r: redis.Redis
+) -> None:
     for text in ("one", "two", "three"):
-        assert deliver(receiver, payloads.message(sender="447700900123", text=text)).status_code == 200
+        assert (
+            deliver(receiver, payloads.message(sender="447700900123", text=text)).status_code == 200
+        )
     other = deliver(receiver, payloads.message(sender="15551234567", text="elsewhere"))
     assert other.status_code == 200
 

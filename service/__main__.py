@@ -1,0 +1,5 @@
+"""``python -m service`` is the ``wabahooks`` command."""
+
+from service.cli import main
+
+main()
