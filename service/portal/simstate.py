@@ -1,0 +1,453 @@
+"""The simulator's state: contacts, messages, webhook configuration, chaos, clock and history.
+
+Pure: no I/O. Operations either return values or raise :class:`Refusal` carrying the HTTP
+status and the portal's ``{"error": …}`` text; ``service.portal.sim`` turns these into
+responses and hands the webhook payloads they produce to ``service.portal.simdelivery``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import secrets
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from service.portal.simtemplates import TemplateStore
+from service.portal.validation import (
+    CONVERSATIONS_MAX_LIMIT,
+    MESSAGES_MAX_LIMIT,
+    check_limit,
+    check_phone,
+    check_text,
+    check_webhook_events,
+)
+
+__all__ = ["Chaos", "Refusal", "SimConfig", "SimState", "StoredMessage", "iso"]
+
+WINDOW = timedelta(hours=24)
+NOT_VERIFIED = "The phone number must be verified by WhatsApp before webhooks can be configured"
+STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class Refusal(Exception):
+    """An API request the portal refuses: ``status`` and the ``error`` text it answers with."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+@dataclass
+class Chaos:
+    """Misbehaviour on demand, all off by default. Rates are probabilities from 0 to 1."""
+
+    duplicate_rate: float = 0.0  # each webhook delivered twice
+    out_of_order: bool = False  # statuses delivered read, delivered, sent
+    rate_limit_next: int = 0  # the next N API calls answer 429
+    rate_limit_rate: float = 0.0
+    retry_after: float = 1.0  # the Retry-After those 429s carry, in seconds
+    server_error_next: int = 0  # the next N API calls answer 500
+    server_error_rate: float = 0.0
+    error_after_send_next: int = 0  # the next N sends are carried out, then answered 500
+    error_after_send_rate: float = 0.0
+    latency: float = 0.0  # seconds added to every API call
+
+
+@dataclass
+class SimConfig:
+    """How the simulator starts (and what ``POST /sim/reset`` returns to)."""
+
+    api_key: str = "sim-key"
+    readonly_keys: tuple[str, ...] = ()
+    phone_number: str = "919000000001"
+    project_id: str = "sim-project"
+    verified: bool = True
+    allow_insecure_webhooks: bool = False  # accept http://127.0.0.1 and http://localhost
+    auto_read: bool = True  # an accepted send goes sent -> delivered -> read
+    status_delay: float = 0.05  # seconds between those status webhooks
+    delivery_attempts: int = 5
+    delivery_backoff: float = 0.5
+    delivery_timeout: float = 5.0
+    seed: int | None = None
+    chaos: Chaos = field(default_factory=Chaos)
+
+
+SETTING_NAMES = frozenset(
+    {
+        "verified",
+        "allow_insecure_webhooks",
+        "auto_read",
+        "status_delay",
+        "delivery_attempts",
+        "delivery_backoff",
+        "delivery_timeout",
+    }
+)
+
+
+def iso(moment: datetime) -> str:
+    """Format like JavaScript's ``Date.prototype.toISOString``."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def update(obj: Any, changes: dict[str, Any], allowed: frozenset[str] | None = None) -> None:
+    """Set fields of a dataclass from JSON, checking names and types; raise :class:`Refusal`."""
+    types = {f.name: type(getattr(obj, f.name)) for f in fields(obj)}
+    for name, value in changes.items():
+        if name not in types or (allowed is not None and name not in allowed):
+            raise Refusal(400, f"Unknown setting {name!r}")
+        want = types[name]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise Refusal(400, f"Setting {name!r} must be a {want.__name__}")
+        setattr(obj, name, value)
+
+
+@dataclass
+class StoredMessage:
+    """A message in a conversation, as the portal keeps it."""
+
+    seq: int
+    id: str
+    wa_message_id: str
+    phone: str
+    direction: str
+    type: str
+    content: dict[str, Any]
+    status: str
+    timestamp: datetime
+    contact_name: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "waMessageId": self.wa_message_id,
+            "direction": self.direction,
+            "type": self.type,
+            "content": self.content,
+            "status": self.status,
+            "timestamp": iso(self.timestamp),
+            "contactName": self.contact_name,
+        }
+
+    def summary(self) -> str:
+        body = self.content.get(self.type)
+        if isinstance(body, dict):
+            for key in ("body", "caption", "text"):
+                if isinstance(body.get(key), str):
+                    return str(body[key])
+        return f"[{self.type}]"
+
+
+def _encode_cursor(message: StoredMessage) -> str:
+    raw = json.dumps(
+        {"timestamp": iso(message.timestamp), "seq": message.seq}, separators=(",", ":")
+    )
+    return base64.b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        seq = json.loads(base64.b64decode(cursor, validate=True))["seq"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise Refusal(400, "Invalid parameter") from None
+    if not isinstance(seq, int):
+        raise Refusal(400, "Invalid parameter")
+    return seq
+
+
+def _limit(raw: str | None, default: int, maximum: int) -> int:
+    if raw is None:
+        return default
+    value = int(raw) if raw.isdigit() else -1
+    if check_limit(value, maximum):
+        raise Refusal(400, "Invalid parameter")
+    return value
+
+
+class SimState:
+    """Everything the simulated portal remembers. ``reset()`` returns to ``config``."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        self.settings = replace(self.config, chaos=replace(self.config.chaos))
+        self.chaos = self.settings.chaos
+        self.random = random.Random(self.config.seed)
+        self.offset = 0.0
+        self.seq = 0
+        self.contacts: dict[str, tuple[str | None, datetime | None]] = {}
+        self.messages: list[StoredMessage] = []
+        self.by_wamid: dict[str, StoredMessage] = {}
+        self.templates = TemplateStore()
+        self.webhook_url = ""
+        self.webhook_secret: str | None = None
+        self.webhook_enabled = False
+        self.webhook_events: list[str] = ["messages", "statuses"]
+        self.sent: list[dict[str, Any]] = []
+        self.mark_reads: list[dict[str, Any]] = []
+        self.deliveries: list[dict[str, Any]] = []
+
+    # -- clock and chaos ----------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def advance(self, seconds: float) -> datetime:
+        self.offset += seconds
+        return self.now()
+
+    def roll(self, next_name: str, rate: float) -> bool:
+        """Whether a chaos event fires now: a pending 'next N' count first, then the rate."""
+        pending: int = getattr(self.chaos, next_name)
+        if pending > 0:
+            setattr(self.chaos, next_name, pending - 1)
+            return True
+        return rate > 0 and self.random.random() < rate
+
+    def roll_duplicate(self) -> bool:
+        rate = self.chaos.duplicate_rate
+        return rate > 0 and self.random.random() < rate
+
+    # -- messages -----------------------------------------------------------------------
+
+    def _store(
+        self, phone: str, direction: str, kind: str, content: dict[str, Any], status: str
+    ) -> StoredMessage:
+        self.seq += 1
+        name = self.contacts.get(phone, (None, None))[0] if direction == "inbound" else None
+        tail = base64.b64encode(f"{phone}:{uuid.uuid4().hex[:20]}".encode()).decode()
+        message = StoredMessage(
+            self.seq, str(uuid.uuid4()), f"wamid.{tail}", phone, direction, kind, content,
+            status, self.now(), name,
+        )  # fmt: skip
+        self.messages.append(message)
+        self.by_wamid[message.wa_message_id] = message
+        return message
+
+    def inbound(self, sender: Any, name: Any, kind: Any, content: Any) -> StoredMessage:
+        """Record a message from a contact (it opens their 24-hour window)."""
+        if check_phone(sender):
+            raise Refusal(400, "Invalid phone number format")
+        if not isinstance(kind, str) or not kind:
+            raise Refusal(400, "type is required (text, image, button …)")
+        if kind == "text" and isinstance(content, str):
+            content = {"body": content}
+        if not isinstance(content, dict):
+            raise Refusal(400, "content must be an object (or a string for text)")
+        assert isinstance(sender, str)
+        old_name = self.contacts.get(sender, (None, None))[0]
+        self.contacts[sender] = (name if isinstance(name, str) and name else old_name, self.now())
+        return self._store(sender, "inbound", kind, {kind: content}, "received")
+
+    def inbound_payload(self, message: StoredMessage, context: str | None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "from": message.phone,
+            "messageId": message.wa_message_id,
+            "timestamp": str(int(message.timestamp.timestamp())),
+            "type": message.type,
+            "contact": {"name": message.contact_name or "", "wa_id": message.phone},
+            message.type: message.content[message.type],
+        }
+        if context:
+            data["context"] = {"id": context}
+        return self.envelope("message", data)
+
+    def envelope(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "event": event,
+            "timestamp": iso(self.now()),
+            "projectId": self.settings.project_id,
+            "data": data,
+        }
+
+    def send_text(self, body: Any) -> StoredMessage:
+        """Accept an outbound text, or refuse it as the portal does."""
+        to = body.get("to") if isinstance(body, dict) else None
+        text = body.get("message") if isinstance(body, dict) else None
+        if check_phone(to):
+            raise Refusal(400, "Invalid phone number format")
+        if problem := check_text(text):
+            raise Refusal(400, problem.error)
+        assert isinstance(to, str) and isinstance(text, str)
+        last_inbound = self.contacts.get(to, (None, None))[1]
+        if last_inbound is None or self.now() - last_inbound > WINDOW:
+            raise Refusal(400, "Outside 24-hour messaging window")
+        message = self._store(to, "outbound", "text", {"text": {"body": text}}, "accepted")
+        self.sent.append(
+            {
+                "messageId": message.wa_message_id,
+                "to": to,
+                "message": text,
+                "at": iso(message.timestamp),
+            }
+        )
+        return message
+
+    def status_payload(
+        self, message: StoredMessage, status: str, errors: list[Any] | None = None
+    ) -> dict[str, Any]:
+        """Record ``status`` (if it advances the message) and return its webhook payload."""
+        if STATUS_RANK.get(status, 0) > STATUS_RANK.get(message.status, 0):
+            message.status = status
+        data: dict[str, Any] = {
+            "messageId": message.wa_message_id,
+            "status": status,
+            "recipient": message.phone,
+            "timestamp": str(int(self.now().timestamp())),
+        }
+        if errors is not None:
+            data["errors"] = errors
+        return self.envelope("status", data)
+
+    def mark_read(self, body: Any) -> None:
+        message_id = body.get("messageId") if isinstance(body, dict) else None
+        typing = body.get("showTypingIndicator", False) if isinstance(body, dict) else False
+        if not isinstance(message_id, str) or not message_id.startswith("wamid."):
+            raise Refusal(400, "Invalid parameter")
+        if not isinstance(typing, bool):
+            raise Refusal(400, "Invalid parameter")
+        message = self.by_wamid.get(message_id)
+        if message is None:
+            raise Refusal(404, "Message not found")
+        if message.direction != "inbound":
+            raise Refusal(400, "Invalid parameter")
+        message.status = "read"
+        self.mark_reads.append(
+            {"messageId": message_id, "from": message.phone, "showTypingIndicator": typing,
+             "at": iso(self.now())}
+        )  # fmt: skip
+
+    def conversations(self, cursor: str | None, limit: str | None) -> dict[str, Any]:
+        size = _limit(limit, 20, CONVERSATIONS_MAX_LIMIT)
+        before = _decode_cursor(cursor)
+        last: dict[str, StoredMessage] = {}
+        for message in self.messages:
+            last[message.phone] = message
+        ordered = sorted(last.values(), key=lambda m: m.seq, reverse=True)
+        if before is not None:
+            ordered = [m for m in ordered if m.seq < before]
+        page = ordered[:size]
+        data = [
+            {
+                "phoneNumber": m.phone,
+                "contactName": self.contacts.get(m.phone, (None, None))[0],
+                "lastMessage": {
+                    "id": m.id,
+                    "content": m.summary(),
+                    "type": m.type,
+                    "direction": m.direction,
+                    "timestamp": iso(m.timestamp),
+                },  # fmt: skip
+                "unreadCount": sum(
+                    1
+                    for x in self.messages
+                    if x.phone == m.phone and x.direction == "inbound" and x.status != "read"
+                ),  # fmt: skip
+            }
+            for m in page
+        ]
+        return self._paged(data, page, len(ordered) > size)
+
+    def conversation_messages(
+        self, phone: str, cursor: str | None, limit: str | None
+    ) -> dict[str, Any]:
+        if check_phone(phone):
+            raise Refusal(400, "Invalid phone number format")
+        size = _limit(limit, 30, MESSAGES_MAX_LIMIT)
+        before = _decode_cursor(cursor)
+        ordered = [
+            m for m in reversed(self.messages)
+            if m.phone == phone and (before is None or m.seq < before)
+        ]  # fmt: skip
+        page = ordered[:size]
+        return self._paged([m.to_json() for m in page], page, len(ordered) > size)
+
+    @staticmethod
+    def _paged(data: list[Any], page: list[StoredMessage], more: bool) -> dict[str, Any]:
+        cursor = _encode_cursor(page[-1]) if more and page else None
+        return {"data": data, "pagination": {"nextCursor": cursor, "hasMore": more}}
+
+    # -- webhook configuration ----------------------------------------------------------
+
+    def webhook_json(self) -> dict[str, Any]:
+        return {
+            "phoneNumber": self.settings.phone_number,
+            "webhookUrl": self.webhook_url,
+            "webhookSecret": self.webhook_secret,
+            "webhookEnabled": self.webhook_enabled,
+            "webhookEvents": list(self.webhook_events),
+        }
+
+    def _check_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme == "https" and parts.hostname:
+            return
+        insecure_ok = self.settings.allow_insecure_webhooks
+        if parts.scheme == "http" and insecure_ok and parts.hostname in _LOCAL_HOSTS:
+            return
+        raise Refusal(400, "Webhook URL must be an HTTPS URL")
+
+    def set_webhook(self, body: Any) -> None:
+        if not self.settings.verified:
+            raise Refusal(400, NOT_VERIFIED)
+        if not isinstance(body, dict):
+            raise Refusal(400, "Invalid parameter")
+        url, enabled = body.get("webhookUrl"), body.get("webhookEnabled")
+        if not isinstance(url, str) or not isinstance(enabled, bool):
+            raise Refusal(400, "Invalid parameter")
+        if url:
+            self._check_url(url)
+        elif enabled:
+            raise Refusal(400, "Invalid parameter")
+        if "webhookEvents" in body:
+            if check_webhook_events(body["webhookEvents"]):
+                raise Refusal(400, "Invalid parameter")
+            self.webhook_events = list(dict.fromkeys(body["webhookEvents"]))
+        self.webhook_url, self.webhook_enabled = url, enabled
+        if enabled and self.webhook_secret is None:
+            self.webhook_secret = secrets.token_hex(32)
+
+    def clear_webhook(self) -> None:
+        """Disable and clear; the secret is kept so re-enabling does not break receivers."""
+        self.webhook_url, self.webhook_enabled = "", False
+        self.webhook_events = ["messages", "statuses"]
+
+    def wants(self, event: str) -> bool:
+        """Whether an event of this kind is to be delivered now."""
+        wanted = {"message": "messages", "status": "statuses"}.get(event)
+        return bool(
+            self.webhook_enabled
+            and self.webhook_url
+            and self.webhook_secret
+            and (wanted is None or wanted in self.webhook_events)
+        )
+
+    def history(self, phone: str | None = None) -> dict[str, Any]:
+        """What happened: sends, mark-reads (typing shown or not) and webhook deliveries."""
+
+        def keep(item: dict[str, Any], key: str) -> bool:
+            return phone is None or item.get(key) == phone
+
+        return {
+            "sent": [s for s in self.sent if keep(s, "to")],
+            "markReads": [m for m in self.mark_reads if keep(m, "from")],
+            "deliveries": [d for d in self.deliveries if keep(d, "phone")],
+            "clock": iso(self.now()),
+            "chaos": asdict(self.chaos),
+        }
