@@ -1,10 +1,10 @@
--- Claim an event's identity and write its RQ job, in one atomic step.
+-- Claim an event's identity and write its RQ job (RQ 2.12 layout), atomically.
 -- Every read and check comes before the first write: Lua does not roll back.
 --
 -- KEYS: claim, job hash, queue list, RQ's set of queues, conversation tail
 --       ('' when the event has no conversation), deferred registry
 -- ARGV: job id, claim TTL, tail TTL, deferred score (epoch seconds),
---       enqueued_at, then the job's hash fields as name/value pairs
+--       created_at (also enqueued_at), data, description, origin, timeout
 -- Returns {outcome, job id, predecessor job id or ''}; outcome is
 -- 'accepted' or 'duplicate'.
 local claim_key, job_key, queue_key, queues_key, tail_key, deferred_key =
@@ -37,8 +37,13 @@ end
 
 -- Writes.
 redis.call('SET', claim_key, job_id, 'EX', ARGV[2])
-local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+-- What Job.to_dict() writes for a new job, less the status-dependent fields.
+local fields = {
+  'created_at', ARGV[5], 'data', ARGV[6],
+  'success_callback_name', '', 'failure_callback_name', '', 'stopped_callback_name', '',
+  'started_at', '', 'ended_at', '', 'last_heartbeat', '', 'worker_name', '', 'group_id', '',
+  'origin', ARGV[8], 'description', ARGV[7], 'timeout', ARGV[9],
+}
 if prev then
   -- RQ's dependency layout (Queue.setup_dependencies + Job.register_dependency),
   -- failures allowed so a job that ends in the failed registry releases the next.
@@ -52,10 +57,9 @@ if prev then
   redis.call('SADD', 'rq:job::' .. job_id .. ':dependencies', prev)
   redis.call('ZADD', deferred_key, ARGV[4], job_id)
 else
-  fields[#fields + 1] = 'status'
-  fields[#fields + 1] = 'queued'
-  fields[#fields + 1] = 'enqueued_at'
-  fields[#fields + 1] = ARGV[5]
+  for _, v in ipairs({'status', 'queued', 'enqueued_at', ARGV[5]}) do
+    fields[#fields + 1] = v
+  end
   redis.call('HSET', job_key, unpack(fields))
   redis.call('RPUSH', queue_key, job_id)
 end

@@ -6,13 +6,22 @@ before its first write. Nothing here ever deletes a claim to "undo" an intake: a
 command that stalled can still execute later, so the portal's retry decides
 (it finds either nothing, or claim + job and gets "duplicate").
 
-The script is idempotent for one request: it is called with the job id chosen
-for that request, and a retry of the same call (after a lost reply) finds the
-claim holding that very id and answers "accepted" again.
+The script is idempotent for one request: it runs with the job id chosen for
+that request, and a retry of the same call (after a lost reply) finds the claim
+holding that very id and answers "accepted" again.
+
+**Group commit.** Concurrent requests are written together: each request adds its
+script call to the pending batch and waits; one flusher sends the whole batch as
+one pipeline (one round trip), then resolves every request with its own reply.
+Only one batch is in flight at a time, so Redis runs intakes in arrival order
+(which the per-conversation chains rely on). Each 200 is still behind its own
+confirmed write, and, with ``wait_aof``, behind one ``WAITAOF`` per batch.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -20,7 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from service.events import Classified
 from service.jobs import JobSpec
@@ -28,6 +37,7 @@ from service.jobs import JobSpec
 __all__ = ["Intake", "IntakeResult", "IntakeUnavailable", "connect"]
 
 _SCRIPT = files("service").joinpath("intake.lua").read_text(encoding="utf-8")
+_SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8")).hexdigest()
 _RQ_QUEUES_KEY = "rq:queues"
 
 
@@ -61,8 +71,11 @@ def connect(url: str, deadline: float) -> aioredis.Redis:
     )
 
 
+_Pending = tuple[list[Any], "asyncio.Future[Any]"]
+
+
 class Intake:
-    """Writes claim + job atomically. One instance per process, sharing one client."""
+    """Writes claim + job atomically, batching concurrent requests. One per process."""
 
     def __init__(
         self,
@@ -78,7 +91,8 @@ class Intake:
         self._dedupe_ttl = dedupe_ttl
         self._wait_aof = wait_aof
         self._wait_aof_timeout_ms = wait_aof_timeout_ms
-        self._script = redis.register_script(_SCRIPT)
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def claim_key(self, event_key: str) -> str:
         """Return the Redis key that records ``event_key`` as received."""
@@ -92,44 +106,77 @@ class Intake:
 
     async def submit(self, classified: Classified, job: JobSpec) -> IntakeResult:
         """Claim ``classified.event_key`` and write ``job``; raise :class:`IntakeUnavailable`."""
-        keys = [
+        command = [
+            "EVALSHA",
+            _SCRIPT_SHA,
+            6,
             self.claim_key(classified.event_key),
             "rq:job:" + job.job_id,
             "rq:queue:" + job.queue,
             _RQ_QUEUES_KEY,
             self.tail_key(classified),
             "rq:deferred:" + job.queue,
-        ]
-        args: list[Any] = [
             job.job_id,
             self._dedupe_ttl,
             self._dedupe_ttl,
             job.timestamp,
-            job.fields["created_at"],
+            job.created_at,
+            job.data,
+            job.description,
+            job.queue,
+            job.timeout,
         ]
-        for name, value in job.fields.items():
-            args.append(name)
-            args.append(value)
-        try:
-            if self._wait_aof:
-                reply = await self._submit_durable(keys, args)
-            else:
-                reply = await self._script(keys=keys, args=args)
-        except RedisError as exc:
-            raise IntakeUnavailable(f"Redis did not confirm the intake: {exc}") from exc
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((command, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        reply = await future
         outcome, job_id, prev = (part.decode() for part in reply)
         return IntakeResult(outcome == "duplicate", job_id, prev or None)
 
-    async def _submit_durable(self, keys: list[Any], args: list[Any]) -> Any:
-        # WAITAOF on the same connection, right after the script: it returns once
-        # the local AOF has been fsynced (or the timeout passed).
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                replies = await self._execute([command for command, _ in batch])
+            except RedisError as exc:
+                replies = [exc] * len(batch)
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if future.done():  # the request gave up (deadline) and answered 503
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(
+                        IntakeUnavailable(f"Redis did not confirm the intake: {reply}")
+                    )
+                else:
+                    future.set_result(reply)
+
+    async def _execute(self, commands: list[list[Any]]) -> list[Any]:
+        replies = await self._pipeline(commands)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            # Redis restarted or its script cache was flushed. A NOSCRIPT command
+            # did not run, so running it again after loading the script is safe.
+            await self._redis.script_load(_SCRIPT)
+            retry = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            for i, reply in zip(retry, await self._pipeline([commands[i] for i in retry]), strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline(self, commands: list[list[Any]]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
-            await self._script(keys=keys, args=args, client=pipe)
-            pipe.execute_command("WAITAOF", 1, 0, self._wait_aof_timeout_ms)
-            reply, (local, _replicas) = await pipe.execute()
-        if local < 1:
-            raise IntakeUnavailable("the AOF fsync was not confirmed within the timeout")
-        return reply
+            for command in commands:
+                pipe.execute_command(*command)
+            if self._wait_aof:
+                # Same connection, after the scripts: returns once the local AOF
+                # has been fsynced (or the timeout passed).
+                pipe.execute_command("WAITAOF", 1, 0, self._wait_aof_timeout_ms)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if self._wait_aof:
+            waited = replies.pop()
+            if isinstance(waited, Exception) or waited[0] < 1:
+                unconfirmed = IntakeUnavailable("the AOF fsync was not confirmed in time")
+                replies = [unconfirmed] * len(replies)
+        return replies
 
     async def ping(self) -> bool:
         """Return whether Redis answers."""

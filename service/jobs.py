@@ -59,14 +59,18 @@ def queue_name(prefix: str, kind: Kind) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """An RQ job ready to be written: its id, queue and hash fields (status excluded)."""
+    """An RQ job ready to be written by the intake script (which adds RQ's fixed fields)."""
 
     job_id: str
     queue: str
-    #: Fields common to a queued and a deferred job; the intake script adds the rest.
-    fields: dict[str, str | bytes | int]
+    #: RQ's ``data`` field: the compressed, JSON-serialised call.
+    data: bytes
+    description: str
+    #: ``created_at`` and ``enqueued_at``, in RQ's timestamp format.
+    created_at: str
     #: Whole seconds since the epoch, the deferred registry's score.
     timestamp: int
+    timeout: int
 
 
 def build_job(
@@ -90,21 +94,13 @@ def build_job(
     }
     # RQ's job data: (func_name, instance, args, kwargs) through the serializer, compressed.
     data = zlib.compress(json.dumps([JOB_FUNCTION, None, [], kwargs]).encode("utf-8"))
-    queue = queue_name(queue_prefix, classified.kind)
-    fields: dict[str, str | bytes | int] = {
-        "created_at": stamp,
-        "data": data,
-        "success_callback_name": "",
-        "failure_callback_name": "",
-        "stopped_callback_name": "",
-        "started_at": "",
-        "ended_at": "",
-        "last_heartbeat": "",
-        "worker_name": "",
-        "group_id": "",
-        "origin": queue,
+    return JobSpec(
+        job_id=str(uuid.uuid4()),
+        queue=queue_name(queue_prefix, classified.kind),
+        data=data,
         # What RQ shows and (if enabled) logs: the event identity, never a phone number.
-        "description": f"{classified.kind.value} {classified.event_key}",
-        "timeout": timeout,
-    }
-    return JobSpec(str(uuid.uuid4()), queue, fields, int(now.timestamp()))
+        description=f"{classified.kind.value} {classified.event_key}",
+        created_at=stamp,
+        timestamp=int(now.timestamp()),
+        timeout=timeout,
+    )

@@ -100,12 +100,12 @@ def test_job_kwargs_are_the_documented_contract(r: redis.Redis, redis_url: str) 
         "event_key": "status:wamid.OUT9:read",
         "kind": "status",
         "conversation": "wamid.OUT9",
-        "received_at": spec.fields["created_at"],
+        "received_at": spec.created_at,
         "version": 1,
     }
     assert job.origin == "wabahooks:statuses"
     assert job.description == "status status:wamid.OUT9:read"
-    assert datetime.fromisoformat(str(spec.fields["created_at"])).tzinfo == UTC
+    assert datetime.fromisoformat(spec.created_at).tzinfo == UTC
 
 
 def test_finished_or_missing_predecessors_do_not_hold_a_conversation(

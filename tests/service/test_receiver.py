@@ -314,3 +314,14 @@ def test_three_messages_of_one_contact_form_a_chain_in_order(
 def test_health_and_readiness(receiver: Receiver) -> None:
     assert httpx.get(receiver.url + "/healthz").json() == {"alive": True}
     assert httpx.get(receiver.url + "/readyz").json() == {"ready": True}
+
+
+def test_strict_durability_waits_for_the_aof_fsync_and_accepts(
+    start_receiver: Callable[..., Receiver], r: redis.Redis
+) -> None:
+    receiver = start_receiver(wait_aof=True)
+
+    responses = [deliver(receiver, payloads.message(sender=str(n))) for n in range(3)]
+
+    assert [resp.json() for resp in responses] == [{"received": True}] * 3
+    assert r.llen(MESSAGES) == 3
