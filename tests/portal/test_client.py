@@ -125,9 +125,7 @@ def test_a_wait_beyond_the_budget_raises_rate_limited_at_once() -> None:
 def test_reads_retry_read_timeouts_and_5xx_then_give_up() -> None:
     clock = Clock()
     failing = httpx.Response(503, json={"error": "busy"})
-    client, seen = make(
-        sequence(httpx.ReadTimeout("slow"), failing, failing, failing), clock
-    )
+    client, seen = make(sequence(httpx.ReadTimeout("slow"), failing, failing, failing), clock)
     with pytest.raises(ServerError) as info:
         client.templates()
     assert len(seen) == 4 and info.value.retryable and info.value.call == "templates"
@@ -240,18 +238,3 @@ def test_error_responses_map_to_the_tree(status: int, error: str, name: str) -> 
     assert str(info.value).startswith("mark_read failed: ") and "retrying will not help" in str(
         info.value
     )
-
-
-def test_one_http_client_for_all_calls() -> None:
-    connections: set[int] = set()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"data": []})
-
-    transport = httpx.MockTransport(handler)
-    client = PortalClient(SETTINGS, transport=transport)
-    for _ in range(3):
-        client.templates()
-    connections.add(id(client._http))  # noqa: SLF001 - pinning the one-client rule
-    assert len(connections) == 1
-    client.close()
