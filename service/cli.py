@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import click
 
+from service.portal.simcli import portal_sim
 from service.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -83,3 +84,6 @@ def dev(port: int) -> None:
     from service.dev import run_dev
 
     sys.exit(run_dev(port=port))
+
+
+main.add_command(portal_sim)

@@ -77,6 +77,8 @@ class SimConfig:
     delivery_backoff: float = 0.5
     delivery_timeout: float = 5.0
     seed: int | None = None
+    webhook_url: str = ""  # configured and enabled at start-up when set
+    webhook_secret: str | None = field(default=None, repr=False)  # generated when not given
     chaos: Chaos = field(default_factory=Chaos)
 
 
@@ -199,6 +201,10 @@ class SimState:
         self.webhook_secret: str | None = None
         self.webhook_enabled = False
         self.webhook_events: list[str] = ["messages", "statuses"]
+        if self.config.webhook_url:
+            self._check_url(self.config.webhook_url)
+            self.webhook_url, self.webhook_enabled = self.config.webhook_url, True
+            self.webhook_secret = self.config.webhook_secret or secrets.token_hex(32)
         self.sent: list[dict[str, Any]] = []
         self.mark_reads: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []

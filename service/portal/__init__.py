@@ -1,0 +1,74 @@
+"""The WABA Portal, both sides: the API client workers call, and a simulator to run against.
+
+``service`` and ``workers`` both import from here (``service`` never imports ``workers``).
+Errors: see ``service.portal.errors``; the simulator's control API: ``service.portal.sim``.
+"""
+
+from __future__ import annotations
+
+from service.portal.backoff import RetryPolicy
+from service.portal.client import Limiter, PortalClient
+from service.portal.config import PortalSettings
+from service.portal.errors import (
+    AuthenticationFailed,
+    CategoryMismatch,
+    InvalidParameter,
+    InvalidPhoneNumber,
+    InvalidRequest,
+    InvalidTemplateParameters,
+    MediaUrlNotAccessible,
+    NotFound,
+    OutcomeUnknown,
+    OutsideMessagingWindow,
+    ParameterCountMismatch,
+    PermissionDenied,
+    PortalError,
+    RateLimited,
+    ServerError,
+    TemplateNotFound,
+    TransportError,
+)
+from service.portal.models import (
+    Conversation,
+    LastMessage,
+    Message,
+    Page,
+    SentMessage,
+    Template,
+    WebhookConfig,
+    WebhookTestResult,
+)
+from service.portal.ratelimit import RateLimiter
+
+__all__ = [
+    "AuthenticationFailed",
+    "CategoryMismatch",
+    "Conversation",
+    "InvalidParameter",
+    "InvalidPhoneNumber",
+    "InvalidRequest",
+    "InvalidTemplateParameters",
+    "LastMessage",
+    "Limiter",
+    "MediaUrlNotAccessible",
+    "Message",
+    "NotFound",
+    "OutcomeUnknown",
+    "OutsideMessagingWindow",
+    "Page",
+    "ParameterCountMismatch",
+    "PermissionDenied",
+    "PortalClient",
+    "PortalError",
+    "PortalSettings",
+    "RateLimited",
+    "RateLimiter",
+    "RetryPolicy",
+    "SentMessage",
+    "ServerError",
+    "Template",
+    "TemplateNotFound",
+    "TransportError",
+    "WebhookConfig",
+    "WebhookTestResult",
+]
