@@ -127,6 +127,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
             client,
             prefix=settings.queue_prefix,
             dedupe_ttl=settings.dedupe_ttl,
+            deadline=settings.intake_deadline,
             wait_aof=settings.wait_aof,
         )
         try:
@@ -158,10 +159,9 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
             envelope, classified, queue_prefix=settings.queue_prefix, timeout=settings.job_timeout
         )
         try:
-            async with asyncio.timeout(settings.intake_deadline):
-                result = await state["intake"].submit(classified, job)
-        except (IntakeUnavailable, TimeoutError) as exc:
-            fields["reason"] = str(exc) or "intake deadline passed"
+            result = await state["intake"].submit(classified, job)
+        except IntakeUnavailable as exc:
+            fields["reason"] = str(exc)
             raise Refusal(503, "unavailable", "Storage is unavailable; retry later") from None
         fields["job_id"] = result.job_id
         if result.duplicate:

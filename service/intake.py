@@ -71,6 +71,11 @@ def connect(url: str, deadline: float) -> aioredis.Redis:
     )
 
 
+def _expire(future: asyncio.Future[Any], deadline: float) -> None:
+    if not future.done():
+        future.set_exception(IntakeUnavailable(f"Redis did not confirm within {deadline} s"))
+
+
 _Pending = tuple[list[Any], "asyncio.Future[Any]"]
 
 
@@ -83,12 +88,14 @@ class Intake:
         *,
         prefix: str,
         dedupe_ttl: int,
+        deadline: float,
         wait_aof: bool = False,
         wait_aof_timeout_ms: int = 1000,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._dedupe_ttl = dedupe_ttl
+        self._deadline = deadline
         self._wait_aof = wait_aof
         self._wait_aof_timeout_ms = wait_aof_timeout_ms
         self._pending: list[_Pending] = []
@@ -105,7 +112,10 @@ class Intake:
         return f"{self._prefix}tail:{classified.kind.value}:{classified.conversation}"
 
     async def submit(self, classified: Classified, job: JobSpec) -> IntakeResult:
-        """Claim ``classified.event_key`` and write ``job``; raise :class:`IntakeUnavailable`."""
+        """Claim ``classified.event_key`` and write ``job``.
+
+        Raise :class:`IntakeUnavailable` if Redis does not confirm within the deadline.
+        """
         command = [
             "EVALSHA",
             _SCRIPT_SHA,
@@ -126,11 +136,17 @@ class Intake:
             job.queue,
             job.timeout,
         ]
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        # One timer handle per request: cheaper than asyncio.timeout() on this hot path.
+        timer = loop.call_later(self._deadline, _expire, future, self._deadline)
         self._pending.append((command, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        reply = await future
+        try:
+            reply = await future
+        finally:
+            timer.cancel()
         outcome, job_id, prev = (part.decode() for part in reply)
         return IntakeResult(outcome == "duplicate", job_id, prev or None)
 

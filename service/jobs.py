@@ -23,11 +23,13 @@ job built by RQ's own API, so an RQ upgrade that changes the layout fails loudly
 from __future__ import annotations
 
 import json
-import uuid
+import os
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from service.events import Classified, Kind
 
@@ -50,6 +52,15 @@ QUEUE_NAMES: dict[Kind, str] = {
     Kind.OTHER: "other",
 }
 _RQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON bytes that RQ's ``JSONSerializer`` loads: orjson, else json for what orjson
+    refuses (lone surrogates, integers beyond 64 bits; both legal in a signed body)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value).encode("utf-8")
 
 
 def queue_name(prefix: str, kind: Kind) -> str:
@@ -93,9 +104,9 @@ def build_job(
         "version": FORMAT_VERSION,
     }
     # RQ's job data: (func_name, instance, args, kwargs) through the serializer, compressed.
-    data = zlib.compress(json.dumps([JOB_FUNCTION, None, [], kwargs]).encode("utf-8"))
+    data = zlib.compress(_dumps([JOB_FUNCTION, None, [], kwargs]))
     return JobSpec(
-        job_id=str(uuid.uuid4()),
+        job_id=os.urandom(16).hex(),
         queue=queue_name(queue_prefix, classified.kind),
         data=data,
         # What RQ shows and (if enabled) logs: the event identity, never a phone number.

@@ -6,6 +6,7 @@ If an RQ upgrade changes the job layout, these tests fail loudly.
 from __future__ import annotations
 
 import asyncio
+import json
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,7 @@ def submit(redis_url: str, envelope: Any) -> tuple[IntakeResult, JobSpec]:
     async def run() -> tuple[IntakeResult, JobSpec]:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            intake = Intake(client, prefix="wabahooks:", dedupe_ttl=60)
+            intake = Intake(client, prefix="wabahooks:", dedupe_ttl=60, deadline=2.0)
             classified = classify(envelope)
             job = build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180)
             return await intake.submit(classified, job), job
@@ -68,8 +69,8 @@ def test_a_queued_job_matches_the_one_rq_builds(r: redis.Redis, redis_url: str) 
         restored.args,
         restored.kwargs,
     )
-    assert zlib.decompress(r.hget(f"rq:job:{ours.id}", "data") or b"") == zlib.decompress(
-        r.hget(f"rq:job:{theirs.id}", "data") or b""
+    assert json.loads(zlib.decompress(r.hget(f"rq:job:{ours.id}", "data") or b"")) == json.loads(
+        zlib.decompress(r.hget(f"rq:job:{theirs.id}", "data") or b"")
     )
     assert r.lrange("rq:queue:wabahooks:messages", 0, -1) == [ours.id.encode(), theirs.id.encode()]
     assert r.smembers("rq:queues") == {b"rq:queue:wabahooks:messages"}
