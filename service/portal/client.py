@@ -25,24 +25,16 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import structlog
 
 from service.events import mask_phone
-from service.portal.backoff import RetryPolicy, parse_retry_after
+from service.portal.backoff import RetryPolicy
 from service.portal.config import PortalSettings
-from service.portal.errors import (
-    OutcomeUnknown,
-    PortalError,
-    RateLimited,
-    ServerError,
-    TransportError,
-    error_for_response,
-    invalid_request,
-)
+from service.portal.errors import invalid_request
 from service.portal.models import (
     Conversation,
     Message,
@@ -52,6 +44,7 @@ from service.portal.models import (
     WebhookConfig,
     WebhookTestResult,
 )
+from service.portal.transport import Caller, Limiter
 from service.portal.validation import (
     CONVERSATIONS_MAX_LIMIT,
     MESSAGES_MAX_LIMIT,
@@ -69,33 +62,10 @@ __all__ = ["Limiter", "PortalClient"]
 
 log = structlog.get_logger("wabahooks.portal")
 
-R = TypeVar("R")
-# When a 429 carries no Retry-After, every process holds back this long.
-DEFAULT_HOLD_OFF = 1.0
-
-
-class Limiter(Protocol):
-    """Paces requests across processes."""
-
-    def acquire(self) -> float:
-        """Take a permit: return 0.0 when a request may go now, else the seconds to wait."""
-
-    def hold_off(self, seconds: float) -> None:
-        """Hold every process back for ``seconds`` (after the portal answered 429)."""
-
 
 def _refuse(call: str, problem: Problem | None) -> None:
     if problem is not None:
         raise invalid_request(call, problem.error, problem.detail, status=None)
-
-
-def _error_text(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, str) else None
 
 
 def _ignore(_body: Any) -> None:
@@ -117,14 +87,7 @@ class PortalClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._url = settings.api_url
-        self._limiter = limiter
-        self._retry = retry or RetryPolicy(
-            max_attempts=settings.max_attempts, budget=settings.retry_budget
-        )
-        self._sleep = sleep
-        self._clock = clock
-        self._rand = rand
-        self._http = httpx.Client(
+        http = httpx.Client(
             base_url=settings.api_url.rstrip("/") + "/",
             headers={
                 "Authorization": f"Bearer {settings.api_key}",
@@ -135,137 +98,26 @@ class PortalClient:
             transport=transport,
             follow_redirects=False,
         )
+        policy = retry or RetryPolicy(
+            max_attempts=settings.max_attempts, budget=settings.retry_budget
+        )
+        self._caller = Caller(
+            http, retry=policy, limiter=limiter, sleep=sleep, clock=clock, rand=rand
+        )
+        self._call = self._caller.call
 
     def __repr__(self) -> str:
         return f"PortalClient(api_url={self._url!r})"
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._caller.close()
 
     def __enter__(self) -> PortalClient:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    # -- the transport loop -------------------------------------------------------------
-
-    def _wait_for_permit(self, call: str, deadline: float) -> None:
-        if self._limiter is None:
-            return
-        while (wait := self._limiter.acquire()) > 0:
-            if self._clock() + wait > deadline:
-                raise RateLimited(
-                    call,
-                    f"the shared rate limit asks to wait {wait:.2f} s, more than the retry "
-                    "budget left",
-                    retry_after=wait,
-                    status=None,
-                )
-            self._sleep(wait)
-
-    def _call(
-        self,
-        call: str,
-        method: str,
-        path: str,
-        parse: Callable[[Any], R],
-        *,
-        body: Mapping[str, Any] | None = None,
-        params: Mapping[str, str | int] | None = None,
-        idempotent: bool = True,
-    ) -> R:
-        deadline = self._clock() + self._retry.budget
-        attempt = 0
-        while True:
-            attempt += 1
-            self._wait_for_permit(call, deadline)
-            cause: Exception | None = None
-            try:
-                response = self._http.request(method, path, json=body, params=params)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # The request never left this process: safe to repeat, even a send.
-                cause = exc
-                error: PortalError = TransportError(
-                    call, f"could not reach the portal ({type(exc).__name__})"
-                )
-            except httpx.TransportError as exc:
-                if not idempotent:
-                    raise OutcomeUnknown(
-                        call,
-                        f"no answer after the request was sent ({type(exc).__name__}); it may "
-                        "have been carried out: look for it before sending again",
-                    ) from exc
-                cause = exc
-                error = TransportError(call, f"no answer from the portal ({type(exc).__name__})")
-            else:
-                if response.is_success:
-                    return self._decode(call, response, parse, idempotent)
-                error = error_for_response(
-                    call,
-                    response.status_code,
-                    _error_text(response),
-                    parse_retry_after(response.headers.get("retry-after")),
-                )
-                if isinstance(error, RateLimited) and self._limiter is not None:
-                    self._limiter.hold_off(error.retry_after or DEFAULT_HOLD_OFF)
-                if isinstance(error, ServerError) and not idempotent:
-                    raise OutcomeUnknown(
-                        call,
-                        f"the portal answered {response.status_code} after receiving the "
-                        "request; it may have been carried out: look for it before sending again",
-                        status=response.status_code,
-                    ) from error
-                if not error.retryable:
-                    raise error
-            self._backoff(call, attempt, error, cause, deadline)
-
-    def _backoff(
-        self,
-        call: str,
-        attempt: int,
-        error: PortalError,
-        cause: Exception | None,
-        deadline: float,
-    ) -> None:
-        if attempt >= self._retry.max_attempts:
-            raise error from cause
-        retry_after = error.retry_after if isinstance(error, RateLimited) else None
-        delay = self._retry.delay(attempt, retry_after, self._rand)
-        if self._clock() + delay > deadline:
-            if isinstance(error, RateLimited):
-                raise RateLimited(
-                    call,
-                    f"rate limited by the portal; the wait of {delay:.2f} s is longer than the "
-                    "retry budget left",
-                    retry_after=delay,
-                ) from cause
-            raise error from cause
-        log.info(
-            "portal_retry", call=call, attempt=attempt, delay_s=round(delay, 3), status=error.status
-        )
-        self._sleep(delay)
-
-    def _decode(
-        self, call: str, response: httpx.Response, parse: Callable[[Any], R], idempotent: bool
-    ) -> R:
-        try:
-            return parse(response.json() if response.content else None)
-        except ValueError as exc:
-            if not idempotent:
-                raise OutcomeUnknown(
-                    call,
-                    f"the portal answered {response.status_code} with an unexpected body ({exc}); "
-                    "look for the result before sending again",
-                    status=response.status_code,
-                ) from exc
-            raise ServerError(
-                call,
-                f"the portal answered {response.status_code} with an unexpected body ({exc})",
-                status=response.status_code,
-                retryable=False,
-            ) from exc
 
     # -- messages -----------------------------------------------------------------------
 
