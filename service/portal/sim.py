@@ -20,7 +20,7 @@ Control API (no authentication: bind it to 127.0.0.1), all JSON:
                                     ``showTypingIndicator``), deliveries with every attempt
 ``GET /sim/deliveries``             ``{"pending": n}``: background deliveries not finished
 ``POST /sim/deliveries/wait``       ``{"timeout": s}`` (default 10): wait for them; ``{"pending"}``
-``GET|PUT /sim/chaos``              read or change :class:`~service.portal.simstate.Chaos`
+``GET|PUT /sim/chaos``              read or change :class:`~service.portal.simconfig.Chaos`
 ``GET|PUT /sim/settings``           read or change ``verified``, ``allow_insecure_webhooks``,
                                     ``auto_read``, ``status_delay``, ``delivery_attempts``,
                                     ``delivery_backoff``, ``delivery_timeout``
@@ -48,9 +48,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.portal.simconfig import SETTING_NAMES, Refusal, SimConfig, update
 from service.portal.simdelivery import Deliverer
-from service.portal.simstate import SETTING_NAMES, Refusal, SimConfig, SimState, update
-from service.portal.simtemplates import TemplateRefused
+from service.portal.simstate import SimState
 
 __all__ = ["create_sim_app"]
 
@@ -111,7 +111,7 @@ def create_sim_app(config: SimConfig | None = None) -> Starlette:
                 return JSONResponse({"error": "Internal server error"}, 500)
             try:
                 return await handler(request)
-            except (Refusal, TemplateRefused) as refusal:
+            except Refusal as refusal:
                 return JSONResponse({"error": refusal.error}, refusal.status)
 
         return endpoint
@@ -201,7 +201,7 @@ def create_sim_app(config: SimConfig | None = None) -> Starlette:
         async def endpoint(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (Refusal, TemplateRefused) as refusal:
+            except Refusal as refusal:
                 return JSONResponse({"error": refusal.error}, refusal.status)
 
         return endpoint

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from service.portal.simstate import Chaos, Refusal, SimConfig, SimState
+from service.portal.simconfig import Chaos, Refusal, SimConfig
+from service.portal.simstate import SimState
 
 __all__ = ["portal_sim"]
 

@@ -9,29 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.portal.simconfig import Refusal
 from service.portal.validation import check_category, check_components, check_template
 
-__all__ = ["TemplateStore", "TemplateRefused"]
+__all__ = ["TemplateStore"]
 
 STATUSES = frozenset({"APPROVED", "PENDING", "REJECTED", "PAUSED", "DISABLED"})
 FIRST_ID = 100000001
 
 
-class TemplateRefused(Exception):
-    """A template request the portal refuses: ``status`` and ``error`` text."""
-
-    def __init__(self, status: int, error: str) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
+def _invalid() -> Refusal:
+    return Refusal(400, "Invalid parameter")
 
 
-def _invalid() -> TemplateRefused:
-    return TemplateRefused(400, "Invalid parameter")
-
-
-def _not_found() -> TemplateRefused:
-    return TemplateRefused(404, "Template not found")
+def _not_found() -> Refusal:
+    return Refusal(404, "Template not found")
 
 
 class TemplateStore:
@@ -74,7 +66,7 @@ class TemplateStore:
         if template is None:
             raise _not_found()
         if template["status"] != "REJECTED":
-            raise TemplateRefused(
+            raise Refusal(
                 400, f"Only REJECTED templates can be edited; this one is {template['status']}"
             )
         if not isinstance(body, dict):
@@ -84,7 +76,7 @@ class TemplateStore:
         if check_category(category) or check_components(components):
             raise _invalid()
         if category != template["category"]:
-            raise TemplateRefused(400, "Template category doesn't match")
+            raise Refusal(400, "Template category doesn't match")
         template.update(components=components, status="PENDING")
         return dict(template)
 
@@ -98,7 +90,7 @@ class TemplateStore:
     def set_status(self, key: str, status: Any) -> list[dict[str, Any]]:
         """Set the review status of the template with id ``key``, or of every one named ``key``."""
         if status not in STATUSES:
-            raise TemplateRefused(400, f"status must be one of {', '.join(sorted(STATUSES))}")
+            raise Refusal(400, f"status must be one of {', '.join(sorted(STATUSES))}")
         matched = [t for tid, t in self._by_id.items() if key in (tid, t["name"])]
         if not matched:
             raise _not_found()

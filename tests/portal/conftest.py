@@ -14,7 +14,7 @@ import pytest
 from service.portal.client import PortalClient
 from service.portal.config import PortalSettings
 from service.portal.sim import create_sim_app
-from service.portal.simstate import SimConfig
+from service.portal.simconfig import SimConfig
 from tests.portal.support import API_KEY, FAST_RETRY, READONLY_KEY, Collector, serve
 
 
