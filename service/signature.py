@@ -40,6 +40,7 @@ _ESCAPES = {
 # surrogate pairs into one code point, so any surrogate left in a str is lone.
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f\ud800-\udfff]')
 _MAX_ARRAY_INDEX = 2**32 - 2
+_HEX_SIGNATURE = re.compile("[0-9a-f]{64}")
 
 
 class InvalidJSON(ValueError):
@@ -50,11 +51,14 @@ def _reject_constant(name: str) -> Any:
     raise InvalidJSON(f"{name} is not valid JSON")
 
 
+# One decoder for the process: json.loads(..., parse_constant=...) builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json(body: bytes) -> Any:
     """Parse ``body`` as ``JSON.parse`` would accept it; raise :class:`InvalidJSON` if not."""
     try:
-        text = body.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(body.decode("utf-8"))
     except InvalidJSON:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -172,7 +176,7 @@ def _normalise_header(header: str | None) -> bytes | None:
     if header is None:
         return None
     header = header.strip().lower()
-    if len(header) != 64 or not all(c in "0123456789abcdef" for c in header):
+    if not _HEX_SIGNATURE.fullmatch(header):
         return None
     return header.encode("ascii")
 
