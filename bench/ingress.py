@@ -126,7 +126,16 @@ def server(variant: str, redis_url: str) -> Iterator[int]:
         argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
         argv += ["--port", str(port)]
     else:
-        argv = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         os.sched_setaffinity(proc.pid, {SERVER_CORE})
@@ -166,7 +175,9 @@ def main() -> None:
         data, script = Path(tmp) / "bodies.txt", Path(tmp) / "wrk.lua"
         write_bodies(data, args.bodies)
         script.write_text(WRK_SCRIPT % {"data": data})
-        valkey = ValkeyServer(data_dir=Path(tmp) / "valkey", appendonly="yes", appendfsync="everysec")
+        valkey = ValkeyServer(
+            data_dir=Path(tmp) / "valkey", appendonly="yes", appendfsync="everysec"
+        )
         valkey.start()
         os.sched_setaffinity(valkey._process.pid, {LOAD_CORE})  # noqa: SLF001
         client = redis.Redis.from_url(valkey.connection_url)

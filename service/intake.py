@@ -174,7 +174,8 @@ class Intake:
             # did not run, so running it again after loading the script is safe.
             await self._redis.script_load(_SCRIPT)
             retry = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            for i, reply in zip(retry, await self._pipeline([commands[i] for i in retry]), strict=True):
+            again = await self._pipeline([commands[i] for i in retry])
+            for i, reply in zip(retry, again, strict=True):
                 replies[i] = reply
         return replies
 
