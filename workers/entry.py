@@ -2,23 +2,62 @@
 
 ``service.jobs.JOB_FUNCTION`` names it; the receiver writes jobs that call it
 with the keyword arguments documented there (and in the README).
+
+Retries: a handler that raises makes the job return a jittered ``rq.Retry``
+(exponential backoff with full jitter; the failing handler's own
+:class:`~workers.router.RetryPolicy` if it declared one, else the default).
+Handlers that already completed for this event are skipped on the retry. An
+error retrying cannot fix fails the job at once; so does the last attempt, with
+the handler's exception, so the failed registry shows why.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any
 
 import structlog
+from rq import Retry, get_current_job
 
 from service.jobs import FORMAT_VERSION
+from service.model import parse_event
+from service.portal import RateLimited
+from workers.dispatch import HandlerFailed, dispatch
+from workers.router import RetryPolicy
+from workers.runtime import Runtime
 
-__all__ = ["process_event"]
+__all__ = ["UnsupportedJobFormat", "process_event", "set_runtime"]
 
 log = structlog.get_logger("wabahooks.worker")
+
+_runtime: Runtime | None = None
 
 
 class UnsupportedJobFormat(Exception):
     """The job was written by a receiver speaking a newer job format."""
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Use ``runtime`` for the jobs of this process (``None``: build it from the environment)."""
+    global _runtime
+    _runtime = runtime
+
+
+def _get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.from_env()
+    return _runtime
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, error: BaseException) -> int:
+    """Seconds to wait before attempt ``attempt + 1``: full jitter, at least Retry-After."""
+    ceiling = min(policy.cap, policy.base * 2 ** (attempt - 1))
+    delay = random.uniform(0, ceiling)
+    if isinstance(error, RateLimited) and error.retry_after:
+        delay = max(delay, error.retry_after)
+    return max(1, math.ceil(delay))  # RQ schedules in whole seconds; 0 would not wait
 
 
 def process_event(
@@ -29,15 +68,43 @@ def process_event(
     conversation: str | None,
     received_at: str,
     version: int,
-) -> None:
-    """Process one received event.
-
-    Handler dispatch is not built yet (issue 4): for now the event is logged
-    and acknowledged, as an event that no handler matches will be.
-    """
+) -> Retry | None:
+    """Run the handlers for one received event; return a Retry if one failed."""
     if version > FORMAT_VERSION:
         raise UnsupportedJobFormat(
             f"job format {version} is newer than this worker's {FORMAT_VERSION}: "
             "upgrade the workers"
         )
-    log.info("event.unhandled", event_key=event_key, kind=kind, received_at=received_at)
+    runtime = _get_runtime()
+    job = get_current_job()
+    attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
+    with structlog.contextvars.bound_contextvars(
+        event_key=event_key, job_id=job.id if job else None, kind=kind, attempt=attempt
+    ):
+        event = parse_event(envelope, kind=kind, event_key=event_key)
+        ledger = runtime.ledger(event_key)
+        try:
+            dispatch(
+                event,
+                runtime.registrations,
+                ledger=ledger,
+                context_for=lambda registration, replies: runtime.context(
+                    registration,
+                    ledger=ledger,
+                    conversation=conversation,
+                    replies_expected=replies,
+                ),
+            )
+        except HandlerFailed as failure:
+            policy = failure.retry or runtime.retry
+            if failure.permanent or attempt >= policy.max_attempts:
+                log.error(
+                    "event.failed",
+                    handler=failure.registration.name,
+                    reason="not retryable" if failure.permanent else "attempts exhausted",
+                )
+                raise
+            delay = retry_delay(policy, attempt, failure.error)
+            log.warning("event.retry", handler=failure.registration.name, in_seconds=delay)
+            return Retry(max=policy.max_attempts - 1, interval=delay)
+    return None

@@ -1,0 +1,29 @@
+"""The handler author's API is what workers/__init__.py exports: pinned."""
+
+from __future__ import annotations
+
+import workers
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(workers.__all__) == sorted(
+        [
+            "STOP",
+            "Contact",
+            "Context",
+            "Event",
+            "HandlerFailed",
+            "InboundMessage",
+            "Location",
+            "Media",
+            "Permanent",
+            "RetryPolicy",
+            "Router",
+            "StatusUpdate",
+            "Store",
+            "TestEvent",
+            "UnknownEvent",
+        ]
+    )
+    for name in workers.__all__:
+        assert getattr(workers, name) is not None

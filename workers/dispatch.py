@@ -1,0 +1,112 @@
+"""Dispatch: run one event's matching handlers, in order, each at most once.
+
+Order: the registrations' order (built-in modules first, then ``WABAHOOKS_HANDLERS``
+in the order listed, then entry-point modules by name; registration order within a
+module). A function registered by several decorators runs once. Handlers already
+marked done in the ledger (an earlier attempt of this job) are skipped. A handler
+returning :data:`~workers.router.STOP` skips the rest. The first handler that
+raises ends the run with :class:`HandlerFailed`; the job is retried from there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from service.model import Event
+from service.portal import OutcomeUnknown, PortalError
+from workers.context import Context
+from workers.ledger import Ledger
+from workers.router import STOP, Registration, RetryPolicy
+
+__all__ = ["HandlerFailed", "Permanent", "dispatch"]
+
+log = structlog.get_logger("wabahooks.dispatch")
+
+
+class Permanent(Exception):
+    """Raise from a handler for a failure retrying cannot fix: the job fails at once."""
+
+
+class HandlerFailed(Exception):
+    """A handler raised; ``permanent`` says whether retrying can help."""
+
+    def __init__(self, registration: Registration, error: BaseException) -> None:
+        self.registration = registration
+        self.error = error
+        self.permanent = is_permanent(error)
+        advice = "not retried" if self.permanent else "will be retried"
+        super().__init__(f"handler {registration.name} failed ({advice}): {error}")
+
+    @property
+    def retry(self) -> RetryPolicy | None:
+        """The failing handler's own retry policy, if it declared one."""
+        return self.registration.retry
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Return whether retrying cannot fix ``error`` (the portal's 4xx, validation, Permanent)."""
+    if isinstance(error, Permanent):
+        return True
+    if isinstance(error, OutcomeUnknown):
+        return False  # the retry looks for the send before sending again
+    if isinstance(error, PortalError):
+        return not error.retryable
+    return False
+
+
+ContextFactory = Callable[[Registration, bool], Context]
+
+
+def dispatch(
+    event: Event,
+    registrations: Sequence[Registration],
+    *,
+    ledger: Ledger,
+    context_for: ContextFactory,
+) -> int:
+    """Run the handlers that match ``event``; return how many ran. Raise :class:`HandlerFailed`."""
+    matching: list[Registration] = []
+    for registration in registrations:
+        if registration.matches(event) and all(r.name != registration.name for r in matching):
+            matching.append(registration)
+    if not matching:
+        log.info("event.unhandled", kind=event.kind)
+        return 0
+    replies_expected = any(r.replies for r in matching)
+    ran = 0
+    for registration in matching:
+        if ledger.handler_done(registration.name):
+            log.info(
+                "handler.skipped", handler=registration.name, reason="done in an earlier attempt"
+            )
+            continue
+        started = time.perf_counter()
+        try:
+            result = registration.func(event, context_for(registration, replies_expected))
+        except Exception as exc:
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            failure = HandlerFailed(registration, exc)
+            log.warning(
+                "handler.failed",
+                handler=registration.name,
+                outcome="permanent" if failure.permanent else "retry",
+                duration_ms=duration_ms,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise failure from exc
+        ledger.mark_handler_done(registration.name)
+        ran += 1
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        stopped = result == STOP
+        log.info(
+            "handler.done",
+            handler=registration.name,
+            outcome="stop" if stopped else "ok",
+            duration_ms=duration_ms,
+        )
+        if stopped:
+            break
+    return ran

@@ -1,0 +1,115 @@
+"""The worker process's runtime: loaded handlers and shared clients, built once.
+
+One Redis client, one portal client (one connection pool, one shared rate
+limiter) and the handler registrations, for every job this process runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from service.portal import PortalClient, PortalSettings, RateLimiter
+from service.settings import DEFAULT_QUEUE_PREFIX, ConfigError
+from workers.context import Context, RedisStore
+from workers.dispatch import Permanent
+from workers.effects import Effects, PortalAPI
+from workers.ledger import DEFAULT_LEDGER_TTL, RedisLedger
+from workers.loading import load_routers, registrations
+from workers.router import Registration, RetryPolicy
+
+__all__ = ["Runtime", "UnconfiguredPortal"]
+
+DEFAULT_CONFIG_FILE = "wabahooks.toml"
+
+
+class UnconfiguredPortal:
+    """Stands in for the portal client when WABA_API_URL/WABA_API_KEY are not set."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise Permanent(
+            f"the portal API is not configured (set WABA_API_URL and WABA_API_KEY) "
+            f"but a handler called {name}"
+        )
+
+
+def _load_config(env: Mapping[str, str]) -> dict[str, Any]:
+    path = Path(env.get("WABAHOOKS_CONFIG") or DEFAULT_CONFIG_FILE)
+    if not path.exists():
+        if env.get("WABAHOOKS_CONFIG"):
+            raise ConfigError(f"WABAHOOKS_CONFIG names {str(path)!r}, which does not exist")
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+@dataclass
+class Runtime:
+    """Everything jobs share in one worker process."""
+
+    redis: redis.Redis
+    portal: PortalAPI
+    registrations: list[Registration]
+    prefix: str = DEFAULT_QUEUE_PREFIX
+    config: Mapping[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    ledger_ttl: int = DEFAULT_LEDGER_TTL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Runtime:
+        """Build the runtime from the environment (see the README's Configuration)."""
+        env = os.environ if env is None else env
+        url = env.get("REDIS_URL", "").strip()
+        if not url:
+            raise ConfigError("REDIS_URL is not set: the worker reads its jobs from Redis")
+        client = redis.Redis.from_url(url)
+        portal: PortalAPI
+        if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
+            settings = PortalSettings.from_env(env)
+            limiter = RateLimiter(client, rate=settings.rate, burst=settings.burst)
+            portal = PortalClient(settings, limiter=limiter)
+        else:
+            portal = UnconfiguredPortal()
+        routers = load_routers(env.get("WABAHOOKS_HANDLERS", ""))
+        return cls(
+            redis=client,
+            portal=portal,
+            registrations=registrations(routers),
+            prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
+            config=_load_config(env),
+        )
+
+    def section(self, router: str) -> Mapping[str, Any]:
+        """Return the configuration section ``[handlers.<router>]`` (empty if absent)."""
+        handlers = self.config.get("handlers", {})
+        section = handlers.get(router, {}) if isinstance(handlers, Mapping) else {}
+        return section if isinstance(section, Mapping) else {}
+
+    def ledger(self, event_key: str) -> RedisLedger:
+        """Return the ledger of one event."""
+        return RedisLedger(self.redis, event_key, prefix=self.prefix, ttl=self.ledger_ttl)
+
+    def context(
+        self,
+        registration: Registration,
+        *,
+        ledger: RedisLedger,
+        conversation: str | None,
+        replies_expected: bool,
+    ) -> Context:
+        """Return the context one handler runs with."""
+        return Context.build(
+            portal=Effects(self.portal, ledger, registration.name),
+            store=RedisStore(self.redis, conversation, prefix=self.prefix),
+            config=self.section(registration.router),
+            replies_expected=replies_expected,
+            handler=registration.name,
+        )

@@ -1,0 +1,132 @@
+"""Unit-testing handlers without Redis or a portal.
+
+::
+
+    from workers.testing import Harness, inbound_text
+
+    def test_greets_by_name():
+        harness = Harness(router)
+        harness.deliver(inbound_text("hello", name="Ana"))
+        assert harness.portal.sent == [("919876543210", "Hi Ana!")]
+
+:class:`Harness` runs an event through the same dispatch as the worker, with a
+:class:`RecordingPortal`, a :class:`~workers.ledger.MemoryLedger` per event and a
+:class:`~workers.context.MemoryStore` per conversation. ``deliver`` again with
+the same event replays it as a retried job would (done handlers are skipped).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from service.model import Event, InboundMessage, StatusUpdate, parse_event
+from service.portal import Message, SentMessage
+from workers.context import Context, MemoryStore
+from workers.dispatch import dispatch
+from workers.effects import Effects
+from workers.ledger import MemoryLedger
+from workers.router import Registration, Router
+
+__all__ = ["Harness", "RecordingPortal", "inbound_text", "status_update"]
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class RecordingPortal:
+    """A portal that records what handlers did: ``sent`` (to, text) and ``marked`` (id, typing)."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)
+    marked: list[tuple[str, bool]] = field(default_factory=list)
+    _history: list[Message] = field(default_factory=list)
+
+    def send_text(self, to: str, message: str) -> SentMessage:
+        message_id = f"wamid.SENT{next(_ids):06d}"
+        self.sent.append((to, message))
+        self._history.insert(
+            0,
+            Message(
+                id=message_id,
+                wa_message_id=message_id,
+                direction="outbound",
+                type="text",
+                content={"text": {"body": message}},
+                status="sent",
+                timestamp=datetime.now(UTC),
+                contact_name=None,
+            ),
+        )
+        return SentMessage(message_id=message_id)
+
+    def mark_read(self, message_id: str, *, show_typing_indicator: bool = False) -> None:
+        self.marked.append((message_id, show_typing_indicator))
+
+    def iter_messages(self, phone_number: str, *, limit: int = 100) -> Iterator[Message]:
+        return iter(list(self._history))
+
+
+def inbound_text(
+    text: str, *, sender: str = "919876543210", name: str = "John Doe", message_id: str = ""
+) -> InboundMessage:
+    """An inbound text message event, as a worker would see it."""
+    mid = message_id or f"wamid.TEST{next(_ids):06d}"
+    envelope = {
+        "event": "message",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "projectId": "test",
+        "data": {
+            "from": sender,
+            "messageId": mid,
+            "timestamp": str(int(datetime.now(UTC).timestamp())),
+            "type": "text",
+            "contact": {"name": name, "wa_id": sender},
+            "text": {"body": text},
+        },
+    }
+    event = parse_event(envelope, kind="message", event_key=f"message:{mid}")
+    assert isinstance(event, InboundMessage)
+    return event
+
+
+def status_update(message_id: str, status: str, **data: Any) -> StatusUpdate:
+    """A status update event for an outbound message."""
+    envelope = {"event": "status", "data": {"messageId": message_id, "status": status, **data}}
+    event = parse_event(envelope, kind="status", event_key=f"status:{message_id}:{status}")
+    assert isinstance(event, StatusUpdate)
+    return event
+
+
+class Harness:
+    """Runs events through routers as the worker does, in memory."""
+
+    def __init__(self, *routers: Router, config: Mapping[str, Mapping[str, Any]] | None = None):
+        self.registrations: list[Registration] = [r for router in routers for r in router]
+        self.portal = RecordingPortal()
+        self.config = config or {}
+        self.ledgers: dict[str, MemoryLedger] = {}
+        self.stores: dict[str | None, MemoryStore] = {}
+
+    def store(self, conversation: str | None) -> MemoryStore:
+        """The store of one conversation (a contact's number, or a message id)."""
+        return self.stores.setdefault(conversation, MemoryStore())
+
+    def deliver(self, event: Event) -> int:
+        """Dispatch ``event``; return how many handlers ran (a failing handler raises
+        :class:`~workers.dispatch.HandlerFailed`, its error as ``__cause__``)."""
+        ledger = self.ledgers.setdefault(event.event_key, MemoryLedger())
+        conversation = getattr(event, "sender", None) or getattr(event, "message_id", None)
+
+        def context_for(registration: Registration, replies: bool) -> Context:
+            return Context.build(
+                portal=Effects(self.portal, ledger, registration.name),
+                store=self.store(conversation),
+                config=self.config.get(registration.router, {}),
+                replies_expected=replies,
+                handler=registration.name,
+            )
+
+        return dispatch(event, self.registrations, ledger=ledger, context_for=context_for)
