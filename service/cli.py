@@ -3,11 +3,18 @@
 Each subcommand reads its settings from the environment (see the README's
 "Configuration") and reports a configuration problem in one line, naming the
 variable, with exit status 2.
+
+Installed packages add subcommands through the entry-point group
+``wabahooks.cli`` (each entry point names a click command; its name is the
+subcommand's). The queue side (``workers``) adds ``worker`` and ``failed`` that
+way, so this module never imports it. Plugins load when their command is used
+(or help is shown); a built-in command keeps its name.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib.metadata import EntryPoint, entry_points
 from typing import BinaryIO
 
 import click
@@ -15,7 +22,10 @@ import click
 from service.portal.simcli import portal_sim
 from service.settings import ConfigError, Settings
 
-__all__ = ["main"]
+__all__ = ["PLUGIN_GROUP", "main"]
+
+#: The entry-point group other packages add ``wabahooks`` subcommands through.
+PLUGIN_GROUP = "wabahooks.cli"
 
 
 def load_settings() -> Settings:
@@ -27,7 +37,31 @@ def load_settings() -> Settings:
         sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _PluginGroup(click.Group):
+    """A group that also offers the commands of the ``wabahooks.cli`` entry points."""
+
+    def _plugins(self) -> dict[str, EntryPoint]:
+        return {
+            ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in self.commands
+        }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in (plugins := self._plugins()):
+            loaded = plugins[cmd_name].load()
+            if not isinstance(loaded, click.Command):
+                raise click.ClickException(
+                    f"entry point {cmd_name!r} in {PLUGIN_GROUP} is not a click command: "
+                    f"{plugins[cmd_name].value}"
+                )
+            command = loaded
+        return command
+
+
+@click.group(cls=_PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wabahooks")
 def main() -> None:
     """Receive WABA Portal webhooks, queue them durably, and act on them."""

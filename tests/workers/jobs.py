@@ -1,0 +1,43 @@
+"""Small job functions for the worker tests, independent of the handler API.
+
+Each takes the Redis URL it reports to, so a worker in another process can run it.
+"""
+
+from __future__ import annotations
+
+import redis
+from rq import Retry
+
+
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def record(url: str, key: str, value: str) -> str:
+    """Append ``value`` to the list ``key``; return it."""
+    with _client(url) as client:
+        client.rpush(key, value)
+    return value
+
+
+def block(url: str, key: str, timeout: int = 30) -> str:
+    """Mark ``key:started``, then wait (up to ``timeout`` s) for something on ``key:release``."""
+    with _client(url) as client:
+        client.set(f"{key}:started", "1")
+        released = client.blpop([f"{key}:release"], timeout=timeout)
+        client.set(f"{key}:ended", "1")
+    return "released" if released else "timed out"
+
+
+def fail(message: str = "the job failed on purpose") -> None:
+    """Raise, so the job lands in the failed registry."""
+    raise RuntimeError(message)
+
+
+def flaky(url: str, key: str, succeed_on: int) -> str | Retry:
+    """Count runs in ``key``; ask for a delayed retry until run number ``succeed_on``."""
+    with _client(url) as client:
+        runs = int(client.incr(key))
+    if runs < succeed_on:
+        return Retry(max=2, interval=[1, 1])
+    return f"ran {runs} times"

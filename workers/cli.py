@@ -1,0 +1,237 @@
+"""``wabahooks worker`` and ``wabahooks failed``: the queue side's commands.
+
+They join the ``wabahooks`` command through the entry-point group ``wabahooks.cli``
+(see ``pyproject.toml``), so ``service`` never imports ``workers``. Queues are named
+by their suffix (``messages``, ``statuses``, ``other``); ``WABAHOOKS_QUEUE_PREFIX``
+is added. Every job is read with RQ's ``JSONSerializer``, as the receiver writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from datetime import datetime
+
+import click
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from rq.results import Result
+from rq.serializers import JSONSerializer
+
+from service.jobs import QUEUE_NAMES
+from service.settings import ConfigError, Settings
+from workers.worker import OneQueuePerProcess, WabaWorker
+
+__all__ = ["DEFAULT_QUEUE", "QUEUES", "failed", "load_worker_settings", "worker"]
+
+#: Queue suffixes, in the order the README lists them.
+QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
+#: The queue a worker serves when none is named.
+DEFAULT_QUEUE = "messages"
+# A placeholder for the one setting workers do not use (the webhook secret).
+_NO_SECRET = "(not used by workers)"
+
+
+def load_worker_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Return the settings a worker reads, without requiring ``WABA_WEBHOOK_SECRET``.
+
+    Raise :class:`ConfigError` for a missing ``REDIS_URL`` or a malformed setting.
+    """
+    values = dict(os.environ if env is None else env)
+    if not values.get("WABA_WEBHOOK_SECRET", "").strip():
+        values["WABA_WEBHOOK_SECRET"] = _NO_SECRET  # verifying signatures is the receiver's job
+    settings = Settings.from_env(values)
+    settings.require_redis_url()
+    return settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_worker_settings()
+    except ConfigError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(2)
+
+
+def _connect(settings: Settings) -> redis.Redis:
+    connection = redis.Redis.from_url(settings.require_redis_url())
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        click.echo(f"wabahooks: cannot reach Redis at REDIS_URL ({exc}); is it running?", err=True)
+        sys.exit(1)
+    return connection
+
+
+_QUEUE_CHOICE = click.Choice(QUEUES)
+
+
+@click.command()
+@click.option(
+    "--queue",
+    "queue_names",
+    multiple=True,
+    type=_QUEUE_CHOICE,
+    help=f"The queue to work (one per process) [default: {DEFAULT_QUEUE}].",
+)
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+def worker(queue_names: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker on one queue (needs REDIS_URL).
+
+    One process per queue: RQ moves a job atomically into the queue's
+    intermediate list only for a single queue. SIGTERM or Ctrl-C lets the
+    current job finish, then exits; a second one stops at once (the job fails).
+    """
+    from service.logs import configure_logging
+
+    if len(queue_names) > 1:
+        raise click.UsageError(
+            f"one queue per worker process, got {', '.join(queue_names)}: "
+            "start one `wabahooks worker --queue NAME` for each"
+        )
+    name = queue_names[0] if queue_names else DEFAULT_QUEUE
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    connection = _connect(settings)
+    try:
+        rq_worker = WabaWorker(settings.queue_prefix + name, connection=connection)
+    except OneQueuePerProcess as exc:  # pragma: no cover - guarded above
+        raise click.UsageError(str(exc)) from exc
+    rq_worker.run(burst=burst)
+    if not burst and not rq_worker.stop_requested:
+        # RQ's loop ended by itself (Redis gone, an unexpected error): let a supervisor restart it.
+        sys.exit(1)
+
+
+@click.group()
+def failed() -> None:
+    """List, requeue or purge failed jobs (RQ's failed registries)."""
+
+
+def _queues(connection: redis.Redis, prefix: str, only: str | None) -> list[Queue]:
+    names = [only] if only else list(QUEUES)
+    return [Queue(prefix + n, connection=connection, serializer=JSONSerializer) for n in names]
+
+
+def _failed_jobs(queues: list[Queue]) -> Iterator[tuple[Queue, Job]]:
+    for queue in queues:
+        registry = FailedJobRegistry(queue=queue)
+        ids = registry.get_job_ids()
+        for job in Job.fetch_many(ids, connection=queue.connection, serializer=JSONSerializer):
+            if job is not None:
+                yield queue, job
+
+
+def _event_key(job: Job) -> str:
+    try:
+        return str(job.kwargs.get("event_key", "-"))
+    except Exception:  # a job these commands cannot decode is still listed
+        return "?"
+
+
+def _failure(job: Job) -> tuple[str, str]:
+    """Return when ``job`` failed and the last line of its error."""
+    result = job.latest_result()
+    when: datetime | None = result.created_at if result else job.ended_at
+    stamp = when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "-"
+    if result is not None and result.type == Result.Type.MAX_RETRIES_EXCEEDED:
+        return stamp, "retries exhausted"
+    text = (result.exc_string if result and result.exc_string else None) or ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return stamp, lines[-1] if lines else "-"
+
+
+@failed.command("list")
+@click.option("--queue", type=_QUEUE_CHOICE, help="Only this queue [default: all].")
+def list_failed(queue: str | None) -> None:
+    """Show failed jobs: id, queue, event key, when, the error's last line."""
+    settings = _settings()
+    rows = []
+    for q, job in _failed_jobs(_queues(_connect(settings), settings.queue_prefix, queue)):
+        rows.append((job.id, q.name, _event_key(job), *_failure(job)))
+    if not rows:
+        click.echo("No failed jobs.")
+        return
+    header = ("JOB ID", "QUEUE", "EVENT KEY", "FAILED AT", "ERROR")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        click.echo(
+            "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=False)) + row[4]
+        )
+    click.echo(f"\n{len(rows)} failed job(s). Requeue: wabahooks failed requeue ID... | --all")
+
+
+@failed.command()
+@click.argument("job_ids", nargs=-1, metavar="[ID]...")
+@click.option(
+    "--all", "all_", is_flag=True, help="Requeue every failed job (of --queue, if given)."
+)
+@click.option("--queue", type=_QUEUE_CHOICE, help="With --all: only this queue [default: all].")
+def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None) -> None:
+    """Put failed jobs back on their queue, with a fresh set of retries.
+
+    A requeued event runs after later events of its conversation, which its
+    failure already released.
+    """
+    if bool(job_ids) == all_:
+        raise click.UsageError(
+            "name the job ids to requeue (see `wabahooks failed list`), or pass --all, not both"
+        )
+    if queue and not all_:
+        raise click.UsageError("--queue goes with --all; job ids already say their queue")
+    settings = _settings()
+    connection = _connect(settings)
+    queues = _queues(connection, settings.queue_prefix, queue)
+    targets: list[tuple[str | None, str]]
+    if all_:
+        targets = [(q.name, job.id) for q, job in _failed_jobs(queues)]
+    else:
+        targets = [(_origin(connection, job_id), job_id) for job_id in job_ids]
+    ours = {q.name for q in queues}
+    errors = 0
+    for origin, job_id in targets:
+        registry = FailedJobRegistry(origin or "", connection=connection, serializer=JSONSerializer)
+        if origin not in ours or job_id not in registry:
+            click.echo(f"wabahooks: {job_id} is not a failed wabahooks job; skipped", err=True)
+            errors += 1
+            continue
+        connection.hdel(Job.key_for(job_id), "number_of_retries")  # a fresh set of retries
+        registry.requeue(job_id)
+        click.echo(f"requeued {job_id} on {origin}")
+    click.echo(f"Requeued {len(targets) - errors} job(s).")
+    if errors:
+        sys.exit(1)
+
+
+def _origin(connection: redis.Redis, job_id: str) -> str | None:
+    origin = connection.hget(Job.key_for(job_id), "origin")
+    return origin.decode() if isinstance(origin, bytes) else None
+
+
+@failed.command()
+@click.option("--queue", type=_QUEUE_CHOICE, help="Only this queue [default: all].")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(queue: str | None, yes: bool) -> None:
+    """Delete failed jobs for good (their events stay claimed: a portal retry is a duplicate)."""
+    settings = _settings()
+    connection = _connect(settings)
+    queues = _queues(connection, settings.queue_prefix, queue)
+    registries = [FailedJobRegistry(queue=q) for q in queues]
+    count = sum(len(registry.get_job_ids()) for registry in registries)
+    if not count:
+        click.echo("No failed jobs.")
+        return
+    where = ", ".join(q.name for q in queues)
+    if not yes:
+        click.confirm(f"Delete {count} failed job(s) from {where} for good?", abort=True)
+    for registry in registries:
+        for job_id in registry.get_job_ids():
+            with suppress(NoSuchJobError):  # only its registry entry is left
+                Job.fetch(job_id, connection=connection, serializer=JSONSerializer).delete()
+            registry.remove(job_id)
+    click.echo(f"Purged {count} failed job(s).")
