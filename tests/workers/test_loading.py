@@ -1,0 +1,73 @@
+"""Finding handler modules: WABAHOOKS_HANDLERS items, module:router, and clear failures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from workers.loading import HandlerLoadError, load_routers, registrations
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory on sys.path holding small handler modules."""
+    (tmp_path / "shop_handlers.py").write_text(
+        "from workers import Router\n"
+        "router = Router('shop')\n"
+        "@router.message(text='hi')\n"
+        "def hi(event, ctx): pass\n"
+        "support = Router('support')\n"
+        "@support.message()\n"
+        "def any_message(event, ctx): pass\n"
+    )
+    (tmp_path / "no_router.py").write_text("x = 1\n")
+    (tmp_path / "broken_handlers.py").write_text("import not_a_real_module_anywhere\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in ("shop_handlers", "no_router", "broken_handlers"):
+        sys.modules.pop(name, None)
+
+
+def test_modules_and_named_routers_load_in_the_order_listed(modules: Path) -> None:
+    routers = load_routers("shop_handlers:support, shop_handlers", use_entry_points=False)
+
+    assert [r.name for r in routers] == ["support", "shop"]
+    assert [r.name for r in registrations(routers)] == ["support:any_message", "shop:hi"]
+
+
+def test_a_module_that_fails_to_import_raises_its_own_error(modules: Path) -> None:
+    with pytest.raises(ModuleNotFoundError, match="not_a_real_module_anywhere"):
+        load_routers("broken_handlers", use_entry_points=False)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_router", "has no `router`"),
+        ("no_router:x", "expected a workers.Router, got int"),
+        ("shop_handlers:nope", "no 'nope'"),
+        ("shop_handlers, shop_handlers", "used twice: shop"),
+    ],
+)
+def test_misconfiguration_says_what_is_wrong(modules: Path, spec: str, message: str) -> None:
+    with pytest.raises(HandlerLoadError, match=message):
+        load_routers(spec, use_entry_points=False)
+
+
+def test_nothing_configured_is_no_handlers() -> None:
+    assert load_routers("", use_entry_points=False) == []
+
+
+def test_installed_packages_add_routers_through_entry_points(modules: Path) -> None:
+    dist = modules / "shop_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shop-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[wabahooks.handlers]\nb_support = shop_handlers:support\na_shop = shop_handlers\n"
+    )
+
+    routers = load_routers("")
+
+    assert [r.name for r in routers] == ["shop", "support"]  # by entry-point name
