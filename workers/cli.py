@@ -95,9 +95,18 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
             "start one `wabahooks worker --queue NAME` for each"
         )
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
+    from workers.entry import set_runtime
+    from workers.runtime import Runtime
+
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     connection = _connect(settings)
+    try:
+        # Handlers load now, so a module that fails to import stops start-up (traceback).
+        set_runtime(Runtime.from_env())
+    except ConfigError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(2)
     try:
         rq_worker = WabaWorker(settings.queue_prefix + name, connection=connection)
     except OneQueuePerProcess as exc:  # pragma: no cover - guarded above

@@ -29,8 +29,8 @@ def block(url: str, key: str, timeout: int = 30) -> str:
     return "released" if released else "timed out"
 
 
-def fail(message: str = "the job failed on purpose") -> None:
-    """Raise, so the job lands in the failed registry."""
+def fail(message: str = "the job failed on purpose", **_event: object) -> None:
+    """Raise, so the job lands in the failed registry (keyword arguments are ignored)."""
     raise RuntimeError(message)
 
 

@@ -1,0 +1,122 @@
+"""Fixtures for the worker tests: worker processes (ended by PID, scheduler child too)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+import redis
+
+# The receiver under uvicorn in a thread, for tests that build jobs through it.
+from tests.service.conftest import receiver, start_receiver  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "wabahooks:"
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """A clean environment for a worker process: no secret, no handlers, JSON logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WABA", "REDIS_URL"))}
+    env.update(REDIS_URL=redis_url, WABAHOOKS_LOG_FORMAT="json", WABAHOOKS_CONFIG="")
+    env.update(extra)
+    return env
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
+    """Poll ``condition`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class WorkerProcess:
+    """A ``wabahooks worker`` child process and what it registered in Redis."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: IO[bytes], r: redis.Redis) -> None:
+        self.proc = proc
+        self._log = log  # a file, not a pipe: a chatty worker never blocks on a full pipe
+        self._r = r
+        self.scheduler_pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def name(self) -> str | None:
+        """The RQ worker name this process registered, once it has."""
+        for key in self._r.smembers("rq:workers"):
+            if self._r.hget(key, "pid") == str(self.pid).encode():
+                return key.decode().rsplit(":", 1)[1]
+        return None
+
+    def wait_started(self, with_scheduler: bool = True) -> None:
+        """Wait until the worker is registered and (if asked) its scheduler child runs."""
+        wait_for(lambda: self.name() is not None or self.proc.poll() is not None, "the worker")
+        assert self.proc.poll() is None, self.output()
+        if with_scheduler:
+
+            def scheduler() -> bool:
+                pid = self._r.hget(f"rq:scheduler:{self.name()}", "pid")
+                self.scheduler_pid = int(pid) if pid else None
+                return bool(pid)
+
+            wait_for(scheduler, "the scheduler child")
+
+    def output(self) -> str:
+        """Everything the process printed, stdout and stderr (waits for it to exit)."""
+        self.proc.wait()
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+
+@pytest.fixture
+def start_worker(redis_url: str, r: redis.Redis) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``wabahooks worker`` processes; every one (and its scheduler) ends after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, **env: str) -> WorkerProcess:
+        log = tempfile.TemporaryFile()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "worker", *args],
+            cwd=ROOT,
+            env=worker_env(redis_url, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        worker = WorkerProcess(proc, log, r)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+        worker.proc.wait()
+        worker._log.close()
+        if worker.scheduler_pid and alive(worker.scheduler_pid):
+            os.kill(worker.scheduler_pid, signal.SIGKILL)
