@@ -1,0 +1,201 @@
+"""deploy/k8s: the rendered kustomization validates against Kubernetes' and KEDA's schemas.
+
+Every rendered document is validated against the schema of its exact apiVersion and
+kind: Kubernetes v1.33's strict schemas (vendored from kubernetes-validate 1.37.0;
+unknown fields are errors) and, for KEDA's ScaledObject, a strict schema WRITTEN BY
+HAND from KEDA's documented spec (no package reachable here ships the CRD's own
+openAPIV3Schema as JSON; see tests/deploy/schemas/keda-scaledobject-v1alpha1.json).
+A kind without a schema fails the test instead of being skipped.
+
+The kustomization is rendered by the small renderer in support.py; where kubectl is
+installed, its `kubectl kustomize` output must be the same documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from service.jobs import QUEUE_NAMES
+from service.settings import DEFAULT_JOB_TIMEOUT, DEFAULT_QUEUE_PREFIX
+from tests.deploy.support import (
+    K8S,
+    QUEUES,
+    SCHEMA_FILES,
+    UnknownKind,
+    _env_file,
+    by_kind,
+    describe,
+    k8s_errors,
+    render_kustomization,
+)
+
+
+@pytest.fixture(scope="module")
+def kustomize_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of deploy/k8s with secrets.env made from secrets.env.example."""
+    directory = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(K8S, directory, ignore=shutil.ignore_patterns("secrets.env"))
+    shutil.copy(directory / "secrets.env.example", directory / "secrets.env")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def rendered(kustomize_dir: Path) -> list[dict[str, Any]]:
+    return render_kustomization(kustomize_dir)
+
+
+def _key(doc: dict[str, Any]) -> tuple[str, str, str]:
+    return (doc["apiVersion"], doc["kind"], doc["metadata"]["name"])
+
+
+def test_every_rendered_document_validates_against_the_schema_of_its_kind(
+    rendered: list[dict[str, Any]],
+) -> None:
+    kinds = {(doc["apiVersion"], doc["kind"]) for doc in rendered}
+    assert kinds == set(SCHEMA_FILES), "each vendored schema is used, each kind has one"
+    for doc in rendered:
+        errors = k8s_errors(doc)
+        assert not errors, f"{_key(doc)}:\n{describe(errors)}"
+
+
+def test_the_renderer_agrees_with_kubectl_kustomize(
+    kustomize_dir: Path, rendered: list[dict[str, Any]]
+) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the test renderer is not cross-checked")
+    output = subprocess.run(
+        [kubectl, "kustomize", str(kustomize_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    theirs = {_key(doc): doc for doc in yaml.safe_load_all(output) if doc}
+    ours = {_key(doc): doc for doc in rendered}
+    assert theirs == ours
+
+
+def test_an_unknown_kind_fails_instead_of_passing() -> None:
+    with pytest.raises(UnknownKind):
+        k8s_errors({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob", "metadata": {}})
+    with pytest.raises(UnknownKind):
+        # A known kind under an apiVersion we have no schema for is unknown too.
+        k8s_errors({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "value", "complaint"),
+    [
+        ("Deployment", ["spec", "template", "spec", "containers", 0, "imagePullPolcy"], "Always",
+         "imagePullPolcy"),
+        ("Deployment", ["spec", "template", "spec", "terminationGracePeriodSeconds"], "210s",
+         "'210s' is not of type"),
+        ("Ingress", ["spec", "rules", 0, "http", "paths", 0, "pathType"], None, "pathType"),
+        ("ScaledObject", ["spec", "maxReplicas"], 10, "maxReplicas"),
+        ("ScaledObject", ["spec", "triggers", 0, "metadata", "listname"], "x", "listname"),
+        ("ScaledObject", ["spec", "triggers", 0, "metadata", "listLength"], 20, "20 is not of"),
+    ],
+)  # fmt: skip
+def test_a_broken_manifest_is_rejected(
+    rendered: list[dict[str, Any]], kind: str, path: list[Any], value: Any, complaint: str
+) -> None:
+    doc = copy.deepcopy(next(by_kind(rendered, kind)))
+    *parents, last = path
+    target = doc
+    for step in parents:
+        target = target[step]
+    if value is None:
+        del target[last]
+    else:
+        target[last] = value
+    assert complaint in describe(k8s_errors(doc))
+
+
+def test_one_worker_deployment_and_scaled_object_per_queue(rendered: list[dict[str, Any]]) -> None:
+    assert set(QUEUE_NAMES.values()) == set(QUEUES)
+    deployments = {d["metadata"]["name"]: d for d in by_kind(rendered, "Deployment")}
+    scaled = {s["metadata"]["name"]: s for s in by_kind(rendered, "ScaledObject")}
+    assert set(scaled) == {f"wabahooks-worker-{queue}" for queue in QUEUES}
+    for queue in QUEUES:
+        name = f"wabahooks-worker-{queue}"
+        pod = deployments[name]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["args"] == ["worker", "--queue", queue]
+        # RQ's warm shutdown finishes the current job: the grace period must cover it.
+        assert pod["terminationGracePeriodSeconds"] > DEFAULT_JOB_TIMEOUT
+        assert "replicas" not in deployments[name]["spec"], "KEDA owns the replica count"
+        spec = scaled[name]["spec"]
+        assert spec["scaleTargetRef"]["name"] == name
+        assert spec["minReplicaCount"] >= 1
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "redis"
+        assert trigger["metadata"]["listName"] == f"rq:queue:{DEFAULT_QUEUE_PREFIX}{queue}"
+
+
+def test_kedas_redis_address_is_the_server_in_redis_url(rendered: list[dict[str, Any]]) -> None:
+    (config,) = by_kind(rendered, "ConfigMap")
+    url = urlsplit(_env_file(K8S / "secrets.env.example")["REDIS_URL"])
+    assert config["data"]["REDIS_ADDRESS"] == f"{url.hostname}:{url.port or 6379}"
+    for scaled in by_kind(rendered, "ScaledObject"):
+        metadata = scaled["spec"]["triggers"][0]["metadata"]
+        assert metadata["addressFromEnv"] == "REDIS_ADDRESS"
+        assert metadata["databaseIndex"] == (url.path.strip("/") or "0")
+
+
+def test_the_receiver_is_probed_autoscaled_and_protected(rendered: list[dict[str, Any]]) -> None:
+    deployment = next(d for d in by_kind(rendered, "Deployment") if d["metadata"]["name"] ==
+                      "wabahooks-receiver")  # fmt: skip
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "serve"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    (hpa,) = by_kind(rendered, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "wabahooks-receiver"
+    assert hpa["spec"]["minReplicas"] >= 2
+    (pdb,) = by_kind(rendered, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    (ingress,) = by_kind(rendered, "Ingress")
+    assert ingress["spec"]["tls"], "the portal delivers only to HTTPS"
+    backends = [
+        p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    ]
+    assert backends == ["wabahooks-receiver"], "only the receiver is public"
+
+
+def test_every_pod_runs_non_root_with_limits(rendered: list[dict[str, Any]]) -> None:
+    for deployment in by_kind(rendered, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]) <= set(resources["limits"])
+
+
+def test_workloads_read_the_secret_and_config_that_are_rendered(
+    rendered: list[dict[str, Any]],
+) -> None:
+    names = {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    secret = next(by_kind(rendered, "Secret"))
+    for deployment in by_kind(rendered, "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    assert ("Secret", source["secretRef"]["name"]) in names
+                if "configMapRef" in source:
+                    assert ("ConfigMap", source["configMapRef"]["name"]) in names
+            for env in container.get("env", []):
+                ref = env["valueFrom"]["secretKeyRef"]
+                assert ref["name"] == secret["metadata"]["name"]
+                assert ref["key"] in secret["data"]
