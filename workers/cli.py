@@ -169,9 +169,8 @@ def list_failed(queue: str | None) -> None:
     header = ("JOB ID", "QUEUE", "EVENT KEY", "FAILED AT", "ERROR")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
-        click.echo(
-            "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=False)) + row[4]
-        )
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[4]]))
     click.echo(f"\n{len(rows)} failed job(s). Requeue: wabahooks failed requeue ID... | --all")
 
 
