@@ -97,7 +97,11 @@ def dispatch(
                 error=f"{type(exc).__name__}: {exc}",
             )
             raise failure from exc
-        ledger.mark_handler_done(registration.name)
+        if registration is not matching[-1] and result != STOP:
+            # Only a later handler's failure can make this one's event run again.
+            # (After the last one the job finishes; should it ever run again anyway,
+            # the ledger's step records still keep its sends from repeating.)
+            ledger.mark_handler_done(registration.name)
         ran += 1
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         stopped = result == STOP

@@ -58,7 +58,12 @@ def _decode(raw: bytes | str | None) -> Entry | None:
 
 
 class RedisLedger:
-    """The ledger of one event, in a Redis hash ``<prefix>ledger:<event_key>``."""
+    """The ledger of one event, in a Redis hash ``<prefix>ledger:<event_key>``.
+
+    Read once (one ``HGETALL``, on the first question) and kept in step with every
+    write: one instance serves one attempt of one job, and RQ runs a job in one
+    worker at a time, so nothing else writes this hash meanwhile.
+    """
 
     def __init__(
         self,
@@ -72,21 +77,29 @@ class RedisLedger:
         self._key = f"{prefix}ledger:{event_key}"
         self._sent_prefix = f"{prefix}sent:"
         self._ttl = ttl
+        self._fields: dict[str, str] | None = None
+
+    def _read(self) -> dict[str, str]:
+        if self._fields is None:
+            raw: Any = self._redis.hgetall(self._key)
+            self._fields = {k.decode(): v.decode() for k, v in raw.items()}
+        return self._fields
 
     def _write(self, field: str, value: str) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key, field, value)
             pipe.expire(self._key, self._ttl)
             pipe.execute()
+        self._read()[field] = value
 
     def handler_done(self, handler: str) -> bool:
-        return bool(self._redis.hexists(self._key, f"h:{handler}"))
+        return f"h:{handler}" in self._read()
 
     def mark_handler_done(self, handler: str) -> None:
         self._write(f"h:{handler}", str(time.time()))
 
     def get(self, handler: str, step: str) -> Entry | None:
-        return _decode(self._redis.hget(self._key, f"s:{handler}:{step}"))
+        return _decode(self._read().get(f"s:{handler}:{step}"))
 
     def intend(self, handler: str, step: str) -> None:
         self._write(f"s:{handler}:{step}", _encode(Entry("intent", time.time())))
@@ -96,6 +109,7 @@ class RedisLedger:
 
     def abandon(self, handler: str, step: str) -> None:
         self._redis.hdel(self._key, f"s:{handler}:{step}")
+        self._read().pop(f"s:{handler}:{step}", None)
 
     def sent_ids(self, phone: str) -> set[str]:
         members: Any = self._redis.smembers(self._sent_prefix + phone)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from workers import STOP, Context, InboundMessage, Router, StatusUpdate
+from workers import STOP, Context, HandlerFailed, InboundMessage, Router, StatusUpdate
 from workers.testing import Harness, inbound_text, status_update
 
 
@@ -133,3 +133,30 @@ def test_replies_expected_tells_earlier_handlers_a_reply_will_follow() -> None:
 def test_router_names_must_be_usable_as_keys() -> None:
     with pytest.raises(ValueError, match="router name"):
         Router("has space")
+
+
+def test_a_retry_skips_handlers_that_completed_and_reruns_the_failed_one() -> None:
+    router = Router("r")
+    calls: list[str] = []
+    fail = [True]
+
+    @router.message()
+    def first(event: InboundMessage, ctx: Context) -> None:
+        calls.append("first")
+        ctx.portal.send_text(event.sender, "ack")
+
+    @router.message()
+    def second(event: InboundMessage, ctx: Context) -> None:
+        calls.append("second")
+        if fail.pop():
+            raise RuntimeError("transient")
+
+    harness = Harness(router)
+    event = inbound_text("hi")
+    with pytest.raises(HandlerFailed, match="second failed \\(will be retried\\): transient"):
+        harness.deliver(event)
+    fail.append(False)
+    harness.deliver(event)  # the job's retry: same event, same ledger
+
+    assert calls == ["first", "second", "second"]
+    assert harness.portal.sent == [("919876543210", "ack")]
