@@ -44,10 +44,10 @@ def set_runtime(runtime: Runtime | None) -> None:
     _runtime = runtime
 
 
-def _get_runtime() -> Runtime:
+def _get_runtime(connection: Any) -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = Runtime.from_env()
+        _runtime = Runtime.from_env(connection=connection)
     return _runtime
 
 
@@ -75,8 +75,8 @@ def process_event(
             f"job format {version} is newer than this worker's {FORMAT_VERSION}: "
             "upgrade the workers"
         )
-    runtime = _get_runtime()
     job = get_current_job()
+    runtime = _get_runtime(job.connection if job is not None else None)
     attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
     with structlog.contextvars.bound_contextvars(
         event_key=event_key, job_id=job.id if job else None, kind=kind, attempt=attempt

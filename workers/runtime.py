@@ -64,13 +64,18 @@ class Runtime:
     ledger_ttl: int = DEFAULT_LEDGER_TTL
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Runtime:
-        """Build the runtime from the environment (see the README's Configuration)."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, connection: redis.Redis | None = None
+    ) -> Runtime:
+        """Build the runtime from the environment (see the README's Configuration).
+
+        ``connection``: the worker's own Redis connection, shared; else ``REDIS_URL``.
+        """
         env = os.environ if env is None else env
         url = env.get("REDIS_URL", "").strip()
-        if not url:
+        if connection is None and not url:
             raise ConfigError("REDIS_URL is not set: the worker reads its jobs from Redis")
-        client = redis.Redis.from_url(url)
+        client = connection if connection is not None else redis.Redis.from_url(url)
         portal: PortalAPI
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
             settings = PortalSettings.from_env(env)
