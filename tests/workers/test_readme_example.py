@@ -1,0 +1,31 @@
+"""The README's handler module and its unit test work as printed."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def code_block(first_line: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    (block,) = [b for b in blocks if b.startswith(first_line)]
+    return str(block)
+
+
+def test_the_readme_handler_and_its_test_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "hours.py").write_text(code_block("# myapp/hours.py"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace: dict[str, object] = {}
+    try:
+        exec(code_block("# tests/test_hours.py"), namespace)  # noqa: S102 - our own README
+        namespace["test_answers_opening_hours"]()  # type: ignore[operator]
+    finally:
+        sys.modules.pop("myapp.hours", None)
+        sys.modules.pop("myapp", None)
