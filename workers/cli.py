@@ -103,7 +103,7 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
     connection = _connect(settings)
     try:
         # Handlers load now, so a module that fails to import stops start-up (traceback).
-        set_runtime(Runtime.from_env())
+        set_runtime(Runtime.from_env(connection=connection))  # one client per process
     except ConfigError as exc:
         click.echo(f"wabahooks: {exc}", err=True)
         sys.exit(2)
