@@ -81,7 +81,9 @@ def fill_events(url: str, sim_url: str, count: int) -> None:
         for n, message_id in enumerate(ids):
             envelope = payloads.message(sender=f"9198{n:08d}", text="hi", message_id=message_id)
             classified = classify(envelope)
-            await intake.submit(classified, build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180))
+            await intake.submit(
+                classified, build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180)
+            )
         await client.aclose()
 
     asyncio.run(run())
@@ -132,9 +134,9 @@ def simulator(env: dict[str, str]) -> Iterator[str]:
 def run_worker(variant: str, url: str, sim_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": url, "WABAHOOKS_LOG_FORMAT": "json"}
     if variant == "stock":
-        argv = [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", url,
-                "--worker-class", "rq.SimpleWorker", "--serializer", "rq.serializers.JSONSerializer",
-                "--quiet", QUEUE]  # fmt: skip
+        argv = [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", url, "--quiet",
+                "--worker-class", "rq.SimpleWorker",
+                "--serializer", "rq.serializers.JSONSerializer", QUEUE]  # fmt: skip
     else:
         env["WABAHOOKS_HANDLERS"] = f"bench.handlers:{variant.replace('-', '_')}"
         env["WABA_API_URL"] = sim_url
@@ -178,7 +180,8 @@ def main() -> None:
                         seconds = elapsed(client)
                         rates[variant].append(args.events / seconds)
                         commands[variant].append(calls / args.events)
-                        print(f"{variant}: {args.events / seconds:.0f}/s, {calls / args.events:.1f} cmds", file=sys.stderr)
+                        rate, per_event = args.events / seconds, calls / args.events
+                        print(f"{variant}: {rate:.0f}/s, {per_event:.1f} cmds", file=sys.stderr)
         finally:
             client.close()
             valkey.stop()

@@ -86,9 +86,7 @@ class Loop:
 def running_loop(redis_url: str, *routers: Router, **receiver_settings: Any) -> Iterator[Loop]:
     """Start simulator + receiver wired together, and a worker runtime with ``routers``."""
     with ExitStack() as stack:
-        settings = replace(
-            Settings(secrets=(SECRET,), redis_url=redis_url), **receiver_settings
-        )
+        settings = replace(Settings(secrets=(SECRET,), redis_url=redis_url), **receiver_settings)
         receiver = Receiver(settings)
         stack.callback(receiver.stop)
         sim_url = stack.enter_context(

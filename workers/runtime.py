@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
+from redis import Redis
 
 from service.portal import PortalClient, PortalSettings, RateLimiter
 from service.settings import DEFAULT_QUEUE_PREFIX, ConfigError
@@ -55,7 +55,7 @@ def _load_config(env: Mapping[str, str]) -> dict[str, Any]:
 class Runtime:
     """Everything jobs share in one worker process."""
 
-    redis: redis.Redis
+    redis: Redis
     portal: PortalAPI
     registrations: list[Registration]
     prefix: str = DEFAULT_QUEUE_PREFIX
@@ -65,7 +65,7 @@ class Runtime:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, connection: redis.Redis | None = None
+        cls, env: Mapping[str, str] | None = None, *, connection: Redis | None = None
     ) -> Runtime:
         """Build the runtime from the environment (see the README's Configuration).
 
@@ -75,7 +75,7 @@ class Runtime:
         url = env.get("REDIS_URL", "").strip()
         if connection is None and not url:
             raise ConfigError("REDIS_URL is not set: the worker reads its jobs from Redis")
-        client = connection if connection is not None else redis.Redis.from_url(url)
+        client = connection if connection is not None else Redis.from_url(url)
         portal: PortalAPI
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
             settings = PortalSettings.from_env(env)

@@ -29,7 +29,9 @@ def test_text_message() -> None:
 
 def test_button_interactive_media_location_reaction_and_context() -> None:
     button = message("button", {"text": "Yes", "payload": "CONFIRM"})
-    choice = message("interactive", {"type": "list_reply", "list_reply": {"id": "r1", "title": "Red"}})
+    choice = message(
+        "interactive", {"type": "list_reply", "list_reply": {"id": "r1", "title": "Red"}}
+    )
     image = message("image", {"id": "123", "mime_type": "image/jpeg", "caption": "receipt"})
     place = message("location", {"latitude": 12.9, "longitude": 77.6, "name": "Office"})
     reaction = message("reaction", {"message_id": "wamid.OUT", "emoji": "👍"})
@@ -45,7 +47,10 @@ def test_button_interactive_media_location_reaction_and_context() -> None:
 
 def test_status_test_and_unknown() -> None:
     failed = parse_event(
-        {"event": "status", "data": {"messageId": "m", "status": "failed", "errors": [{"code": 1}]}},
+        {
+            "event": "status",
+            "data": {"messageId": "m", "status": "failed", "errors": [{"code": 1}]},
+        },
         kind="status",
         event_key="k",
     )
@@ -58,7 +63,9 @@ def test_status_test_and_unknown() -> None:
 
 
 def test_odd_shapes_do_not_raise() -> None:
-    event = parse_event({"data": {"type": 5, "text": "not an object"}}, kind="message", event_key="k")
+    event = parse_event(
+        {"data": {"type": 5, "text": "not an object"}}, kind="message", event_key="k"
+    )
 
     assert isinstance(event, InboundMessage)
     assert (event.text, event.sender, event.type) == (None, "", "")

@@ -17,7 +17,9 @@ def code_block(first_line: str) -> str:
     return str(block)
 
 
-def test_the_readme_handler_and_its_test_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readme_handler_and_its_test_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text("")
     (tmp_path / "myapp" / "hours.py").write_text(code_block("# myapp/hours.py"))
