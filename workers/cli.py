@@ -8,6 +8,7 @@ is added. Every job is read with RQ's ``JSONSerializer``, as the receiver writes
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from datetime import datetime
 
 import click
 import redis
+import structlog
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -95,11 +97,15 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
             "start one `wabahooks worker --queue NAME` for each"
         )
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
-    from workers.entry import set_runtime
+    from workers.entry import get_runtime, set_runtime
     from workers.runtime import Runtime
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
+    if settings.log_level != "debug":
+        # RQ logs three INFO lines per job; ours (handler.done / handler.failed, with
+        # event key, job id, outcome and duration) say more, in one line.
+        logging.getLogger("rq.worker").setLevel(logging.WARNING)
     connection = _connect(settings)
     try:
         # Handlers load now, so a module that fails to import stops start-up (traceback).
@@ -111,6 +117,12 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
         rq_worker = WabaWorker(settings.queue_prefix + name, connection=connection)
     except OneQueuePerProcess as exc:  # pragma: no cover - guarded above
         raise click.UsageError(str(exc)) from exc
+    structlog.get_logger("wabahooks.worker").info(
+        "worker.started",
+        queue=rq_worker.queues[0].name,
+        handlers=[r.name for r in get_runtime().registrations],
+        burst=burst,
+    )
     rq_worker.run(burst=burst)
     if not burst and not rq_worker.stop_requested:
         # RQ's loop ended by itself (Redis gone, an unexpected error): let a supervisor restart it.

@@ -27,7 +27,7 @@ from workers.dispatch import HandlerFailed, dispatch
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 
-__all__ = ["UnsupportedJobFormat", "process_event", "set_runtime"]
+__all__ = ["UnsupportedJobFormat", "get_runtime", "process_event", "set_runtime"]
 
 log = structlog.get_logger("wabahooks.worker")
 
@@ -44,7 +44,8 @@ def set_runtime(runtime: Runtime | None) -> None:
     _runtime = runtime
 
 
-def _get_runtime(connection: Any) -> Runtime:
+def get_runtime(connection: Any = None) -> Runtime:
+    """Return this process's runtime, building it from the environment the first time."""
     global _runtime
     if _runtime is None:
         _runtime = Runtime.from_env(connection=connection)
@@ -76,13 +77,15 @@ def process_event(
             "upgrade the workers"
         )
     job = get_current_job()
-    runtime = _get_runtime(job.connection if job is not None else None)
-    attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
+    if job is None:
+        raise RuntimeError("process_event runs inside an RQ job (the ledger is the job's)")
+    runtime = get_runtime(job.connection)
+    attempt = (job.number_of_retries or 0) + 1
     with structlog.contextvars.bound_contextvars(
-        event_key=event_key, job_id=job.id if job else None, kind=kind, attempt=attempt
+        event_key=event_key, job_id=job.id, kind=kind, attempt=attempt
     ):
         event = parse_event(envelope, kind=kind, event_key=event_key)
-        ledger = runtime.ledger(event_key)
+        ledger = runtime.ledger(job)
         try:
             dispatch(
                 event,

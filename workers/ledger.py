@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 import redis
 
-__all__ = ["Entry", "Ledger", "MemoryLedger", "RedisLedger"]
+__all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "MemoryLedger", "RedisLedger"]
 
 DEFAULT_LEDGER_TTL = 7 * 24 * 3600
 
@@ -57,39 +57,49 @@ def _decode(raw: bytes | str | None) -> Entry | None:
     return Entry(obj["state"], float(obj["at"]), obj.get("result"))
 
 
-class RedisLedger:
-    """The ledger of one event, in a Redis hash ``<prefix>ledger:<event_key>``.
+#: Ledger fields in an RQ job's hash start with this (RQ ignores fields it does not know).
+JOB_FIELD_PREFIX = "wh:"
 
-    Read once (one ``HGETALL``, on the first question) and kept in step with every
-    write: one instance serves one attempt of one job, and RQ runs a job in one
-    worker at a time, so nothing else writes this hash meanwhile.
+
+class RedisLedger:
+    """The ledger of one event, as ``wh:``-prefixed fields of its RQ job's hash.
+
+    The event and its job are one to one (the intake's claim), and the ledger is
+    needed exactly as long as the job can run again, which is the job hash's own
+    lifetime; so RQ's fetch of the job reads the ledger too (``fields``, see
+    ``workers.worker.WabaJob``), with no round trip of its own. Without them, it is
+    read once, on the first question. One instance serves one attempt of one job,
+    and RQ runs a job in one worker at a time, so nothing else writes these fields
+    meanwhile; every write keeps the copy in step.
     """
 
     def __init__(
         self,
         client: redis.Redis,
-        event_key: str,
+        job_key: str,
         *,
+        fields: dict[str, str] | None = None,
         prefix: str = "wabahooks:",
-        ttl: int = DEFAULT_LEDGER_TTL,
+        sent_ttl: int = DEFAULT_LEDGER_TTL,
     ) -> None:
         self._redis = client
-        self._key = f"{prefix}ledger:{event_key}"
+        self._key = job_key
         self._sent_prefix = f"{prefix}sent:"
-        self._ttl = ttl
-        self._fields: dict[str, str] | None = None
+        self._sent_ttl = sent_ttl
+        self._fields = fields
 
     def _read(self) -> dict[str, str]:
         if self._fields is None:
             raw: Any = self._redis.hgetall(self._key)
-            self._fields = {k.decode(): v.decode() for k, v in raw.items()}
+            self._fields = {
+                k.decode()[len(JOB_FIELD_PREFIX) :]: v.decode()
+                for k, v in raw.items()
+                if k.startswith(JOB_FIELD_PREFIX.encode())
+            }
         return self._fields
 
     def _write(self, field: str, value: str) -> None:
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key, field, value)
-            pipe.expire(self._key, self._ttl)
-            pipe.execute()
+        self._redis.hset(self._key, JOB_FIELD_PREFIX + field, value)
         self._read()[field] = value
 
     def handler_done(self, handler: str) -> bool:
@@ -108,7 +118,7 @@ class RedisLedger:
         self._write(f"s:{handler}:{step}", _encode(Entry("done", time.time(), result)))
 
     def abandon(self, handler: str, step: str) -> None:
-        self._redis.hdel(self._key, f"s:{handler}:{step}")
+        self._redis.hdel(self._key, f"{JOB_FIELD_PREFIX}s:{handler}:{step}")
         self._read().pop(f"s:{handler}:{step}", None)
 
     def sent_ids(self, phone: str) -> set[str]:
@@ -118,7 +128,7 @@ class RedisLedger:
     def add_sent_id(self, phone: str, message_id: str) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self._sent_prefix + phone, message_id)
-            pipe.expire(self._sent_prefix + phone, self._ttl)
+            pipe.expire(self._sent_prefix + phone, self._sent_ttl)
             pipe.execute()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from rq.job import Job
 
 from service.portal import PortalClient, PortalSettings, RateLimiter
 from service.settings import DEFAULT_QUEUE_PREFIX, ConfigError
@@ -23,6 +24,7 @@ from workers.effects import Effects, PortalAPI
 from workers.ledger import DEFAULT_LEDGER_TTL, RedisLedger
 from workers.loading import load_routers, registrations
 from workers.router import Registration, RetryPolicy
+from workers.worker import WabaJob
 
 __all__ = ["Runtime", "UnconfiguredPortal"]
 
@@ -98,9 +100,12 @@ class Runtime:
         section = handlers.get(router, {}) if isinstance(handlers, Mapping) else {}
         return section if isinstance(section, Mapping) else {}
 
-    def ledger(self, event_key: str) -> RedisLedger:
-        """Return the ledger of one event."""
-        return RedisLedger(self.redis, event_key, prefix=self.prefix, ttl=self.ledger_ttl)
+    def ledger(self, job: Job) -> RedisLedger:
+        """Return the ledger of one event: fields of its job's hash."""
+        fields = job.ledger_fields if isinstance(job, WabaJob) else None
+        return RedisLedger(
+            self.redis, job.key, fields=fields, prefix=self.prefix, sent_ttl=self.ledger_ttl
+        )
 
     def context(
         self,

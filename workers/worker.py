@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -43,11 +44,18 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
-__all__ = ["DEQUEUE_SLICE", "OneQueuePerProcess", "WabaWorker"]
+from workers.ledger import JOB_FIELD_PREFIX
+
+__all__ = ["DEQUEUE_SLICE", "OneQueuePerProcess", "WabaJob", "WabaWorker"]
 
 #: Seconds one blocking dequeue waits before the worker checks for a stop request.
 DEQUEUE_SLICE = 1
+#: At most one lone worker heartbeat per this many seconds (RQ sends several per job).
+HEARTBEAT_EVERY = 5.0
+#: At most one check for `rq suspend` per this many seconds (RQ checks before every job).
+SUSPENSION_CHECK_EVERY = 1.0
 
 
 class OneQueuePerProcess(ValueError):
@@ -76,6 +84,23 @@ class _Scheduler(RQScheduler):
         super().heartbeat()  # type: ignore[no-untyped-call]  # rq's scheduler is unannotated
 
 
+class WabaJob(Job):
+    """RQ's job, keeping the ledger fields (``wh:…``) that RQ's fetch of the job hash
+    already read, so the exactly-once ledger costs no round trip of its own."""
+
+    ledger_fields: dict[str, str] | None = None
+
+    def restore(self, raw_data: Any) -> Any:
+        result = super().restore(raw_data)
+        prefix = JOB_FIELD_PREFIX.encode()
+        self.ledger_fields = {
+            key.decode()[len(prefix) :]: value.decode()
+            for key, value in raw_data.items()
+            if key.startswith(prefix)
+        }
+        return result
+
+
 class WabaWorker(SimpleWorker):
     """An RQ worker for one wabahooks queue. Start it with :meth:`run`.
 
@@ -97,6 +122,9 @@ class WabaWorker(SimpleWorker):
             )
         kwargs["serializer"] = JSONSerializer
         kwargs["log_job_description"] = False
+        kwargs["job_class"] = WabaJob
+        self._beat_at = float("-inf")
+        self._suspension_at = float("-inf")
         super().__init__(queues, *args, **kwargs)
 
     def run(self, *, burst: bool = False) -> bool:
@@ -185,6 +213,44 @@ class WabaWorker(SimpleWorker):
             if result is not None:
                 return result
         return None
+
+    # -- fewer round trips per job ------------------------------------------------------
+    # RQ's loop writes the worker's heartbeat up to four times per job, each as two
+    # unpipelined commands, sets the same state twice and checks for suspension
+    # before every job: about 8 of its ~18 round trips per job. None of these carries
+    # crash recovery (the job's own heartbeats and registries do, and they are left
+    # alone), so lone worker heartbeats go out at most every HEARTBEAT_EVERY seconds
+    # (the worker key lives worker_ttl + 60 s), an unchanged state is not rewritten,
+    # and suspension is checked at most once a second.
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None or timeout is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        moment = time.monotonic()
+        if moment - self._beat_at < HEARTBEAT_EVERY:
+            return
+        self._beat_at = moment
+        with self.connection.pipeline() as pipe:
+            super().heartbeat(None, pipe)
+            pipe.execute()
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        # RQ writes last_heartbeat here on its own round trip; the success or failure
+        # handling that follows saves the job, this field included.
+        job.ended_at = job.last_heartbeat = now()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        moment = time.monotonic()
+        if moment - self._suspension_at < SUSPENSION_CHECK_EVERY:
+            return
+        self._suspension_at = moment
+        super().check_for_suspension(burst)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """Log a failing job without its arguments, then run the exception handlers."""

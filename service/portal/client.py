@@ -72,6 +72,24 @@ def _ignore(_body: Any) -> None:
     return None
 
 
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass  # the portal API sets no cookies
+
+
+class _CookielessClient(httpx.Client):
+    """An httpx client that keeps no cookies: httpx otherwise wraps every response in
+    urllib objects to look for ``Set-Cookie`` (measured: 6% of a mark-read job's time)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NoCookies()
+
+    @cookies.setter
+    def cookies(self, value: Any) -> None:
+        pass
+
+
 class PortalClient:
     """A synchronous client for the WABA Portal API. Use as a context manager or ``close()``."""
 
@@ -87,7 +105,7 @@ class PortalClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._url = settings.api_url
-        http = httpx.Client(
+        http = _CookielessClient(
             base_url=settings.api_url.rstrip("/") + "/",
             headers={
                 "Authorization": f"Bearer {settings.api_key}",

@@ -28,7 +28,7 @@ def ledger(backend: str, request: pytest.FixtureRequest) -> Ledger:
     if backend == "memory":
         return MemoryLedger()
     r: redis.Redis = request.getfixturevalue("r")
-    return RedisLedger(r, "message:wamid.CONTRACT", ttl=60)
+    return RedisLedger(r, "rq:job:contract")
 
 
 @pytest.fixture
