@@ -77,3 +77,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     for name in ("uvicorn", "uvicorn.error", "rq.worker", "rq.queue", "rq.job"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    if numeric > logging.DEBUG:
+        # httpx logs every request at INFO: a line per portal call, and 5% of a
+        # worker's time. Handlers and the portal client log what matters themselves.
+        logging.getLogger("httpx").setLevel(logging.WARNING)

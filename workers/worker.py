@@ -41,10 +41,12 @@ from typing import Any
 
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.executions import Execution
 from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 from workers.ledger import JOB_FIELD_PREFIX
 
@@ -124,6 +126,7 @@ class WabaWorker(SimpleWorker):
         kwargs["log_job_description"] = False
         kwargs["job_class"] = WabaJob
         self._beat_at = float("-inf")
+        self._preparation: Any = None
         self._suspension_at = float("-inf")
         super().__init__(queues, *args, **kwargs)
 
@@ -234,6 +237,32 @@ class WabaWorker(SimpleWorker):
         with self.connection.pipeline() as pipe:
             super().heartbeat(None, pipe)
             pipe.execute()
+
+    def prepare_execution(self, job: Job) -> Execution:
+        # RQ sends this bookkeeping and prepare_job_execution's, which follows at once,
+        # as two transactions on two round trips; here they go as one transaction.
+        pipeline = self.connection.pipeline()
+        ttl = self.get_heartbeat_ttl(job)
+        self.execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
+        self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+        self._preparation = pipeline
+        return self.execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # RQ's prepare_job_execution, in the transaction prepare_execution began.
+        pipeline, self._preparation = self._preparation or self.connection.pipeline(), None
+        with pipeline:
+            self.set_current_job_id(job.id, pipeline=pipeline)
+            self.set_current_job_working_time(0, pipeline=pipeline)
+            ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(ttl, pipeline=pipeline)
+            job.heartbeat(now(), ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            if remove_from_intermediate_queue:
+                queue = Queue(job.origin, connection=self.connection)
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")  # type: ignore[no-untyped-call]  # rq: unannotated
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         # RQ writes last_heartbeat here on its own round trip; the success or failure
