@@ -60,6 +60,14 @@ HEARTBEAT_EVERY = 5.0
 SUSPENSION_CHECK_EVERY = 1.0
 
 
+# KEYS: queue, its intermediate list. RQ's dequeue (LMOVE) and job fetch (HGETALL).
+_MOVE_AND_FETCH = """
+local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+if not id then return false end
+return {id, redis.call('HGETALL', 'rq:job:' .. id)}
+"""
+
+
 class OneQueuePerProcess(ValueError):
     """A worker was given several queues, or none."""
 
@@ -127,8 +135,10 @@ class WabaWorker(SimpleWorker):
         kwargs["job_class"] = WabaJob
         self._beat_at = float("-inf")
         self._preparation: Any = None
+        self._move_and_fetch: Any = None
         self._suspension_at = float("-inf")
         super().__init__(queues, *args, **kwargs)
+        self._move_and_fetch = self.connection.register_script(_MOVE_AND_FETCH)
 
     def run(self, *, burst: bool = False) -> bool:
         """Work the queue with the scheduler on until stopped (or empty, if ``burst``).
@@ -206,6 +216,9 @@ class WabaWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
+        ready = self._dequeue_ready()
+        if ready is not None:
+            return ready
         if timeout is None:  # burst: a non-blocking dequeue
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         while not self._stop_requested:
@@ -216,6 +229,26 @@ class WabaWorker(SimpleWorker):
             if result is not None:
                 return result
         return None
+
+    def _dequeue_ready(self) -> tuple[Job, Queue] | None:
+        """While jobs are waiting: RQ's LMOVE into the intermediate list and its fetch of the
+        job, in one script (one round trip instead of two). None when the queue is empty
+        (then RQ's own blocking dequeue waits for the next job)."""
+        queue = self.queues[0]
+        while True:
+            reply = self._move_and_fetch(keys=[queue.key, queue.intermediate_queue_key])
+            if not reply:
+                return None
+            job_id, flat = reply[0].decode(), reply[1]
+            if not flat:
+                continue  # gone (expired): RQ passes over such ids the same way
+            job = WabaJob(job_id, connection=self.connection, serializer=self.serializer)
+            job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+            job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+            self.set_state(WorkerStatus.IDLE)
+            self.heartbeat()
+            self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+            return job, queue
 
     # -- fewer round trips per job ------------------------------------------------------
     # RQ's loop writes the worker's heartbeat up to four times per job, each as two
