@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint bench-ingress clean
+.PHONY: dev test lint bench-ingress bench-workers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 bench-ingress: $(STAMP)
 	$(BIN)/python bench/ingress.py
+
+bench-workers: $(STAMP)
+	$(BIN)/python bench/workers.py --events 1500 --rounds 3
 
 clean:
 	rm -rf $(VENV) .wabahooks .pytest_cache .mypy_cache .ruff_cache
