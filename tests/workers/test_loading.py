@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -71,3 +73,26 @@ def test_installed_packages_add_routers_through_entry_points(modules: Path) -> N
     routers = load_routers("")
 
     assert [r.name for r in routers] == ["shop", "support"]  # by entry-point name
+
+
+def test_the_worker_refuses_to_start_when_a_handler_module_fails_to_import(
+    modules: Path, redis_url: str
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "worker", "--burst"],
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{modules}:{root}",
+            "REDIS_URL": redis_url,
+            "WABAHOOKS_HANDLERS": "shop_handlers, broken_handlers",
+        },
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "ModuleNotFoundError: No module named 'not_a_real_module_anywhere'" in result.stderr
