@@ -11,7 +11,9 @@
 200    ``{"received": true}``, or ``{"received": true, "duplicate": true}``
 =====  =====================================================================
 
-Collaborators are passed in: ``create_app(settings, redis=...)``.
+``GET /metrics`` serves the receiver's Prometheus metrics (``service.metrics``).
+
+Collaborators are passed in: ``create_app(settings, redis=..., metrics=...)``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from starlette.routing import Route
 from service.events import Classified, classify, mask_phone
 from service.intake import Intake, IntakeUnavailable, connect
 from service.jobs import build_job
+from service.metrics import CONTENT_TYPE, ReceiverMetrics
 from service.settings import Settings
 from service.signature import InvalidJSON, parse_json, verify
 
@@ -116,9 +119,16 @@ def _check_replay(envelope: Any, tolerance: int) -> None:
         )
 
 
-def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
-    """Return the receiver app. Without ``redis``, it connects to ``settings.redis_url``."""
+def create_app(
+    settings: Settings,
+    redis: aioredis.Redis | None = None,
+    metrics: ReceiverMetrics | None = None,
+) -> Starlette:
+    """Return the receiver app. Without ``redis``, it connects to ``settings.redis_url``;
+    without ``metrics``, it counts in a registry of its own."""
     state: dict[str, Intake] = {}
+    meter = metrics if metrics is not None else ReceiverMetrics()
+    count = meter.request
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -129,6 +139,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
             dedupe_ttl=settings.dedupe_ttl,
             deadline=settings.intake_deadline,
             wait_aof=settings.wait_aof,
+            metrics=meter,
         )
         try:
             yield
@@ -156,7 +167,12 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
         if classified.conversation and classified.kind.value == "message":
             fields["contact"] = mask_phone(classified.conversation)
         job = build_job(
-            envelope, classified, queue_prefix=settings.queue_prefix, timeout=settings.job_timeout
+            envelope,
+            classified,
+            queue_prefix=settings.queue_prefix,
+            timeout=settings.job_timeout,
+            result_ttl=settings.retention.result_ttl,
+            failure_ttl=settings.retention.failure_ttl,
         )
         try:
             result = await state["intake"].submit(classified, job)
@@ -182,9 +198,14 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
             headers = {"Retry-After": "1"} if refusal.status == 503 else None
             response = JSONResponse({"error": refusal.message}, refusal.status, headers=headers)
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        count(fields["outcome"])
         emit = log.warning if response.status_code >= 500 else log.info
         emit("webhook", status=response.status_code, latency_ms=latency_ms, **fields)
         return response
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        # A few microseconds for this small registry: rendered on the event loop.
+        return Response(meter.render(), media_type=CONTENT_TYPE)
 
     async def healthz(_request: Request) -> Response:
         return _json(200, b'{"alive":true}')
@@ -214,6 +235,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
             Route(settings.webhook_path, webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},

@@ -4,7 +4,8 @@
 -- KEYS: claim, job hash, queue list, RQ's set of queues, conversation tail
 --       ('' when the event has no conversation), deferred registry
 -- ARGV: job id, claim TTL, tail TTL, deferred score (epoch seconds),
---       created_at (also enqueued_at), data, description, origin, timeout
+--       created_at (also enqueued_at), data, description, origin, timeout,
+--       result_ttl, failure_ttl
 -- Returns {outcome, job id, predecessor job id or ''}; outcome is
 -- 'accepted' or 'duplicate'.
 local claim_key, job_key, queue_key, queues_key, tail_key, deferred_key =
@@ -43,6 +44,7 @@ local fields = {
   'success_callback_name', '', 'failure_callback_name', '', 'stopped_callback_name', '',
   'started_at', '', 'ended_at', '', 'last_heartbeat', '', 'worker_name', '', 'group_id', '',
   'origin', ARGV[8], 'description', ARGV[7], 'timeout', ARGV[9],
+  'result_ttl', ARGV[10], 'failure_ttl', ARGV[11],
 }
 if prev then
   -- RQ's dependency layout (Queue.setup_dependencies + Job.register_dependency),

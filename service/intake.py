@@ -33,6 +33,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from service.events import Classified
 from service.jobs import JobSpec
+from service.metrics import ReceiverMetrics
 
 __all__ = ["Intake", "IntakeResult", "IntakeUnavailable", "connect"]
 
@@ -91,6 +92,7 @@ class Intake:
         deadline: float,
         wait_aof: bool = False,
         wait_aof_timeout_ms: int = 1000,
+        metrics: ReceiverMetrics | None = None,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
@@ -100,6 +102,8 @@ class Intake:
         self._wait_aof_timeout_ms = wait_aof_timeout_ms
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._observe_intake = metrics.observe_intake if metrics else None
+        self._observe_batch = metrics.observe_batch if metrics else None
 
     def claim_key(self, event_key: str) -> str:
         """Return the Redis key that records ``event_key`` as received."""
@@ -135,8 +139,11 @@ class Intake:
             job.description,
             job.queue,
             job.timeout,
+            job.result_ttl,
+            job.failure_ttl,
         ]
         loop = asyncio.get_running_loop()
+        submitted = loop.time()
         future: asyncio.Future[Any] = loop.create_future()
         # One timer handle per request: cheaper than asyncio.timeout() on this hot path.
         timer = loop.call_later(self._deadline, _expire, future, self._deadline)
@@ -147,12 +154,16 @@ class Intake:
             reply = await future
         finally:
             timer.cancel()
+        if self._observe_intake is not None:
+            self._observe_intake(loop.time() - submitted)
         outcome, job_id, prev = (part.decode() for part in reply)
         return IntakeResult(outcome == "duplicate", job_id, prev or None)
 
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            if self._observe_batch is not None:
+                self._observe_batch(len(batch))
             try:
                 replies = await self._execute([command for command, _ in batch])
             except RedisError as exc:

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from service.events import Classified, Kind
+from service.settings import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL
 
 __all__ = [
     "FORMAT_VERSION",
@@ -82,6 +83,11 @@ class JobSpec:
     #: Whole seconds since the epoch, the deferred registry's score.
     timestamp: int
     timeout: int
+    #: RQ's ``result_ttl`` and ``failure_ttl``: seconds a finished / failed job is kept.
+    #: In the job itself, so every RQ path that ends it (the worker, the maintenance of
+    #: abandoned jobs) applies them.
+    result_ttl: int = DEFAULT_RESULT_TTL
+    failure_ttl: int = DEFAULT_FAILURE_TTL
 
 
 def build_job(
@@ -90,6 +96,8 @@ def build_job(
     *,
     queue_prefix: str,
     timeout: int,
+    result_ttl: int = DEFAULT_RESULT_TTL,
+    failure_ttl: int = DEFAULT_FAILURE_TTL,
     now: datetime | None = None,
 ) -> JobSpec:
     """Return the RQ job (format version 1) carrying a verified ``envelope``."""
@@ -114,4 +122,6 @@ def build_job(
         created_at=stamp,
         timestamp=int(now.timestamp()),
         timeout=timeout,
+        result_ttl=result_ttl,
+        failure_ttl=failure_ttl,
     )

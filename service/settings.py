@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["ConfigError", "Retention", "Settings"]
 
 DEFAULT_WEBHOOK_PATH = "/webhook"
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -20,6 +20,20 @@ DEFAULT_INTAKE_DEADLINE = 2.0
 DEFAULT_QUEUE_PREFIX = "wabahooks:"
 DEFAULT_JOB_TIMEOUT = 180
 DEFAULT_WAITAOF_TIMEOUT_MS = 1000
+
+# Retention (README "Retention"): how long each kind of data stays in Redis.
+#: A finished job and its result stream (RQ's own default).
+DEFAULT_RESULT_TTL = 500
+#: A failed job, payload included, in the failed registry: long enough to notice and
+#: requeue after a holiday, short of RQ's default of a year (payloads hold personal data).
+DEFAULT_FAILURE_TTL = 14 * 24 * 3600
+#: A conversation's handler store, after its last write.
+DEFAULT_STORE_TTL = 30 * 24 * 3600
+#: A contact's set of message ids already attributed to sends (the ledger's
+#: reconciliation), after its last write: as long as a retry could still look.
+DEFAULT_SENT_TTL = 7 * 24 * 3600
+#: A message's folded delivery statuses, after their last write.
+DEFAULT_STATUS_TTL = 30 * 24 * 3600
 
 
 class ConfigError(Exception):
@@ -62,6 +76,34 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Seconds each kind of data is kept in Redis (the claim's is ``Settings.dedupe_ttl``).
+
+    Read by the receiver (``result_ttl``, ``failure_ttl``: written into each job) and by
+    the workers (the rest). Build it with :meth:`from_env`.
+    """
+
+    result_ttl: int = DEFAULT_RESULT_TTL
+    failure_ttl: int = DEFAULT_FAILURE_TTL
+    store_ttl: int = DEFAULT_STORE_TTL
+    sent_ttl: int = DEFAULT_SENT_TTL
+    status_ttl: int = DEFAULT_STATUS_TTL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Retention:
+        """Read the ``WABAHOOKS_*_TTL`` variables; raise :class:`ConfigError`."""
+        env = os.environ if env is None else env
+        return cls(
+            # 0 is RQ's "delete the job as soon as it finishes".
+            result_ttl=_int(env, "WABAHOOKS_RESULT_TTL", DEFAULT_RESULT_TTL, 0),
+            failure_ttl=_int(env, "WABAHOOKS_FAILURE_TTL", DEFAULT_FAILURE_TTL, 1),
+            store_ttl=_int(env, "WABAHOOKS_STORE_TTL", DEFAULT_STORE_TTL, 1),
+            sent_ttl=_int(env, "WABAHOOKS_SENT_TTL", DEFAULT_SENT_TTL, 1),
+            status_ttl=_int(env, "WABAHOOKS_STATUS_TTL", DEFAULT_STATUS_TTL, 1),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The receiver's configuration. Build it with :meth:`from_env`."""
 
@@ -77,6 +119,7 @@ class Settings:
     wait_aof: bool = False
     log_format: str = "auto"
     log_level: str = "info"
+    retention: Retention = field(default_factory=Retention)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +160,7 @@ class Settings:
             wait_aof=_bool(env, "WABAHOOKS_WAITAOF"),
             log_format=log_format,
             log_level=log_level,
+            retention=Retention.from_env(env),
         )
 
     def require_redis_url(self) -> str:

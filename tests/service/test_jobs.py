@@ -47,6 +47,9 @@ def through_rq(r: redis.Redis, ours: Job, depends_on: str | None = None) -> Job:
         kwargs=ours.kwargs,
         description=ours.description,
         job_id="rq-built-" + ours.id,
+        # Retention travels in the job (README "Retention"): the same TTLs through RQ's API.
+        result_ttl=ours.result_ttl,
+        failure_ttl=ours.failure_ttl,
         depends_on=Dependency(jobs=[depends_on], allow_failure=True) if depends_on else None,
     )
 
