@@ -21,6 +21,7 @@ import click
 
 from service.portal.simcli import portal_sim
 from service.settings import ConfigError, Settings
+from service.trigger import trigger
 
 __all__ = ["PLUGIN_GROUP", "main"]
 
@@ -113,11 +114,25 @@ def sign(file: BinaryIO, secret: str) -> None:
 
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int, help="Receiver port.")
-def dev(port: int) -> None:
-    """Run everything locally: embedded Valkey (unless REDIS_URL is set) and the receiver."""
+@click.option(
+    "--sim-port",
+    default=8090,
+    show_default=True,
+    type=int,
+    help="Portal simulator port (another free one if taken).",
+)
+@click.option(
+    "--no-sim", is_flag=True, help="No simulator: workers use WABA_API_URL/WABA_API_KEY as set."
+)
+def dev(port: int, sim_port: int, no_sim: bool) -> None:
+    """Run everything locally: Valkey, portal simulator, receiver, workers; Ctrl-C stops all.
+
+    Valkey is embedded (data in .wabahooks/) unless REDIS_URL is set.
+    """
     from service.dev import run_dev
 
-    sys.exit(run_dev(port=port))
+    sys.exit(run_dev(port=port, sim_port=sim_port, simulator=not no_sim))
 
 
 main.add_command(portal_sim)
+main.add_command(trigger)
