@@ -19,9 +19,11 @@ from typing import BinaryIO
 
 import click
 
+from service.admin import check, status
 from service.portal.simcli import portal_sim
 from service.settings import ConfigError, Settings
 from service.trigger import trigger
+from service.webhookcli import webhook
 
 __all__ = ["PLUGIN_GROUP", "main"]
 
@@ -136,3 +138,6 @@ def dev(port: int, sim_port: int, no_sim: bool) -> None:
 
 main.add_command(portal_sim)
 main.add_command(trigger)
+main.add_command(status)
+main.add_command(check)
+main.add_command(webhook)

@@ -1,0 +1,311 @@
+"""``wabahooks status`` and ``wabahooks check``: what is queued and running; is it set up right.
+
+``status`` reads RQ's own keys (queues, registries, worker hashes) with RQ's API. ``check``
+runs one check per line (``ok``, ``warn``, ``fail``) and exits 1 if any failed: settings,
+the webhook secret, Redis (reachable, version, AOF, ``noeviction``), and the portal when
+``WABA_API_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+import redis
+from rq import Queue, Worker
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.serializers import JSONSerializer
+
+from service.jobs import QUEUE_NAMES
+from service.settings import ConfigError, Settings
+
+__all__ = ["check", "connect", "redis_settings", "status", "table"]
+
+QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
+#: Oldest Redis (and Valkey, which reports its Redis compatibility version) we support.
+MIN_REDIS = (6, 2)
+_PLACEHOLDER_SECRET = "(not needed by this command)"
+
+
+def redis_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Return the settings of a command that needs Redis but not the webhook secret."""
+    values = dict(os.environ if env is None else env)
+    if not values.get("WABA_WEBHOOK_SECRET", "").strip():
+        values["WABA_WEBHOOK_SECRET"] = _PLACEHOLDER_SECRET
+    settings = Settings.from_env(values)
+    settings.require_redis_url()
+    return settings
+
+
+def safe_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def connect() -> tuple[Settings, redis.Redis]:
+    """Return the settings and a Redis connection that answered, or exit with why not."""
+    try:
+        settings = redis_settings()
+    except ConfigError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(2)
+    url = settings.require_redis_url()
+    connection = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        click.echo(
+            f"wabahooks: cannot reach Redis at {safe_url(url)} ({exc}); is it running? "
+            "(for `wabahooks dev`: `. .wabahooks/dev.env` sets REDIS_URL)",
+            err=True,
+        )
+        sys.exit(1)
+    return settings, connection
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> Iterator[str]:
+    """Yield aligned lines: the header, then the rows."""
+    cells = [[str(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "-"
+    seconds = (datetime.now(UTC) - when.replace(tzinfo=when.tzinfo or UTC)).total_seconds()
+    return f"{max(0, int(seconds))} s ago"
+
+
+@click.command()
+def status() -> None:
+    """Show queue depths, workers and failed jobs (needs REDIS_URL)."""
+    settings, connection = connect()
+    rows = []
+    failed = 0
+    for name in QUEUES:
+        queue = Queue(
+            settings.queue_prefix + name, connection=connection, serializer=JSONSerializer
+        )
+        counts = [
+            queue.count,
+            DeferredJobRegistry(queue=queue).count,
+            ScheduledJobRegistry(queue=queue).count,
+            StartedJobRegistry(queue=queue).count,
+            FailedJobRegistry(queue=queue).count,
+            FinishedJobRegistry(queue=queue).count,
+        ]
+        failed += counts[4]
+        rows.append([queue.name, *counts])
+    header = ["QUEUE", "QUEUED", "DEFERRED", "SCHEDULED", "STARTED", "FAILED", "FINISHED"]
+    click.echo("\n".join(table(header, rows)))
+    ours = {settings.queue_prefix + name for name in QUEUES}
+    workers = [w for w in Worker.all(connection=connection) if ours.intersection(w.queue_names())]
+    click.echo("")
+    if workers:
+        worker_rows = [
+            [w.name, ",".join(w.queue_names()), w.get_state(), _ago(w.last_heartbeat)]
+            for w in sorted(workers, key=lambda w: (w.queue_names(), w.name))
+        ]
+        click.echo("\n".join(table(["WORKER", "QUEUE", "STATE", "LAST HEARTBEAT"], worker_rows)))
+    else:
+        click.echo(
+            "No workers. Start one per queue: wabahooks worker --queue messages|statuses|other"
+        )
+    click.echo(f"\n{failed} failed job(s)." + (" See: wabahooks failed list" if failed else ""))
+
+
+@dataclass(frozen=True)
+class Result:
+    """One check's outcome: ``ok``, ``warn`` or ``fail``, and why."""
+
+    level: str
+    name: str
+    detail: str
+
+
+def _redis_info(connection: redis.Redis, section: str) -> dict[str, Any]:
+    info: Any = connection.info(section)
+    return dict(info)
+
+
+def _config_get(connection: redis.Redis, name: str, info_section: str, info_key: str) -> str:
+    """A server setting by CONFIG GET, else (managed Redis forbids CONFIG) from INFO."""
+    try:
+        value: Any = connection.config_get(name)
+        if name in value:
+            return str(value[name])
+    except redis.ResponseError:
+        pass
+    return str(_redis_info(connection, info_section).get(info_key, "?"))
+
+
+def check_redis(url: str | None) -> list[Result]:
+    """Check that Redis answers and is set up for durability."""
+    if not url:
+        return [Result("fail", "redis", "REDIS_URL is not set: point it at your Redis/Valkey")]
+    connection = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        return [Result("fail", "redis", f"cannot reach {safe_url(url)}: {exc}")]
+    try:
+        server = _redis_info(connection, "server")
+        results = [Result("ok", "redis", f"reachable at {safe_url(url)}")]
+        version = str(server.get("redis_version", "0"))
+        product = f"Valkey {server['valkey_version']}" if "valkey_version" in server else "Redis"
+        numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if numbers >= MIN_REDIS:
+            results.append(Result("ok", "version", f"{product} (Redis {version})"))
+        else:
+            results.append(Result("fail", "version", f"Redis {version}: 6.2 or later is needed"))
+        aof = _config_get(connection, "appendonly", "persistence", "aof_enabled")
+        if aof in ("yes", "1"):
+            fsync = _config_get(connection, "appendfsync", "persistence", "-")
+            if fsync == "no":
+                results.append(Result("warn", "aof", "on, but appendfsync no: use everysec"))
+            else:
+                results.append(Result("ok", "aof", f"appendonly yes, appendfsync {fsync}"))
+        else:
+            results.append(
+                Result(
+                    "fail",
+                    "aof",
+                    "appendonly is off: an acknowledged event "
+                    "can be lost in a crash; set appendonly yes",
+                )
+            )
+        policy = _config_get(connection, "maxmemory-policy", "memory", "maxmemory_policy")
+        if policy == "noeviction":
+            results.append(Result("ok", "maxmemory", "maxmemory-policy noeviction"))
+        else:
+            results.append(
+                Result(
+                    "fail",
+                    "maxmemory",
+                    f"maxmemory-policy {policy}: Redis may evict claims and jobs; set noeviction",
+                )
+            )
+        return results
+    except redis.RedisError as exc:
+        return [Result("fail", "redis", f"{safe_url(url)} answered an error: {exc}")]
+    finally:
+        connection.close()
+
+
+def check_portal(env: Mapping[str, str], secrets: Sequence[str]) -> list[Result]:
+    """Check that the portal answers with the key, and signs with a secret we accept."""
+    from service.portal import PortalClient, PortalError, PortalSettings
+    from service.portal.backoff import RetryPolicy
+
+    if not (env.get("WABA_API_URL") or env.get("WABA_API_KEY")):
+        return [
+            Result(
+                "warn",
+                "portal",
+                "WABA_API_URL is not set: handlers cannot call the portal (fine if none does)",
+            )
+        ]
+    try:
+        settings = replace(PortalSettings.from_env(env), read_timeout=10)
+    except ConfigError as exc:
+        return [Result("fail", "portal", str(exc))]
+    try:
+        with PortalClient(settings, retry=RetryPolicy(max_attempts=1)) as portal:
+            webhook = portal.webhook()
+    except PortalError as exc:
+        return [Result("fail", "portal", f"GET {settings.api_url}/webhook: {exc}")]
+    results = [Result("ok", "portal", f"{settings.api_url} answers with the key")]
+    if not (webhook.enabled and webhook.webhook_url):
+        results.append(
+            Result(
+                "warn",
+                "webhook",
+                "not enabled at the portal: wabahooks webhook set https://…/webhook",
+            )
+        )
+    else:
+        results.append(
+            Result("ok", "webhook", f"delivers {','.join(webhook.events)} to {webhook.webhook_url}")
+        )
+    if webhook.webhook_secret and secrets and webhook.webhook_secret not in secrets:
+        results.append(
+            Result(
+                "fail",
+                "signing",
+                "the portal signs with a secret that is not "
+                "in WABA_WEBHOOK_SECRET: every delivery would get 401",
+            )
+        )
+    return results
+
+
+def run_checks(env: Mapping[str, str]) -> list[Result]:
+    """Run every check against ``env``; return the results in order."""
+    given = tuple(x.strip() for x in env.get("WABA_WEBHOOK_SECRET", "").split(",") if x.strip())
+    results: list[Result] = []
+    try:
+        Settings.from_env({**env, "WABA_WEBHOOK_SECRET": ",".join(given) or _PLACEHOLDER_SECRET})
+        results.append(Result("ok", "settings", "every variable parses"))
+    except ConfigError as exc:
+        results.append(Result("fail", "settings", str(exc)))
+    if given:
+        rotating = f" ({len(given)} while rotating)" if len(given) > 1 else ""
+        results.append(Result("ok", "secret", f"WABA_WEBHOOK_SECRET is set{rotating}"))
+    else:
+        results.append(
+            Result(
+                "fail",
+                "secret",
+                "WABA_WEBHOOK_SECRET is not set: the receiver needs the portal's webhook secret",
+            )
+        )
+    results += check_redis(env.get("REDIS_URL", "").strip() or None)
+    results += check_portal(env, given)
+    return results
+
+
+_STYLE: dict[str, Callable[[str], str]] = {
+    "ok": lambda s: click.style(s, fg="green"),
+    "warn": lambda s: click.style(s, fg="yellow"),
+    "fail": lambda s: click.style(s, fg="red", bold=True),
+}
+
+
+@click.command()
+def check() -> None:
+    """Check the configuration and what it points at; exit 1 if anything fails.
+
+    Settings, WABA_WEBHOOK_SECRET, Redis (reachable, version >= 6.2, AOF on,
+    maxmemory-policy noeviction) and, when WABA_API_URL is set, the portal
+    (GET /api/v1/webhook with the key; the secret it signs with).
+    """
+    results = run_checks(os.environ)
+    width = max(len(r.name) for r in results)
+    for result in results:
+        click.echo(
+            f"{_STYLE[result.level](result.level.ljust(4))}  "
+            f"{result.name.ljust(width)}  {result.detail}"
+        )
+    failed = sum(r.level == "fail" for r in results)
+    if failed:
+        click.echo(f"\n{failed} check(s) failed.", err=True)
+        sys.exit(1)
