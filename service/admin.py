@@ -108,7 +108,8 @@ def status() -> None:
         counts = [
             queue.count,
             DeferredJobRegistry(queue=queue).count,
-            ScheduledJobRegistry(queue=queue).count,
+            # rq 2.12 leaves ScheduledJobRegistry.__init__ unannotated.
+            ScheduledJobRegistry(queue=queue).count,  # type: ignore[no-untyped-call]
             StartedJobRegistry(queue=queue).count,
             FailedJobRegistry(queue=queue).count,
             FinishedJobRegistry(queue=queue).count,

@@ -20,6 +20,7 @@ from typing import BinaryIO
 import click
 
 from service.admin import check, status
+from service.forget import forget
 from service.portal.simcli import portal_sim
 from service.settings import ConfigError, Settings
 from service.trigger import trigger
@@ -141,3 +142,4 @@ main.add_command(trigger)
 main.add_command(status)
 main.add_command(check)
 main.add_command(webhook)
+main.add_command(forget)
