@@ -32,8 +32,8 @@ DEFAULT_STORE_TTL = 30 * 24 * 3600
 #: A contact's set of message ids already attributed to sends (the ledger's
 #: reconciliation), after its last write: as long as a retry could still look.
 DEFAULT_SENT_TTL = 7 * 24 * 3600
-#: A message's folded delivery statuses, after their last write.
-DEFAULT_STATUS_TTL = 30 * 24 * 3600
+# Folded statuses: WABAHOOKS_STATUS_RETENTION, read with the built-in's configuration
+# (workers/config.py), which the README's "Retention" lists with these.
 
 
 class ConfigError(Exception):
@@ -87,7 +87,6 @@ class Retention:
     failure_ttl: int = DEFAULT_FAILURE_TTL
     store_ttl: int = DEFAULT_STORE_TTL
     sent_ttl: int = DEFAULT_SENT_TTL
-    status_ttl: int = DEFAULT_STATUS_TTL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Retention:
@@ -99,7 +98,6 @@ class Retention:
             failure_ttl=_int(env, "WABAHOOKS_FAILURE_TTL", DEFAULT_FAILURE_TTL, 1),
             store_ttl=_int(env, "WABAHOOKS_STORE_TTL", DEFAULT_STORE_TTL, 1),
             sent_ttl=_int(env, "WABAHOOKS_SENT_TTL", DEFAULT_SENT_TTL, 1),
-            status_ttl=_int(env, "WABAHOOKS_STATUS_TTL", DEFAULT_STATUS_TTL, 1),
         )
 
 

@@ -1,4 +1,4 @@
-"""``wabahooks worker`` and ``wabahooks failed``: the queue side's commands.
+"""``wabahooks worker``, ``wabahooks failed`` and ``wabahooks metrics``: the queue side's commands.
 
 They join the ``wabahooks`` command through the entry-point group ``wabahooks.cli``
 (see ``pyproject.toml``), so ``service`` never imports ``workers``. Queues are named
@@ -29,7 +29,7 @@ from service.jobs import QUEUE_NAMES
 from service.settings import ConfigError, Settings
 from workers.worker import OneQueuePerProcess, WabaWorker
 
-__all__ = ["DEFAULT_QUEUE", "QUEUES", "failed", "load_worker_settings", "worker"]
+__all__ = ["DEFAULT_QUEUE", "QUEUES", "failed", "load_worker_settings", "metrics", "worker"]
 
 #: Queue suffixes, in the order the README lists them.
 QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
@@ -98,6 +98,7 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
         )
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
     from workers.entry import get_runtime, set_runtime
+    from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
     from workers.runtime import Runtime
 
     settings = _settings()
@@ -108,8 +109,10 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
         logging.getLogger("rq.worker").setLevel(logging.WARNING)
     connection = _connect(settings)
     try:
+        # Counted only where `wabahooks metrics` can read it back (README "Metrics").
+        meter = WorkerMetrics() if multiprocess_dir() else None
         # Handlers load now, so a module that fails to import stops start-up (traceback).
-        set_runtime(Runtime.from_env(connection=connection))  # one client per process
+        set_runtime(Runtime.from_env(connection=connection, metrics=meter))  # one per process
     except ConfigError as exc:
         click.echo(f"wabahooks: {exc}", err=True)
         sys.exit(2)
@@ -122,10 +125,54 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
         queue=rq_worker.queues[0].name,
         handlers=[r.name for r in get_runtime().registrations],
         burst=burst,
+        metrics=meter is not None,
     )
-    rq_worker.run(burst=burst)
+    try:
+        rq_worker.run(burst=burst)
+    finally:
+        if meter is not None:
+            process_exited()
     if not burst and not rq_worker.stop_requested:
         # RQ's loop ended by itself (Redis gone, an unexpected error): let a supervisor restart it.
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=9108, show_default=True, type=int, help="Port to listen on.")
+def metrics(host: str, port: int) -> None:
+    """Serve this host's worker metrics and the queue depths to Prometheus.
+
+    Sums what every `wabahooks worker` with the same PROMETHEUS_MULTIPROC_DIR
+    counted, and reads queue depths from Redis at each scrape. Needs REDIS_URL
+    and PROMETHEUS_MULTIPROC_DIR.
+    """
+    from service.logs import configure_logging
+    from workers.metrics import MULTIPROC_ENV, multiprocess_dir, scrape_registry, serve
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        path = multiprocess_dir()
+    except ConfigError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(2)
+    if path is None:
+        click.echo(
+            f"wabahooks: {MULTIPROC_ENV} is not set: set it, for this command and every "
+            "worker on the host, to one directory the workers write their metrics to",
+            err=True,
+        )
+        sys.exit(2)
+    connection = _connect(settings)
+    queues = [settings.queue_prefix + name for name in QUEUES]
+    structlog.get_logger("wabahooks.metrics").info(
+        "metrics.started", url=f"http://{host}:{port}/metrics", directory=path
+    )
+    try:
+        serve(scrape_registry(path, connection, queues), host, port)
+    except OSError as exc:
+        click.echo(f"wabahooks: cannot listen on {host}:{port} ({exc})", err=True)
         sys.exit(1)
 
 

@@ -18,11 +18,12 @@ from typing import Any, Protocol
 import redis
 import structlog
 
+from service.settings import DEFAULT_STORE_TTL
 from workers.effects import Effects
 
 __all__ = ["Context", "MemoryStore", "RedisStore", "Store"]
 
-DEFAULT_STORE_TTL = 30 * 24 * 3600
+# DEFAULT_STORE_TTL (WABAHOOKS_STORE_TTL) is one of the retention defaults in service.settings.
 
 
 class Store(Protocol):

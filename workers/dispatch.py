@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -20,6 +21,9 @@ from service.portal import OutcomeUnknown, PortalError
 from workers.context import Context
 from workers.ledger import Ledger
 from workers.router import STOP, Registration, RetryPolicy
+
+if TYPE_CHECKING:
+    from workers.metrics import WorkerMetrics
 
 __all__ = ["HandlerFailed", "Permanent", "dispatch"]
 
@@ -66,6 +70,7 @@ def dispatch(
     *,
     ledger: Ledger,
     context_for: ContextFactory,
+    metrics: WorkerMetrics | None = None,
 ) -> int:
     """Run the handlers that match ``event``; return how many ran. Raise :class:`HandlerFailed`."""
     matching: list[Registration] = []
@@ -74,6 +79,8 @@ def dispatch(
             matching.append(registration)
     if not matching:
         log.info("event.unhandled", kind=event.kind)
+        if metrics is not None:
+            metrics.unhandled(event.kind)
         return 0
     replies_expected = any(r.replies for r in matching)
     ran = 0
@@ -82,6 +89,8 @@ def dispatch(
             log.info(
                 "handler.skipped", handler=registration.name, reason="done in an earlier attempt"
             )
+            if metrics is not None:
+                metrics.handler(registration.name, "skipped")
             continue
         started = time.perf_counter()
         try:
@@ -96,6 +105,9 @@ def dispatch(
                 duration_ms=duration_ms,
                 error=f"{type(exc).__name__}: {exc}",
             )
+            if metrics is not None:
+                outcome = "permanent" if failure.permanent else "retry"
+                metrics.handler(registration.name, outcome, duration_ms / 1000)
             raise failure from exc
         if registration is not matching[-1] and result != STOP:
             # Only a later handler's failure can make this one's event run again.
@@ -111,6 +123,8 @@ def dispatch(
             outcome="stop" if stopped else "ok",
             duration_ms=duration_ms,
         )
+        if metrics is not None:
+            metrics.handler(registration.name, "stop" if stopped else "ok", duration_ms / 1000)
         if stopped:
             break
     return ran

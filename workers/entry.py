@@ -86,6 +86,7 @@ def process_event(
     ):
         event = parse_event(envelope, kind=kind, event_key=event_key)
         ledger = runtime.ledger(job)
+        metrics = runtime.metrics
         try:
             dispatch(
                 event,
@@ -97,6 +98,7 @@ def process_event(
                     conversation=conversation,
                     replies_expected=replies,
                 ),
+                metrics=metrics,
             )
         except HandlerFailed as failure:
             policy = failure.retry or runtime.retry
@@ -106,8 +108,15 @@ def process_event(
                     handler=failure.registration.name,
                     reason="not retryable" if failure.permanent else "attempts exhausted",
                 )
+                if metrics is not None:
+                    reason = "permanent" if failure.permanent else "exhausted"
+                    metrics.event(kind, f"failed_{reason}")
                 raise
             delay = retry_delay(policy, attempt, failure.error)
             log.warning("event.retry", handler=failure.registration.name, in_seconds=delay)
+            if metrics is not None:
+                metrics.event(kind, "retry")
             return Retry(max=policy.max_attempts - 1, interval=delay)
+        if metrics is not None:
+            metrics.event(kind, "done")
     return None

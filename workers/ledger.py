@@ -19,9 +19,12 @@ from typing import Any, Literal, Protocol
 
 import redis
 
+from service.settings import DEFAULT_SENT_TTL
+
 __all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "MemoryLedger", "RedisLedger"]
 
-DEFAULT_LEDGER_TTL = 7 * 24 * 3600
+#: How long a contact's ``sent`` set lives after its last write (WABAHOOKS_SENT_TTL).
+DEFAULT_LEDGER_TTL = DEFAULT_SENT_TTL
 
 
 @dataclass(frozen=True, slots=True)

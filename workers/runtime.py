@@ -11,13 +11,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from rq.job import Job
 
 from service.portal import PortalClient, PortalSettings, RateLimiter
-from service.settings import DEFAULT_QUEUE_PREFIX, ConfigError
+from service.settings import DEFAULT_QUEUE_PREFIX, DEFAULT_STORE_TTL, ConfigError, Retention
 from workers.context import Context, RedisStore
 from workers.dispatch import Permanent
 from workers.effects import Effects, PortalAPI
@@ -25,6 +25,9 @@ from workers.ledger import DEFAULT_LEDGER_TTL, RedisLedger
 from workers.loading import load_routers, registrations
 from workers.router import Registration, RetryPolicy
 from workers.worker import WabaJob
+
+if TYPE_CHECKING:
+    from workers.metrics import WorkerMetrics
 
 __all__ = ["Runtime", "UnconfiguredPortal"]
 
@@ -64,14 +67,22 @@ class Runtime:
     config: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger_ttl: int = DEFAULT_LEDGER_TTL
+    store_ttl: int = DEFAULT_STORE_TTL
+    #: Where handlers, events and portal calls are counted (None: nowhere).
+    metrics: WorkerMetrics | None = None
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, connection: Redis | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        connection: Redis | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> Runtime:
         """Build the runtime from the environment (see the README's Configuration).
 
         ``connection``: the worker's own Redis connection, shared; else ``REDIS_URL``.
+        ``metrics``: where to count (the portal client reports its calls there too).
         """
         env = os.environ if env is None else env
         url = env.get("REDIS_URL", "").strip()
@@ -82,16 +93,20 @@ class Runtime:
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
             settings = PortalSettings.from_env(env)
             limiter = RateLimiter(client, rate=settings.rate, burst=settings.burst)
-            portal = PortalClient(settings, limiter=limiter)
+            portal = PortalClient(settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
         routers = load_routers(env.get("WABAHOOKS_HANDLERS", ""))
+        retention = Retention.from_env(env)
         return cls(
             redis=client,
             portal=portal,
             registrations=registrations(routers),
             prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
             config=_load_config(env),
+            ledger_ttl=retention.sent_ttl,
+            store_ttl=retention.store_ttl,
+            metrics=metrics,
         )
 
     def section(self, router: str) -> Mapping[str, Any]:
@@ -118,7 +133,7 @@ class Runtime:
         """Return the context one handler runs with."""
         return Context.build(
             portal=Effects(self.portal, ledger, registration.name),
-            store=RedisStore(self.redis, conversation, prefix=self.prefix),
+            store=RedisStore(self.redis, conversation, prefix=self.prefix, ttl=self.store_ttl),
             config=self.section(registration.router),
             replies_expected=replies_expected,
             handler=registration.name,

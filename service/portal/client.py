@@ -44,7 +44,7 @@ from service.portal.models import (
     WebhookConfig,
     WebhookTestResult,
 )
-from service.portal.transport import Caller, Limiter
+from service.portal.transport import Caller, CallObserver, Limiter
 from service.portal.validation import (
     CONVERSATIONS_MAX_LIMIT,
     MESSAGES_MAX_LIMIT,
@@ -103,6 +103,7 @@ class PortalClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        observer: CallObserver | None = None,
     ) -> None:
         self._url = settings.api_url
         http = _CookielessClient(
@@ -120,7 +121,13 @@ class PortalClient:
             max_attempts=settings.max_attempts, budget=settings.retry_budget
         )
         self._caller = Caller(
-            http, retry=policy, limiter=limiter, sleep=sleep, clock=clock, rand=rand
+            http,
+            retry=policy,
+            limiter=limiter,
+            sleep=sleep,
+            clock=clock,
+            rand=rand,
+            observer=observer,
         )
         self._call = self._caller.call
 

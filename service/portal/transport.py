@@ -11,6 +11,9 @@ no httpx exception escapes), and retries only what cannot double an effect:
 
 Waits follow :class:`~service.portal.backoff.RetryPolicy`; a wait longer than the budget left
 raises :class:`~service.portal.errors.RateLimited` at once.
+
+An optional :class:`CallObserver` (the workers' metrics) hears of every HTTP attempt and every
+wait for the shared limiter.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from service.portal.errors import (
     error_for_response,
 )
 
-__all__ = ["Caller", "Limiter"]
+__all__ = ["CallObserver", "Caller", "Limiter"]
 
 log = structlog.get_logger("wabahooks.portal")
 
@@ -50,6 +53,16 @@ class Limiter(Protocol):
 
     def hold_off(self, seconds: float) -> None:
         """Hold every process back for ``seconds`` (after the portal answered 429)."""
+
+
+class CallObserver(Protocol):
+    """Hears what the portal calls do (``workers.metrics.WorkerMetrics`` is one)."""
+
+    def portal_request(self, call: str, status: str, seconds: float) -> None:
+        """One HTTP attempt ended: ``status`` is the HTTP status, or ``error`` (no answer)."""
+
+    def limiter_wait(self, seconds: float) -> None:
+        """The shared rate limiter made this process wait ``seconds`` before a request."""
 
 
 def _error_text(response: httpx.Response) -> str | None:
@@ -73,8 +86,10 @@ class Caller:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        observer: CallObserver | None = None,
     ) -> None:
         self._http = http
+        self._observer = observer
         self._retry = retry
         self._limiter = limiter
         self._sleep = sleep
@@ -96,6 +111,8 @@ class Caller:
                     retry_after=wait,
                     status=None,
                 )
+            if self._observer is not None:
+                self._observer.limiter_wait(wait)
             self._sleep(wait)
 
     def call(
@@ -116,7 +133,7 @@ class Caller:
             self._wait_for_permit(call, deadline)
             cause: Exception | None = None
             try:
-                response = self._http.request(method, path, json=body, params=params)
+                response = self._send(call, method, path, body, params)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # The request never left this process: safe to repeat, even a send.
                 cause = exc
@@ -153,6 +170,25 @@ class Caller:
                 if not error.retryable:
                     raise error
             self._backoff(call, attempt, error, cause, deadline)
+
+    def _send(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str | int] | None,
+    ) -> httpx.Response:
+        if self._observer is None:
+            return self._http.request(method, path, json=body, params=params)
+        sent = time.perf_counter()
+        try:
+            response = self._http.request(method, path, json=body, params=params)
+        except httpx.TransportError:
+            self._observer.portal_request(call, "error", time.perf_counter() - sent)
+            raise
+        self._observer.portal_request(call, str(response.status_code), time.perf_counter() - sent)
+        return response
 
     def _backoff(
         self,
