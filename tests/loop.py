@@ -8,6 +8,7 @@ the worker runtime pointed at the simulator.
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -25,6 +26,8 @@ from service.portal.simconfig import SimConfig
 from service.settings import Settings
 from tests.portal.support import API_KEY, FAST_RETRY, serve
 from tests.service.conftest import Receiver
+from workers import builtins
+from workers.config import Config, parse_config
 from workers.entry import set_runtime
 from workers.loading import registrations
 from workers.router import Router
@@ -42,11 +45,19 @@ class Loop:
     receiver: Receiver
     r: redis.Redis
 
-    def inbound(self, text: str, sender: str = "919876543210", name: str = "John Doe") -> str:
-        """A contact writes; return the message id once the receiver has it."""
-        response = self.sim.post(
-            "/sim/inbound", json={"from": sender, "name": name, "type": "text", "content": text}
-        )
+    def inbound(
+        self,
+        text: str,
+        sender: str = "919876543210",
+        name: str = "John Doe",
+        *,
+        type: str = "text",  # noqa: A002 - the simulator's own field name
+        content: Any = None,
+    ) -> str:
+        """A contact writes (``content``: the object of a non-text ``type``); return the
+        message id once the receiver has it."""
+        body = {"from": sender, "name": name, "type": type, "content": content or text}
+        response = self.sim.post("/sim/inbound", json=body)
         response.raise_for_status()
         self.settle()
         return str(response.json()["messageId"])
@@ -81,10 +92,24 @@ class Loop:
     def chaos(self, **settings: Any) -> None:
         self.sim.put("/sim/chaos", json=settings).raise_for_status()
 
+    def status(self, message_id: str, status: str, errors: list[Any] | None = None) -> None:
+        """The portal reports a status of an outbound message (delivered once settled)."""
+        body: dict[str, Any] = {"messageId": message_id, "status": status}
+        if errors is not None:
+            body["errors"] = errors
+        self.sim.post("/sim/status", json=body).raise_for_status()
+        self.settle()
+
 
 @contextmanager
-def running_loop(redis_url: str, *routers: Router, **receiver_settings: Any) -> Iterator[Loop]:
-    """Start simulator + receiver wired together, and a worker runtime with ``routers``."""
+def running_loop(
+    redis_url: str, *routers: Router, config: Config | str | None = None, **receiver_settings: Any
+) -> Iterator[Loop]:
+    """Start simulator + receiver wired together, and a worker runtime with ``routers``
+    (and the built-ins ``config`` enables: a :class:`Config` or TOML text)."""
+    if isinstance(config, str):
+        config = parse_config(tomllib.loads(config), env={})
+    config = config or Config()
     with ExitStack() as stack:
         settings = replace(Settings(secrets=(SECRET,), redis_url=redis_url), **receiver_settings)
         receiver = Receiver(settings)
@@ -110,6 +135,14 @@ def running_loop(redis_url: str, *routers: Router, **receiver_settings: Any) -> 
                 PortalSettings(api_url=f"{sim_url}/api/v1", api_key=API_KEY), retry=FAST_RETRY
             )
         )
-        set_runtime(Runtime(redis=r, portal=portal, registrations=registrations(routers)))
+        set_runtime(
+            Runtime(
+                redis=r,
+                portal=portal,
+                registrations=registrations(builtins.routers(config, routers)),
+                config=config.raw,
+                store_ttls=builtins.store_ttls(config),
+            )
+        )
         stack.callback(set_runtime, None)
         yield Loop(sim=sim, receiver=receiver, r=r)

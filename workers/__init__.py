@@ -26,7 +26,7 @@ from service.model import (
 )
 from workers.context import Context, Store
 from workers.dispatch import HandlerFailed, Permanent
-from workers.router import STOP, RetryPolicy, Router
+from workers.router import STOP, RetryPolicy, Router, StatusTransition
 
 __all__ = [
     "STOP",
@@ -40,6 +40,7 @@ __all__ = [
     "Permanent",
     "RetryPolicy",
     "Router",
+    "StatusTransition",
     "StatusUpdate",
     "Store",
     "TestEvent",

@@ -6,6 +6,11 @@ module). A function registered by several decorators runs once. Handlers already
 marked done in the ledger (an earlier attempt of this job) are skipped. A handler
 returning :data:`~workers.router.STOP` skips the rest. The first handler that
 raises ends the run with :class:`HandlerFailed`; the job is retried from there.
+
+A handler that returns a :class:`~workers.router.StatusTransition` (the status
+tracker) publishes it: the ``status_changed`` handlers after it get it instead of the
+event (none run without one). It is kept in the ledger, so a retry that skips the
+tracker still hands the same transition on.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from service.model import Event
 from service.portal import OutcomeUnknown, PortalError
 from workers.context import Context
 from workers.ledger import Ledger
-from workers.router import STOP, Registration, RetryPolicy
+from workers.router import STOP, Registration, RetryPolicy, StatusTransition
 
 if TYPE_CHECKING:
     from workers.metrics import WorkerMetrics
@@ -63,6 +68,16 @@ def is_permanent(error: BaseException) -> bool:
 
 ContextFactory = Callable[[Registration, bool], Context]
 
+#: The ledger step under which a publishing handler's transition is kept.
+TRANSITION_STEP = "published:transition"
+
+
+def _recorded_transition(ledger: Ledger, handler: str) -> StatusTransition | None:
+    entry = ledger.get(handler, TRANSITION_STEP)
+    if entry is None or entry.result is None:
+        return None
+    return StatusTransition.from_json(entry.result)
+
 
 def dispatch(
     event: Event,
@@ -83,18 +98,25 @@ def dispatch(
             metrics.unhandled(event.kind)
         return 0
     replies_expected = any(r.replies for r in matching)
+    transition: StatusTransition | None = None
     ran = 0
     for registration in matching:
+        if registration.transitions and (
+            transition is None or not registration.matches_transition(transition)
+        ):
+            continue
         if ledger.handler_done(registration.name):
             log.info(
                 "handler.skipped", handler=registration.name, reason="done in an earlier attempt"
             )
             if metrics is not None:
                 metrics.handler(registration.name, "skipped")
+            transition = transition or _recorded_transition(ledger, registration.name)
             continue
+        argument = transition if registration.transitions else event
         started = time.perf_counter()
         try:
-            result = registration.func(event, context_for(registration, replies_expected))
+            result = registration.func(argument, context_for(registration, replies_expected))
         except Exception as exc:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             failure = HandlerFailed(registration, exc)
@@ -109,6 +131,10 @@ def dispatch(
                 outcome = "permanent" if failure.permanent else "retry"
                 metrics.handler(registration.name, outcome, duration_ms / 1000)
             raise failure from exc
+        if isinstance(result, StatusTransition):
+            transition = result
+            if registration is not matching[-1]:
+                ledger.complete(registration.name, TRANSITION_STEP, result.to_json())
         if registration is not matching[-1] and result != STOP:
             # Only a later handler's failure can make this one's event run again.
             # (After the last one the job finishes; should it ever run again anyway,

@@ -10,11 +10,12 @@ if it is not there.
 
 Steps are named by call order within the handler (``send_text#1``,
 ``send_text#2`` …); pass ``step="…"`` when the order can change between runs.
+``once(step, action)`` records any other step's result the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -85,6 +86,24 @@ class Effects:
         self.client.mark_read(message_id, show_typing_indicator=show_typing_indicator)
         self._ledger.complete(self._handler, name, {"typing": show_typing_indicator})
 
+    def once(self, step: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``action`` once for this event; return its result (recorded in the ledger).
+
+        For side effects other than the portal's (a POST to another service, a fold of
+        state): a retried job gets the recorded result back instead of running it
+        again. ``action`` returns a JSON-compatible dict; if it raises, nothing is
+        recorded and the retry runs it again. The record is written after ``action``
+        returns, so a worker that dies in between runs it again (at least once): make
+        it idempotent, or let its receiver deduplicate.
+        """
+        name = f"once:{step}"
+        entry = self._ledger.get(self._handler, name)
+        if entry is not None and entry.state == "done" and entry.result is not None:
+            return entry.result
+        result = action()
+        self._ledger.complete(self._handler, name, result)
+        return result
+
     def _record(self, step: str, to: str, message_id: str) -> SentMessage:
         self._ledger.add_sent_id(to, message_id)
         self._ledger.complete(self._handler, step, {"message_id": message_id})
@@ -102,6 +121,6 @@ class Effects:
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(
-            f"ctx.portal has no {name!r}: it offers send_text and mark_read (exactly once); "
+            f"ctx.portal has no {name!r}: it offers send_text, mark_read and once (exactly once); "
             f"use ctx.portal.client.{name} for other, read-only calls"
         )

@@ -12,12 +12,17 @@ A decorator registers the function and returns it unchanged; stacking decorators
 registers it once per decorator (either filter set matches). Filters within one
 decorator must all hold. Handlers run in registration order; a handler returns
 :data:`STOP` to stop the handlers after it for this event.
+
+``router.status_changed(status=…)`` subscribes to folded status changes instead of
+raw status events: the handler gets a :class:`StatusTransition`, once per change,
+whatever duplicates or reordering the portal delivered (the status-tracking
+built-in computes it and returns it; dispatch hands it to the handlers after).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -26,7 +31,7 @@ from service.model import Event, InboundMessage, StatusUpdate
 if TYPE_CHECKING:
     from workers.context import Context
 
-__all__ = ["STOP", "Handler", "Registration", "RetryPolicy", "Router"]
+__all__ = ["STOP", "Handler", "Registration", "RetryPolicy", "Router", "StatusTransition"]
 
 #: Return this from a handler to skip the handlers after it for this event.
 STOP: Final = "wabahooks.stop"
@@ -44,6 +49,39 @@ class RetryPolicy:
     max_attempts: int = 5
     base: float = 5.0
     cap: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTransition:
+    """An outbound message's folded status changed: from ``previous`` (None: first seen)
+    to ``current`` (``sent`` < ``delivered`` < ``read``; ``failed``, with ``errors``, is final)."""
+
+    message_id: str
+    previous: str | None
+    current: str
+    errors: tuple[Mapping[str, Any], ...] = ()
+    recipient: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the transition as a JSON object (how the ledger keeps it)."""
+        return {
+            "message_id": self.message_id,
+            "previous": self.previous,
+            "current": self.current,
+            "errors": [dict(e) for e in self.errors],
+            "recipient": self.recipient,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> StatusTransition:
+        """Return the transition :meth:`to_json` described."""
+        return cls(
+            str(obj["message_id"]),
+            obj.get("previous"),
+            str(obj["current"]),
+            tuple(obj.get("errors") or ()),
+            obj.get("recipient"),
+        )
 
 
 def _one_of(value: str | Collection[str] | None) -> frozenset[str] | None:
@@ -64,10 +102,19 @@ class Registration:
     replies: bool = False
     retry: RetryPolicy | None = None
     router: str = field(default="", compare=False)
+    #: Registered by ``status_changed``: runs on the event's StatusTransition, if any.
+    transitions: bool = False
 
     def matches(self, event: Event) -> bool:
-        """Return whether this handler wants ``event``."""
-        return event.kind == self.kind and all(p(event) for p in self.predicates)
+        """Return whether this handler wants ``event`` (for a transition handler: its kind;
+        its filters apply to the transition, see :meth:`matches_transition`)."""
+        if event.kind != self.kind:
+            return False
+        return self.transitions or all(p(event) for p in self.predicates)
+
+    def matches_transition(self, transition: StatusTransition) -> bool:
+        """Return whether this transition handler wants ``transition``."""
+        return self.transitions and all(p(transition) for p in self.predicates)
 
 
 def _text_predicates(
@@ -117,6 +164,7 @@ class Router:
         when: Predicate | None,
         replies: bool,
         retry: RetryPolicy | None,
+        transitions: bool = False,
     ) -> Callable[[F], F]:
         if when is not None:
             predicates.append(when)
@@ -126,7 +174,9 @@ class Router:
             # (a function registered by several decorators runs once per event).
             name = f"{self.name}:{getattr(func, '__qualname__', repr(func))}"
             self._registrations.append(
-                Registration(func, kind, name, tuple(predicates), replies, retry, self.name)
+                Registration(
+                    func, kind, name, tuple(predicates), replies, retry, self.name, transitions
+                )
             )
             return func
 
@@ -175,6 +225,25 @@ class Router:
         if statuses is not None:
             predicates.append(lambda e: e.status in statuses)
         return self._register(StatusUpdate.kind, predicates, when, False, retry)
+
+    def status_changed(
+        self,
+        *,
+        status: str | Collection[str] | None = None,
+        when: Callable[[StatusTransition], bool] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Register a handler for changes of an outbound message's folded status.
+
+        The handler gets a :class:`StatusTransition` (not the raw event) only when the
+        status-tracking built-in's fold changed: never for a duplicate, nor for a late
+        ``delivered`` after ``read``. ``status``: only changes to these values.
+        """
+        statuses = _one_of(status)
+        predicates: list[Predicate] = []
+        if statuses is not None:
+            predicates.append(lambda t: t.current in statuses)
+        return self._register(StatusUpdate.kind, predicates, when, False, retry, True)
 
     def test(
         self, *, when: Predicate | None = None, retry: RetryPolicy | None = None

@@ -7,10 +7,8 @@ limiter) and the handler registrations, for every job this process runs.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
@@ -18,6 +16,8 @@ from rq.job import Job
 
 from service.portal import PortalClient, PortalSettings, RateLimiter
 from service.settings import DEFAULT_QUEUE_PREFIX, DEFAULT_STORE_TTL, ConfigError, Retention
+from workers import builtins
+from workers.config import DEFAULT_CONFIG_FILE, load_config
 from workers.context import Context, RedisStore
 from workers.dispatch import Permanent
 from workers.effects import Effects, PortalAPI
@@ -29,9 +29,7 @@ from workers.worker import WabaJob
 if TYPE_CHECKING:
     from workers.metrics import WorkerMetrics
 
-__all__ = ["Runtime", "UnconfiguredPortal"]
-
-DEFAULT_CONFIG_FILE = "wabahooks.toml"
+__all__ = ["DEFAULT_CONFIG_FILE", "Runtime", "UnconfiguredPortal"]
 
 
 class UnconfiguredPortal:
@@ -42,18 +40,6 @@ class UnconfiguredPortal:
             f"the portal API is not configured (set WABA_API_URL and WABA_API_KEY) "
             f"but a handler called {name}"
         )
-
-
-def _load_config(env: Mapping[str, str]) -> dict[str, Any]:
-    path = Path(env.get("WABAHOOKS_CONFIG") or DEFAULT_CONFIG_FILE)
-    if not path.exists():
-        if env.get("WABAHOOKS_CONFIG"):
-            raise ConfigError(f"WABAHOOKS_CONFIG names {str(path)!r}, which does not exist")
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 @dataclass
@@ -67,6 +53,8 @@ class Runtime:
     config: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger_ttl: int = DEFAULT_LEDGER_TTL
+    #: Store expiry by router name, for built-ins that configure their own retention.
+    store_ttls: Mapping[str, int] = field(default_factory=dict)
     store_ttl: int = DEFAULT_STORE_TTL
     #: Where handlers, events and portal calls are counted (None: nowhere).
     metrics: WorkerMetrics | None = None
@@ -96,14 +84,16 @@ class Runtime:
             portal = PortalClient(settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
-        routers = load_routers(env.get("WABAHOOKS_HANDLERS", ""))
+        config = load_config(env)  # the built-ins' sections are validated here
+        routers = builtins.routers(config, load_routers(env.get("WABAHOOKS_HANDLERS", "")))
         retention = Retention.from_env(env)
         return cls(
             redis=client,
             portal=portal,
             registrations=registrations(routers),
             prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
-            config=_load_config(env),
+            config=config.raw,
+            store_ttls=builtins.store_ttls(config),
             ledger_ttl=retention.sent_ttl,
             store_ttl=retention.store_ttl,
             metrics=metrics,
@@ -133,7 +123,12 @@ class Runtime:
         """Return the context one handler runs with."""
         return Context.build(
             portal=Effects(self.portal, ledger, registration.name),
-            store=RedisStore(self.redis, conversation, prefix=self.prefix, ttl=self.store_ttl),
+            store=RedisStore(
+                self.redis,
+                conversation,
+                prefix=self.prefix,
+                ttl=self.store_ttls.get(registration.router, self.store_ttl),
+            ),
             config=self.section(registration.router),
             replies_expected=replies_expected,
             handler=registration.name,

@@ -1,0 +1,36 @@
+"""Mark read, with typing: every inbound message is marked read as it arrives.
+
+"typing…" promises a reply, so by default (``when-replying``) it is shown only when
+a handler that declared ``replies=True`` matched the event (``ctx.replies_expected``;
+the auto-reply built-in declares it only when one of its rules matches). ``always``
+shows it every time, ``never`` never. Statuses and test events are never marked.
+Runs before every reply handler.
+
+::
+
+    [handlers.mark_read]
+    mode = "when-replying"   # always | when-replying | never
+"""
+
+from __future__ import annotations
+
+from workers import Context, InboundMessage, Router
+from workers.config import MarkReadConfig
+
+__all__ = ["NAME", "build"]
+
+NAME = "mark_read"
+
+
+def build(config: MarkReadConfig) -> Router:
+    """Return the mark-read router for ``config``."""
+    router = Router(NAME)
+
+    @router.message()
+    def mark_read(event: InboundMessage, ctx: Context) -> None:
+        typing = config.mode == "always" or (
+            config.mode == "when-replying" and ctx.replies_expected
+        )
+        ctx.portal.mark_read(event.message_id, show_typing_indicator=typing)
+
+    return router
