@@ -1,0 +1,155 @@
+"""`wabahooks dev` end to end: Valkey, simulator, receiver, workers; Ctrl-C ends them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from service.devstate import DevState, read_dev_state
+from workers.devhandlers import REPLY
+
+PHONE = "919812345678"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def group_members(pgid: int) -> set[int]:
+    """Every process in the process group ``pgid`` (from /proc)."""
+    members = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.add(int(entry.name))
+    return members
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes], Path]]:
+    """`python -m service dev` in its own process group, no REDIS_URL, in a fresh directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WABA", "REDIS_URL"))}
+    env["WABAHOOKS_LOG_FORMAT"] = "json"
+    log = tempfile.TemporaryFile()
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = str(root)  # the children import service and workers from this tree
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "dev",
+            "--port",
+            str(free_port()),
+            "--sim-port",
+            str(free_port()),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield proc, log, tmp_path
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for pid in group_members(proc.pid):  # a child left behind by a failed test
+            os.kill(pid, signal.SIGKILL)
+        log.close()
+
+
+def output(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode("utf-8", "replace")
+
+
+def test_dev_runs_the_whole_loop_and_ctrl_c_ends_every_process(
+    dev: tuple[subprocess.Popen[bytes], IO[bytes], Path],
+) -> None:
+    proc, log, workdir = dev
+    state: DevState = wait_for(
+        lambda: read_dev_state(workdir / ".wabahooks") or proc.poll() is not None, "dev ready"
+    )
+    assert proc.poll() is None, output(log)
+    assert state.sim_url is not None
+    assert (workdir / ".wabahooks" / "valkey").is_dir()  # embedded Valkey, project-local
+    assert "wabahooks dev is ready" in output(log)
+
+    trigger = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "trigger",
+            "message",
+            "--text",
+            "hi",
+            "--from",
+            PHONE,
+            "--via-sim",
+            state.sim_url,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert trigger.returncode == 0, trigger.stderr
+
+    def replied() -> dict[str, Any] | None:
+        history: dict[str, Any] = httpx.get(f"{state.sim_url}/sim/history").json()
+        return history if history["sent"] else None
+
+    history = wait_for(replied, "the reply at the simulator")
+    assert [(s["to"], s["message"]) for s in history["sent"]] == [(PHONE, REPLY)]
+    assert [m["showTypingIndicator"] for m in history["markReads"]] == [True]
+    text = output(log)
+    assert '"outcome":"accepted"' in text and "receiver" in text  # the receiver's line
+    assert "POST /api/v1/messages/text" in text  # the reply arriving at the simulator
+
+    children = group_members(proc.pid) - {proc.pid}
+    assert len(children) >= 6  # Valkey, simulator, receiver, three workers (and schedulers)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+
+    assert proc.wait(timeout=60) == 0, output(log)
+    wait_for(lambda: not [pid for pid in children if alive(pid)], "every child to exit", 10)
+    assert not (workdir / ".wabahooks" / "dev.json").exists()
+    assert "wabahooks dev: stopped" in output(log)
