@@ -88,7 +88,7 @@ def render(template: str, event: InboundMessage) -> str:
             return whole[0]
         return values.get(match.group(1), "")
 
-    return PLACEHOLDER.sub(fill, template)[:MAX_TEXT]
+    return PLACEHOLDER.sub(fill, template).strip()[:MAX_TEXT]
 
 
 def _cooldown_key(template: str) -> str:
