@@ -76,7 +76,14 @@ def build(
 ) -> Router:
     """Return the forwarding router for ``config`` (``client``/``resolver``: for tests)."""
     router = Router(NAME)
-    http = client or httpx.Client(timeout=config.timeout, follow_redirects=False, trust_env=False)
+    # No keep-alive: each forward resolves, checks and connects afresh, and a client that
+    # lives as long as the worker process holds no sockets between jobs.
+    http = client or httpx.Client(
+        timeout=config.timeout,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
     def post(target: HttpTarget, event: Event, body: bytes) -> dict[str, object]:
         headers = {
