@@ -5,8 +5,10 @@ AOF on) unless ``REDIS_URL`` is set; the portal simulator with the receiver regi
 its webhook URL; the receiver; one worker per queue (``wabahooks worker --queue NAME``)
 calling the simulator. Their output is interleaved, each line prefixed with its process.
 A development secret is kept in ``.wabahooks/dev-secret`` unless ``WABA_WEBHOOK_SECRET``
-is set. Without a handler configuration (``WABAHOOKS_CONFIG``, ``WABAHOOKS_HANDLERS``) the
-workers load ``workers.devhandlers``: mark read with typing, then a reply.
+is set. Without a handler configuration (``WABAHOOKS_CONFIG``, ``WABAHOOKS_HANDLERS`` or a
+``wabahooks.toml`` here) the workers get ``.wabahooks/dev.toml``, written at each start: the
+built-ins mark-read (typing when replying), auto-reply (a default reply, no cooldown) and
+status tracking.
 
 Once everything answers it writes ``.wabahooks/dev.json`` (read by ``wabahooks trigger``)
 and ``.wabahooks/dev.env`` (``. .wabahooks/dev.env`` gives another shell the same
@@ -45,7 +47,7 @@ from service.devstate import (
 )
 from service.jobs import QUEUE_NAMES
 
-__all__ = ["DEV_HANDLERS", "SIM_API_KEY", "run_dev"]
+__all__ = ["DEV_CONFIG", "DEV_REPLY", "SIM_API_KEY", "run_dev"]
 
 #: One worker process per queue (a worker serves exactly one queue).
 WORKER_QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
@@ -54,8 +56,22 @@ STOP_GRACE = 15
 #: Seconds the receiver and the simulator get to answer after start.
 START_TIMEOUT = 30
 SIM_API_KEY = "sim-key"
-#: The handler module workers load when no handler configuration is given.
-DEV_HANDLERS = "workers.devhandlers"
+#: The auto-reply of the development configuration ({first_name}: the contact's).
+DEV_REPLY = "Thanks {first_name}, we got your message"
+#: The handler configuration workers get when none is given (see wabahooks.example.toml).
+DEV_CONFIG = f"""\
+# Written by `wabahooks dev` at each start, used when no handler configuration is given
+# (WABAHOOKS_CONFIG, WABAHOOKS_HANDLERS or ./wabahooks.toml). See wabahooks.example.toml.
+
+[handlers.mark_read]
+mode = "when-replying"  # "typing…" only when a reply follows
+
+[handlers.auto_reply]
+cooldown = 0  # answer every message while you try things
+default = "{DEV_REPLY}"
+
+[handlers.status_tracking]
+"""
 
 
 def _dev_secret() -> str:
@@ -181,16 +197,17 @@ def _wait_ready(children: Children, urls: list[str], stopping: Callable[[], bool
 
 
 def _handler_settings(env: dict[str, str]) -> str:
-    """Enable the dev handlers unless handlers are configured; say which are used."""
+    """Give the workers the development configuration unless handlers are configured;
+    return what they run, for the banner."""
     if env.get("WABAHOOKS_CONFIG") or env.get("WABAHOOKS_HANDLERS"):
-        parts = [
-            f"{name}={env[name]}"
-            for name in ("WABAHOOKS_HANDLERS", "WABAHOOKS_CONFIG")
-            if env.get(name)
-        ]
-        return ", ".join(parts)
-    env["WABAHOOKS_HANDLERS"] = DEV_HANDLERS
-    return f"{DEV_HANDLERS} (mark read with typing, reply 'Thanks, we got your message')"
+        names = ("WABAHOOKS_HANDLERS", "WABAHOOKS_CONFIG")
+        return ", ".join(f"{name}={env[name]}" for name in names if env.get(name))
+    if Path("wabahooks.toml").exists():
+        return "wabahooks.toml"
+    path = STATE_DIR / "dev.toml"
+    path.write_text(DEV_CONFIG, encoding="utf-8")
+    env["WABAHOOKS_CONFIG"] = str(path)
+    return f"built-ins from {path}: mark-read (typing when replying), auto-reply, status tracking"
 
 
 def _write_env_file(env: dict[str, str]) -> Path:
@@ -223,16 +240,19 @@ def _banner(
     lines += [
         "",
         "Try it (in another terminal, in this directory):",
-        '  .venv/bin/wabahooks trigger message --text "hi"     # a contact writes; watch the logs',
-        f"  curl -s {sim_url}/sim/history                   # the mark-read and the reply"
-        if sim_url
-        else "  .venv/bin/wabahooks trigger test",
-        "  .venv/bin/wabahooks trigger status                 # statuses of the latest reply",
-        "  . .wabahooks/dev.env && .venv/bin/wabahooks status   # queues and workers",
-        "",
-        "Ctrl-C stops everything.",
-        "",
     ]
+    tries = [
+        ('.venv/bin/wabahooks trigger message --text "hi"', "a contact writes; watch the logs")
+    ]
+    if sim_url:
+        tries += [
+            (f"curl -s {sim_url}/sim/history", "the mark-read and the reply"),
+            (".venv/bin/wabahooks trigger status", "statuses of the latest reply"),
+        ]
+    tries.append((". .wabahooks/dev.env && .venv/bin/wabahooks status", "queues and workers"))
+    width = max(len(command) for command, _ in tries)
+    lines += [f"  {command.ljust(width)}  # {what}" for command, what in tries]
+    lines += ["", "Ctrl-C stops everything.", ""]
     return "\n".join(lines)
 
 

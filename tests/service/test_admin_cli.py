@@ -213,13 +213,14 @@ def test_webhook_without_the_portal_configured_names_the_variable() -> None:
 # -- forget --------------------------------------------------------------------------------
 
 
-def fail_messages(redis_url: str) -> None:
-    """A real burst worker with no portal configured: the dev handler fails every message."""
+def fail_messages(redis_url: str, tmp_path: Path) -> None:
+    """A real burst worker with no portal configured: mark-read fails every message."""
+    config = tmp_path / "mark-read.toml"
+    config.write_text("[handlers.mark_read]\n", encoding="utf-8")
     env = {
         "PATH": "/usr/bin:/bin",
         "REDIS_URL": redis_url,
-        "WABAHOOKS_HANDLERS": "workers.devhandlers",
-        "WABAHOOKS_CONFIG": "",
+        "WABAHOOKS_CONFIG": str(config),
         "WABAHOOKS_LOG_FORMAT": "json",
     }
     subprocess.run(
@@ -233,13 +234,13 @@ def fail_messages(redis_url: str) -> None:
 
 
 def test_forget_removes_exactly_that_contacts_data(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     for phone in (ANN, BOB):
         cli(
             "trigger", "message", "--from", phone, "--url", receiver.webhook_url, "--secret", SECRET
         )
-    fail_messages(redis_url)
+    fail_messages(redis_url, tmp_path)
     registry = FailedJobRegistry("wabahooks:messages", connection=r, serializer=JSONSerializer)
     failed = {
         job.kwargs["conversation"]: job.id
@@ -249,7 +250,7 @@ def test_forget_removes_exactly_that_contacts_data(
         if job
     }
     assert set(failed) == {ANN, BOB}
-    r.hset(f"rq:job:{failed[ANN]}", "wh:s:dev:acknowledge:send_text#1", "{}")  # a ledger entry
+    r.hset(f"rq:job:{failed[ANN]}", "wh:s:mark_read:mark_read#1", "{}")  # a ledger entry
     ann_sent, bob_sent = "wamid.opaque-ann-1", new_message_id(BOB)
     ann_other = new_message_id(ANN)  # not in the sent set: found by the number it encodes
     for phone, sent in ((ANN, ann_sent), (BOB, bob_sent)):

@@ -16,8 +16,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from service.dev import DEV_REPLY
 from service.devstate import DevState, read_dev_state
-from workers.devhandlers import REPLY
 
 PHONE = "919812345678"
 
@@ -139,7 +139,9 @@ def test_dev_runs_the_whole_loop_and_ctrl_c_ends_every_process(
         return history if history["sent"] else None
 
     history = wait_for(replied, "the reply at the simulator")
-    assert [(s["to"], s["message"]) for s in history["sent"]] == [(PHONE, REPLY)]
+    assert [(s["to"], s["message"]) for s in history["sent"]] == [
+        (PHONE, DEV_REPLY.format(first_name="John"))
+    ]
     assert [m["showTypingIndicator"] for m in history["markReads"]] == [True]
     text = output(log)
     assert '"outcome":"accepted"' in text and "receiver" in text  # the receiver's line
