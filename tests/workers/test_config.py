@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from workers.builtins import routers
 from workers.config import Config, ConfigError, load_config, parse_config
+from workers.testing import Harness, status_update
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -230,3 +235,26 @@ def test_wabahooks_builtins_chooses_which_run() -> None:
 def test_a_bad_override_names_the_variable() -> None:
     error = error_of("", WABAHOOKS_STATUS_RETENTION="a month")
     assert error.key == "WABAHOOKS_STATUS_RETENTION"
+
+
+def readme_builtins() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("<!-- builtins:begin -->", 1)[1].split("<!-- builtins:end -->", 1)[0]
+
+
+def test_the_readme_shows_the_example_file_as_it_is() -> None:
+    (toml,) = re.findall(r"```toml\n(.*?)```", readme_builtins(), re.S)
+    assert toml == (ROOT / "wabahooks.example.toml").read_text(encoding="utf-8")
+
+
+def test_the_readme_status_changed_example_runs() -> None:
+    (code,) = re.findall(r"```python\n(.*?)```", readme_builtins(), re.S)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - our own README
+    harness = Harness(*routers(Config(), [namespace["router"]]))
+    with capture_logs() as logs:
+        harness.deliver(status_update("wamid.OUT1", "failed", errors=[{"code": 131026}]))
+    assert [line["event"] for line in logs if line["log_level"] == "warning"] == [
+        "status.failed",
+        "delivery.failed",
+    ]
