@@ -1,0 +1,170 @@
+"""The README's log schema ("Logs") holds for real output: `wabahooks serve` and `wabahooks
+worker` processes with WABAHOOKS_LOG_FORMAT=json print one JSON object per line, each stage's
+documented fields are there, and no phone number, secret, signature or API key is printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from service.portal.sim import create_sim_app
+from service.portal.simconfig import SimConfig
+from tests import payloads
+from tests.portal.support import API_KEY, serve
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "log-schema-secret-5f1c"
+SENDERS = {"ok": "447700900011", "bad": "447700900012", "flaky": "447700900013"}
+
+# The fields the README documents for each line, on top of `event`, `level`, `timestamp`.
+JOB = {"event_key", "job_id", "kind", "attempt"}
+SCHEMA: dict[str, set[str]] = {
+    "webhook": {"status", "latency_ms", "outcome", "event_key", "kind", "job_id"},
+    "worker.started": {"queue", "handlers", "burst", "metrics"},
+    "handler.done": JOB | {"handler", "outcome", "duration_ms"},
+    "handler.failed": JOB | {"handler", "outcome", "duration_ms", "error"},
+    "event.retry": JOB | {"handler", "in_seconds"},
+    "event.failed": JOB | {"handler", "reason"},
+    "event.unhandled": JOB,
+    "portal_sent": JOB | {"to", "message_id"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env(redis_url: str, **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("WABA", "REDIS_URL"))}
+    return {
+        **base,
+        "REDIS_URL": redis_url,
+        "WABAHOOKS_LOG_FORMAT": "json",
+        "WABAHOOKS_CONFIG": "",
+        **extra,
+    }
+
+
+def lines(log: IO[bytes]) -> list[dict[str, Any]]:
+    """Every line the process printed, each of which must be one JSON object."""
+    log.seek(0)
+    text = log.read().decode("utf-8")
+    parsed = []
+    for line in text.splitlines():
+        obj = json.loads(line)  # a line that is not JSON fails here
+        assert isinstance(obj, dict)
+        parsed.append(obj)
+    return parsed
+
+
+@pytest.fixture
+def receiver_process(redis_url: str) -> Iterator[tuple[str, IO[bytes]]]:
+    """`wabahooks serve` on a free port, its output in a file."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env(redis_url, WABA_WEBHOOK_SECRET=SECRET),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(url + "/healthz")
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.05)
+        yield url, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
+def test_receiver_and_worker_lines_follow_the_documented_schema(
+    receiver_process: tuple[str, IO[bytes]], redis_url: str
+) -> None:
+    url, receiver_log = receiver_process
+    config = SimConfig(
+        api_key=API_KEY,
+        allow_insecure_webhooks=True,
+        webhook_url=url + "/webhook",
+        webhook_secret=SECRET,
+        status_delay=0.0,
+        delivery_backoff=0.01,
+    )
+    with serve(create_sim_app(config)) as sim_url, httpx.Client(base_url=sim_url) as sim:
+        for text, sender in SENDERS.items():
+            inbound = {"from": sender, "name": "Ana", "type": "text", "content": text}
+            sim.post("/sim/inbound", json=inbound).raise_for_status()
+        assert sim.post("/sim/deliveries/wait", json={"timeout": 10}).json() == {"pending": 0}
+        # One request of our own, so that we know its signature, and one refused.
+        body, headers = payloads.signed({"event": "something.new", "data": {}}, SECRET)
+        assert httpx.post(url + "/webhook", content=body, headers=headers).status_code == 200
+        forged = {**headers, "X-Webhook-Signature": "ab" * 32}
+        assert httpx.post(url + "/webhook", content=body, headers=forged).status_code == 401
+
+        with tempfile.TemporaryFile() as worker_log:
+            for queue in ("messages", "other"):
+                worker = subprocess.run(
+                    [sys.executable, "-m", "service", "worker", "--queue", queue, "--burst"],
+                    cwd=ROOT,
+                    env=env(
+                        redis_url,
+                        WABAHOOKS_HANDLERS="tests.workers.metrics_handlers:metered",
+                        WABA_API_URL=sim_url,
+                        WABA_API_KEY=API_KEY,
+                    ),
+                    stdout=worker_log,
+                    stderr=subprocess.STDOUT,
+                    timeout=60,
+                )
+                assert worker.returncode == 0
+            worker_lines = lines(worker_log)
+            worker_log.seek(0)
+            worker_text = worker_log.read().decode()
+    receiver_lines = lines(receiver_log)
+    receiver_log.seek(0)
+    receiver_text = receiver_log.read().decode()
+
+    everything = receiver_lines + worker_lines
+    for line in everything:
+        assert {"event", "level", "timestamp"} <= set(line), line
+    seen = {line["event"] for line in everything}
+    assert set(SCHEMA) <= seen, f"not seen: {set(SCHEMA) - seen}"
+    for line in everything:
+        missing = SCHEMA.get(line["event"], set()) - set(line)
+        if line["event"] == "webhook" and line["outcome"] not in ("accepted", "duplicate"):
+            missing -= {"event_key", "kind", "job_id"}  # refused before it was identified
+        assert not missing, f"{line['event']} lacks {missing}: {line}"
+    webhooks = [line for line in receiver_lines if line["event"] == "webhook"]
+    assert {line["outcome"] for line in webhooks} == {"accepted", "bad_signature"}
+    contacts = {line["contact"] for line in webhooks if line.get("kind") == "message"}
+    assert contacts == {"********" + number[-4:] for number in SENDERS.values()}
+    sent = [line for line in worker_lines if line["event"] == "portal_sent"]
+    assert [line["to"] for line in sent] == ["********0011"]
+
+    for text in (receiver_text, worker_text):
+        for number in SENDERS.values():
+            assert number not in text
+        assert SECRET not in text
+        assert headers["X-Webhook-Signature"] not in text
+        assert API_KEY not in text

@@ -1,0 +1,136 @@
+"""Retention: every key an event leaves in Redis expires after its configured TTL.
+
+A real receiver takes the events (sent by the portal simulator), a real `wabahooks worker
+--burst` process runs them, with small TTLs configured through the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from service.portal.sim import create_sim_app
+from service.portal.simconfig import SimConfig
+from service.settings import (
+    DEFAULT_FAILURE_TTL,
+    DEFAULT_RESULT_TTL,
+    DEFAULT_SENT_TTL,
+    DEFAULT_STORE_TTL,
+    ConfigError,
+    Retention,
+    Settings,
+)
+from tests.portal.support import API_KEY, serve
+from tests.service.conftest import SECRET, Receiver, start_receiver  # noqa: F401 - fixture
+from tests.workers.conftest import WorkerProcess, start_worker  # noqa: F401 - fixture
+
+ALICE, BOB = "447700900001", "447700900002"
+
+
+def ttl(r: redis.Redis, key: str) -> int:
+    value = r.ttl(key)
+    assert isinstance(value, int)
+    return value
+
+
+def assert_expires(r: redis.Redis, key: str, configured: int) -> None:
+    """``key`` exists and expires within ``configured`` seconds (a few may have passed)."""
+    assert r.exists(key), f"{key} is missing"
+    assert configured - 15 <= ttl(r, key) <= configured, f"{key}: TTL {ttl(r, key)}"
+
+
+@pytest.fixture
+def sim_for(
+    start_receiver: Callable[..., Receiver],  # noqa: F811 - the fixture imported above
+) -> Iterator[Callable[..., tuple[str, httpx.Client]]]:
+    """Start a receiver (with ``Settings`` overrides) and the simulator delivering to it."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+
+        def start(**overrides: object) -> tuple[str, httpx.Client]:
+            receiver = start_receiver(**overrides)
+            config = SimConfig(
+                api_key=API_KEY,
+                allow_insecure_webhooks=True,
+                webhook_url=receiver.webhook_url,
+                webhook_secret=SECRET,
+                status_delay=0.0,
+                delivery_backoff=0.01,
+            )
+            url = stack.enter_context(serve(create_sim_app(config)))
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=10))
+            return url, client
+
+        yield start
+
+
+def test_every_key_of_an_events_journey_gets_its_configured_ttl(
+    sim_for: Callable[..., tuple[str, httpx.Client]],
+    start_worker: Callable[..., WorkerProcess],  # noqa: F811 - the fixture imported above
+    r: redis.Redis,
+) -> None:
+    sim_url, sim = sim_for(dedupe_ttl=300, retention=Retention(result_ttl=120, failure_ttl=240))
+    message_ids = []
+    for sender, text in [(ALICE, "hello"), (BOB, "bad")]:
+        inbound = {"from": sender, "name": "Ana", "type": "text", "content": text}
+        message_ids.append(sim.post("/sim/inbound", json=inbound).json()["messageId"])
+    assert sim.post("/sim/deliveries/wait", json={"timeout": 10}).json() == {"pending": 0}
+    ok_id, bad_id = (r.get(f"wabahooks:claim:message:{m}") for m in message_ids)
+    assert isinstance(ok_id, bytes) and isinstance(bad_id, bytes)
+    ok_id, bad_id = ok_id.decode(), bad_id.decode()
+    # Written by the receiver: claims and conversation tails expire with the dedupe window;
+    # a queued job has no expiry yet (it must wait for a worker however long that takes).
+    for key in r.scan_iter("wabahooks:claim:*"):
+        assert_expires(r, key.decode(), 300)
+    assert_expires(r, f"wabahooks:tail:message:{ALICE}", 300)
+    assert ttl(r, f"rq:job:{ok_id}") == -1
+
+    worker = start_worker(
+        "--queue",
+        "messages",
+        "--burst",
+        WABAHOOKS_HANDLERS="tests.retention_handlers:kept",
+        WABA_API_URL=sim_url,
+        WABA_API_KEY=API_KEY,
+        WABAHOOKS_STORE_TTL="180",
+        WABAHOOKS_SENT_TTL="200",
+    )
+    assert worker.proc.wait(timeout=60) == 0, worker.output()
+
+    finished = Job.fetch(ok_id, connection=r, serializer=JSONSerializer)
+    assert finished.get_status() == "finished"
+    assert_expires(r, f"rq:job:{ok_id}", 120)  # the job, its ledger fields included
+    assert_expires(r, f"rq:results:{ok_id}", 120)
+    failed = Job.fetch(bad_id, connection=r, serializer=JSONSerializer)
+    assert failed.get_status() == "failed"
+    assert_expires(r, f"rq:job:{bad_id}", 240)
+    (score,) = (s for m, s in r.zrange("rq:failed:wabahooks:messages", 0, -1, withscores=True))
+    assert score - r.time()[0] <= 240  # RQ drops it from the failed registry then too
+    assert_expires(r, f"wabahooks:store:{ALICE}", 180)
+    assert_expires(r, f"wabahooks:sent:{ALICE}", 200)
+
+
+def test_retention_settings_are_read_from_the_environment() -> None:
+    env = {
+        "WABA_WEBHOOK_SECRET": "s",
+        "WABAHOOKS_RESULT_TTL": "0",
+        "WABAHOOKS_FAILURE_TTL": "86400",
+        "WABAHOOKS_STORE_TTL": "3600",
+        "WABAHOOKS_SENT_TTL": "7200",
+    }
+
+    assert Settings.from_env(env).retention == Retention(0, 86400, 3600, 7200)
+    assert Settings.from_env({"WABA_WEBHOOK_SECRET": "s"}).retention == Retention(
+        DEFAULT_RESULT_TTL, DEFAULT_FAILURE_TTL, DEFAULT_STORE_TTL, DEFAULT_SENT_TTL
+    )
+    assert DEFAULT_FAILURE_TTL == 14 * 24 * 3600  # not RQ's year: failed payloads hold PII
+    with pytest.raises(ConfigError, match="WABAHOOKS_FAILURE_TTL must be at least 1"):
+        Retention.from_env({"WABAHOOKS_FAILURE_TTL": "0"})
+    with pytest.raises(ConfigError, match="WABAHOOKS_STORE_TTL must be a whole number"):
+        Retention.from_env({"WABAHOOKS_STORE_TTL": "30d"})
