@@ -223,9 +223,11 @@ def _sim_only_once(times: int) -> None:
 def trigger() -> None:
     """Send realistic signed webhook events (message, status, test) to a receiver.
 
-    While `wabahooks dev` runs, events go through its portal simulator, so that
-    handlers can mark them read and reply; elsewhere they are signed here and
-    POSTed to --url.
+    While `wabahooks dev` runs in this directory, events go through its portal
+    simulator, so that handlers can mark them read and reply; elsewhere (or with
+    --direct, --url, --secret) they are signed here and POSTed to --url. The
+    simulator does not know a message signed here: a handler's mark-read or
+    reply to it fails at the simulator with 404.
     """
 
 

@@ -113,26 +113,16 @@ def test_dev_runs_the_whole_loop_and_ctrl_c_ends_every_process(
     assert (workdir / ".wabahooks" / "valkey").is_dir()  # embedded Valkey, project-local
     assert "wabahooks dev is ready" in output(log)
 
+    # No options: in a directory where `wabahooks dev` runs, trigger goes through its simulator.
     trigger = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service",
-            "trigger",
-            "message",
-            "--text",
-            "hi",
-            "--from",
-            PHONE,
-            "--via-sim",
-            state.sim_url,
-        ],
+        [sys.executable, "-m", "service", "trigger", "message", "--text", "hi", "--from", PHONE],
         cwd=workdir,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert trigger.returncode == 0, trigger.stderr
+    assert f"simulator: {PHONE} wrote message" in trigger.stdout
 
     def replied() -> dict[str, Any] | None:
         history: dict[str, Any] = httpx.get(f"{state.sim_url}/sim/history").json()
