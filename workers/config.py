@@ -532,10 +532,12 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     mark_read = auto_reply = forward = status_tracking = None
     if (section := enabled("mark_read")) is not None:
         mark_read = _mark_read(section, "handlers.mark_read")
-    if (section := enabled("auto_reply")) is not None:
-        auto_reply = _auto_reply(section, "handlers.auto_reply", agents)
     if (section := enabled("forward")) is not None:
         forward = _forward(section, "handlers.forward", agents, env)
+    if (section := enabled("auto_reply")) is not None:
+        # The numbers messages are forwarded to are agents too: no auto-reply to them.
+        every_agent = forward.agents if forward is not None else agents
+        auto_reply = _auto_reply(section, "handlers.auto_reply", every_agent)
     if (section := enabled("status_tracking")) is not None:
         status_tracking = _status_tracking(section, "handlers.status_tracking")
     return Config(data, agents, mark_read, auto_reply, forward, status_tracking)

@@ -178,3 +178,12 @@ def test_no_reply_to_an_agent_end_to_end(redis_url: str) -> None:
     assert [(m["messageId"], m["showTypingIndicator"]) for m in history["markReads"]] == [
         (message_id, False)
     ]
+
+
+def test_numbers_messages_are_forwarded_to_count_as_agents() -> None:
+    h = harness(
+        '[handlers.auto_reply]\ndefault = "Thanks"\n'
+        '[handlers.forward]\n[[handlers.forward.whatsapp]]\nto = "919800000042"\n'
+    )
+    h.deliver(text("I am on shift", sender="919800000042"))
+    assert h.portal.sent == []
