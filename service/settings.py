@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-__all__ = ["ConfigError", "Retention", "Settings"]
+__all__ = ["ConfigError", "Retention", "Settings", "env_float"]
 
 DEFAULT_WEBHOOK_PATH = "/webhook"
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -53,14 +54,23 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+D = TypeVar("D", float, None)
+
+
+def env_float(
+    env: Mapping[str, str], name: str, default: D, *, what: str = "a number"
+) -> float | D:
+    """Return ``env[name]`` as a number greater than 0, or ``default`` when unset or empty.
+
+    A malformed value raises :class:`ConfigError` naming the variable.
+    """
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if not value > 0:
         raise ConfigError(f"{name} must be greater than 0, got {raw}")
     return value
@@ -151,7 +161,12 @@ class Settings:
             webhook_path=path,
             max_body_bytes=_int(env, "WABAHOOKS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
             dedupe_ttl=_int(env, "WABAHOOKS_DEDUPE_TTL", DEFAULT_DEDUPE_TTL, 1),
-            intake_deadline=_float(env, "WABAHOOKS_INTAKE_DEADLINE", DEFAULT_INTAKE_DEADLINE),
+            intake_deadline=env_float(
+                env,
+                "WABAHOOKS_INTAKE_DEADLINE",
+                DEFAULT_INTAKE_DEADLINE,
+                what="a number of seconds",
+            ),
             replay_tolerance=tolerance or None,
             queue_prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
             job_timeout=_int(env, "WABAHOOKS_JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT, 1),

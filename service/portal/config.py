@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service.settings import ConfigError
+from service.settings import ConfigError, env_float
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -33,19 +33,6 @@ DEFAULT_READ_TIMEOUT = 15.0
 DEFAULT_RETRY_BUDGET = 30.0
 DEFAULT_MAX_ATTEMPTS = 5
 API_PATH = "/api/v1"
-
-
-def _positive(env: Mapping[str, str], name: str, default: float | None) -> float | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{name} must be greater than 0, got {raw}")
-    return value
 
 
 def normalise_url(url: str) -> str:
@@ -83,13 +70,13 @@ class PortalSettings:
         key = env.get("WABA_API_KEY", "").strip()
         if not key:
             raise ConfigError("WABA_API_KEY is not set: set it to the portal API key")
-        rate = _positive(env, "WABA_API_RATE", DEFAULT_RATE)
-        timeout = _positive(env, "WABA_API_TIMEOUT", DEFAULT_READ_TIMEOUT)
+        rate = env_float(env, "WABA_API_RATE", DEFAULT_RATE)
+        timeout = env_float(env, "WABA_API_TIMEOUT", DEFAULT_READ_TIMEOUT)
         assert rate is not None and timeout is not None
         return cls(
             api_url=normalise_url(url),
             api_key=key,
             rate=rate,
-            burst=_positive(env, "WABA_API_BURST", None),
+            burst=env_float(env, "WABA_API_BURST", None),
             read_timeout=timeout,
         )
