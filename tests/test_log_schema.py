@@ -28,7 +28,7 @@ SECRET = "log-schema-secret-5f1c"
 SENDERS = {"ok": "447700900011", "bad": "447700900012", "flaky": "447700900013"}
 
 # The fields the README documents for each line, on top of `event`, `level`, `timestamp`.
-JOB = {"event_key", "job_id", "kind", "attempt"}
+JOB = {"event_key", "job_id", "queue", "kind", "attempt"}
 SCHEMA: dict[str, set[str]] = {
     "webhook": {"status", "latency_ms", "outcome", "event_key", "kind", "job_id"},
     "worker.started": {"queue", "handlers", "burst", "metrics"},

@@ -82,7 +82,7 @@ def process_event(
     runtime = get_runtime(job.connection)
     attempt = (job.number_of_retries or 0) + 1
     with structlog.contextvars.bound_contextvars(
-        event_key=event_key, job_id=job.id, kind=kind, attempt=attempt
+        event_key=event_key, job_id=job.id, queue=job.origin, kind=kind, attempt=attempt
     ):
         event = parse_event(envelope, kind=kind, event_key=event_key)
         ledger = runtime.ledger(job)
