@@ -23,9 +23,6 @@ from service.settings import DEFAULT_SENT_TTL
 
 __all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "MemoryLedger", "RedisLedger"]
 
-#: How long a contact's ``sent`` set lives after its last write (WABAHOOKS_SENT_TTL).
-DEFAULT_LEDGER_TTL = DEFAULT_SENT_TTL
-
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -83,7 +80,7 @@ class RedisLedger:
         *,
         fields: dict[str, str] | None = None,
         prefix: str = "wabahooks:",
-        sent_ttl: int = DEFAULT_LEDGER_TTL,
+        sent_ttl: int = DEFAULT_SENT_TTL,
     ) -> None:
         self._redis = client
         self._key = job_key

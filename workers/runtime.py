@@ -15,13 +15,19 @@ from redis import Redis
 from rq.job import Job
 
 from service.portal import PortalClient, PortalSettings, RateLimiter
-from service.settings import DEFAULT_QUEUE_PREFIX, DEFAULT_STORE_TTL, ConfigError, Retention
+from service.settings import (
+    DEFAULT_QUEUE_PREFIX,
+    DEFAULT_SENT_TTL,
+    DEFAULT_STORE_TTL,
+    ConfigError,
+    Retention,
+)
 from workers import builtins
 from workers.config import DEFAULT_CONFIG_FILE, load_config
 from workers.context import Context, RedisStore
 from workers.dispatch import Permanent
 from workers.effects import Effects, PortalAPI
-from workers.ledger import DEFAULT_LEDGER_TTL, RedisLedger
+from workers.ledger import RedisLedger
 from workers.loading import load_routers, registrations
 from workers.router import Registration, RetryPolicy
 from workers.worker import WabaJob
@@ -52,7 +58,7 @@ class Runtime:
     prefix: str = DEFAULT_QUEUE_PREFIX
     config: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    ledger_ttl: int = DEFAULT_LEDGER_TTL
+    sent_ttl: int = DEFAULT_SENT_TTL
     #: Store expiry by router name, for built-ins that configure their own retention.
     store_ttls: Mapping[str, int] = field(default_factory=dict)
     store_ttl: int = DEFAULT_STORE_TTL
@@ -94,7 +100,7 @@ class Runtime:
             prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
             config=config.raw,
             store_ttls=builtins.store_ttls(config),
-            ledger_ttl=retention.sent_ttl,
+            sent_ttl=retention.sent_ttl,
             store_ttl=retention.store_ttl,
             metrics=metrics,
         )
@@ -109,7 +115,7 @@ class Runtime:
         """Return the ledger of one event: fields of its job's hash."""
         fields = job.ledger_fields if isinstance(job, WabaJob) else None
         return RedisLedger(
-            self.redis, job.key, fields=fields, prefix=self.prefix, sent_ttl=self.ledger_ttl
+            self.redis, job.key, fields=fields, prefix=self.prefix, sent_ttl=self.sent_ttl
         )
 
     def context(
