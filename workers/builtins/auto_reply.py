@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from workers import Context, InboundMessage, Router
-from workers.config import PLACEHOLDER, AutoReplyConfig, Rule
+from workers.sections import PLACEHOLDER, AutoReplyConfig, Rule
 
 __all__ = ["NAME", "build", "choose", "render"]
 

@@ -26,7 +26,7 @@ from service.portal import OutsideMessagingWindow
 from service.signature import js_stringify, sign
 from workers import Context, Event, InboundMessage, Permanent, Router
 from workers.builtins import safehttp
-from workers.config import FORWARD_EVENTS, ForwardConfig, HttpTarget, NumberTarget
+from workers.sections import FORWARD_EVENTS, ForwardConfig, HttpTarget, NumberTarget
 
 __all__ = ["EVENT_KEY_HEADER", "NAME", "SIGNATURE_HEADER", "build", "describe"]
 

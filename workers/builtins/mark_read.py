@@ -15,7 +15,7 @@ Runs before every reply handler.
 from __future__ import annotations
 
 from workers import Context, InboundMessage, Router
-from workers.config import MarkReadConfig
+from workers.sections import MarkReadConfig
 
 __all__ = ["NAME", "build"]
 

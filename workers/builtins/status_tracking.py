@@ -25,7 +25,7 @@ from typing import Any
 
 from service.events import mask_phone
 from workers import Context, Router, StatusTransition, StatusUpdate
-from workers.config import StatusTrackingConfig
+from workers.sections import StatusTrackingConfig
 
 __all__ = ["NAME", "RANK", "STORE_KEY", "advances", "build"]
 
