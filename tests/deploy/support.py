@@ -15,6 +15,8 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
+from workers.cli import metrics as metrics_command
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -36,6 +38,17 @@ SCHEMA_FILES = {
     ("policy/v1", "PodDisruptionBudget"): "kubernetes/poddisruptionbudget-policy-v1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda-scaledobject-v1alpha1.json",
 }
+
+
+def metrics_options() -> set[str]:
+    """The options ``wabahooks metrics`` accepts (``--host``, ``--port`` …)."""
+    return {option for param in metrics_command.params for option in param.opts}
+
+
+def metrics_default(name: str) -> Any:
+    """The default of one ``wabahooks metrics`` parameter, by its Python name."""
+    (param,) = (p for p in metrics_command.params if p.name == name)
+    return param.default
 
 
 class UnknownKind(Exception):

@@ -8,10 +8,12 @@ resolved by the loader, as compose does, before validation.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,15 @@ import pytest
 
 from service.jobs import QUEUE_NAMES
 from service.settings import DEFAULT_JOB_TIMEOUT
-from tests.deploy.support import DEPLOY, QUEUES, compose_validator, describe, load_all
+from tests.deploy.support import (
+    DEPLOY,
+    QUEUES,
+    compose_validator,
+    describe,
+    load_all,
+    metrics_options,
+)
+from workers.metrics import MULTIPROC_ENV
 
 COMPOSE = DEPLOY / "compose.yaml"
 
@@ -100,6 +110,48 @@ def test_only_the_tls_proxy_is_published(compose: dict[str, Any]) -> None:
     assert published == {"caddy"}
 
 
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Named-volume mounts of a service: container path → volume."""
+    pairs = (str(volume).split(":")[:2] for volume in service.get("volumes", []))
+    return {target: source for source, target in pairs}
+
+
+def test_workers_count_into_one_tmpfs_volume_that_the_metrics_service_sums(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    metrics = services["metrics"]
+    command = metrics["command"]
+    assert command[0] == "metrics"
+    assert {arg for arg in command if arg[:2] == "--"} <= metrics_options()
+    directory = metrics["environment"][MULTIPROC_ENV]
+    volume = _mounts(metrics)[directory]
+    driver = compose["volumes"][volume]
+    assert driver["driver_opts"]["type"] == "tmpfs", "empty whenever the stack starts"
+    assert "uid=10001" in driver["driver_opts"]["o"], "the image's user writes to it"
+    assert "WABA_API_KEY" not in metrics["environment"], "it needs Redis only"
+    for queue in QUEUES:
+        worker = services[f"worker-{queue}"]
+        assert worker["environment"][MULTIPROC_ENV] == directory
+        assert _mounts(worker)[directory] == volume
+        # Files are named by PID; in a namespace of its own each container is PID 1.
+        assert worker["pid"] == "host", "replicas sharing the directory need distinct PIDs"
+    sharing = {name for name, service in services.items() if volume in _mounts(service).values()}
+    assert sharing == {"metrics", *(f"worker-{queue}" for queue in QUEUES)}
+    # The receiver's /metrics serves its own process; its files would join the workers'.
+    assert MULTIPROC_ENV not in services["receiver"]["environment"]
+
+
+def test_the_metrics_service_is_reachable_from_the_host_only(compose: dict[str, Any]) -> None:
+    metrics = compose["services"]["metrics"]
+    command = metrics["command"]
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0", "the loopback binding needs it"
+    assert metrics["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert port in metrics["expose"]
+    assert f"127.0.0.1:{port}/metrics" in metrics["healthcheck"]["test"][-1]
+
+
 def test_the_dashboard_needs_credentials_and_reads_json_jobs(compose: dict[str, Any]) -> None:
     dashboard = compose["services"]["dashboard"]
     env = dashboard["environment"]
@@ -146,14 +198,28 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     )
 
 
+def _proxied(routes: list[dict[str, Any]], paths: tuple[str, ...] = ()) -> Iterator[Any]:
+    """(path matchers in force, upstreams) for every reverse_proxy in Caddy's JSON routes."""
+    for route in routes:
+        matched = tuple(p for match in route.get("match", []) for p in match.get("path", []))
+        for handler in route.get("handle", []):
+            if handler["handler"] == "reverse_proxy":
+                yield paths + matched, [u["dial"] for u in handler["upstreams"]]
+            yield from _proxied(handler.get("routes", []), paths + matched)
+
+
 @pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed")
-def test_caddy_accepts_the_caddyfile() -> None:
+def test_caddy_accepts_the_caddyfile_and_proxies_only_the_webhook_path() -> None:
     env = {"PATH": os.environ["PATH"], "WABAHOOKS_DOMAIN": "hooks.example.com"}
     env["ACME_EMAIL"] = "ops@example.com"
-    subprocess.run(
+    adapted = subprocess.run(
         ["caddy", "adapt", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
         check=True,
         capture_output=True,
         timeout=60,
         env=env,
     )
+    servers = json.loads(adapted.stdout)["apps"]["http"]["servers"]
+    proxied = [hit for server in servers.values() for hit in _proxied(server["routes"])]
+    # The receiver's /metrics, /healthz and /readyz stay inside the compose network.
+    assert proxied == [(("/webhook",), ["receiver:8000"])]

@@ -34,8 +34,11 @@ from tests.deploy.support import (
     by_kind,
     describe,
     k8s_errors,
+    metrics_default,
+    metrics_options,
     render_kustomization,
 )
+from workers.metrics import MULTIPROC_ENV
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +199,70 @@ def test_workloads_read_the_secret_and_config_that_are_rendered(
                 if "configMapRef" in source:
                     assert ("ConfigMap", source["configMapRef"]["name"]) in names
             for env in container.get("env", []):
+                if "value" in env:
+                    continue
                 ref = env["valueFrom"]["secretKeyRef"]
                 assert ref["name"] == secret["metadata"]["name"]
                 assert ref["key"] in secret["data"]
+
+
+def _pod(rendered: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (deployment,) = (d for d in by_kind(rendered, "Deployment") if d["metadata"]["name"] == name)
+    template: dict[str, Any] = deployment["spec"]["template"]
+    return template
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {env["name"]: env.get("value", env.get("valueFrom")) for env in container["env"]}
+
+
+def _mounts(container: dict[str, Any]) -> dict[str, str]:
+    return {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+
+
+def test_every_worker_pod_has_a_metrics_sidecar_sharing_an_in_memory_directory(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for queue in QUEUES:
+        template = _pod(rendered, f"wabahooks-worker-{queue}")
+        pod = template["spec"]
+        worker, sidecar = pod["containers"]  # one worker per pod: its PID 1 files are its own
+        assert worker["args"][0] == "worker" and sidecar["name"] == "metrics"
+        assert sidecar["image"] == worker["image"]
+        args = sidecar["args"]
+        assert args[0] == "metrics" and {a for a in args if a[:2] == "--"} <= metrics_options()
+        port = int(args[args.index("--port") + 1])
+        # No --host: the default listens on the pod's address, where Prometheus scrapes.
+        assert "--host" not in args and metrics_default("host") == "0.0.0.0"
+        assert sidecar["ports"] == [{"name": "metrics", "containerPort": port}]
+        assert sidecar["readinessProbe"]["httpGet"]["port"] == "metrics"
+        directory = _env(worker)[MULTIPROC_ENV]
+        assert _env(sidecar)[MULTIPROC_ENV] == directory
+        assert _env(sidecar)["REDIS_URL"] == {
+            "secretKeyRef": {"name": "wabahooks-secrets", "key": "REDIS_URL"}
+        }
+        assert all("secretRef" not in source for source in sidecar["envFrom"]), "no portal key"
+        volume = _mounts(worker)[directory]
+        assert _mounts(sidecar)[directory] == volume
+        (spec,) = (v for v in pod["volumes"] if v["name"] == volume)
+        assert spec["emptyDir"]["medium"] == "Memory", "emptied whenever the pod starts"
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_the_receiver_pods_are_scraped_on_their_own_port_and_count_nothing_in_files(
+    rendered: list[dict[str, Any]],
+) -> None:
+    template = _pod(rendered, "wabahooks-receiver")
+    (container,) = template["spec"]["containers"]
+    (port,) = container["ports"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # Its files would be added to the workers' sums (README "Metrics").
+    assert MULTIPROC_ENV not in {env["name"] for env in container.get("env", [])}
+    (config,) = by_kind(rendered, "ConfigMap")
+    assert MULTIPROC_ENV not in config["data"], "the ConfigMap reaches the receiver too"
