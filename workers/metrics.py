@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.exposition import start_wsgi_server
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -85,6 +86,16 @@ def multiprocess_dir(env: Mapping[str, str] | None = None) -> str | None:
     return path
 
 
+def process_identifier() -> str:
+    """This process's name in the multiprocess directory: host name and PID.
+
+    prometheus-client names each process's files by PID, but workers in containers of
+    their own are each PID 1 and, sharing one directory, would write the same files; a
+    container's host name is its own. ('-', not '_': the collector splits names on '_'.)
+    """
+    return f"{socket.gethostname().replace('_', '-')}-{os.getpid()}"
+
+
 class WorkerMetrics:
     """The worker-side metrics, in ``registry`` (default: a registry of their own).
 
@@ -95,6 +106,9 @@ class WorkerMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        if multiprocess_dir() is not None:
+            # Before the first metric is made: files named by process_identifier().
+            values.ValueClass = values.MultiProcessValue(process_identifier)  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         self.events = Counter(
             "wabahooks_events",
@@ -163,8 +177,9 @@ class WorkerMetrics:
         self.limiter_waits.observe(seconds)
 
 
-def process_exited(pid: int | None = None) -> None:
-    """Tell the multiprocess directory that this process (or ``pid``) is gone.
+def process_exited(pid: str | None = None) -> None:
+    """Tell the multiprocess directory that this process (or ``pid``, a
+    :func:`process_identifier`) is gone.
 
     Counters and histograms of a finished process keep counting in the sum (its files
     stay); only live-gauge files are removed. Call it as a worker exits.
@@ -172,7 +187,7 @@ def process_exited(pid: int | None = None) -> None:
     path = multiprocess_dir()
     if path is not None:
         # prometheus-client leaves these two unannotated.
-        mark_process_dead(os.getpid() if pid is None else pid, path)  # type: ignore[no-untyped-call]
+        mark_process_dead(process_identifier() if pid is None else pid, path)  # type: ignore[no-untyped-call]
 
 
 class QueueDepthCollector:

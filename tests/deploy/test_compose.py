@@ -134,8 +134,8 @@ def test_workers_count_into_one_tmpfs_volume_that_the_metrics_service_sums(
         worker = services[f"worker-{queue}"]
         assert worker["environment"][MULTIPROC_ENV] == directory
         assert _mounts(worker)[directory] == volume
-        # Files are named by PID; in a namespace of its own each container is PID 1.
-        assert worker["pid"] == "host", "replicas sharing the directory need distinct PIDs"
+        # Files are named by host name + PID (workers/metrics.py): no shared PID namespace.
+        assert "pid" not in worker, "workers need not see the host's processes"
     sharing = {name for name, service in services.items() if volume in _mounts(service).values()}
     assert sharing == {"metrics", *(f"worker-{queue}" for queue in QUEUES)}
     # The receiver's /metrics serves its own process; its files would join the workers'.

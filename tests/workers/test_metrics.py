@@ -94,9 +94,11 @@ def test_burst_workers_count_into_one_directory_and_wabahooks_metrics_sums_them(
     for worker in workers:
         assert worker.proc.wait(timeout=60) == 0, worker.output()
 
-    pids = {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("*.db")}
-    assert len(pids) >= 2  # each process counts in files of its own
+    # Files are named <type>_<host name>-<pid>: each process counts in files of its own.
+    pids = {int(path.stem.rsplit("-", 1)[1]) for path in directory.glob("*.db")}
+    assert len(pids) >= 2
     assert pids <= {w.pid for w in workers}
+    assert all(f"_{socket.gethostname()}-" in path.name for path in directory.glob("*.db"))
     registry = scrape_registry(str(directory), r, QUEUES)
 
     def value(name: str, **labels: str) -> float:
