@@ -31,7 +31,7 @@ from workers.effects import Effects
 from workers.ledger import MemoryLedger
 from workers.router import Registration, Router
 
-__all__ = ["Harness", "RecordingPortal", "inbound_text", "status_update"]
+__all__ = ["Harness", "RecordingPortal", "inbound", "inbound_text", "status_update"]
 
 _ids = itertools.count(1)
 
@@ -69,10 +69,16 @@ class RecordingPortal:
         return iter(list(self._history))
 
 
-def inbound_text(
-    text: str, *, sender: str = "919876543210", name: str = "John Doe", message_id: str = ""
+def inbound(
+    type: str,  # noqa: A002 - WhatsApp's own field name
+    body: Mapping[str, Any],
+    *,
+    sender: str = "919876543210",
+    name: str | None = "John Doe",
+    message_id: str = "",
 ) -> InboundMessage:
-    """An inbound text message event, as a worker would see it."""
+    """An inbound message event of any WhatsApp ``type`` (``body``: that type's object,
+    e.g. ``inbound("image", {"id": "1", "caption": "receipt"})``), as a worker sees it."""
     mid = message_id or f"wamid.TEST{next(_ids):06d}"
     envelope = {
         "event": "message",
@@ -82,14 +88,21 @@ def inbound_text(
             "from": sender,
             "messageId": mid,
             "timestamp": str(int(datetime.now(UTC).timestamp())),
-            "type": "text",
+            "type": type,
             "contact": {"name": name, "wa_id": sender},
-            "text": {"body": text},
+            type: dict(body),
         },
     }
     event = parse_event(envelope, kind="message", event_key=f"message:{mid}")
     assert isinstance(event, InboundMessage)
     return event
+
+
+def inbound_text(
+    text: str, *, sender: str = "919876543210", name: str = "John Doe", message_id: str = ""
+) -> InboundMessage:
+    """An inbound text message event, as a worker sees it."""
+    return inbound("text", {"body": text}, sender=sender, name=name, message_id=message_id)
 
 
 def status_update(message_id: str, status: str, **data: Any) -> StatusUpdate:

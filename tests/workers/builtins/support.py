@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from datetime import UTC, datetime
 from typing import Any
 
-from service.model import InboundMessage, parse_event
-from workers import Router
+from service.model import InboundMessage
+from workers import Router, testing
 from workers.builtins import routers
 from workers.config import Config, parse_config
 from workers.testing import Harness
@@ -36,23 +35,7 @@ def inbound(
     name: str | None = "John Doe",
 ) -> InboundMessage:
     """An inbound message event of any ``type`` (``body``: that type's object)."""
-    mid = f"wamid.BUILTIN{next(_ids):06d}"
-    envelope = {
-        "event": "message",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "projectId": "test",
-        "data": {
-            "from": sender,
-            "messageId": mid,
-            "timestamp": str(int(datetime.now(UTC).timestamp())),
-            "type": type,
-            "contact": {"name": name, "wa_id": sender},
-            type: body,
-        },
-    }
-    event = parse_event(envelope, kind="message", event_key=f"message:{mid}")
-    assert isinstance(event, InboundMessage)
-    return event
+    return testing.inbound(type, body, sender=sender, name=name)
 
 
 def text(body: str, **kwargs: Any) -> InboundMessage:
