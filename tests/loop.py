@@ -101,6 +101,19 @@ class Loop:
         self.settle()
 
 
+def sim_delivering_to(webhook_url: str, secret: str) -> SimConfig:
+    """The simulator as tests run it: delivering signed webhooks to ``webhook_url`` (plain
+    HTTP on loopback allowed), statuses at once, retries fast."""
+    return SimConfig(
+        api_key=API_KEY,
+        allow_insecure_webhooks=True,
+        webhook_url=webhook_url,
+        webhook_secret=secret,
+        status_delay=0.0,
+        delivery_backoff=0.01,
+    )
+
+
 @contextmanager
 def running_loop(
     redis_url: str, *routers: Router, config: Config | str | None = None, **receiver_settings: Any
@@ -115,18 +128,7 @@ def running_loop(
         receiver = Receiver(settings)
         stack.callback(receiver.stop)
         sim_url = stack.enter_context(
-            serve(
-                create_sim_app(
-                    SimConfig(
-                        api_key=API_KEY,
-                        allow_insecure_webhooks=True,
-                        webhook_url=receiver.webhook_url,
-                        webhook_secret=SECRET,
-                        status_delay=0.0,
-                        delivery_backoff=0.01,
-                    )
-                )
-            )
+            serve(create_sim_app(sim_delivering_to(receiver.webhook_url, SECRET)))
         )
         sim = stack.enter_context(httpx.Client(base_url=sim_url, timeout=10))
         r = stack.enter_context(redis.Redis.from_url(redis_url))

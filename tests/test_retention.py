@@ -15,7 +15,6 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
 from service.settings import (
     DEFAULT_FAILURE_TTL,
     DEFAULT_RESULT_TTL,
@@ -25,6 +24,7 @@ from service.settings import (
     Retention,
     Settings,
 )
+from tests.loop import sim_delivering_to
 from tests.portal.support import API_KEY, serve
 from tests.service.conftest import SECRET, Receiver, start_receiver  # noqa: F401 - fixture
 from tests.workers.conftest import WorkerProcess, start_worker  # noqa: F401 - fixture
@@ -55,14 +55,7 @@ def sim_for(
 
         def start(**overrides: object) -> tuple[str, httpx.Client]:
             receiver = start_receiver(**overrides)
-            config = SimConfig(
-                api_key=API_KEY,
-                allow_insecure_webhooks=True,
-                webhook_url=receiver.webhook_url,
-                webhook_secret=SECRET,
-                status_delay=0.0,
-                delivery_backoff=0.01,
-            )
+            config = sim_delivering_to(receiver.webhook_url, SECRET)
             url = stack.enter_context(serve(create_sim_app(config)))
             client = stack.enter_context(httpx.Client(base_url=url, timeout=10))
             return url, client

@@ -16,8 +16,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
 from tests import payloads
+from tests.loop import sim_delivering_to
 from tests.portal.support import API_KEY, serve
 from tests.service.conftest import SECRET, Receiver
 from tests.workers.conftest import ROOT, WorkerProcess, wait_for, worker_env
@@ -46,14 +46,7 @@ def free_port() -> int:
 @pytest.fixture
 def sim(receiver: Receiver) -> Iterator[tuple[str, httpx.Client]]:
     """The portal simulator, delivering its webhooks to ``receiver``."""
-    config = SimConfig(
-        api_key=API_KEY,
-        allow_insecure_webhooks=True,
-        webhook_url=receiver.webhook_url,
-        webhook_secret=SECRET,
-        status_delay=0.0,
-        delivery_backoff=0.01,
-    )
+    config = sim_delivering_to(receiver.webhook_url, SECRET)
     with serve(create_sim_app(config)) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield url, client
 

@@ -19,8 +19,8 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
 from tests import payloads
+from tests.loop import sim_delivering_to
 from tests.portal.support import API_KEY, serve
 from tests.service.conftest import SECRET, Receiver
 
@@ -126,14 +126,7 @@ def test_a_worker_killed_after_the_send_does_not_send_it_again(
     start_receiver: Callable[..., Receiver], r: redis.Redis, redis_url: str
 ) -> None:
     receiver = start_receiver()
-    config = SimConfig(
-        api_key=API_KEY,
-        allow_insecure_webhooks=True,
-        webhook_url=receiver.webhook_url,
-        webhook_secret=SECRET,
-        status_delay=0.0,
-        delivery_backoff=0.01,
-    )
+    config = sim_delivering_to(receiver.webhook_url, SECRET)
     with serve(create_sim_app(config)) as sim_url, httpx.Client(base_url=sim_url) as sim:
         env = {
             "REDIS_URL": redis_url,
