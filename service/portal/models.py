@@ -6,7 +6,7 @@ shape; the client turns that into a :class:`~service.portal.errors.PortalError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -81,6 +81,15 @@ def _pagination(body: Mapping[str, Any]) -> tuple[str | None, bool]:
     return _opt_str(pagination, "nextCursor"), has_more
 
 
+def _page(body: Any, item: Callable[[Any], T]) -> Page[T]:
+    """One page of a paginated list response, each element read by ``item``."""
+    obj = _obj(body, "response")
+    data = obj.get("data")
+    if not isinstance(data, list):
+        raise ValueError("data is not a list")
+    return Page(tuple(item(element) for element in data), *_pagination(obj))
+
+
 @dataclass(frozen=True, slots=True)
 class LastMessage:
     """The newest message of a conversation, as the conversation list shows it."""
@@ -128,11 +137,7 @@ class Conversation:
 
     @classmethod
     def page(cls, body: Any) -> Page[Conversation]:
-        obj = _obj(body, "response")
-        data = obj.get("data")
-        if not isinstance(data, list):
-            raise ValueError("data is not a list")
-        return Page(tuple(cls.from_json(item) for item in data), *_pagination(obj))
+        return _page(body, cls.from_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +176,7 @@ class Message:
 
     @classmethod
     def page(cls, body: Any) -> Page[Message]:
-        obj = _obj(body, "response")
-        data = obj.get("data")
-        if not isinstance(data, list):
-            raise ValueError("data is not a list")
-        return Page(tuple(cls.from_json(item) for item in data), *_pagination(obj))
+        return _page(body, cls.from_json)
 
 
 @dataclass(frozen=True, slots=True)
