@@ -71,6 +71,9 @@ class Page(Generic[T]):
     items: tuple[T, ...]
     next_cursor: str | None
     has_more: bool
+    #: The portal's own clock when it answered (its ``Date`` header), if it sent one: the
+    #: anchor for searching its history without trusting our clock to agree with its.
+    server_time: datetime | None = None
 
 
 def _pagination(body: Mapping[str, Any]) -> tuple[str | None, bool]:
