@@ -41,3 +41,29 @@ def flaky(url: str, key: str, succeed_on: int) -> str | Retry:
     if runs < succeed_on:
         return Retry(max=2, interval=[1, 1])
     return f"ran {runs} times"
+
+
+async def nap(url: str, key: str, value: str, seconds: float) -> str:
+    """An async job: note ``value`` in ``key:started``, sleep, then append it to ``key``."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.rpush(f"{key}:started", value)
+        await asyncio.sleep(seconds)
+        await client.rpush(key, value)
+    finally:
+        await client.aclose()
+    return value
+
+
+def sleep_sync(url: str, key: str, seconds: float) -> str:
+    """A sync job that cannot be interrupted: sleep, then mark ``key``."""
+    import time
+
+    time.sleep(seconds)
+    with _client(url) as client:
+        client.set(key, "1")
+    return "slept"

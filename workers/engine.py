@@ -1,0 +1,376 @@
+"""The worker engine: many jobs of one queue in flight on one event loop.
+
+:class:`Engine` pops jobs in batches (``workers.rqstate``: the pop and RQ's started state
+are one atomic step), runs each as a task (async handlers on the loop, sync ones in a
+bounded thread pool), and ends them in group-committed batches that also release each
+conversation's next event. Beside that, on every worker of the queue:
+
+- **leases**: each execution's lease is renewed every ``lease / 3`` s; one that was
+  re-driven elsewhere (this loop stalled past its lease) is cancelled here and its
+  effects are refused by the ledger;
+- **re-drive**: executions whose lease ended (their worker died) go back to the front
+  of the queue within ``lease + REDRIVE_EVERY`` seconds, keeping their conversation's
+  place; kills count as attempts, so a job that keeps killing workers ends up failed;
+- **scheduled retries** are moved onto the queue when due (every second), so delayed
+  retries need no scheduler process and survive Redis restarts.
+
+Timeouts: an execution that outlives its job's ``timeout`` is cancelled (an async
+handler is interrupted; a sync handler's thread cannot be, so it keeps its slot until it
+returns and its execution refuses further effects) and retried like a failure.
+
+Stopping: the first SIGTERM/SIGINT stops fetching and lets the jobs in flight finish for
+up to ``grace`` seconds, then hands back the rest (back to the front of the queue, not
+counted as an attempt); a second signal hands back at once. Nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import random
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import redis.exceptions
+import structlog
+
+from workers.execution import ExecutionToken
+from workers.rqstate import Ending, RQState, StartedJob
+
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_GRACE", "DEFAULT_LEASE", "Engine", "Runner", "Threads"]
+
+log = structlog.get_logger("wabahooks.worker")
+
+T = TypeVar("T")
+
+#: Jobs in flight per process unless told otherwise (README "Running the workers").
+DEFAULT_CONCURRENCY = 100
+#: Seconds an execution's lease lasts without renewal.
+DEFAULT_LEASE = 30
+#: Seconds a warm stop waits for the jobs in flight before handing them back.
+DEFAULT_GRACE = 25.0
+#: Most jobs started, or ended, in one round trip.
+MAX_BATCH = 64
+#: Seconds between looks for expired leases (each worker; jittered).
+REDRIVE_EVERY = 5.0
+#: Seconds between moves of due scheduled retries onto the queue.
+PROMOTE_EVERY = 1.0
+#: Idle polling of an empty queue: first and longest wait, seconds.
+IDLE_MIN, IDLE_MAX = 0.005, 0.1
+#: Longest wait between attempts while Redis is unreachable.
+BACKOFF_MAX = 2.0
+
+
+class Runner(Protocol):
+    """Runs one started job; returns how it ended (None: superseded, end nothing)."""
+
+    def __call__(self, job: StartedJob, token: ExecutionToken) -> Awaitable[Ending | None]: ...
+
+
+class Threads:
+    """A bounded thread pool for sync code, whose threads keep their slot until they return.
+
+    A task awaiting :meth:`run` may be cancelled (timeout, hand-back) while its thread goes
+    on: the thread cannot be interrupted, so it counts in :attr:`busy` until it returns,
+    and the engine takes no job for that slot meanwhile.
+    """
+
+    def __init__(self, size: int, on_free: Callable[[], None]) -> None:
+        self.size = size
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="handler")
+        self._orphans: set[Future[Any]] = set()
+        self._on_free = on_free
+
+    @property
+    def orphans(self) -> int:
+        """Threads still running for executions that were cancelled."""
+        return len(self._orphans)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in the pool and return its result."""
+        loop = asyncio.get_running_loop()
+        future = self._executor.submit(functools.partial(fn, *args, **kwargs))
+        try:
+            return await asyncio.wrap_future(future, loop=loop)
+        except asyncio.CancelledError:
+            if not future.done() and not future.cancel():
+                self._orphans.add(future)
+                future.add_done_callback(
+                    lambda f: loop.call_soon_threadsafe(self._orphan_done, f)
+                )
+            raise
+
+    def _orphan_done(self, future: Future[Any]) -> None:
+        self._orphans.discard(future)
+        self._on_free()
+
+    def shutdown(self) -> bool:
+        """Stop the pool without waiting; return whether a thread is still running."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        return bool(self._orphans)
+
+
+class Engine:
+    """Works one queue with up to ``concurrency`` jobs in flight. Start it with :meth:`run`."""
+
+    def __init__(
+        self,
+        state: RQState,
+        runner: Runner,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        threads: Threads | None = None,
+        burst: bool = False,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.state = state
+        self.concurrency = concurrency
+        self.burst = burst
+        self.grace = grace
+        self._runner = runner
+        self._slot_freed = asyncio.Event()
+        self.threads = threads or Threads(min(concurrency, 32), self._slot_freed.set)
+        #: Executions running, by "<job id>:<execution id>".
+        self._inflight: dict[str, tuple[StartedJob, ExecutionToken, asyncio.Task[None]]] = {}
+        self._endings: list[Ending] = []
+        self._ending_ready = asyncio.Event()
+        #: Executions started and not yet ended in Redis (running, or their ending queued).
+        self._open = 0
+        self._stopping = False
+        self._handing_back = False
+        self._signals = 0
+        self._done = asyncio.Event()
+        self.jobs_run = 0
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a signal (or :meth:`stop`) asked the engine to stop."""
+        return self._signals > 0 or self._stopping
+
+    # -- running ----------------------------------------------------------------------
+
+    async def run(self) -> bool:
+        """Work until stopped (or, in burst mode, until the queue is empty and nothing runs).
+
+        Return whether any job ran.
+        """
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal)
+                installed.append(sig)
+        await self._retry_redis(
+            lambda: self.state.register_birth(pid=os.getpid(), hostname=socket.gethostname())
+        )
+        helpers = [
+            asyncio.create_task(self._fetch(), name="fetch"),
+            asyncio.create_task(self._commit(), name="commit"),
+            asyncio.create_task(self._maintain(), name="maintain"),
+        ]
+        try:
+            await self._done.wait()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                await self.state.register_death()
+        return self.jobs_run > 0
+
+    def stop(self, *, cold: bool = False) -> None:
+        """Stop taking jobs; hand back what still runs after ``grace`` s (at once if ``cold``)."""
+        if not self._stopping:
+            self._stopping = True
+            self._slot_freed.set()
+            log.info("worker.stopping", queue=self.state.queue, in_flight=len(self._inflight))
+            asyncio.get_running_loop().call_later(self.grace, self._hand_back)
+        if cold:
+            self._hand_back()
+        self._check_done()
+
+    def _on_signal(self) -> None:
+        self._signals += 1
+        self.stop(cold=self._signals > 1)
+
+    def _hand_back(self) -> None:
+        if self._handing_back or not self._inflight:
+            return
+        self._handing_back = True
+        log.warning("worker.handing_back", queue=self.state.queue, jobs=len(self._inflight))
+        for _job, token, task in self._inflight.values():
+            token.cancelled = True
+            task.cancel()
+
+    def _check_done(self) -> None:
+        if self._stopping and self._open == 0:
+            self._done.set()
+
+    async def _retry_redis(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step`` until Redis answers (backing off), or until the engine stops."""
+        delay = 0.05
+        while True:
+            try:
+                return await step()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(BACKOFF_MAX, delay * 2)
+
+    # -- fetching ---------------------------------------------------------------------
+
+    def _free(self) -> int:
+        return self.concurrency - len(self._inflight) - self.threads.orphans
+
+    async def _fetch(self) -> None:
+        idle = IDLE_MIN
+        while not self._stopping:
+            free = self._free()
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            ids = [uuid.uuid4().hex for _ in range(min(free, MAX_BATCH))]
+            try:
+                jobs = await self.state.start(ids)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(idle := min(BACKOFF_MAX, max(idle, 0.05) * 2))
+                continue
+            if jobs:
+                idle = IDLE_MIN
+                for job in jobs:
+                    self._launch(job)
+                continue
+            if self.burst and self._open == 0:
+                self.stop()
+                return
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                # A finished job may have released its conversation's next one: look again then.
+                await asyncio.wait_for(self._slot_freed.wait(), idle)
+            idle = min(IDLE_MAX, idle * 2)
+
+    def _launch(self, job: StartedJob) -> None:
+        token = ExecutionToken(job.id, job.execution_id)
+        member = f"{job.id}:{job.execution_id}"
+        task = asyncio.create_task(self._execute(member, job, token))
+        self._inflight[member] = (job, token, task)
+        self._open += 1
+        self.jobs_run += 1
+
+    async def _execute(self, member: str, job: StartedJob, token: ExecutionToken) -> None:
+        ending: Ending | None
+        try:
+            async with asyncio.timeout(job.timeout):
+                ending = await self._runner(job, token)
+        except TimeoutError:
+            token.cancelled = True
+            ending = self._timed_out(job)
+        except asyncio.CancelledError:
+            # Handed back (stop), or superseded (its lease was taken over): the latter's
+            # ending would be refused anyway.
+            ending = Ending(job, "handback") if self._handing_back else None
+        except Exception as exc:  # a bug of ours, not a handler's: fail loudly, lose nothing
+            log.exception("job.crashed", job_id=job.id, queue=job.origin)
+            ending = Ending(job, "failed", error="".join(traceback.format_exception(exc)))
+        finally:
+            self._inflight.pop(member, None)
+            self._slot_freed.set()
+        if ending is None:
+            self._ended(1)
+            return
+        self._endings.append(ending)
+        self._ending_ready.set()
+
+    def _timed_out(self, job: StartedJob) -> Ending:
+        error = f"JobTimeout: the job ran longer than its timeout ({job.timeout} s)"
+        log.warning("job.timeout", job_id=job.id, queue=job.origin, timeout=job.timeout)
+        if job.attempt >= self.state.max_attempts:
+            return Ending(job, "failed", error=error)
+        return Ending(job, "retry", error=error, delay=_backoff(job.attempt))
+
+    def _ended(self, count: int) -> None:
+        self._open -= count
+        self._check_done()
+
+    # -- ending (group commit) --------------------------------------------------------
+
+    async def _commit(self) -> None:
+        while True:
+            await self._ending_ready.wait()
+            self._ending_ready.clear()
+            while self._endings:
+                batch = self._endings[:MAX_BATCH]
+                del self._endings[:MAX_BATCH]
+                try:
+                    statuses = await self._retry_redis(lambda b=batch: self.state.finish(b))
+                except BaseException:
+                    self._endings[:0] = batch  # cancelled mid-flight: keep them for the next try
+                    raise
+                for ending, status in zip(batch, statuses, strict=True):
+                    if status == "superseded":
+                        log.warning(
+                            "job.superseded", job_id=ending.job.id, queue=ending.job.origin
+                        )
+                self._ended(len(batch))
+
+    # -- leases, re-drive, scheduled retries ------------------------------------------
+
+    async def _maintain(self) -> None:
+        beat_every = max(1.0, self.state.lease / 3)
+        now = time.monotonic()
+        next_beat, next_redrive, next_promote = now, now + random.uniform(0, REDRIVE_EVERY), now
+        while True:
+            now = time.monotonic()
+            try:
+                if now >= next_beat:
+                    next_beat = now + beat_every
+                    await self._heartbeat()
+                if now >= next_redrive and not self._stopping:
+                    next_redrive = now + REDRIVE_EVERY * random.uniform(0.8, 1.2)
+                    redriven, failed = await self.state.redrive()
+                    if redriven or failed:
+                        log.warning(
+                            "job.redriven",
+                            queue=self.state.queue,
+                            redriven=redriven,
+                            failed=failed,
+                        )
+                        self._slot_freed.set()
+                if now >= next_promote and not self._stopping:
+                    next_promote = now + PROMOTE_EVERY
+                    if await self.state.promote():
+                        self._slot_freed.set()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+                next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
+            await asyncio.sleep(min(next_beat, next_redrive, next_promote) - time.monotonic())
+
+    async def _heartbeat(self) -> None:
+        lost = await self.state.heartbeat(list(self._inflight))
+        for member in lost:
+            entry = self._inflight.get(member)
+            if entry is None:
+                continue
+            job, token, task = entry
+            log.warning("job.superseded", job_id=job.id, queue=job.origin, reason="lease lost")
+            token.cancelled = True
+            task.cancel()
+
+
+def _backoff(attempt: int) -> int:
+    """Seconds before a timed-out job's next attempt: 5 s doubling, full jitter, at most 600."""
+    return max(1, round(random.uniform(0, min(600, 5 * 2 ** (attempt - 1)))))

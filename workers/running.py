@@ -1,0 +1,92 @@
+"""What the engine runs for each job: our events through the handlers, anything else as RQ would.
+
+A job of format version 1 (``service.jobs.JOB_FUNCTION``) goes to
+``workers.entry.run_event`` (handlers, ledger, retries). Any other job on the queue
+(``rq enqueue`` by hand, a test's helper) runs its function as RQ's worker would: a
+coroutine function on the loop, anything else in the thread pool; a returned
+``rq.Retry`` schedules it again; an exception fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import Any
+
+import structlog
+from rq import Retry
+from rq.utils import import_attribute
+
+from service.jobs import JOB_FUNCTION
+from workers.engine import Threads
+from workers.execution import ExecutionToken
+from workers.rqstate import Ending, StartedJob
+
+__all__ = ["JobRunner"]
+
+log = structlog.get_logger("wabahooks.worker")
+
+
+class JobRunner:
+    """Runs started jobs for the engine (see the module docstring)."""
+
+    def __init__(self, threads: Threads, runtime: Any = None) -> None:
+        self._threads = threads
+        self._runtime = runtime
+
+    async def __call__(self, job: StartedJob, token: ExecutionToken) -> Ending | None:
+        try:
+            func, args, kwargs = job.call()
+        except Exception as exc:  # corrupt or foreign data: nothing to retry
+            return Ending(job, "failed", error=f"the job's data cannot be read: {exc!r}")
+        if func == JOB_FUNCTION and self._runtime is not None:
+            return await self._event(job, token, kwargs)
+        return await self._foreign(job, func, args, kwargs)
+
+    async def _event(
+        self, job: StartedJob, token: ExecutionToken, kwargs: dict[str, Any]
+    ) -> Ending | None:
+        from workers.entry import Done, Failed, RetryLater, run_event
+
+        fields = {
+            key.decode()[3:]: value.decode()
+            for key, value in job.fields.items()
+            if key.startswith(b"wh:")
+        }
+        outcome = await run_event(
+            self._runtime,
+            job_id=job.id,
+            queue=job.origin,
+            kwargs=kwargs,
+            ledger_fields=fields,
+            attempt=job.attempt,
+            token=token,
+        )
+        if isinstance(outcome, Done):
+            return Ending(job, "done")
+        if isinstance(outcome, RetryLater):
+            return Ending(job, "retry", error=outcome.error, delay=outcome.delay)
+        assert isinstance(outcome, Failed)
+        if outcome.reason == "superseded":
+            return None
+        return Ending(job, "failed", error=outcome.error)
+
+    async def _foreign(
+        self, job: StartedJob, func: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> Ending:
+        try:
+            function = import_attribute(func)
+            if asyncio.iscoroutinefunction(function):
+                result = await function(*args, **kwargs)
+            else:
+                result = await self._threads.run(function, *args, **kwargs)
+        except Exception as exc:
+            log.warning("job.failed", job_id=job.id, queue=job.origin, error=repr(exc))
+            return Ending(job, "failed", error="".join(traceback.format_exception(exc)))
+        if isinstance(result, Retry):
+            tries = int(job.fields.get(b"number_of_retries", b"0") or 0)
+            if tries >= result.max:
+                return Ending(job, "failed", error=f"retries exhausted ({result.max} allowed)")
+            delay = Retry.get_interval(tries, result.intervals)
+            return Ending(job, "retry", error="the job asked to be retried", delay=delay)
+        return Ending(job, "done", value=result)
