@@ -516,7 +516,7 @@ class RQState:
         pipe.hset(self._worker_key, "last_heartbeat", rq_timestamp())
         pipe.expire(self._worker_key, self.lease + 60)
         if members:
-            self._heartbeat(
+            await self._heartbeat(
                 keys=[self._started_key],
                 args=[self.lease + RQ_MARGIN, self.execution_ttl, *members],
                 client=pipe,

@@ -44,7 +44,8 @@ def flaky(url: str, key: str, succeed_on: int) -> str | Retry:
 
 
 async def nap(url: str, key: str, value: str, seconds: float) -> str:
-    """An async job: note ``value`` in ``key:started``, sleep, then append it to ``key``."""
+    """An async job: note ``value`` in ``key:started`` (and how many run at once in
+    ``key:running``), sleep, then append it to ``key``."""
     import asyncio
 
     import redis.asyncio as aioredis
@@ -52,7 +53,9 @@ async def nap(url: str, key: str, value: str, seconds: float) -> str:
     client = aioredis.Redis.from_url(url)
     try:
         await client.rpush(f"{key}:started", value)
+        await client.rpush(f"{key}:running", await client.incr(f"{key}:now"))
         await asyncio.sleep(seconds)
+        await client.decr(f"{key}:now")
         await client.rpush(key, value)
     finally:
         await client.aclose()

@@ -1,0 +1,342 @@
+"""The engine in-process on real Valkey: batches, chains, retries, leases, re-drive, hand-back.
+
+These use plain RQ jobs (``tests/workers/jobs.py``), so they test the engine and RQ's
+layout without the handler API; the handler path is tested end to end elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from rq import Queue
+from rq.job import Dependency, Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.results import Result
+from rq.serializers import JSONSerializer
+
+from tests.workers import jobs
+from workers.engine import Engine, Threads
+from workers.execution import ExecutionToken
+from workers.rqstate import RQ_MARGIN, Ending, RQState, StartedJob
+from workers.running import JobRunner
+
+QUEUE = "wabahooks:messages"
+T = TypeVar("T")
+
+
+def queue(r: redis.Redis) -> Queue:
+    return Queue(QUEUE, connection=r, serializer=JSONSerializer)
+
+
+def status(r: redis.Redis, job_id: str) -> JobStatus:
+    return Job.fetch(job_id, connection=r, serializer=JSONSerializer).get_status()
+
+
+def run(redis_url: str, body: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    """Run ``body`` on a fresh event loop with an async client of the test's Valkey."""
+
+    async def main() -> T:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await body(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def state(client: aioredis.Redis, name: str = "w1", lease: int = 30, attempts: int = 3) -> RQState:
+    return RQState(client, QUEUE, worker_name=name, lease=lease, max_attempts=attempts)
+
+
+def engine(rq_state: RQState, *, concurrency: int = 8, burst: bool = True) -> Engine:
+    threads = Threads(4, lambda: None)
+    return Engine(
+        rq_state, JobRunner(threads), concurrency=concurrency, threads=threads, burst=burst
+    )
+
+
+def drain(redis_url: str, **options: Any) -> bool:
+    return run(redis_url, lambda c: engine(state(c), **options).run())
+
+
+def nothing_in_flight(r: redis.Redis) -> None:
+    assert r.zcard(f"rq:wip:{QUEUE}") == 0
+    assert r.keys("rq:execution:*") == []
+    assert r.llen(f"rq:queue:{QUEUE}") == 0
+
+
+def test_a_burst_drains_the_queue_with_many_in_flight_and_stores_results(
+    redis_url: str, r: redis.Redis
+) -> None:
+    ids = [queue(r).enqueue(jobs.nap, redis_url, "napped", str(n), 0.2).id for n in range(6)]
+
+    assert drain(redis_url, concurrency=6)
+
+    assert sorted(r.lrange("napped", 0, -1)) == sorted(str(n).encode() for n in range(6))
+    # All six started before the first ended: they ran at once, not one after another.
+    assert r.llen("napped:started") == 6
+    for job_id in ids:
+        job = Job.fetch(job_id, connection=r, serializer=JSONSerializer)
+        assert job.get_status() == JobStatus.FINISHED
+        assert job.return_value() in {str(n) for n in range(6)}
+        assert job_id in queue(r).finished_job_registry
+    nothing_in_flight(r)
+
+
+def test_at_most_concurrency_jobs_run_at_once(redis_url: str, r: redis.Redis) -> None:
+    for n in range(4):
+        queue(r).enqueue(jobs.nap, redis_url, "napped", str(n), 0.3)
+
+    async def body(client: aioredis.Redis) -> int:
+        await engine(state(client), concurrency=2).run()
+        return max(int(n) for n in await client.lrange("napped:running", 0, -1))
+
+    assert run(redis_url, body) == 2
+    assert r.llen("napped") == 4
+
+
+def test_a_chain_runs_in_order_and_a_failure_releases_its_dependent(
+    redis_url: str, r: redis.Redis
+) -> None:
+    q = queue(r)
+    first = q.enqueue(jobs.record, redis_url, "ran", "first")
+    failing = q.enqueue(jobs.fail, depends_on=first)
+    after = q.enqueue(
+        jobs.record, redis_url, "ran", "after", depends_on=Dependency([failing], allow_failure=True)
+    )
+    strict = q.enqueue(jobs.record, redis_url, "ran", "strict", depends_on=failing)
+
+    assert drain(redis_url)
+
+    assert r.lrange("ran", 0, -1) == [b"first", b"after"]
+    assert status(r, failing.id) == JobStatus.FAILED
+    assert failing.id in FailedJobRegistry(queue=q)
+    result = Job.fetch(failing.id, connection=r, serializer=JSONSerializer).latest_result()
+    assert result is not None and result.type == Result.Type.FAILED
+    assert "the job failed on purpose" in (result.exc_string or "")
+    assert status(r, strict.id) == JobStatus.DEFERRED  # RQ's rule: no failure allowed
+    assert status(r, after.id) == JobStatus.FINISHED
+
+
+def test_a_retry_is_scheduled_and_runs_when_due(redis_url: str, r: redis.Redis) -> None:
+    job = queue(r).enqueue(jobs.flaky, redis_url, "tries", 2)  # asks for a retry in 1 s once
+
+    async def body(client: aioredis.Redis) -> None:
+        eng = engine(state(client), burst=False)
+        runner = asyncio.create_task(eng.run())
+        while await client.hget(f"rq:job:{job.id}", "status") != b"finished":
+            await asyncio.sleep(0.05)
+        eng.stop()
+        await runner
+
+    run(redis_url, body)
+
+    assert r.get("tries") == b"2"
+    assert int(r.hget(f"rq:job:{job.id}", "number_of_retries") or 0) == 1
+    results = Result.all(
+        Job.fetch(job.id, connection=r, serializer=JSONSerializer), serializer=JSONSerializer
+    )
+    assert [res.type for res in results] == [Result.Type.SUCCESSFUL, Result.Type.RETRIED]
+    nothing_in_flight(r)
+
+
+async def _start_as_a_dead_worker(client: aioredis.Redis, lease: int = 1) -> list[StartedJob]:
+    """What a worker does before it is SIGKILLed: start jobs, never end them."""
+    return await state(client, "dead", lease=lease).start(["e1"])
+
+
+def _expire_leases(r: redis.Redis) -> None:
+    """Move every lease in the started registry into the past (as if time had passed)."""
+    key = f"rq:wip:{QUEUE}"
+    for member, _score in r.zrange(key, 0, -1, withscores=True):
+        r.zadd(key, {member: time.time() + RQ_MARGIN - 1})
+
+
+def test_a_dead_workers_job_is_redriven_first_and_keeps_its_conversation_place(
+    redis_url: str, r: redis.Redis
+) -> None:
+    q = queue(r)
+    first = q.enqueue(jobs.record, redis_url, "ran", "first")
+    second = q.enqueue(jobs.record, redis_url, "ran", "second", depends_on=first)
+    (started,) = run(redis_url, _start_as_a_dead_worker)
+    assert started.id == first.id and started.attempt == 1
+    _expire_leases(r)
+
+    # RQ's own maintenance, even run late, cannot fail it or release the next event.
+    StartedJobRegistry(queue=q).cleanup()
+    assert status(r, first.id) == JobStatus.STARTED
+    assert status(r, second.id) == JobStatus.DEFERRED
+
+    redriven, failed = run(redis_url, lambda c: state(c).redrive())
+    assert (redriven, failed) == ([first.id], [])
+    assert status(r, first.id) == JobStatus.QUEUED
+    assert status(r, second.id) == JobStatus.DEFERRED  # still behind the re-driven one
+
+    assert drain(redis_url)
+    assert r.lrange("ran", 0, -1) == [b"first", b"second"]
+    assert r.hget(f"rq:job:{first.id}", "wh:attempts") == b"2"  # the kill counted
+    nothing_in_flight(r)
+
+
+def test_rq_cleanup_that_runs_long_after_a_death_requeues_and_never_releases(
+    redis_url: str, r: redis.Redis
+) -> None:
+    q = queue(r)
+    first = q.enqueue(jobs.record, redis_url, "ran", "first")
+    second = q.enqueue(jobs.record, redis_url, "ran", "second", depends_on=first)
+    run(redis_url, _start_as_a_dead_worker)
+
+    StartedJobRegistry(queue=q).cleanup(timestamp=time.time() + 10 * RQ_MARGIN)
+
+    assert status(r, first.id) == JobStatus.QUEUED  # retried by RQ, not failed
+    assert first.id not in FailedJobRegistry(queue=q)
+    assert status(r, second.id) == JobStatus.DEFERRED
+    assert drain(redis_url)
+    assert r.lrange("ran", 0, -1) == [b"first", b"second"]
+
+
+def test_a_job_that_keeps_killing_workers_fails_once_its_attempts_are_spent(
+    redis_url: str, r: redis.Redis
+) -> None:
+    q = queue(r)
+    doomed = q.enqueue(jobs.record, redis_url, "ran", "doomed")
+    after = q.enqueue(
+        jobs.record, redis_url, "ran", "after", depends_on=Dependency([doomed], allow_failure=True)
+    )
+    for _ in range(3):  # max_attempts=3
+        run(redis_url, _start_as_a_dead_worker)
+        _expire_leases(r)
+        run(redis_url, lambda c: state(c).redrive())
+
+    assert status(r, doomed.id) == JobStatus.FAILED
+    assert doomed.id in FailedJobRegistry(queue=q)
+    result = Job.fetch(doomed.id, connection=r, serializer=JSONSerializer).latest_result()
+    assert result is not None and "AbandonedJob" in (result.exc_string or "")
+    assert status(r, after.id) == JobStatus.QUEUED  # released, as a failure releases
+
+
+def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: redis.Redis) -> None:
+    q = queue(r)
+    job = q.enqueue(jobs.record, redis_url, "ran", "x")
+
+    async def body(client: aioredis.Redis) -> list[str]:
+        (stalled,) = await _start_as_a_dead_worker(client)
+        _expire_leases(r)
+        await state(client).redrive()
+        (fresh,) = await state(client, "w2").start(["e2"])
+        assert fresh.attempt == 2
+        late = await state(client, "dead").finish([Ending(stalled, "done")])
+        lost = await state(client, "dead").heartbeat([f"{stalled.id}:{stalled.execution_id}"])
+        assert lost == {f"{stalled.id}:{stalled.execution_id}"}
+        return late
+
+    assert run(redis_url, body) == ["superseded"]
+    assert status(r, job.id) == JobStatus.STARTED  # the fresh execution holds it
+    assert r.hget(f"rq:job:{job.id}", "wh:holder") == b"e2"
+
+
+def test_a_timed_out_async_job_is_cancelled_and_retried(redis_url: str, r: redis.Redis) -> None:
+    job = queue(r).enqueue(jobs.nap, redis_url, "napped", "slow", 30, job_timeout=1)
+
+    assert drain(redis_url)
+
+    assert r.lrange("napped:started", 0, -1) == [b"slow"]
+    assert r.lrange("napped", 0, -1) == []  # interrupted
+    assert status(r, job.id) == JobStatus.SCHEDULED
+    latest = Job.fetch(job.id, connection=r, serializer=JSONSerializer).latest_result()
+    assert latest is not None and "JobTimeout" in (latest.exc_string or "")
+
+
+def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(
+    redis_url: str, r: redis.Redis
+) -> None:
+    slow = queue(r).enqueue(jobs.sleep_sync, redis_url, "slept", 2, job_timeout=1)
+    queue(r).enqueue(jobs.record, redis_url, "ran", "next")
+
+    async def body(client: aioredis.Redis) -> tuple[int, bytes | None]:
+        eng = engine(state(client), concurrency=1, burst=False)
+        runner = asyncio.create_task(eng.run())
+        while await client.hget(f"rq:job:{slow.id}", "status") != b"scheduled":
+            await asyncio.sleep(0.02)
+        # Timed out, but its thread still sleeps: the one slot is not free for the next job.
+        orphans, ran = eng.threads.orphans, await client.lindex("ran", 0)
+        while not await client.llen("ran"):
+            await asyncio.sleep(0.02)
+        eng.stop(cold=True)
+        await runner
+        return orphans, ran
+
+    orphans, ran_while_orphaned = run(redis_url, body)
+
+    assert orphans == 1 and ran_while_orphaned is None
+    assert r.lrange("ran", 0, -1) == [b"next"]  # once the thread returned
+
+
+def test_a_cold_stop_hands_jobs_back_without_counting_an_attempt(
+    redis_url: str, r: redis.Redis
+) -> None:
+    q = queue(r)
+    first = q.enqueue(jobs.nap, redis_url, "napped", "long", 30)
+    second = q.enqueue(jobs.record, redis_url, "ran", "second", depends_on=first)
+
+    async def body(client: aioredis.Redis) -> None:
+        eng = engine(state(client), burst=False)
+        runner = asyncio.create_task(eng.run())
+        while not await client.llen("napped:started"):
+            await asyncio.sleep(0.02)
+        eng.stop(cold=True)
+        await runner
+
+    run(redis_url, body)
+
+    assert status(r, first.id) == JobStatus.QUEUED
+    assert r.lrange(f"rq:queue:{QUEUE}", 0, -1) == [first.id.encode()]
+    assert r.hget(f"rq:job:{first.id}", "wh:attempts") == b"0"
+    assert status(r, second.id) == JobStatus.DEFERRED
+    assert r.zcard(f"rq:wip:{QUEUE}") == 0
+
+
+def test_a_warm_stop_lets_jobs_in_flight_finish(redis_url: str, r: redis.Redis) -> None:
+    job = queue(r).enqueue(jobs.nap, redis_url, "napped", "x", 0.3)
+
+    async def body(client: aioredis.Redis) -> None:
+        eng = engine(state(client), burst=False)
+        runner = asyncio.create_task(eng.run())
+        while not await client.llen("napped:started"):
+            await asyncio.sleep(0.02)
+        eng.stop()
+        await runner
+
+    run(redis_url, body)
+
+    assert status(r, job.id) == JobStatus.FINISHED
+    nothing_in_flight(r)
+
+
+def test_rq_suspend_pauses_fetching(redis_url: str, r: redis.Redis) -> None:
+    queue(r).enqueue(jobs.record, redis_url, "ran", "x")
+    r.set("rq:suspended", 1)
+
+    assert run(redis_url, lambda c: state(c).start(["e1"])) == []
+    r.delete("rq:suspended")
+    assert len(run(redis_url, lambda c: state(c).start(["e1"]))) == 1
+
+
+@pytest.mark.parametrize("concurrency", [0, -1])
+def test_concurrency_must_be_positive(redis_url: str, concurrency: int) -> None:
+    async def body(client: aioredis.Redis) -> None:
+        with pytest.raises(ValueError, match="at least 1"):
+            engine(state(client), concurrency=concurrency)
+
+    run(redis_url, body)
+
+
+def test_execution_tokens_start_uncancelled() -> None:
+    assert ExecutionToken("j", "e").cancelled is False
