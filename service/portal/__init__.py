@@ -1,11 +1,16 @@
 """The WABA Portal, both sides: the API client workers call, and a simulator to run against.
 
+``PortalClient`` (blocking) and ``AsyncPortalClient`` (asyncio) share one implementation of the
+portal's rules (``rules.py``, ``endpoints.py``); ``RateLimiter`` paces sends across processes
+(``ratelimit.py``).
+
 ``service`` and ``workers`` both import from here (``service`` never imports ``workers``).
 Errors: see ``service.portal.errors``; the simulator's control API: ``service.portal.sim``.
 """
 
 from __future__ import annotations
 
+from service.portal.aclient import AsyncPortalClient
 from service.portal.backoff import RetryPolicy
 from service.portal.client import Limiter, PortalClient
 from service.portal.config import PortalSettings
@@ -39,8 +44,11 @@ from service.portal.models import (
     WebhookTestResult,
 )
 from service.portal.ratelimit import RateLimiter
+from service.portal.rules import AsyncLimiter
 
 __all__ = [
+    "AsyncLimiter",
+    "AsyncPortalClient",
     "AuthenticationFailed",
     "CategoryMismatch",
     "Conversation",

@@ -7,6 +7,7 @@
 ``WABA_API_RATE``      requests per second shared by every worker (default 10)
 ``WABA_API_BURST``     requests allowed at once after a quiet spell (default: the rate)
 ``WABA_API_TIMEOUT``   seconds to wait for the portal's answer (default 15)
+``WABA_API_CONNECTIONS``  connections each process keeps to the portal at most (default 256)
 =====================  ==========================================================
 """
 
@@ -16,10 +17,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import httpx
+
 from service.settings import ConfigError, env_float
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_RATE",
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_RETRY_BUDGET",
@@ -27,6 +31,8 @@ __all__ = [
 ]
 
 DEFAULT_RATE = 10.0
+#: Connections per process: an async worker keeps up to a few hundred calls in flight.
+DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 15.0
 # Retries, waits included, stay well inside an RQ job's default 180 s timeout.
@@ -53,6 +59,13 @@ class PortalSettings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     retry_budget: float = DEFAULT_RETRY_BUDGET
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def limits(self) -> httpx.Limits:
+        """The connection pool of one client: every connection may stay open between calls."""
+        return httpx.Limits(
+            max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PortalSettings:
@@ -72,11 +85,17 @@ class PortalSettings:
             raise ConfigError("WABA_API_KEY is not set: set it to the portal API key")
         rate = env_float(env, "WABA_API_RATE", DEFAULT_RATE)
         timeout = env_float(env, "WABA_API_TIMEOUT", DEFAULT_READ_TIMEOUT)
-        assert rate is not None and timeout is not None
+        connections = env_float(
+            env, "WABA_API_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, what="a whole number"
+        )
+        assert rate is not None and timeout is not None and connections is not None
+        if connections != int(connections):
+            raise ConfigError(f"WABA_API_CONNECTIONS must be a whole number, got {connections:g}")
         return cls(
             api_url=normalise_url(url),
             api_key=key,
             rate=rate,
             burst=env_float(env, "WABA_API_BURST", None),
             read_timeout=timeout,
+            max_connections=int(connections),
         )

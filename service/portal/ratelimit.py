@@ -1,6 +1,8 @@
 """A rate limiter shared by every worker process: a token bucket in Redis, and a shared pause.
 
-``RateLimiter(redis, rate, burst)`` satisfies :class:`service.portal.client.Limiter`.
+``RateLimiter(redis, rate, burst)`` satisfies :class:`service.portal.client.Limiter`: sends
+take a permit (:meth:`~RateLimiter.acquire`), every call checks the shared pause
+(:meth:`~RateLimiter.held`).
 Each :meth:`~RateLimiter.acquire` runs one Lua script, atomically, on Redis' own clock
 (``TIME``), so processes on different hosts agree: the bucket holds up to ``burst`` tokens
 and refills at ``rate`` per second. When any process sees a 429, :meth:`~RateLimiter.hold_off`
@@ -18,6 +20,7 @@ still answers 429 if we are too fast, and the client backs off on its own.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import redis
@@ -70,6 +73,14 @@ end
 return tostring(math.max(until_, blocked) - now)
 """
 
+# KEYS: blocked-until key. Returns the seconds the pause has left (0 if none).
+_HELD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
+return tostring(math.max(0, blocked - now))
+"""
+
 
 class RateLimiter:
     """At most ``rate`` requests per second (bursts of ``burst``) across all processes."""
@@ -89,6 +100,8 @@ class RateLimiter:
         self._keys = [f"{prefix}bucket", f"{prefix}blocked-until"]
         self._acquire = client.register_script(_ACQUIRE)
         self._hold_off = client.register_script(_HOLD_OFF)
+        self._held = client.register_script(_HELD)
+        self._lock = threading.Lock()  # the local tokens are shared by the client's threads
         self._batch = max(1, min(MAX_BATCH, int(self.rate * BATCH_WINDOW)))
         self._local = 0  # tokens taken from the bucket, not yet spent
         self._local_until = 0.0  # time.monotonic() after which they are dropped
@@ -96,11 +109,15 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, burst={self.burst})"
 
-    def acquire(self) -> float:
+    def acquire(self, contact: str | None = None) -> float:
         """Take a token: 0.0 if a request may go now, else the seconds to wait and try again."""
-        if self._local > 0 and time.monotonic() < self._local_until:
-            self._local -= 1
-            return 0.0
+        with self._lock:
+            if self._local > 0 and time.monotonic() < self._local_until:
+                self._local -= 1
+                return 0.0
+            return self._refill()
+
+    def _refill(self) -> float:
         try:
             reply = self._acquire(
                 keys=self._keys, args=[repr(self.rate), repr(self.burst), self._batch]
@@ -114,6 +131,14 @@ class RateLimiter:
             self._local_until = time.monotonic() + BATCH_WINDOW
             return 0.0
         return float(wait)
+
+    def held(self) -> float:
+        """Return the seconds every call must still hold back after a 429 (0.0: none)."""
+        try:
+            return float(self._held(keys=self._keys[1:]))
+        except redis.RedisError as exc:
+            log.warning("rate_limiter_unavailable", error=type(exc).__name__)
+            return 0.0
 
     def hold_off(self, seconds: float) -> None:
         """Make every process wait ``seconds`` from now before its next request."""

@@ -10,7 +10,8 @@ from service.cli import main
 
 def test_public_names() -> None:
     assert sorted(service.portal.__all__) == [
-        "AuthenticationFailed", "CategoryMismatch", "Conversation", "InvalidParameter",
+        "AsyncLimiter", "AsyncPortalClient", "AuthenticationFailed",
+        "CategoryMismatch", "Conversation", "InvalidParameter",
         "InvalidPhoneNumber", "InvalidRequest", "InvalidTemplateParameters", "LastMessage",
         "Limiter", "MediaUrlNotAccessible", "Message", "NotFound", "OutcomeUnknown",
         "OutsideMessagingWindow", "Page", "ParameterCountMismatch", "PermissionDenied",
@@ -25,6 +26,7 @@ def test_public_names() -> None:
 def test_portal_sim_is_a_wabahooks_command() -> None:
     result = CliRunner().invoke(main, ["portal-sim", "--help"])
     assert result.exit_code == 0 and "--error-after-send-rate" in result.output
+    assert "--clock-skew" in result.output
 
 
 def test_portal_sim_refuses_a_plain_http_webhook_url() -> None:
