@@ -1,8 +1,8 @@
 """The WABA Portal, both sides: the API client workers call, and a simulator to run against.
 
 ``PortalClient`` (blocking) and ``AsyncPortalClient`` (asyncio) share one implementation of the
-portal's rules (``rules.py``, ``endpoints.py``); ``RateLimiter`` paces sends across processes
-(``ratelimit.py``).
+portal's rules (``rules.py``, ``endpoints.py``); ``RateLimiter``/``AsyncRateLimiter`` share the
+send rate every worker process learns (``ratelimit.py``).
 
 ``service`` and ``workers`` both import from here (``service`` never imports ``workers``).
 Errors: see ``service.portal.errors``; the simulator's control API: ``service.portal.sim``.
@@ -43,12 +43,13 @@ from service.portal.models import (
     WebhookConfig,
     WebhookTestResult,
 )
-from service.portal.ratelimit import RateLimiter
+from service.portal.ratelimit import AsyncRateLimiter, LimiterState, RateLimiter, limiter_state
 from service.portal.rules import AsyncLimiter
 
 __all__ = [
     "AsyncLimiter",
     "AsyncPortalClient",
+    "AsyncRateLimiter",
     "AuthenticationFailed",
     "CategoryMismatch",
     "Conversation",
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidTemplateParameters",
     "LastMessage",
     "Limiter",
+    "LimiterState",
     "MediaUrlNotAccessible",
     "Message",
     "NotFound",
@@ -79,4 +81,5 @@ __all__ = [
     "TransportError",
     "WebhookConfig",
     "WebhookTestResult",
+    "limiter_state",
 ]

@@ -10,14 +10,14 @@ from service.cli import main
 
 def test_public_names() -> None:
     assert sorted(service.portal.__all__) == [
-        "AsyncLimiter", "AsyncPortalClient", "AuthenticationFailed",
+        "AsyncLimiter", "AsyncPortalClient", "AsyncRateLimiter", "AuthenticationFailed",
         "CategoryMismatch", "Conversation", "InvalidParameter",
         "InvalidPhoneNumber", "InvalidRequest", "InvalidTemplateParameters", "LastMessage",
-        "Limiter", "MediaUrlNotAccessible", "Message", "NotFound", "OutcomeUnknown",
+        "Limiter", "LimiterState", "MediaUrlNotAccessible", "Message", "NotFound", "OutcomeUnknown",
         "OutsideMessagingWindow", "Page", "ParameterCountMismatch", "PermissionDenied",
         "PortalClient", "PortalError", "PortalSettings", "RateLimited", "RateLimiter",
         "RetryPolicy", "SentMessage", "ServerError", "Template", "TemplateNotFound",
-        "TransportError", "WebhookConfig", "WebhookTestResult",
+        "TransportError", "WebhookConfig", "WebhookTestResult", "limiter_state",
     ]  # fmt: skip
     for name in service.portal.__all__:
         assert getattr(service.portal, name)
