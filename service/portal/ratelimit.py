@@ -362,6 +362,7 @@ class RateLimiter(_Limiter):
 class AsyncRateLimiter(_Limiter):
     """:class:`RateLimiter` on ``redis.asyncio``, for ``AsyncPortalClient`` (the same scripts).
 
+    Build one per event loop (its refill lock belongs to the loop that first waits on it).
     Size the Redis client's pool for the tasks in flight: ``redis.asyncio`` raises when its
     pool is full instead of waiting.
     """

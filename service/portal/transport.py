@@ -25,7 +25,7 @@ from service.portal.rules import (
     Sleep,
 )
 
-__all__ = ["CallObserver", "Limiter", "NoLimiter", "adrive", "drive"]
+__all__ = ["AsyncNoLimiter", "CallObserver", "Limiter", "NoLimiter", "adrive", "drive"]
 
 R = TypeVar("R")
 
