@@ -1,6 +1,7 @@
 """``wabahooks status`` and ``wabahooks check``: what is queued and running; is it set up right.
 
-``status`` reads RQ's own keys (queues, registries, worker hashes) with RQ's API. ``check``
+``status`` reads RQ's own keys (queues, registries, worker hashes) with RQ's API, and the
+portal send rate the workers share (it drops after a 429 and climbs back). ``check``
 runs one check per line (``ok``, ``warn``, ``fail``) and exits 1 if any failed: settings,
 the webhook secret, Redis (reachable, version, AOF, ``noeviction``), and the portal when
 ``WABA_API_URL`` is set.
@@ -97,8 +98,16 @@ def _ago(when: datetime | None) -> str:
 
 @click.command()
 def status() -> None:
-    """Show queue depths, workers and failed jobs (needs REDIS_URL)."""
+    """Show queue depths, workers, failed jobs and the portal send rate (needs REDIS_URL)."""
+    from service.portal.config import api_rate
+    from service.portal.ratelimit import limiter_state
+
     settings, connection = connect()
+    try:
+        ceiling = api_rate(os.environ)
+    except ConfigError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(2)
     rows = []
     failed = 0
     for name in QUEUES:
@@ -132,6 +141,7 @@ def status() -> None:
             "No workers. Start one per queue: wabahooks worker --queue messages|statuses|other"
         )
     click.echo(f"\n{failed} failed job(s)." + (" See: wabahooks failed list" if failed else ""))
+    click.echo(limiter_state(connection, ceiling).describe())
 
 
 @dataclass(frozen=True)

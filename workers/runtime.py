@@ -86,7 +86,7 @@ class Runtime:
         portal: PortalAPI
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
             settings = PortalSettings.from_env(env)
-            limiter = RateLimiter(client, rate=settings.rate, burst=settings.burst)
+            limiter = RateLimiter.from_settings(client, settings)
             portal = PortalClient(settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()

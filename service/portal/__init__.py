@@ -1,11 +1,16 @@
 """The WABA Portal, both sides: the API client workers call, and a simulator to run against.
 
+``PortalClient`` (blocking) and ``AsyncPortalClient`` (asyncio) share one implementation of the
+portal's rules (``rules.py``, ``endpoints.py``); ``RateLimiter``/``AsyncRateLimiter`` share the
+send rate every worker process learns (``ratelimit.py``).
+
 ``service`` and ``workers`` both import from here (``service`` never imports ``workers``).
 Errors: see ``service.portal.errors``; the simulator's control API: ``service.portal.sim``.
 """
 
 from __future__ import annotations
 
+from service.portal.aclient import AsyncPortalClient
 from service.portal.backoff import RetryPolicy
 from service.portal.client import Limiter, PortalClient
 from service.portal.config import PortalSettings
@@ -38,9 +43,13 @@ from service.portal.models import (
     WebhookConfig,
     WebhookTestResult,
 )
-from service.portal.ratelimit import RateLimiter
+from service.portal.ratelimit import AsyncRateLimiter, LimiterState, RateLimiter, limiter_state
+from service.portal.rules import AsyncLimiter
 
 __all__ = [
+    "AsyncLimiter",
+    "AsyncPortalClient",
+    "AsyncRateLimiter",
     "AuthenticationFailed",
     "CategoryMismatch",
     "Conversation",
@@ -50,6 +59,7 @@ __all__ = [
     "InvalidTemplateParameters",
     "LastMessage",
     "Limiter",
+    "LimiterState",
     "MediaUrlNotAccessible",
     "Message",
     "NotFound",
@@ -71,4 +81,5 @@ __all__ = [
     "TransportError",
     "WebhookConfig",
     "WebhookTestResult",
+    "limiter_state",
 ]

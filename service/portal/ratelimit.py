@@ -1,16 +1,38 @@
-"""A rate limiter shared by every worker process: a token bucket in Redis, and a shared pause.
+"""The send rate shared by every worker process: learned from the portal's 429s, kept in Redis.
 
-``RateLimiter(redis, rate, burst)`` satisfies :class:`service.portal.client.Limiter`.
-Each :meth:`~RateLimiter.acquire` runs one Lua script, atomically, on Redis' own clock
-(``TIME``), so processes on different hosts agree: the bucket holds up to ``burst`` tokens
-and refills at ``rate`` per second. When any process sees a 429, :meth:`~RateLimiter.hold_off`
-moves a shared "blocked until" time forward, and every process waits it out.
+``RateLimiter`` (blocking, for ``PortalClient``) and ``AsyncRateLimiter`` (``redis.asyncio``,
+for ``AsyncPortalClient``) run the same Lua scripts, atomically, on Redis' own clock
+(``TIME``), so processes on different hosts agree. Build either with ``from_settings``.
 
-**Batches at high rates.** A round trip per request would cost more than the request at
-high rates, so a process takes up to :data:`BATCH_WINDOW` seconds' worth of tokens at once
-(at most :data:`MAX_BATCH`; one at a time below 1 / BATCH_WINDOW requests/s) and spends them
-locally within that window, dropping what it did not use. The processes together still take
-no more than the bucket gives; a 429 seen by another process is honoured within the window.
+**What is paced.** Sends (``send_text``, ``create_template``) take a permit from a token bucket:
+up to ``burst`` at once, refilled at the *effective rate*. Mark-reads and reads are not paced
+(a read receipt is not a message, and an unpaced call costs no Redis round trip), but every
+call waits out the shared hold-off after a 429.
+
+**The rate learns.** ``WABA_API_RATE`` is the ceiling (default 80/s, Meta's default per
+number). When any process sees a 429 (:meth:`hold_off`):
+
+- every process holds back for Retry-After (or 1 s), all calls included;
+- the effective rate halves (never below :data:`MIN_RATE`), the bucket empties, and the
+  burst shrinks with the rate; 429s answered within that hold-off (plus
+  :data:`CALM_SECONDS`) to requests already in flight do not halve it again;
+- after the hold-off the rate climbs back linearly, by ceiling / :data:`CLIMB_SECONDS` per
+  second (80/s: +1.33/s each second, 40 → 80 in 30 s), never above the ceiling.
+
+:func:`limiter_state` reads the effective rate and hold-off (``wabahooks status`` shows them).
+
+**Per-contact pacing** (off by default; ``WABA_API_CONTACT_INTERVAL``): a second bucket per
+contact, ``contact_burst`` sends at once then one per ``contact_interval`` seconds (WhatsApp's
+guidance: about one message per 6 s to one user, short bursts allowed), taken atomically with
+the shared permit (one round trip per send). A wait longer than the retry budget left makes the
+client raise ``RateLimited`` with ``retry_after`` (the job is rescheduled) instead of sleeping.
+
+**Batches at high rates.** Without per-contact pacing, a process takes up to
+:data:`BATCH_WINDOW` seconds' worth of tokens at once (at most :data:`MAX_BATCH`) and spends
+them locally within that window, dropping what it did not use; one refill runs at a time
+(threads, or tasks, wait for it rather than each taking a batch). The hold-off an unpaced call
+checks is likewise read at most once per :data:`HELD_WINDOW` per process: a 429 seen by
+another process is honoured within that window.
 
 If Redis cannot be reached the limiter lets requests through (logging a warning): the portal
 still answers 429 if we are too fast, and the client backs off on its own.
@@ -18,12 +40,20 @@ still answers 429 if we are too fast, and the client backs off on its own.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 import structlog
 
-__all__ = ["RateLimiter"]
+from service.portal.config import DEFAULT_CONTACT_BURST, PortalSettings
+
+__all__ = ["AsyncRateLimiter", "LimiterState", "RateLimiter", "alimiter_state", "limiter_state"]
 
 log = structlog.get_logger("wabahooks.portal.ratelimit")
 
@@ -32,47 +62,222 @@ DEFAULT_PREFIX = "wabahooks:portal:"
 BATCH_WINDOW = 0.05
 #: The most tokens one process takes at once.
 MAX_BATCH = 16
+#: How long a process trusts the hold-off it last read before an unpaced call reads it again.
+HELD_WINDOW = 0.25
+#: The lowest effective rate a 429 can bring (sends/s), unless the ceiling is lower.
+MIN_RATE = 1.0
+#: After a cut, the rate regains the whole ceiling in this many seconds (linearly).
+CLIMB_SECONDS = 60.0
+#: After a hold-off ends, 429s within this many seconds do not halve the rate again.
+CALM_SECONDS = 1.0
 
-# KEYS: bucket hash, blocked-until key. ARGV: rate (tokens/s), burst, tokens wanted.
-# Returns "<tokens granted> <seconds to wait>" (a Lua number would be truncated to an integer).
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+# The effective rate: `rate` as of `ts` (set by the last cut), plus the climb since, capped.
+# KEYS[rate_key]; ARGV ceiling, climb (per second).
+_EFFECTIVE = """
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function effective(key, ceiling, climb, now)
+  local s = redis.call('HMGET', key, 'rate', 'ts')
+  local rate = tonumber(s[1])
+  if not rate then return ceiling end
+  return math.min(ceiling, rate + math.max(0, now - tonumber(s[2])) * climb)
+end
+"""
+
+# KEYS: bucket, blocked-until, rate[, contact bucket].
+# ARGV: ceiling, burst at the ceiling, tokens wanted, climb[, contact rate, contact burst].
+# Returns "<granted> <seconds to wait> <why: ok|held|rate|contact> <effective rate>".
+_ACQUIRE = (
+    _EFFECTIVE
+    + """
+local now = now_s()
 local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
-if blocked > now then return '0 ' .. tostring(blocked - now) end
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+if blocked > now then return '0 ' .. tostring(blocked - now) .. ' held 0' end
+local ceiling = tonumber(ARGV[1])
+local rate = effective(KEYS[3], ceiling, tonumber(ARGV[4]), now)
+local burst = math.max(1, tonumber(ARGV[2]) * rate / ceiling)
+local ctokens = nil
+if KEYS[4] then
+  local crate, cburst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local c = redis.call('HMGET', KEYS[4], 'tokens', 'ts')
+  local elapsed = math.max(0, now - (tonumber(c[2]) or now))
+  ctokens = math.min(cburst, (tonumber(c[1]) or cburst) + elapsed * crate)
+  if ctokens < 1 then
+    return '0 ' .. tostring((1 - ctokens) / crate) .. ' contact ' .. tostring(rate)
+  end
+end
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait, granted = 0, 0
+local wait, granted, why = 0, 0, 'ok'
 if tokens >= 1 then
   granted = math.min(tonumber(ARGV[3]), math.floor(tokens))
   tokens = tokens - granted
 else
-  wait = (1 - tokens) / rate
+  wait, why = (1 - tokens) / rate, 'rate'
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return tostring(granted) .. ' ' .. tostring(wait)
+if ctokens and granted > 0 then
+  redis.call('HSET', KEYS[4], 'tokens', tostring(ctokens - 1), 'ts', tostring(now))
+  redis.call('PEXPIRE', KEYS[4], math.ceil(tonumber(ARGV[6]) / tonumber(ARGV[5]) * 1000) + 1000)
+end
+return tostring(granted) .. ' ' .. tostring(wait) .. ' ' .. why .. ' ' .. tostring(rate)
 """
+)
 
-# KEYS: blocked-until key. ARGV: seconds. Moves the pause forward, never back.
-_HOLD_OFF = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local until_ = now + tonumber(ARGV[1])
+# KEYS: blocked-until, rate, bucket. ARGV: seconds, ceiling, climb, floor, calm.
+# Moves the pause forward (never back); halves the rate unless a cut is still calming down.
+# Returns the seconds every process must now hold back.
+_HOLD_OFF = (
+    _EFFECTIVE
+    + """
+local now = now_s()
+local seconds = tonumber(ARGV[1])
+local until_ = now + seconds
 local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ > blocked then
-  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1)
+  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(seconds * 1000) + 1)
+  blocked = until_
 end
-return tostring(math.max(until_, blocked) - now)
+local ceiling, climb = tonumber(ARGV[2]), tonumber(ARGV[3])
+local calm = tonumber(redis.call('HGET', KEYS[2], 'calm') or '0')
+if now >= calm then
+  local rate = math.max(tonumber(ARGV[4]), effective(KEYS[2], ceiling, climb, now) / 2)
+  redis.call('HSET', KEYS[2], 'rate', tostring(rate), 'ts', tostring(blocked),
+             'calm', tostring(blocked + tonumber(ARGV[5])))
+  local recovered = blocked - now + (ceiling - rate) / climb
+  redis.call('PEXPIRE', KEYS[2], math.ceil(recovered * 1000) + 1000)
+  redis.call('HSET', KEYS[3], 'tokens', '0', 'ts', tostring(blocked))
+  redis.call('PEXPIRE', KEYS[3], math.ceil((blocked - now + 1 / rate) * 1000) + 1000)
+end
+return tostring(blocked - now)
 """
+)
+
+# KEYS: blocked-until, rate. ARGV: ceiling, climb. Returns "<effective rate> <hold-off left>".
+_STATE = (
+    _EFFECTIVE
+    + """
+local now = now_s()
+local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
+local rate = effective(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), now)
+return tostring(rate) .. ' ' .. tostring(math.max(0, blocked - now))
+"""
+)
 
 
-class RateLimiter:
-    """At most ``rate`` requests per second (bursts of ``burst``) across all processes."""
+@dataclass(frozen=True, slots=True)
+class LimiterState:
+    """The shared send rate now: ``rate`` sends/s of ``ceiling``; calls held back ``held`` s."""
+
+    rate: float
+    ceiling: float
+    held: float
+
+    def describe(self) -> str:
+        """One line for ``wabahooks status``."""
+        line = f"portal send rate: {self.rate:.3g}/s of {self.ceiling:g}/s (WABA_API_RATE)"
+        if self.rate < self.ceiling:
+            line += ", climbing back after a 429"
+        if self.held > 0:
+            line += f"; every call held off {self.held:.1f} s more"
+        return line
+
+
+class _Limiter:
+    """What both limiters share: settings, keys, script arguments, the local batch."""
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: float | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        contact_interval: float | None = None,
+        contact_burst: float = DEFAULT_CONTACT_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError("rate must be greater than 0")
+        if contact_interval is not None and not contact_interval > 0:
+            raise ValueError("contact_interval must be greater than 0")
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+        self.contact_interval = contact_interval
+        self.contact_burst = max(1.0, contact_burst)
+        self._prefix = prefix
+        self._keys = [f"{prefix}bucket", f"{prefix}blocked-until", f"{prefix}rate"]
+        self._climb = rate / CLIMB_SECONDS
+        self._batch = max(1, min(MAX_BATCH, int(self.rate * BATCH_WINDOW)))
+        self._clock = clock
+        self._local = 0  # tokens taken from the bucket, not yet spent
+        self._local_until = 0.0  # clock() after which they are dropped
+        self._held_until = 0.0  # clock() until which every call holds back, as last read
+        self._held_read = float("-inf")  # clock() when it was read
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rate={self.rate}, burst={self.burst})"
+
+    def _acquire_args(self, contact: str | None) -> tuple[list[str], list[Any]]:
+        args: list[Any] = [repr(self.rate), repr(self.burst), 1, repr(self._climb)]
+        if contact is None or self.contact_interval is None:
+            args[2] = self._batch
+            return self._keys, args
+        args += [repr(1.0 / self.contact_interval), repr(self.contact_burst)]
+        return [*self._keys, f"{self._prefix}contact:{contact}"], args
+
+    def _paced_per_contact(self, contact: str | None) -> bool:
+        return contact is not None and self.contact_interval is not None
+
+    def _take_local(self) -> bool:
+        if self._local > 0 and self._clock() < self._local_until:
+            self._local -= 1
+            return True
+        return False
+
+    def _granted(self, reply: bytes | str, *, batch: bool) -> float:
+        """Read the acquire script's reply; keep a batch's spare tokens (under the lock)."""
+        text = reply.decode() if isinstance(reply, bytes) else reply
+        granted, wait, why, _rate = text.split()
+        now = self._clock()
+        if why == "held":
+            self._saw_hold(float(wait), now)
+        if int(granted) > 0:
+            if batch:
+                self._local, self._local_until = int(granted) - 1, now + BATCH_WINDOW
+            return 0.0
+        return float(wait)
+
+    def _held_cached(self) -> float | None:
+        now = self._clock()
+        if now - self._held_read < HELD_WINDOW:
+            return max(0.0, self._held_until - now)
+        return None
+
+    def _saw_hold(self, seconds: float, now: float) -> None:
+        self._held_until, self._held_read = now + seconds, now
+
+    def _state_args(self) -> list[Any]:
+        return [repr(self.rate), repr(self._climb)]
+
+    def _hold_off_args(self, seconds: float) -> tuple[list[str], list[Any]]:
+        self._local = 0  # this process saw the 429: spend nothing it had taken
+        self._saw_hold(seconds, self._clock())
+        floor = min(self.rate, MIN_RATE)
+        args = [repr(float(seconds)), repr(self.rate), repr(self._climb), repr(floor)]
+        return [self._keys[1], self._keys[2], self._keys[0]], [*args, repr(CALM_SECONDS)]
+
+
+def _unavailable(exc: Exception) -> None:
+    log.warning("rate_limiter_unavailable", error=type(exc).__name__)
+
+
+class RateLimiter(_Limiter):
+    """The shared send rate for blocking callers (threads included): ``service.portal.Limiter``."""
 
     def __init__(
         self,
@@ -81,46 +286,191 @@ class RateLimiter:
         rate: float,
         burst: float | None = None,
         prefix: str = DEFAULT_PREFIX,
+        contact_interval: float | None = None,
+        contact_burst: float = DEFAULT_CONTACT_BURST,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not rate > 0:
-            raise ValueError("rate must be greater than 0")
-        self.rate = rate
-        self.burst = max(1.0, burst if burst is not None else rate)
-        self._keys = [f"{prefix}bucket", f"{prefix}blocked-until"]
+        super().__init__(
+            rate=rate,
+            burst=burst,
+            prefix=prefix,
+            contact_interval=contact_interval,
+            contact_burst=contact_burst,
+            clock=clock,
+        )
+        self._lock = threading.Lock()  # the local batch and hold-off, and one refill at a time
         self._acquire = client.register_script(_ACQUIRE)
         self._hold_off = client.register_script(_HOLD_OFF)
-        self._batch = max(1, min(MAX_BATCH, int(self.rate * BATCH_WINDOW)))
-        self._local = 0  # tokens taken from the bucket, not yet spent
-        self._local_until = 0.0  # time.monotonic() after which they are dropped
+        self._state = client.register_script(_STATE)
 
-    def __repr__(self) -> str:
-        return f"RateLimiter(rate={self.rate}, burst={self.burst})"
+    @classmethod
+    def from_settings(
+        cls, client: redis.Redis, settings: PortalSettings, *, prefix: str = DEFAULT_PREFIX
+    ) -> RateLimiter:
+        """Return the limiter ``settings`` describe (rate, burst, per-contact pacing)."""
+        return cls(client, prefix=prefix, **_options(settings))
 
-    def acquire(self) -> float:
-        """Take a token: 0.0 if a request may go now, else the seconds to wait and try again."""
-        if self._local > 0 and time.monotonic() < self._local_until:
-            self._local -= 1
-            return 0.0
+    def acquire(self, contact: str | None = None) -> float:
+        """Take a permit to send: 0.0 if the send may go now, else the seconds to wait."""
+        if self._paced_per_contact(contact):
+            return self._run_acquire(contact)
+        with self._lock:
+            if self._take_local():
+                return 0.0
+            return self._run_acquire(None)
+
+    def _run_acquire(self, contact: str | None) -> float:
+        keys, args = self._acquire_args(contact)
         try:
-            reply = self._acquire(
-                keys=self._keys, args=[repr(self.rate), repr(self.burst), self._batch]
-            )
+            reply = self._acquire(keys=keys, args=args)
         except redis.RedisError as exc:
-            log.warning("rate_limiter_unavailable", error=type(exc).__name__)
+            _unavailable(exc)
             return 0.0
-        granted, wait = reply.split()
-        if int(granted) > 0:
-            self._local = int(granted) - 1
-            self._local_until = time.monotonic() + BATCH_WINDOW
-            return 0.0
-        return float(wait)
+        return self._granted(reply, batch=contact is None)
+
+    def held(self) -> float:
+        """Return the seconds every call must still hold back after a 429 (0.0: none)."""
+        with self._lock:
+            cached = self._held_cached()
+            if cached is not None:
+                return cached
+            try:
+                _rate, held = _split(self._state(keys=self._keys[1:], args=self._state_args()))
+            except redis.RedisError as exc:
+                _unavailable(exc)
+                held = 0.0
+            self._saw_hold(held, self._clock())
+            return held
 
     def hold_off(self, seconds: float) -> None:
-        """Make every process wait ``seconds`` from now before its next request."""
+        """Make every process wait ``seconds`` from now, and halve the shared send rate."""
         if seconds <= 0:
             return
-        self._local = 0  # this process saw the 429: spend nothing it had taken
+        with self._lock:
+            keys, args = self._hold_off_args(seconds)
         try:
-            self._hold_off(keys=self._keys[1:], args=[repr(float(seconds))])
+            self._hold_off(keys=keys, args=args)
         except redis.RedisError as exc:
-            log.warning("rate_limiter_unavailable", error=type(exc).__name__)
+            _unavailable(exc)
+
+    def state(self) -> LimiterState:
+        """Return the effective send rate and hold-off, as every process sees them."""
+        rate, held = _split(self._state(keys=self._keys[1:], args=self._state_args()))
+        return LimiterState(rate=rate, ceiling=self.rate, held=held)
+
+
+class AsyncRateLimiter(_Limiter):
+    """:class:`RateLimiter` on ``redis.asyncio``, for ``AsyncPortalClient`` (the same scripts).
+
+    Build one per event loop (its refill lock belongs to the loop that first waits on it).
+    Size the Redis client's pool for the tasks in flight: ``redis.asyncio`` raises when its
+    pool is full instead of waiting.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        rate: float,
+        burst: float | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        contact_interval: float | None = None,
+        contact_burst: float = DEFAULT_CONTACT_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            rate=rate,
+            burst=burst,
+            prefix=prefix,
+            contact_interval=contact_interval,
+            contact_burst=contact_burst,
+            clock=clock,
+        )
+        self._refill = asyncio.Lock()  # one refill at a time; the rest is never interrupted
+        self._acquire = client.register_script(_ACQUIRE)
+        self._hold_off = client.register_script(_HOLD_OFF)
+        self._state = client.register_script(_STATE)
+
+    @classmethod
+    def from_settings(
+        cls, client: aioredis.Redis, settings: PortalSettings, *, prefix: str = DEFAULT_PREFIX
+    ) -> AsyncRateLimiter:
+        """Return the limiter ``settings`` describe (rate, burst, per-contact pacing)."""
+        return cls(client, prefix=prefix, **_options(settings))
+
+    async def acquire(self, contact: str | None = None) -> float:
+        """Take a permit to send: 0.0 if the send may go now, else the seconds to wait."""
+        if self._paced_per_contact(contact):
+            return await self._run_acquire(contact)
+        if self._take_local():
+            return 0.0
+        async with self._refill:
+            if self._take_local():  # another task refilled while this one waited
+                return 0.0
+            return await self._run_acquire(None)
+
+    async def _run_acquire(self, contact: str | None) -> float:
+        keys, args = self._acquire_args(contact)
+        try:
+            reply = await self._acquire(keys=keys, args=args)
+        except redis.RedisError as exc:
+            _unavailable(exc)
+            return 0.0
+        return self._granted(reply, batch=contact is None)
+
+    async def held(self) -> float:
+        """Return the seconds every call must still hold back after a 429 (0.0: none)."""
+        cached = self._held_cached()
+        if cached is not None:
+            return cached
+        try:
+            _rate, held = _split(await self._state(keys=self._keys[1:], args=self._state_args()))
+        except redis.RedisError as exc:
+            _unavailable(exc)
+            held = 0.0
+        self._saw_hold(held, self._clock())
+        return held
+
+    async def hold_off(self, seconds: float) -> None:
+        """Make every process wait ``seconds`` from now, and halve the shared send rate."""
+        if seconds <= 0:
+            return
+        keys, args = self._hold_off_args(seconds)
+        try:
+            await self._hold_off(keys=keys, args=args)
+        except redis.RedisError as exc:
+            _unavailable(exc)
+
+    async def state(self) -> LimiterState:
+        """Return the effective send rate and hold-off, as every process sees them."""
+        rate, held = _split(await self._state(keys=self._keys[1:], args=self._state_args()))
+        return LimiterState(rate=rate, ceiling=self.rate, held=held)
+
+
+def _options(settings: PortalSettings) -> dict[str, Any]:
+    return {
+        "rate": settings.rate,
+        "burst": settings.burst,
+        "contact_interval": settings.contact_interval,
+        "contact_burst": settings.contact_burst,
+    }
+
+
+def _split(reply: bytes | str) -> tuple[float, float]:
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    first, second = text.split()
+    return float(first), float(second)
+
+
+def limiter_state(
+    client: redis.Redis, ceiling: float, *, prefix: str = DEFAULT_PREFIX
+) -> LimiterState:
+    """Return the shared send rate and hold-off now, for a ``ceiling`` (``WABA_API_RATE``)."""
+    return RateLimiter(client, rate=ceiling, prefix=prefix).state()
+
+
+async def alimiter_state(
+    client: aioredis.Redis, ceiling: float, *, prefix: str = DEFAULT_PREFIX
+) -> LimiterState:
+    """:func:`limiter_state` on ``redis.asyncio``."""
+    return await AsyncRateLimiter(client, rate=ceiling, prefix=prefix).state()

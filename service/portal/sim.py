@@ -2,8 +2,11 @@
 
 ``create_sim_app(SimConfig(...))`` returns a Starlette app keeping its state in memory
 (``app.state.sim`` is the :class:`~service.portal.simstate.SimState`). Run it with
-``wabahooks portal-sim``. API calls need ``Authorization: Bearer <api_key>``; keys listed in
-``readonly_keys`` may only GET (403 otherwise).
+``wabahooks portal-sim``. Every response carries a ``Date`` header on the simulator's own
+clock (``clock_skew`` and ``POST /sim/clock`` move it): serve the app with uvicorn's
+``date_header=False``, or responses would carry two. API calls need
+``Authorization: Bearer <api_key>``; keys listed in ``readonly_keys`` may only GET (403
+otherwise).
 
 Control API (no authentication: bind it to 127.0.0.1), all JSON:
 
@@ -23,7 +26,7 @@ Control API (no authentication: bind it to 127.0.0.1), all JSON:
 ``GET|PUT /sim/chaos``              read or change :class:`~service.portal.simconfig.Chaos`
 ``GET|PUT /sim/settings``           read or change ``verified``, ``allow_insecure_webhooks``,
                                     ``auto_read``, ``status_delay``, ``delivery_attempts``,
-                                    ``delivery_backoff``, ``delivery_timeout``
+                                    ``delivery_backoff``, ``delivery_timeout``, ``clock_skew``
 ``GET /sim/clock``                  ``{"now": ISO-8601}``
 ``POST /sim/clock``                 ``{"advance": seconds}``: move the simulator's clock
 ``POST /sim/templates/{key}/status``  ``{"status": "APPROVED" | "REJECTED" | …}`` by id or name
@@ -39,6 +42,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -47,6 +51,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.portal.simconfig import SETTING_NAMES, Refusal, SimConfig, update
 from service.portal.simdelivery import Deliverer
@@ -76,6 +81,28 @@ def _ok(data: Any = None, **extra: Any) -> JSONResponse:
     if data is not None:
         body["data"] = data
     return JSONResponse(body)
+
+
+class _DateHeader:
+    """Adds ``Date`` on the simulator's clock to every response (a skewed portal's, too)."""
+
+    def __init__(self, app: ASGIApp, state: SimState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = format_datetime(self.state.now(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 def create_sim_app(config: SimConfig | None = None) -> Starlette:
@@ -310,5 +337,6 @@ def create_sim_app(config: SimConfig | None = None) -> Starlette:
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
     )
+    app.add_middleware(_DateHeader, state=state)
     app.state.sim = state
     return app

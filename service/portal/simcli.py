@@ -43,6 +43,12 @@ __all__ = ["portal_sim"]
 )
 @click.option("--latency", default=0.0, help="Chaos: seconds added to every API call.")
 @click.option("--seed", default=None, type=int, help="Seed the chaos for repeatable runs.")
+@click.option(
+    "--clock-skew",
+    default=0.0,
+    show_default=True,
+    help="Seconds the portal's clock is ahead of ours (negative: behind): timestamps and Date.",
+)
 def portal_sim(
     host: str,
     port: int,
@@ -66,6 +72,7 @@ def portal_sim(
     error_after_send_rate: float,
     latency: float,
     seed: int | None,
+    clock_skew: float,
 ) -> None:
     """Run a WABA Portal simulator: the documented API, webhooks, chaos, a control API at /sim."""
     import uvicorn
@@ -84,6 +91,7 @@ def portal_sim(
         delivery_attempts=delivery_attempts,
         delivery_backoff=delivery_backoff,
         seed=seed,
+        clock_skew=clock_skew,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         chaos=Chaos(
@@ -108,4 +116,5 @@ def portal_sim(
         click.echo(f"portal-sim: delivering to {webhook_url}", err=True)
         click.echo(f"portal-sim: WABA_WEBHOOK_SECRET={app.state.sim.webhook_secret}", err=True)
     click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.portal.sim`)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", ws="none")
+    # The simulator sends its own Date header, on its (possibly skewed) clock.
+    uvicorn.run(app, host=host, port=port, log_level="info", ws="none", date_header=False)

@@ -53,6 +53,9 @@ class SimConfig:
     delivery_backoff: float = 0.5
     delivery_timeout: float = 5.0
     seed: int | None = None
+    #: Seconds the simulator's clock runs ahead of ours (negative: behind): its timestamps and
+    #: its ``Date`` header both, as a portal whose clock is off would send them.
+    clock_skew: float = 0.0
     webhook_url: str = ""  # configured and enabled at start-up when set
     webhook_secret: str | None = field(default=None, repr=False)  # generated when not given
     chaos: Chaos = field(default_factory=Chaos)
@@ -67,6 +70,7 @@ SETTING_NAMES = frozenset(
         "delivery_attempts",
         "delivery_backoff",
         "delivery_timeout",
+        "clock_skew",
     }
 )
 

@@ -133,7 +133,8 @@ class SimState:
     # -- clock and chaos ----------------------------------------------------------------
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
+        """The simulator's clock: ours, moved by ``advance`` and by the configured skew."""
+        return datetime.now(UTC) + timedelta(seconds=self.offset + self.settings.clock_skew)
 
     def advance(self, seconds: float) -> datetime:
         self.offset += seconds

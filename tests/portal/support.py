@@ -26,13 +26,22 @@ FAST_RETRY = RetryPolicy(max_attempts=4, base=0.001, cap=0.01, budget=5.0)
 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL.
+
+    Without uvicorn's ``Date`` header: the simulator sends its own, on its own clock.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on", loop="asyncio", http="httptools", ws="none"
+        app,
+        log_level="warning",
+        lifespan="on",
+        loop="asyncio",
+        http="httptools",
+        ws="none",
+        date_header=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

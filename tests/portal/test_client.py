@@ -170,32 +170,56 @@ def test_unexpected_success_body_on_read_is_a_server_error() -> None:
 
 
 class RecordingLimiter:
-    def __init__(self, waits: list[float]) -> None:
-        self.waits = waits
-        self.held: list[float] = []
+    """A ``Limiter``: answers the given waits to permits (sends) and hold-off checks (others)."""
 
-    def acquire(self) -> float:
+    def __init__(self, waits: list[float], holds: list[float] | None = None) -> None:
+        self.waits = waits
+        self.holds = holds or []
+        self.contacts: list[str | None] = []
+        self.held_off: list[float] = []
+
+    def acquire(self, contact: str | None = None) -> float:
+        self.contacts.append(contact)
         return self.waits.pop(0) if self.waits else 0.0
 
+    def held(self) -> float:
+        return self.holds.pop(0) if self.holds else 0.0
+
     def hold_off(self, seconds: float) -> None:
-        self.held.append(seconds)
+        self.held_off.append(seconds)
 
 
-def test_the_limiter_paces_calls_and_hears_of_429s() -> None:
+def test_the_limiter_paces_sends_and_hears_of_429s() -> None:
     clock = Clock()
     limited = httpx.Response(429, headers={"Retry-After": "2"})
-    ok = httpx.Response(200, json={"data": []})
     limiter = RecordingLimiter([0.25])
     client = PortalClient(
         SETTINGS,
         limiter=limiter,
-        transport=httpx.MockTransport(sequence(limited, ok)),
+        transport=httpx.MockTransport(sequence(limited, SENT)),
         sleep=clock.sleep,
         clock=lambda: clock.now,
         rand=lambda: 0.0,
     )
+    assert client.send_text("919876543210", "hi").message_id == "wamid.X"
+    assert clock.sleeps == [0.25, 2.0] and limiter.held_off == [2.0]
+    assert limiter.contacts == ["919876543210"] * 3  # one permit per attempt, per contact
+
+
+def test_reads_and_mark_reads_take_no_permit_but_wait_out_a_hold_off() -> None:
+    clock = Clock()
+    limiter = RecordingLimiter([5.0], holds=[1.5])
+    ok = httpx.Response(200, json={"success": True})
+    client = PortalClient(
+        SETTINGS,
+        limiter=limiter,
+        transport=httpx.MockTransport(sequence(httpx.Response(200, json={"data": []}), ok)),
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+    )
     assert client.templates() == []
-    assert clock.sleeps == [0.25, 2.0] and limiter.held == [2.0]
+    client.mark_read("wamid.A")
+    assert clock.sleeps == [1.5] and limiter.contacts == [] and limiter.waits == [5.0]
 
 
 def test_a_limiter_wait_beyond_the_budget_raises_rate_limited() -> None:
@@ -206,7 +230,7 @@ def test_a_limiter_wait_beyond_the_budget_raises_rate_limited() -> None:
         transport=httpx.MockTransport(sequence()),
     )
     with pytest.raises(RateLimited) as info:
-        client.templates()
+        client.send_text("919876543210", "hi")
     assert info.value.status is None and info.value.retry_after == 60.0
 
 

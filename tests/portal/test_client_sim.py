@@ -295,3 +295,19 @@ def test_unverified_number_cannot_configure_webhooks(
     control.put("/sim/settings", json={"verified": False})
     with pytest.raises(InvalidRequest, match="verified"):
         client.set_webhook("https://example.com/webhook", enabled=True)
+
+
+def test_pages_carry_the_simulators_clock_skewed_or_not(
+    client: PortalClient, control: httpx.Client
+) -> None:
+    inbound(control, PHONE, "hello")
+    page = client.messages(PHONE)
+    assert page.server_time is not None
+    assert abs(page.server_time - datetime.now(UTC)) < timedelta(seconds=5)
+    control.put("/sim/settings", json={"clock_skew": -900}).raise_for_status()
+    behind = datetime.now(UTC) - timedelta(minutes=15)
+    conversations = client.conversations()
+    assert conversations.server_time is not None
+    assert abs(conversations.server_time - behind) < timedelta(seconds=5)
+    clock = datetime.fromisoformat(control.get("/sim/clock").json()["now"].replace("Z", "+00:00"))
+    assert abs(clock - behind) < timedelta(seconds=5)

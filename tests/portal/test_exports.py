@@ -10,13 +10,14 @@ from service.cli import main
 
 def test_public_names() -> None:
     assert sorted(service.portal.__all__) == [
-        "AuthenticationFailed", "CategoryMismatch", "Conversation", "InvalidParameter",
+        "AsyncLimiter", "AsyncPortalClient", "AsyncRateLimiter", "AuthenticationFailed",
+        "CategoryMismatch", "Conversation", "InvalidParameter",
         "InvalidPhoneNumber", "InvalidRequest", "InvalidTemplateParameters", "LastMessage",
-        "Limiter", "MediaUrlNotAccessible", "Message", "NotFound", "OutcomeUnknown",
+        "Limiter", "LimiterState", "MediaUrlNotAccessible", "Message", "NotFound", "OutcomeUnknown",
         "OutsideMessagingWindow", "Page", "ParameterCountMismatch", "PermissionDenied",
         "PortalClient", "PortalError", "PortalSettings", "RateLimited", "RateLimiter",
         "RetryPolicy", "SentMessage", "ServerError", "Template", "TemplateNotFound",
-        "TransportError", "WebhookConfig", "WebhookTestResult",
+        "TransportError", "WebhookConfig", "WebhookTestResult", "limiter_state",
     ]  # fmt: skip
     for name in service.portal.__all__:
         assert getattr(service.portal, name)
@@ -25,6 +26,7 @@ def test_public_names() -> None:
 def test_portal_sim_is_a_wabahooks_command() -> None:
     result = CliRunner().invoke(main, ["portal-sim", "--help"])
     assert result.exit_code == 0 and "--error-after-send-rate" in result.output
+    assert "--clock-skew" in result.output
 
 
 def test_portal_sim_refuses_a_plain_http_webhook_url() -> None:

@@ -1,18 +1,37 @@
-"""The shared limiter on a real Valkey: processes together stay under the rate; 429 pauses all."""
+"""The shared limiter on a real Valkey: processes together stay under the rate; a 429 pauses
+every call of every process, halves the shared send rate, which climbs back to the ceiling;
+per-contact pacing; the async twin on the same scripts."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import threading
 import time
 
 import httpx
+import pytest
 import redis
+import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from service.portal import AsyncPortalClient, RateLimited
+from service.portal.backoff import RetryPolicy
 from service.portal.client import PortalClient
-from service.portal.config import PortalSettings
-from service.portal.ratelimit import BATCH_WINDOW, MAX_BATCH, RateLimiter
+from service.portal.config import DEFAULT_RATE, PortalSettings
+from service.portal.ratelimit import (
+    BATCH_WINDOW,
+    CALM_SECONDS,
+    CLIMB_SECONDS,
+    MAX_BATCH,
+    MIN_RATE,
+    AsyncRateLimiter,
+    LimiterState,
+    RateLimiter,
+    alimiter_state,
+    limiter_state,
+)
 from tests.portal.support import API_KEY, FAST_RETRY
 
 RATE = 40.0
@@ -99,3 +118,175 @@ def test_at_high_rates_a_process_takes_a_small_batch_per_round_trip(r: redis.Red
     assert round_trips <= 50 // min(MAX_BATCH, int(1000 * BATCH_WINDOW)) + 1
     # ...and only what the batches took left the shared bucket.
     assert float(r.hget("wabahooks:portal:bucket", "tokens") or 0) >= 1000 - 50 - MAX_BATCH
+
+
+# -- the rate learns from 429s ------------------------------------------------------------
+
+RATE_KEY = "wabahooks:portal:rate"
+
+
+def elapse(r: redis.Redis, seconds: float) -> None:
+    """Make the last cut look ``seconds`` older (the climb and the calm), without sleeping."""
+    for name in ("ts", "calm"):
+        value = r.hget(RATE_KEY, name)
+        assert value is not None
+        r.hset(RATE_KEY, name, repr(float(value) - seconds))
+
+
+def test_a_429_halves_the_rate_every_process_sees_then_it_climbs_back_to_the_ceiling(
+    r: redis.Redis,
+) -> None:
+    one, other = RateLimiter(r, rate=80), RateLimiter(r, rate=80)
+    assert other.state() == LimiterState(rate=80.0, ceiling=80.0, held=0.0)
+    one.hold_off(0.001)  # the climb starts a millisecond later: hence approx
+    assert other.state().rate == pytest.approx(40.0, abs=0.5)
+    one.hold_off(0.001)  # a 429 to a request already in flight: no second cut
+    assert other.state().rate == pytest.approx(40.0, abs=0.5)
+    elapse(r, 15)
+    assert other.state().rate == pytest.approx(40 + 15 * 80 / CLIMB_SECONDS, abs=0.5)
+    elapse(r, 1000)
+    assert other.state().rate == 80.0  # never above the ceiling
+
+
+def test_every_cut_halves_until_the_floor(r: redis.Redis) -> None:
+    limiter = RateLimiter(r, rate=8)
+    rates = []
+    for _ in range(5):
+        limiter.hold_off(0.001)
+        rates.append(limiter.state().rate)
+        elapse(r, CALM_SECONDS + 0.01)  # past the calm; the climb meanwhile is 8/60 per s
+    assert rates[0] == pytest.approx(4.0, abs=0.1) and rates[-1] == pytest.approx(MIN_RATE, abs=0.1)
+    assert all(b < a for a, b in zip(rates, rates[1:4], strict=False))
+
+
+def test_a_hold_off_holds_back_every_call_of_every_process(redis_url: str) -> None:
+    one = RateLimiter(redis.Redis.from_url(redis_url), rate=80)
+    other = RateLimiter(redis.Redis.from_url(redis_url), rate=80)
+    assert other.held() == 0.0
+    one.hold_off(5.0)
+    assert other.held() == 0.0  # what it read stays trusted for HELD_WINDOW
+    fresh = RateLimiter(redis.Redis.from_url(redis_url), rate=80)
+    assert 4.0 < fresh.held() <= 5.0 and 4.0 < fresh.acquire() <= 5.0
+    assert 4.0 < one.held() <= 5.0  # the process that saw the 429 holds back at once
+
+    async def from_the_loop() -> tuple[float, float]:
+        client = aioredis.Redis.from_url(redis_url)
+        limiter = AsyncRateLimiter(client, rate=80)
+        try:
+            return await limiter.held(), await limiter.acquire()
+        finally:
+            await client.aclose()
+
+    held, wait = asyncio.run(from_the_loop())
+    assert 4.0 < held <= 5.0 and 4.0 < wait <= 5.0
+
+
+def test_after_a_cut_the_bucket_starts_empty_at_the_lower_rate(r: redis.Redis) -> None:
+    limiter = RateLimiter(r, rate=80, burst=80)
+    limiter.hold_off(0.001)
+    wait = limiter.acquire()
+    assert 0.0 < wait <= 1 / 40  # no burst of 80 straight after a 429
+
+
+def test_the_async_twin_shares_the_scripts_and_the_state(redis_url: str, r: redis.Redis) -> None:
+    async def main() -> list[float]:
+        client = aioredis.Redis.from_url(redis_url)
+        limiter = AsyncRateLimiter(client, rate=1000, burst=1000)
+        try:
+            waits = [await limiter.acquire() for _ in range(40)]
+            await limiter.hold_off(0.001)
+            state = await alimiter_state(client, 1000)
+            assert state.rate == pytest.approx(500.0, abs=5)
+            return waits
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [0.0] * 40
+    assert limiter_state(r, 1000).rate == pytest.approx(500.0, abs=5)
+
+
+def test_threads_never_spend_more_tokens_than_the_bucket_gave(r: redis.Redis) -> None:
+    limiter = RateLimiter(r, rate=320, burst=100)  # batches of 16
+    granted: list[int] = []
+    started = time.monotonic()
+
+    def take() -> None:
+        granted.append(sum(limiter.acquire() == 0.0 for _ in range(60)))
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    # Whatever the interleaving: no more sends than the burst plus what refilled meanwhile.
+    assert sum(granted) <= 100 + 320 * elapsed + 1
+
+
+def test_the_status_line_says_the_rate_and_the_hold_off(r: redis.Redis) -> None:
+    assert limiter_state(r, 80).describe() == ("portal send rate: 80/s of 80/s (WABA_API_RATE)")
+    RateLimiter(r, rate=80).hold_off(30)
+    line = limiter_state(r, 80).describe()
+    assert line.startswith("portal send rate: 40/s of 80/s (WABA_API_RATE), climbing back")
+    assert "every call held off 29." in line or "every call held off 30.0" in line
+
+
+# -- per-contact pacing -------------------------------------------------------------------
+
+
+def test_per_contact_pacing_allows_a_short_burst_then_one_send_per_interval(
+    r: redis.Redis,
+) -> None:
+    limiter = RateLimiter(r, rate=1000, contact_interval=6.0, contact_burst=2)
+    assert [limiter.acquire("919876543210") for _ in range(2)] == [0.0, 0.0]
+    assert 5.9 < limiter.acquire("919876543210") <= 6.0
+    assert limiter.acquire("447700900123") == 0.0  # another contact is not held back
+    assert limiter.acquire() == 0.0  # nor a paced call to nobody in particular
+
+
+def test_off_by_default_contacts_are_not_paced(r: redis.Redis) -> None:
+    limiter = RateLimiter.from_settings(r, PortalSettings(api_url="http://x/api/v1", api_key="k"))
+    assert limiter.contact_interval is None and limiter.rate == DEFAULT_RATE == 80.0
+    assert [limiter.acquire("919876543210") for _ in range(10)] == [0.0] * 10
+
+
+def test_a_contact_wait_beyond_the_budget_reschedules_the_send(r: redis.Redis) -> None:
+    settings = PortalSettings(
+        api_url="https://portal.test/api/v1", api_key="k", contact_interval=6.0, contact_burst=1
+    )
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"success": True, "messageId": "wamid.X"})
+
+    with PortalClient(
+        settings,
+        limiter=RateLimiter.from_settings(r, settings),
+        retry=RetryPolicy(budget=5.0),
+        transport=httpx.MockTransport(answer),
+    ) as portal:
+        portal.send_text("919876543210", "first")
+        with pytest.raises(RateLimited) as info:
+            portal.send_text("919876543210", "second")
+    assert len(sent) == 1 and info.value.retry_after is not None
+    assert 5.9 < info.value.retry_after <= 6.0
+
+
+def test_the_async_client_tells_the_shared_limiter_of_a_429(
+    sim_server: str, control: httpx.Client, redis_url: str, r: redis.Redis
+) -> None:
+    control.put("/sim/chaos", json={"rate_limit_next": 1, "retry_after": 0.01})
+    settings = PortalSettings(api_url=f"{sim_server}/api/v1", api_key=API_KEY)
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        limiter = AsyncRateLimiter.from_settings(client, settings)
+        try:
+            async with AsyncPortalClient(settings, limiter=limiter, retry=FAST_RETRY) as portal:
+                assert await portal.templates() == []
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+    assert limiter_state(r, settings.rate).rate == pytest.approx(settings.rate / 2, abs=0.5)

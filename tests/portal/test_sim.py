@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -173,3 +175,19 @@ def test_full_loop_simulator_to_receiver_to_queue(
     [job_id] = r.lrange("rq:queue:wabahooks:messages", 0, -1)
     job = Job.fetch(job_id.decode(), connection=r, serializer=JSONSerializer)
     assert job.kwargs["envelope"]["data"]["messageId"] == message_id
+
+
+def test_every_response_carries_one_date_header_on_the_simulators_clock(
+    control: httpx.Client,
+) -> None:
+    def dates(response: httpx.Response) -> list[datetime]:
+        return [parsedate_to_datetime(v) for v in response.headers.get_list("date")]
+
+    api = {"Authorization": "Bearer sim-key"}
+    [now] = dates(control.get("/api/v1/templates", headers=api))
+    assert abs(now - datetime.now(UTC)) < timedelta(seconds=5)
+    [refused] = dates(control.get("/api/v1/templates"))  # errors carry it too (401 here)
+    assert abs(refused - datetime.now(UTC)) < timedelta(seconds=5)
+    control.put("/sim/settings", json={"clock_skew": 900}).raise_for_status()
+    [ahead] = dates(control.get("/api/v1/templates", headers=api))
+    assert abs(ahead - (datetime.now(UTC) + timedelta(minutes=15))) < timedelta(seconds=5)

@@ -111,3 +111,24 @@ def test_settings_from_env() -> None:
         PortalSettings.from_env(
             {"WABA_API_URL": "https://p.test", "WABA_API_KEY": "k", "WABA_API_RATE": "0"}
         )
+
+
+def test_rate_pool_and_pacing_settings_from_env() -> None:
+    base = {"WABA_API_URL": "https://p.test", "WABA_API_KEY": "k"}
+    defaults = PortalSettings.from_env(base)
+    assert defaults.rate == 80.0 and defaults.max_connections == 256
+    assert defaults.contact_interval is None and defaults.contact_burst == 3.0
+    paced = PortalSettings.from_env(
+        {
+            **base,
+            "WABA_API_CONNECTIONS": "512",
+            "WABA_API_CONTACT_INTERVAL": "6",
+            "WABA_API_CONTACT_BURST": "2",
+        }
+    )
+    assert paced.max_connections == 512 and paced.limits().max_connections == 512
+    assert paced.contact_interval == 6.0 and paced.contact_burst == 2.0
+    with pytest.raises(ConfigError, match="WABA_API_CONNECTIONS"):
+        PortalSettings.from_env({**base, "WABA_API_CONNECTIONS": "2.5"})
+    with pytest.raises(ConfigError, match="WABA_API_CONTACT_INTERVAL"):
+        PortalSettings.from_env({**base, "WABA_API_CONTACT_INTERVAL": "-1"})

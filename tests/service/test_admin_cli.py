@@ -16,6 +16,7 @@ from rq.serializers import JSONSerializer
 
 from service.cli import main
 from service.forget import wamid_phone
+from service.portal.ratelimit import RateLimiter
 from service.portal.sim import create_sim_app
 from service.portal.simconfig import SimConfig
 from service.samples import new_message_id
@@ -30,7 +31,13 @@ ANN, BOB = "919876543210", "447700900123"
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
     """Only the settings a test gives; Redis is the session's Valkey (AOF on, noeviction)."""
     monkeypatch.chdir(tmp_path)
-    for name in ("WABA_WEBHOOK_SECRET", "WABA_API_URL", "WABA_API_KEY", "WABAHOOKS_CONFIG"):
+    for name in (
+        "WABA_WEBHOOK_SECRET",
+        "WABA_API_URL",
+        "WABA_API_KEY",
+        "WABA_API_RATE",
+        "WABAHOOKS_CONFIG",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REDIS_URL", redis_url)
 
@@ -74,6 +81,19 @@ def test_status_shows_queue_depths_workers_and_failed(receiver: Receiver, r: red
     assert rows["w-statuses"][:2] == ["wabahooks:statuses", "idle"]
     assert "0 failed job(s)." in result.stdout
     worker.register_death()
+
+
+def test_status_shows_the_shared_portal_send_rate(
+    r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = cli("status")
+    assert "portal send rate: 80/s of 80/s (WABA_API_RATE)" in result.stdout.splitlines()
+
+    monkeypatch.setenv("WABA_API_RATE", "20")
+    RateLimiter(r, rate=20).hold_off(30)  # a worker saw a 429 with Retry-After: 30
+    [line] = [x for x in cli("status").stdout.splitlines() if x.startswith("portal send rate")]
+    assert line.startswith("portal send rate: 10/s of 20/s (WABA_API_RATE), climbing back")
+    assert "; every call held off 29." in line or "; every call held off 30.0" in line
 
 
 def test_status_without_redis_url_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
