@@ -1,0 +1,193 @@
+"""The RQ surface the engine relies on, pinned: an RQ upgrade that moves it fails here, loudly.
+
+``workers/rqstate.py`` writes RQ's layout with its own scripts. Two kinds of checks:
+
+- the names and signatures it uses (key templates, result types, the started registry's
+  member format, the fields RQ's cleanup reads), each with the reason it matters;
+- the state itself: the same job run by RQ's own ``SimpleWorker`` and by our engine
+  leaves the same keys, fields, registry entries and results (ids, names and times
+  aside), for a success, a failure, and each one's release of a dependent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from datetime import UTC, datetime
+import re
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+import rq
+from rq import Queue, SimpleWorker
+from rq.executions import Execution, ExecutionRegistry
+from rq.job import Dependency, Job, JobStatus
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.results import Result
+from rq.serializers import JSONSerializer
+from rq.utils import parse_composite_key, utcformat
+
+from tests.workers import jobs
+from workers import rqstate
+from workers.engine import Engine, Threads
+from workers.running import JobRunner
+
+QUEUE = "wabahooks:messages"
+
+# Fields our engine adds to the job hash: ours (``wh:``), and ``retries_left``, which
+# makes RQ's own cleanup re-queue an abandoned job instead of failing it (rqstate).
+OURS = re.compile(rb"^(wh:.*|retries_left)$")
+
+
+def test_rq_version_is_the_one_the_scripts_were_checked_against() -> None:
+    assert rq.VERSION.startswith("2.12."), (
+        f"rq {rq.VERSION}: workers/rqstate.py writes RQ 2.12's layout; rerun this module's "
+        "comparisons against the new version and update the scripts before upgrading"
+    )
+
+
+def test_key_names_match_rqs() -> None:
+    q = Queue("q", connection=redis.Redis(), serializer=JSONSerializer)
+    assert q.key == rqstate.QUEUE_KEY.format("q")
+    assert Job.key_for("j") == rqstate.JOB_KEY.format("j")
+    assert StartedJobRegistry.key_template == rqstate.STARTED_KEY
+    assert ScheduledJobRegistry.key_template == rqstate.SCHEDULED_KEY
+    assert FinishedJobRegistry.key_template == "rq:finished:{0}"
+    assert FailedJobRegistry.key_template == "rq:failed:{0}"
+    assert DeferredJobRegistry.key_template == "rq:deferred:{0}"
+    assert ExecutionRegistry.key_template == "rq:executions:{0}"
+    assert Execution("e", "j", connection=redis.Redis()).key == "rq:execution:j:e"
+    assert Result.get_key("j") == "rq:results:j"
+    assert rq.worker.Worker.redis_worker_namespace_prefix + "w" == rqstate.WORKER_KEY.format("w")
+    assert rq.worker.Worker.redis_workers_keys == rqstate.WORKERS_KEY
+    assert rq.suspension.WORKERS_SUSPENDED == rqstate.SUSPENDED_KEY
+
+
+def test_formats_and_signatures_match_rqs() -> None:
+    # The started registry's members are "<job id>:<execution id>" (our heartbeat and
+    # re-drive scripts split them the same way).
+    assert parse_composite_key("job:exec") == ("job", "exec")
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert rqstate.rq_timestamp(moment) == utcformat(moment)
+    assert [t.value for t in Result.Type] == [1, 2, 3, 4, 5]  # the scripts write 1, 2, 4
+    # RQ's cleanup re-queues instead of failing when retries_left > 0: the safety net.
+    cleanup = inspect.getsource(StartedJobRegistry.cleanup)
+    assert "retries_left" in cleanup and "job.retry(" in cleanup
+    assert list(inspect.signature(rq.Retry.get_interval).parameters) == ["count", "intervals"]
+    assert "zlib.decompress(b64decode(exc_string))" in inspect.getsource(Result.restore)
+
+
+def _normalise(r: redis.Redis) -> dict[str, Any]:
+    """Every key of the database, with ids, names and times replaced, ours left out."""
+    names: dict[bytes, str] = {}
+    for key in sorted(r.keys("rq:job:*")):
+        job_id = key.split(b":")[2]
+        if job_id and job_id not in names:
+            names[job_id] = f"JOB{len(names)}"
+    for key in r.keys("rq:execution:*"):
+        names.setdefault(key.split(b":")[3], "EXEC")
+    for member in r.smembers("rq:workers"):
+        names.setdefault(member.split(b":")[2], "WORKER")
+
+    def norm(value: bytes) -> str:
+        text = value
+        for raw, name in names.items():
+            text = text.replace(raw, name.encode())
+        return re.sub(rb"[0-9a-f]{32}", b"EXEC", text).decode("utf-8", "replace")
+
+    snapshot: dict[str, Any] = {}
+    for key in sorted(r.keys("*")):
+        if key.startswith((b"rq:worker", b"rq:clean_registries", b"ran")) or key == b"rq:queues":
+            continue
+        kind = r.type(key).decode()
+        ttl = r.ttl(key)
+        entry: Any
+        if kind == "hash":
+            fields = r.hgetall(key)
+            entry = {
+                k.decode(): norm(v) if k in {b"status", b"origin", b"dependency_id"} else "…"
+                for k, v in fields.items()
+                if not OURS.match(k)
+            }
+        elif kind == "zset":
+            entry = sorted(norm(m) for m in r.zrange(key, 0, -1))
+        elif kind == "set":
+            entry = sorted(norm(m) for m in r.smembers(key))
+        elif kind == "list":
+            entry = [norm(m) for m in r.lrange(key, 0, -1)]
+        elif kind == "stream":
+            entry = [
+                sorted(k.decode() for k in fields) + [fields[b"type"].decode()]
+                for _id, fields in r.xrange(key)
+            ]
+        else:
+            entry = kind
+        snapshot[norm(key)] = (entry, "expires" if ttl > 0 else "kept")
+    return snapshot
+
+
+def _with_rq(r: redis.Redis) -> None:
+    worker = SimpleWorker(
+        [Queue(QUEUE, connection=r, serializer=JSONSerializer)],
+        connection=r,
+        serializer=JSONSerializer,
+    )
+    worker.work(burst=True, with_scheduler=False)
+
+
+def _with_ours(redis_url: str) -> None:
+    async def main() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        state = rqstate.RQState(client, QUEUE, worker_name="w", lease=30, max_attempts=3)
+        threads = Threads(2, lambda: None)
+        await Engine(state, JobRunner(threads), threads=threads, burst=True).run()
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def _enqueue(redis_url: str, r: redis.Redis, case: str) -> None:
+    q = Queue(QUEUE, connection=r, serializer=JSONSerializer)
+    first = (
+        q.enqueue(jobs.fail, job_id="aaaa", result_ttl=500, failure_ttl=3600)
+        if case.startswith("failure")
+        else q.enqueue(jobs.record, redis_url, "ran", "1", job_id="aaaa", result_ttl=500)
+    )
+    if case.endswith("dependent"):
+        q.enqueue(
+            jobs.record,
+            redis_url,
+            "ran",
+            "2",
+            job_id="bbbb",
+            depends_on=Dependency([first], allow_failure=True),
+            result_ttl=500,
+        )
+
+
+@pytest.mark.parametrize("case", ["success", "failure", "success+dependent", "failure+dependent"])
+def test_our_scripts_leave_what_rqs_worker_leaves(
+    redis_url: str, r: redis.Redis, case: str
+) -> None:
+    _enqueue(redis_url, r, case)
+    _with_rq(r)
+    theirs = _normalise(r)
+    assert Job.fetch("aaaa", connection=r, serializer=JSONSerializer).get_status() in (
+        JobStatus.FINISHED,
+        JobStatus.FAILED,
+    )
+    r.flushall()
+
+    _enqueue(redis_url, r, case)
+    _with_ours(redis_url)
+    ours = _normalise(r)
+
+    assert ours == theirs
