@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import os
 import random
@@ -97,15 +98,14 @@ class Threads:
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in the pool and return its result."""
         loop = asyncio.get_running_loop()
-        future = self._executor.submit(functools.partial(fn, *args, **kwargs))
+        context = contextvars.copy_context()  # the job's bound log context, in the thread too
+        future = self._executor.submit(functools.partial(context.run, fn, *args, **kwargs))
         try:
             return await asyncio.wrap_future(future, loop=loop)
         except asyncio.CancelledError:
             if not future.done() and not future.cancel():
                 self._orphans.add(future)
-                future.add_done_callback(
-                    lambda f: loop.call_soon_threadsafe(self._orphan_done, f)
-                )
+                future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._orphan_done, f))
             raise
 
     def _orphan_done(self, future: Future[Any]) -> None:
@@ -316,15 +316,13 @@ class Engine:
                 batch = self._endings[:MAX_BATCH]
                 del self._endings[:MAX_BATCH]
                 try:
-                    statuses = await self._retry_redis(lambda b=batch: self.state.finish(b))
+                    statuses = await self._retry_redis(functools.partial(self.state.finish, batch))
                 except BaseException:
                     self._endings[:0] = batch  # cancelled mid-flight: keep them for the next try
                     raise
                 for ending, status in zip(batch, statuses, strict=True):
                     if status == "superseded":
-                        log.warning(
-                            "job.superseded", job_id=ending.job.id, queue=ending.job.origin
-                        )
+                        log.warning("job.superseded", job_id=ending.job.id, queue=ending.job.origin)
                 self._ended(len(batch))
 
     # -- leases, re-drive, scheduled retries ------------------------------------------

@@ -562,7 +562,7 @@ class RQState:
                 "queues": self.queue,
                 "pid": pid,
                 "hostname": hostname,
-                "version": rq.VERSION,
+                "version": rq.VERSION,  # type: ignore[attr-defined]  # rq exports it untyped
                 "python_version": platform.python_version(),
                 "state": "busy",
             },

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from datetime import UTC, datetime
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
