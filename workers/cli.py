@@ -8,11 +8,12 @@ is added. Every job is read with RQ's ``JSONSerializer``, as the receiver writes
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 
 import click
@@ -27,7 +28,8 @@ from rq.serializers import JSONSerializer
 
 from service.jobs import QUEUE_NAMES
 from service.settings import ConfigError, Settings
-from workers.worker import OneQueuePerProcess, WabaWorker
+from workers.engine import DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_LEASE
+from workers.runtime import DEFAULT_SYNC_THREADS
 
 __all__ = ["DEFAULT_QUEUE", "QUEUES", "failed", "load_worker_settings", "metrics", "worker"]
 
@@ -73,6 +75,20 @@ def _connect(settings: Settings) -> redis.Redis:
 _QUEUE_CHOICE = click.Choice(QUEUES)
 
 
+def _env_int(name: str, default: int, low: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        click.echo(f"wabahooks: {name} must be a whole number >= {low}, got {raw!r}", err=True)
+        sys.exit(2)
+    return value
+
+
 @click.command()
 @click.option(
     "--queue",
@@ -81,13 +97,28 @@ _QUEUE_CHOICE = click.Choice(QUEUES)
     type=_QUEUE_CHOICE,
     help=f"The queue to work (one per process) [default: {DEFAULT_QUEUE}].",
 )
-@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
-def worker(queue_names: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker on one queue (needs REDIS_URL).
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 2000),
+    default=None,
+    help=f"Jobs in flight at once [default: WABAHOOKS_CONCURRENCY or {DEFAULT_CONCURRENCY}].",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=None,
+    help=f"Seconds a warm stop waits for jobs in flight [default: {DEFAULT_GRACE:g}].",
+)
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty and nothing runs.")
+def worker(
+    queue_names: tuple[str, ...], concurrency: int | None, grace: float | None, burst: bool
+) -> None:
+    """Work one queue with many jobs in flight (needs REDIS_URL).
 
-    One process per queue: RQ moves a job atomically into the queue's
-    intermediate list only for a single queue. SIGTERM or Ctrl-C lets the
-    current job finish, then exits; a second one stops at once (the job fails).
+    Async handlers run on the worker's event loop, plain ones in a thread pool
+    (WABAHOOKS_SYNC_THREADS). SIGTERM or Ctrl-C stops taking jobs and lets those
+    in flight finish for up to --grace seconds, then hands the rest back to the
+    queue; a second signal hands them back at once. Nothing is lost either way.
     """
     from service.logs import configure_logging
 
@@ -97,44 +128,126 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
             "start one `wabahooks worker --queue NAME` for each"
         )
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
-    from workers.entry import get_runtime, set_runtime
-    from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
-    from workers.runtime import Runtime
-
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
-    if settings.log_level != "debug":
-        # RQ logs three INFO lines per job; ours (handler.done / handler.failed, with
-        # event key, job id, outcome and duration) say more, in one line.
-        logging.getLogger("rq.worker").setLevel(logging.WARNING)
-    connection = _connect(settings)
-    try:
-        # Counted only where `wabahooks metrics` can read it back (README "Metrics").
-        meter = WorkerMetrics() if multiprocess_dir() else None
-        # Handlers load now, so a module that fails to import stops start-up (traceback).
-        set_runtime(Runtime.from_env(connection=connection, metrics=meter))  # one per process
-    except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
-    try:
-        rq_worker = WabaWorker(settings.queue_prefix + name, connection=connection)
-    except OneQueuePerProcess as exc:  # pragma: no cover - guarded above
-        raise click.UsageError(str(exc)) from exc
-    structlog.get_logger("wabahooks.worker").info(
-        "worker.started",
-        queue=rq_worker.queues[0].name,
-        handlers=[r.name for r in get_runtime().registrations],
+    options = _EngineOptions(
+        queue=settings.queue_prefix + name,
+        concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
+        grace=grace if grace is not None else float(_env_int("WABAHOOKS_GRACE", 25, 0)),
+        lease=_env_int("WABAHOOKS_LEASE", DEFAULT_LEASE, 5),
+        sync_threads=_env_int("WABAHOOKS_SYNC_THREADS", DEFAULT_SYNC_THREADS, 1),
         burst=burst,
-        metrics=meter is not None,
     )
     try:
-        rq_worker.run(burst=burst)
+        import uvloop
+
+        stopped, threads_left = uvloop.run(_work(settings, options))
+    except _StartupError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(exc.code)
+    code = 0 if burst or stopped else 1  # the engine ends only when told
+    if threads_left:
+        # A sync handler's thread cannot be stopped, and Python waits for every pool thread
+        # at exit: its job was handed back and its effects are refused, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+class _StartupError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class _EngineOptions:
+    queue: str
+    concurrency: int
+    grace: float
+    lease: int
+    sync_threads: int
+    burst: bool
+
+
+async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool]:
+    """Run the engine until it stops; return whether a signal (or burst) stopped it, and
+    whether sync handler threads are still running."""
+    import redis.asyncio as aioredis
+
+    from workers.engine import Engine, Threads
+    from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
+    from workers.rqstate import RQState
+    from workers.running import JobRunner
+    from workers.runtime import Runtime
+
+    # Size the pool for every job in flight (redis.asyncio's plain pool raises when full).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.require_redis_url(), max_connections=options.concurrency + 16, timeout=None
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        await client.ping()
+    except redis.RedisError as exc:
+        await client.aclose()
+        raise _StartupError(
+            f"cannot reach Redis at REDIS_URL ({exc}); is it running?", 1
+        ) from exc
+    try:
+        meter = WorkerMetrics() if multiprocess_dir() else None
+        # Handlers load now, so a module that fails to import stops start-up.
+        runtime = Runtime.from_env(
+            redis=client, metrics=meter, sync_threads=options.sync_threads
+        )
+    except ConfigError as exc:
+        await client.aclose()
+        raise _StartupError(str(exc), 2) from exc
+    engine: Engine | None = None
+
+    def slot_freed() -> None:
+        if engine is not None:
+            engine.slot_freed()
+
+    threads = Threads(options.sync_threads, slot_freed)
+    runtime.run_sync = threads.run  # type: ignore[method-assign]  # sync handlers keep their slot
+    state = RQState(
+        client,
+        options.queue,
+        worker_name=uuid.uuid4().hex,
+        lease=options.lease,
+        max_attempts=runtime.retry.max_attempts,
+    )
+    engine = Engine(
+        state,
+        JobRunner(threads, runtime),
+        concurrency=options.concurrency,
+        threads=threads,
+        burst=options.burst,
+        grace=options.grace,
+    )
+    structlog.get_logger("wabahooks.worker").info(
+        "worker.started",
+        queue=options.queue,
+        concurrency=options.concurrency,
+        sync_threads=options.sync_threads,
+        handlers=[r.name for r in runtime.registrations],
+        burst=options.burst,
+        metrics=meter is not None,
+    )
+    threads_left = False
+    try:
+        await engine.run()
     finally:
+        threads_left = threads.shutdown()
+        if threads_left:
+            structlog.get_logger("wabahooks.worker").warning(
+                "worker.threads_left", threads=threads.orphans
+            )
+        await runtime.aclose()
         if meter is not None:
             process_exited()
-    if not burst and not rq_worker.stop_requested:
-        # RQ's loop ended by itself (Redis gone, an unexpected error): let a supervisor restart it.
-        sys.exit(1)
+    return engine.stop_requested, threads_left
 
 
 @click.command()

@@ -152,6 +152,10 @@ class Engine:
         self._done = asyncio.Event()
         self.jobs_run = 0
 
+    def slot_freed(self) -> None:
+        """Tell the engine a slot may be free (a thread of a cancelled execution returned)."""
+        self._slot_freed.set()
+
     @property
     def stop_requested(self) -> bool:
         """Whether a signal (or :meth:`stop`) asked the engine to stop."""
