@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import redis
+import redis.asyncio
 from rq import Queue, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -31,7 +32,7 @@ from workers.config import Config, parse_config
 from workers.entry import set_runtime
 from workers.loading import registrations
 from workers.router import Router
-from workers.runtime import Runtime
+from workers.runtime import Runtime, SyncPortalAdapter
 
 SECRET = "loop-secret"
 QUEUES = ("wabahooks:messages", "wabahooks:statuses", "wabahooks:other")
@@ -139,8 +140,8 @@ def running_loop(
         )
         set_runtime(
             Runtime(
-                redis=r,
-                portal=portal,
+                redis=redis.asyncio.Redis.from_url(redis_url),
+                portal=SyncPortalAdapter(portal),  # TEMPORARY: until AsyncPortalClient lands
                 registrations=registrations(builtins.routers(config, routers)),
                 config=config.raw,
                 store_ttls=builtins.store_ttls(config),

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import click
 import redis
+import redis.asyncio
 import structlog
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -112,7 +113,10 @@ def worker(queue_names: tuple[str, ...], burst: bool) -> None:
         # Counted only where `wabahooks metrics` can read it back (README "Metrics").
         meter = WorkerMetrics() if multiprocess_dir() else None
         # Handlers load now, so a module that fails to import stops start-up (traceback).
-        set_runtime(Runtime.from_env(connection=connection, metrics=meter))  # one per process
+        runtime = Runtime.from_env(
+            redis=redis.asyncio.Redis.from_url(settings.require_redis_url()), metrics=meter
+        )
+        set_runtime(runtime)  # one per process
     except ConfigError as exc:
         click.echo(f"wabahooks: {exc}", err=True)
         sys.exit(2)

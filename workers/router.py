@@ -21,22 +21,21 @@ built-in computes it and returns it; dispatch hands it to the handlers after).
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from service.model import Event, InboundMessage, StatusUpdate
-
-if TYPE_CHECKING:
-    from workers.context import Context
 
 __all__ = ["STOP", "Handler", "Registration", "RetryPolicy", "Router", "StatusTransition"]
 
 #: Return this from a handler to skip the handlers after it for this event.
 STOP: Final = "wabahooks.stop"
 
-Handler = Callable[[Any, "Context"], object]
+#: ``def handler(event, ctx: Context)`` or ``async def handler(event, ctx: AsyncContext)``.
+Handler = Callable[[Any, Any], object]
 Predicate = Callable[[Any], bool]
 F = TypeVar("F", bound=Handler)
 
@@ -104,6 +103,11 @@ class Registration:
     router: str = field(default="", compare=False)
     #: Registered by ``status_changed``: runs on the event's StatusTransition, if any.
     transitions: bool = False
+    #: An ``async def`` handler (run on the event loop; else in the thread pool).
+    is_async: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
 
     def matches(self, event: Event) -> bool:
         """Return whether this handler wants ``event`` (for a transition handler: its kind;

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from workers import Context, InboundMessage, Router
+from workers import AsyncContext, InboundMessage, Router
 from workers.sections import PLACEHOLDER, AutoReplyConfig, Rule
 
 __all__ = ["NAME", "build", "choose", "render"]
@@ -104,20 +104,20 @@ def build(config: AutoReplyConfig, *, clock: Callable[[], datetime] | None = Non
         return choose(config, event, now()) is not None
 
     @router.message(when=answered, replies=True)
-    def auto_reply(event: InboundMessage, ctx: Context) -> None:
+    async def auto_reply(event: InboundMessage, ctx: AsyncContext) -> None:
         moment = now()
         chosen = choose(config, event, moment)
         if chosen is None:  # the hours turned between matching and running
             return
         which, template = chosen
         key = _cooldown_key(template)
-        last = ctx.store.get(key)
+        last = await ctx.store.get(key)
         if config.cooldown and isinstance(last, int | float):
             if 0 <= moment.timestamp() - last < config.cooldown:
                 ctx.log.info("auto_reply.cooldown", reply=which)
                 return
-        ctx.portal.send_text(event.sender, render(template, event))
-        ctx.store.set(key, moment.timestamp())
+        await ctx.portal.send_text(event.sender, render(template, event))
+        await ctx.store.set(key, moment.timestamp())
         ctx.log.info("auto_reply.sent", reply=which)
 
     return router

@@ -14,7 +14,7 @@ Runs before every reply handler.
 
 from __future__ import annotations
 
-from workers import Context, InboundMessage, Router
+from workers import AsyncContext, InboundMessage, Router
 from workers.sections import MarkReadConfig
 
 __all__ = ["NAME", "build"]
@@ -27,10 +27,10 @@ def build(config: MarkReadConfig) -> Router:
     router = Router(NAME)
 
     @router.message()
-    def mark_read(event: InboundMessage, ctx: Context) -> None:
+    async def mark_read(event: InboundMessage, ctx: AsyncContext) -> None:
         typing = config.mode == "always" or (
             config.mode == "when-replying" and ctx.replies_expected
         )
-        ctx.portal.mark_read(event.message_id, show_typing_indicator=typing)
+        await ctx.portal.mark_read(event.message_id, show_typing_indicator=typing)
 
     return router
