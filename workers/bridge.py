@@ -43,7 +43,7 @@ class Bridge:
 
 
 class BlockingProxy:
-    """Any object with coroutine methods, made blocking (``ctx.portal.client`` for sync handlers)."""
+    """An object's coroutine methods, made blocking (``ctx.portal.client`` of a sync handler)."""
 
     def __init__(self, target: Any, bridge: Bridge) -> None:
         self._target = target

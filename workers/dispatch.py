@@ -215,7 +215,9 @@ async def dispatch(
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         stopped = result == STOP
         outcome = "stop" if stopped else "ok"
-        log.info("handler.done", handler=registration.name, outcome=outcome, duration_ms=duration_ms)
+        log.info(
+            "handler.done", handler=registration.name, outcome=outcome, duration_ms=duration_ms
+        )
         metrics.handler(registration.name, outcome, duration_ms / 1000)
         if stopped:
             break

@@ -122,8 +122,7 @@ async def run_event(
         version = kwargs.get("version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             error = UnsupportedJobFormat(
-                f"job format {version} is not this worker's {FORMAT_VERSION}: "
-                "upgrade the workers"
+                f"job format {version} is not this worker's {FORMAT_VERSION}: upgrade the workers"
             )
             log.error("event.failed", reason="unsupported job format", version=version)
             metrics.event(kind, "failed_unsupported")

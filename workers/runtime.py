@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-import redis.asyncio
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis as AsyncRedis
 
 from service.portal import (
     Message,
@@ -114,14 +114,15 @@ class SyncPortalAdapter:
         self.sync.close()
 
 
-def _sync_twin(client: redis.asyncio.Redis) -> redis.Redis:
+def _sync_twin(client: AsyncRedis) -> SyncRedis:
     """TEMPORARY (for the sync RateLimiter of the adapted sync client): a sync client to the
     server ``client`` talks to (host/port or socket, database, credentials; no TLS)."""
     kwargs = client.connection_pool.connection_kwargs
-    args = {k: kwargs[k] for k in ("host", "port", "db", "username", "password") if k in kwargs}
+    names = ("host", "port", "db", "username", "password")
+    args: dict[str, Any] = {k: kwargs[k] for k in names if k in kwargs}
     if "path" in kwargs:
         args["unix_socket_path"] = kwargs["path"]
-    return redis.Redis(**args)
+    return SyncRedis(**args)
 
 
 def _default_executor() -> ThreadPoolExecutor:
@@ -132,7 +133,7 @@ def _default_executor() -> ThreadPoolExecutor:
 class Runtime:
     """Everything jobs share in one worker process."""
 
-    redis: redis.asyncio.Redis
+    redis: AsyncRedis
     portal: AsyncPortalAPI
     registrations: list[Registration]
     prefix: str = DEFAULT_QUEUE_PREFIX
@@ -154,7 +155,7 @@ class Runtime:
         cls,
         env: Mapping[str, str] | None = None,
         *,
-        redis: redis.asyncio.Redis | None = None,
+        redis: AsyncRedis | None = None,
         metrics: WorkerMetrics | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
     ) -> Runtime:
@@ -250,9 +251,9 @@ class Runtime:
         )
 
 
-def _async_from_url(url: str) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(url)
+def _async_from_url(url: str) -> AsyncRedis:
+    return AsyncRedis.from_url(url)
 
 
-def _sync_from_url(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+def _sync_from_url(url: str) -> SyncRedis:
+    return SyncRedis.from_url(url)
