@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -135,6 +136,29 @@ async def _recorded_transition(ledger: Ledger, handler: str) -> StatusTransition
     return StatusTransition.from_json(entry.result)
 
 
+async def _replies_expected(
+    event: Event, matching: Sequence[Registration], context_for: ContextFactory
+) -> bool:
+    """Whether a matching handler will reply: declared, or decided now (before any runs)."""
+    for registration in matching:
+        decision = registration.replies
+        if decision is True:
+            return True
+        if decision is False:
+            continue
+        try:
+            verdict = decision(event, context_for(registration, False))
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except Superseded:
+            raise
+        except Exception as exc:
+            raise HandlerFailed(registration, exc) from exc
+        if verdict:
+            return True
+    return False
+
+
 async def _call(
     registration: Registration, argument: object, ctx: AsyncContext, run_sync: RunSync
 ) -> object:
@@ -166,7 +190,7 @@ async def dispatch(
         log.info("event.unhandled", kind=event.kind)
         metrics.unhandled(event.kind)
         return 0
-    replies_expected = any(r.replies for r in matching)
+    replies_expected = await _replies_expected(event, matching, context_for)
     transition: StatusTransition | None = None
     ran = 0
     for registration in matching:

@@ -1,10 +1,11 @@
 """Mark read, with typing: every inbound message is marked read as it arrives.
 
 "typing…" promises a reply, so by default (``when-replying``) it is shown only when
-a handler that declared ``replies=True`` matched the event (``ctx.replies_expected``;
-the auto-reply built-in declares it only when one of its rules matches). ``always``
-shows it every time, ``never`` never. Statuses and test events are never marked.
-Runs before every reply handler.
+a handler that will reply matched the event (``ctx.replies_expected``: it declared
+``replies=True``, or its ``replies=`` decision, made before any handler runs, said so;
+the auto-reply built-in's says so only when a rule matches and its cooldown does not
+hold the reply back). ``always`` shows it every time, ``never`` never. Statuses and
+test events are never marked. Runs before every reply handler.
 
 ::
 
