@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import threading
 import traceback
@@ -24,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import redis
+import redis.asyncio
 import structlog
 from rq import Retry, get_current_job
 
@@ -33,7 +36,7 @@ from service.portal import RateLimited
 from workers.dispatch import HandlerFailed, dispatch
 from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
 from workers.router import RetryPolicy
-from workers.runtime import Runtime
+from workers.runtime import Runtime, server_kwargs
 
 __all__ = [
     "Done",
@@ -127,7 +130,12 @@ async def run_event(
             log.error("event.failed", reason="unsupported job format", version=version)
             metrics.event(kind, "failed_unsupported")
             return Failed("unsupported", _traceback(error))
-        event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
+        try:
+            event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
+        except Exception as exc:  # a job we wrote ourselves: retrying cannot fix it
+            log.error("event.failed", reason="unreadable job")
+            metrics.event(kind, "failed_permanent")
+            return Failed("permanent", _traceback(exc))
         conversation = kwargs.get("conversation")
         ledger = runtime.ledger(token, ledger_fields)
         try:
@@ -186,11 +194,15 @@ def set_runtime(runtime: Runtime | None) -> None:
         asyncio.run_coroutine_threadsafe(previous.aclose(), _loop).result()
 
 
-def get_runtime() -> Runtime:
-    """TEMPORARY. Return this process's runtime, building it from the environment the first time."""
+def get_runtime(connection: redis.Redis | None = None) -> Runtime:
+    """TEMPORARY. Return this process's runtime, building it from the environment the first
+    time (without ``REDIS_URL``: on the server of ``connection``, RQ's own)."""
     global _runtime
     if _runtime is None:
-        _runtime = Runtime.from_env()
+        client = None
+        if connection is not None and not os.environ.get("REDIS_URL", "").strip():
+            client = redis.asyncio.Redis(**server_kwargs(connection))
+        _runtime = Runtime.from_env(redis=client)
     return _runtime
 
 
@@ -219,7 +231,7 @@ def process_event(
     job = get_current_job()
     if job is None:
         raise RuntimeError("process_event runs inside an RQ job (the ledger is the job's)")
-    runtime = get_runtime()
+    runtime = get_runtime(job.connection)
     # The engine writes the holder when it starts a job; RQ's worker does not, so here.
     token = ExecutionToken(job.id, uuid.uuid4().hex)
     job.connection.hset(job.key, HOLDER_FIELD, token.execution_id)

@@ -114,15 +114,15 @@ class SyncPortalAdapter:
         self.sync.close()
 
 
-def _sync_twin(client: AsyncRedis) -> SyncRedis:
-    """TEMPORARY (for the sync RateLimiter of the adapted sync client): a sync client to the
+def server_kwargs(client: AsyncRedis | SyncRedis) -> dict[str, Any]:
+    """TEMPORARY (for the twins of RQ's sync client and ours): the arguments that reach the
     server ``client`` talks to (host/port or socket, database, credentials; no TLS)."""
     kwargs = client.connection_pool.connection_kwargs
     names = ("host", "port", "db", "username", "password")
     args: dict[str, Any] = {k: kwargs[k] for k in names if k in kwargs}
     if "path" in kwargs:
         args["unix_socket_path"] = kwargs["path"]
-    return SyncRedis(**args)
+    return args
 
 
 def _default_executor() -> ThreadPoolExecutor:
@@ -175,7 +175,7 @@ class Runtime:
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
             settings = PortalSettings.from_env(env)
             # TEMPORARY: the sync client behind an adapter, until AsyncPortalClient lands.
-            limiter_redis = _sync_from_url(url) if url else _sync_twin(client)
+            limiter_redis = _sync_from_url(url) if url else SyncRedis(**server_kwargs(client))
             closers.append(limiter_redis.close)
             limiter = RateLimiter(limiter_redis, rate=settings.rate, burst=settings.burst)
             portal = SyncPortalAdapter(PortalClient(settings, limiter=limiter, observer=metrics))

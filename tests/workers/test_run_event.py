@@ -158,3 +158,10 @@ def test_a_superseded_execution_sends_nothing_and_says_so(redis_url: str, style:
 
     assert isinstance(outcome, Failed) and outcome.reason == "superseded"
     assert portal.sent == []
+
+
+def test_an_unreadable_job_fails_at_once(redis_url: str) -> None:
+    event = inbound_text("hi")
+    kwargs = {k: v for k, v in job_kwargs(event).items() if k != "envelope"}
+    outcome = run_job(redis_url, Router("none"), event, kwargs=kwargs)
+    assert isinstance(outcome, Failed) and outcome.reason == "permanent"
