@@ -1,26 +1,29 @@
 """The whole loop in one test process: simulator → receiver → queue → worker → simulator.
 
 The simulator and the receiver run under uvicorn on 127.0.0.1 in threads; jobs are
-drained by a real RQ ``SimpleWorker`` in burst mode in the test's own process, with
-the worker runtime pointed at the simulator.
+drained by the worker engine in burst mode in the test's own process, with the worker
+runtime pointed at the simulator.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import redis
-from rq import Queue, SimpleWorker
+import redis.asyncio
+from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.portal import PortalClient, PortalSettings
+from service.portal import AsyncPortalClient, PortalSettings
 from service.portal.sim import create_sim_app
 from service.portal.simconfig import SimConfig
 from service.settings import Settings
@@ -28,9 +31,11 @@ from tests.portal.support import API_KEY, FAST_RETRY, serve
 from tests.service.conftest import Receiver
 from workers import builtins
 from workers.config import Config, parse_config
-from workers.entry import set_runtime
+from workers.engine import Engine
 from workers.loading import registrations
-from workers.router import Router
+from workers.router import Registration, Router
+from workers.rqstate import RQState
+from workers.running import JobRunner
 from workers.runtime import Runtime
 
 SECRET = "loop-secret"
@@ -44,6 +49,8 @@ class Loop:
     sim: httpx.Client
     receiver: Receiver
     r: redis.Redis
+    #: Builds the worker runtime, on the running event loop (one per ``work``).
+    runtime: Callable[[], Runtime]
 
     def inbound(
         self,
@@ -67,10 +74,25 @@ class Loop:
         assert self.sim.post("/sim/deliveries/wait", json={"timeout": 10}).json() == {"pending": 0}
 
     def work(self, queues: Sequence[str] = QUEUES) -> None:
-        """Drain ``queues`` with a burst worker; run retries that are due as if time passed."""
-        for name in queues:
-            queue = Queue(name, connection=self.r, serializer=JSONSerializer)
-            SimpleWorker([queue], connection=self.r, serializer=JSONSerializer).work(burst=True)
+        """Drain ``queues`` with the worker engine in burst mode, in this process."""
+
+        async def drain() -> None:
+            runtime = self.runtime()
+            try:
+                for name in queues:
+                    state = RQState(
+                        runtime.redis,
+                        name,
+                        worker_name=f"loop-{name}",
+                        lease=30,
+                        max_attempts=runtime.retry.max_attempts,
+                    )
+                    runner = JobRunner(runtime.threads, runtime)
+                    await Engine(state, runner, threads=runtime.threads, burst=True).run()
+            finally:
+                await runtime.aclose()
+
+        asyncio.run(drain())
 
     def run_scheduled(self, queues: Sequence[str] = QUEUES) -> int:
         """Enqueue every scheduled retry now (the scheduler would after its delay)."""
@@ -132,19 +154,27 @@ def running_loop(
         )
         sim = stack.enter_context(httpx.Client(base_url=sim_url, timeout=10))
         r = stack.enter_context(redis.Redis.from_url(redis_url))
-        portal = stack.enter_context(
-            PortalClient(
-                PortalSettings(api_url=f"{sim_url}/api/v1", api_key=API_KEY), retry=FAST_RETRY
-            )
+        build = functools.partial(
+            _runtime,
+            redis_url,
+            PortalSettings(api_url=f"{sim_url}/api/v1", api_key=API_KEY),
+            registrations(builtins.routers(config, routers)),
+            config,
         )
-        set_runtime(
-            Runtime(
-                redis=r,
-                portal=portal,
-                registrations=registrations(builtins.routers(config, routers)),
-                config=config.raw,
-                store_ttls=builtins.store_ttls(config),
-            )
-        )
-        stack.callback(set_runtime, None)
-        yield Loop(sim=sim, receiver=receiver, r=r)
+        yield Loop(sim=sim, receiver=receiver, r=r, runtime=build)
+
+
+def _runtime(
+    redis_url: str,
+    portal: PortalSettings,
+    handlers: list[Registration],
+    config: Config,
+) -> Runtime:
+    """The worker runtime the loop's workers use: the simulator as the portal."""
+    return Runtime(
+        redis=redis.asyncio.Redis.from_url(redis_url),
+        portal=AsyncPortalClient(portal, retry=FAST_RETRY),
+        registrations=handlers,
+        config=config.raw,
+        store_ttls=builtins.store_ttls(config),
+    )

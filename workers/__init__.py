@@ -2,13 +2,17 @@
 
 The handler author's API. A handler module::
 
-    from workers import Context, InboundMessage, Router
+    from workers import AsyncContext, Context, InboundMessage, Router
 
     router = Router("greetings")
 
     @router.message(text="hello", ignore_case=True, replies=True)
-    def greet(event: InboundMessage, ctx: Context) -> None:
-        ctx.portal.send_text(event.sender, f"Hi {event.contact.name or 'there'}!")
+    async def greet(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, f"Hi {event.contact.name or 'there'}!")
+
+    @router.message(text="bye", ignore_case=True, replies=True)
+    def farewell(event: InboundMessage, ctx: Context) -> None:  # runs in a thread
+        ctx.portal.send_text(event.sender, "Bye!")
 
 Enable it with ``WABAHOOKS_HANDLERS=myapp.greetings``; unit-test it with
 ``workers.testing.Harness``.
@@ -24,12 +28,15 @@ from service.model import (
     TestEvent,
     UnknownEvent,
 )
-from workers.context import Context, Store
+from workers.context import AsyncContext, AsyncStore, Context, Store
 from workers.dispatch import HandlerFailed, Permanent
+from workers.execution import Superseded
 from workers.router import STOP, RetryPolicy, Router, StatusTransition
 
 __all__ = [
     "STOP",
+    "AsyncContext",
+    "AsyncStore",
     "Contact",
     "Context",
     "Event",
@@ -43,6 +50,7 @@ __all__ = [
     "StatusTransition",
     "StatusUpdate",
     "Store",
+    "Superseded",
     "TestEvent",
     "UnknownEvent",
 ]

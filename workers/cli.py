@@ -8,7 +8,9 @@ is added. Every job is read with RQ's ``JSONSerializer``, as the receiver writes
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
@@ -18,6 +20,7 @@ from datetime import datetime
 
 import click
 import redis
+import redis.asyncio
 import structlog
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -29,7 +32,7 @@ from rq.serializers import JSONSerializer
 from service.jobs import QUEUE_NAMES
 from service.settings import ConfigError, Settings
 from workers.engine import DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_LEASE
-from workers.runtime import DEFAULT_SYNC_THREADS
+from workers.threads import DEFAULT_SYNC_THREADS
 
 __all__ = ["DEFAULT_QUEUE", "QUEUES", "failed", "load_worker_settings", "metrics", "worker"]
 
@@ -176,7 +179,7 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     whether sync handler threads are still running."""
     import redis.asyncio as aioredis
 
-    from workers.engine import Engine, Threads
+    from workers.engine import Engine
     from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
     from workers.rqstate import RQState
     from workers.running import JobRunner
@@ -191,26 +194,14 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
         await client.ping()
     except redis.RedisError as exc:
         await client.aclose()
-        raise _StartupError(
-            f"cannot reach Redis at REDIS_URL ({exc}); is it running?", 1
-        ) from exc
+        raise _StartupError(f"cannot reach Redis at REDIS_URL ({exc}); is it running?", 1) from exc
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
         # Handlers load now, so a module that fails to import stops start-up.
-        runtime = Runtime.from_env(
-            redis=client, metrics=meter, sync_threads=options.sync_threads
-        )
+        runtime = Runtime.from_env(redis=client, metrics=meter, sync_threads=options.sync_threads)
     except ConfigError as exc:
         await client.aclose()
         raise _StartupError(str(exc), 2) from exc
-    engine: Engine | None = None
-
-    def slot_freed() -> None:
-        if engine is not None:
-            engine.slot_freed()
-
-    threads = Threads(options.sync_threads, slot_freed)
-    runtime.run_sync = threads.run  # type: ignore[method-assign]  # sync handlers keep their slot
     state = RQState(
         client,
         options.queue,
@@ -220,9 +211,9 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     )
     engine = Engine(
         state,
-        JobRunner(threads, runtime),
+        JobRunner(runtime.threads, runtime),
         concurrency=options.concurrency,
-        threads=threads,
+        threads=runtime.threads,
         burst=options.burst,
         grace=options.grace,
     )
@@ -235,14 +226,17 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
         burst=options.burst,
         metrics=meter is not None,
     )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.on_signal)
     threads_left = False
     try:
         await engine.run()
     finally:
-        threads_left = threads.shutdown()
+        threads_left = runtime.threads.shutdown()
         if threads_left:
             structlog.get_logger("wabahooks.worker").warning(
-                "worker.threads_left", threads=threads.orphans
+                "worker.threads_left", threads=runtime.threads.orphans
             )
         await runtime.aclose()
         if meter is not None:

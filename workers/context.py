@@ -1,6 +1,11 @@
 """What a handler gets besides the event: its collaborators, passed in explicitly.
 
-``ctx.portal``   send_text / mark_read, exactly once per event (``workers.effects``);
+An ``async def`` handler gets an :class:`AsyncContext` (``await ctx.portal.send_text(…)``,
+``await ctx.store.get(…)``); a plain ``def`` handler, run in a thread, gets a
+:class:`Context` whose calls block (the same implementation underneath, run on the
+job's event loop: ``workers.bridge``).
+
+``ctx.portal``   send_text / mark_read / once, exactly once per event (``workers.effects``);
                  ``ctx.portal.client`` for read-only calls
 ``ctx.log``      a structlog logger bound to the event, job and handler
 ``ctx.store``    a small key-value store scoped to the conversation (JSON values)
@@ -15,19 +20,36 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import redis
+import redis.asyncio
 import structlog
 
 from service.settings import DEFAULT_STORE_TTL
-from workers.effects import Effects
+from workers.bridge import Bridge
+from workers.effects import BlockingEffects, Effects
 
-__all__ = ["Context", "MemoryStore", "RedisStore", "Store"]
+__all__ = [
+    "AsyncContext",
+    "AsyncStore",
+    "BlockingStore",
+    "Context",
+    "MemoryStore",
+    "RedisStore",
+    "Store",
+]
 
 # DEFAULT_STORE_TTL (WABAHOOKS_STORE_TTL) is one of the retention defaults in service.settings.
 
 
-class Store(Protocol):
+class AsyncStore(Protocol):
     """Key-value state of one conversation (the contact, or the message for statuses)."""
+
+    async def get(self, key: str, default: Any = None) -> Any: ...
+    async def set(self, key: str, value: Any) -> None: ...
+    async def delete(self, key: str) -> None: ...
+
+
+class Store(Protocol):
+    """The same store, blocking: ``ctx.store`` of a plain ``def`` handler."""
 
     def get(self, key: str, default: Any = None) -> Any: ...
     def set(self, key: str, value: Any) -> None: ...
@@ -39,7 +61,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.asyncio.Redis,
         conversation: str | None,
         *,
         prefix: str = "wabahooks:",
@@ -49,18 +71,18 @@ class RedisStore:
         self._key = f"{prefix}store:{conversation or '-'}"
         self._ttl = ttl
 
-    def get(self, key: str, default: Any = None) -> Any:
-        raw: Any = self._redis.hget(self._key, key)
+    async def get(self, key: str, default: Any = None) -> Any:
+        raw: Any = await self._redis.hget(self._key, key)
         return default if raw is None else json.loads(raw)
 
-    def set(self, key: str, value: Any) -> None:
-        with self._redis.pipeline(transaction=True) as pipe:
+    async def set(self, key: str, value: Any) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key, key, json.dumps(value))
             pipe.expire(self._key, self._ttl)
-            pipe.execute()
+            await pipe.execute()
 
-    def delete(self, key: str) -> None:
-        self._redis.hdel(self._key, key)
+    async def delete(self, key: str) -> None:
+        await self._redis.hdel(self._key, key)
 
 
 class MemoryStore:
@@ -69,24 +91,41 @@ class MemoryStore:
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
 
-    def get(self, key: str, default: Any = None) -> Any:
+    async def get(self, key: str, default: Any = None) -> Any:
         raw = self.data.get(key)
         return default if raw is None else json.loads(raw)
 
-    def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: Any) -> None:
         self.data[key] = json.dumps(value)
 
-    def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> None:
         self.data.pop(key, None)
 
 
+class BlockingStore:
+    """An :class:`AsyncStore`, each call run on the job's loop and waited for."""
+
+    def __init__(self, store: AsyncStore, bridge: Bridge) -> None:
+        self._store = store
+        self._bridge = bridge
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._bridge.run(self._store.get(key, default))
+
+    def set(self, key: str, value: Any) -> None:
+        self._bridge.run(self._store.set(key, value))
+
+    def delete(self, key: str) -> None:
+        self._bridge.run(self._store.delete(key))
+
+
 @dataclass
-class Context:
-    """A handler's collaborators for one event."""
+class AsyncContext:
+    """An ``async def`` handler's collaborators for one event (await their calls)."""
 
     portal: Effects
     log: Any  # structlog BoundLogger
-    store: Store
+    store: AsyncStore
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
@@ -96,11 +135,11 @@ class Context:
         cls,
         *,
         portal: Effects,
-        store: Store,
+        store: AsyncStore,
         config: Mapping[str, Any],
         replies_expected: bool,
         handler: str,
-    ) -> Context:
+    ) -> AsyncContext:
         """Return a context whose logger is bound to ``handler`` (and the job's context)."""
         return cls(
             portal=portal,
@@ -110,3 +149,26 @@ class Context:
             replies_expected=replies_expected,
             handler=handler,
         )
+
+    def blocking(self, bridge: Bridge) -> Context:
+        """Return the same collaborators for a plain ``def`` handler running in a thread."""
+        return Context(
+            portal=BlockingEffects(self.portal, bridge),
+            log=self.log,
+            store=BlockingStore(self.store, bridge),
+            config=self.config,
+            replies_expected=self.replies_expected,
+            handler=self.handler,
+        )
+
+
+@dataclass
+class Context:
+    """A plain ``def`` handler's collaborators for one event (their calls block)."""
+
+    portal: BlockingEffects
+    log: Any  # structlog BoundLogger
+    store: Store
+    config: Mapping[str, Any] = field(default_factory=dict)
+    replies_expected: bool = False
+    handler: str = ""

@@ -11,28 +11,47 @@ A handler that returns a :class:`~workers.router.StatusTransition` (the status
 tracker) publishes it: the ``status_changed`` handlers after it get it instead of the
 event (none run without one). It is kept in the ledger, so a retry that skips the
 tracker still hands the same transition on.
+
+``async def`` handlers run on the event loop; plain ``def`` handlers run through
+``run_sync`` (the engine's bounded thread pool) with a blocking :class:`Context`
+whose calls go back to this loop. A handler whose execution was superseded
+(:class:`~workers.execution.Superseded`) ends the run at once, unwrapped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
+import inspect
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from service.model import Event
 from service.portal import OutcomeUnknown, PortalError
-from workers.context import Context
+from workers.bridge import Bridge
+from workers.context import AsyncContext
+from workers.execution import Superseded
 from workers.ledger import Ledger
 from workers.router import STOP, Registration, RetryPolicy, StatusTransition
 
-if TYPE_CHECKING:
-    from workers.metrics import WorkerMetrics
-
-__all__ = ["HandlerFailed", "Permanent", "dispatch"]
+__all__ = [
+    "NO_METRICS",
+    "HandlerFailed",
+    "Metrics",
+    "NoMetrics",
+    "Permanent",
+    "RunSync",
+    "dispatch",
+    "run_in_default_executor",
+]
 
 log = structlog.get_logger("wabahooks.dispatch")
+
+T = TypeVar("T")
 
 
 class Permanent(Exception):
@@ -66,38 +85,112 @@ def is_permanent(error: BaseException) -> bool:
     return False
 
 
-ContextFactory = Callable[[Registration, bool], Context]
+class Metrics(Protocol):
+    """Where job and handler outcomes are counted (``workers.metrics.WorkerMetrics``)."""
+
+    def event(self, kind: str, outcome: str) -> None: ...
+    def unhandled(self, kind: str) -> None: ...
+    def handler(self, handler: str, outcome: str, seconds: float | None = None) -> None: ...
+
+
+class NoMetrics:
+    """Counts nothing: the metrics of a process that exports none (and of the Harness)."""
+
+    def event(self, kind: str, outcome: str) -> None:
+        pass
+
+    def unhandled(self, kind: str) -> None:
+        pass
+
+    def handler(self, handler: str, outcome: str, seconds: float | None = None) -> None:
+        pass
+
+
+NO_METRICS = NoMetrics()
+
+
+class RunSync(Protocol):
+    """Runs a blocking function off the event loop (the engine's thread pool)."""
+
+    def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
+
+
+async def run_in_default_executor(fn: Callable[..., T], /, *args: Any) -> T:
+    """Run ``fn(*args)`` in the running loop's default executor, with this task's context
+    (the job's bound log context)."""
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+ContextFactory = Callable[[Registration, bool], AsyncContext]
 
 #: The ledger step under which a publishing handler's transition is kept.
 TRANSITION_STEP = "published:transition"
 
 
-def _recorded_transition(ledger: Ledger, handler: str) -> StatusTransition | None:
-    entry = ledger.get(handler, TRANSITION_STEP)
+async def _recorded_transition(ledger: Ledger, handler: str) -> StatusTransition | None:
+    entry = await ledger.get(handler, TRANSITION_STEP)
     if entry is None or entry.result is None:
         return None
     return StatusTransition.from_json(entry.result)
 
 
-def dispatch(
+async def _replies_expected(
+    event: Event, matching: Sequence[Registration], context_for: ContextFactory
+) -> bool:
+    """Whether a matching handler will reply: declared, or decided now (before any runs)."""
+    for registration in matching:
+        decision = registration.replies
+        if decision is True:
+            return True
+        if decision is False:
+            continue
+        try:
+            verdict = decision(event, context_for(registration, False))
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except Superseded:
+            raise
+        except Exception as exc:
+            raise HandlerFailed(registration, exc) from exc
+        if verdict:
+            return True
+    return False
+
+
+async def _call(
+    registration: Registration, argument: object, ctx: AsyncContext, run_sync: RunSync
+) -> object:
+    if registration.is_async:
+        return await registration.func(argument, ctx)  # type: ignore[misc]  # checked: async
+    bridge = Bridge(asyncio.get_running_loop())
+    return await run_sync(registration.func, argument, ctx.blocking(bridge))
+
+
+async def dispatch(
     event: Event,
     registrations: Sequence[Registration],
     *,
     ledger: Ledger,
     context_for: ContextFactory,
-    metrics: WorkerMetrics | None = None,
+    run_sync: RunSync = run_in_default_executor,
+    metrics: Metrics = NO_METRICS,
 ) -> int:
-    """Run the handlers that match ``event``; return how many ran. Raise :class:`HandlerFailed`."""
+    """Run the handlers that match ``event``; return how many ran.
+
+    Raise :class:`HandlerFailed` (a handler raised) or
+    :class:`~workers.execution.Superseded` (this execution may no longer act).
+    """
     matching: list[Registration] = []
     for registration in registrations:
         if registration.matches(event) and all(r.name != registration.name for r in matching):
             matching.append(registration)
     if not matching:
         log.info("event.unhandled", kind=event.kind)
-        if metrics is not None:
-            metrics.unhandled(event.kind)
+        metrics.unhandled(event.kind)
         return 0
-    replies_expected = any(r.replies for r in matching)
+    replies_expected = await _replies_expected(event, matching, context_for)
     transition: StatusTransition | None = None
     ran = 0
     for registration in matching:
@@ -105,52 +198,51 @@ def dispatch(
             transition is None or not registration.matches_transition(transition)
         ):
             continue
-        if ledger.handler_done(registration.name):
+        if await ledger.handler_done(registration.name):
             log.info(
                 "handler.skipped", handler=registration.name, reason="done in an earlier attempt"
             )
-            if metrics is not None:
-                metrics.handler(registration.name, "skipped")
-            transition = transition or _recorded_transition(ledger, registration.name)
+            metrics.handler(registration.name, "skipped")
+            transition = transition or await _recorded_transition(ledger, registration.name)
             continue
         argument = transition if registration.transitions else event
         started = time.perf_counter()
         try:
-            result = registration.func(argument, context_for(registration, replies_expected))
+            ctx = context_for(registration, replies_expected)
+            result = await _call(registration, argument, ctx, run_sync)
+        except Superseded:
+            log.warning("handler.superseded", handler=registration.name)
+            raise
         except Exception as exc:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             failure = HandlerFailed(registration, exc)
+            outcome = "permanent" if failure.permanent else "retry"
             log.warning(
                 "handler.failed",
                 handler=registration.name,
-                outcome="permanent" if failure.permanent else "retry",
+                outcome=outcome,
                 duration_ms=duration_ms,
                 error=f"{type(exc).__name__}: {exc}",
             )
-            if metrics is not None:
-                outcome = "permanent" if failure.permanent else "retry"
-                metrics.handler(registration.name, outcome, duration_ms / 1000)
+            metrics.handler(registration.name, outcome, duration_ms / 1000)
             raise failure from exc
         if isinstance(result, StatusTransition):
             transition = result
             if registration is not matching[-1]:
-                ledger.complete(registration.name, TRANSITION_STEP, result.to_json())
+                await ledger.complete(registration.name, TRANSITION_STEP, result.to_json())
         if registration is not matching[-1] and result != STOP:
             # Only a later handler's failure can make this one's event run again.
             # (After the last one the job finishes; should it ever run again anyway,
             # the ledger's step records still keep its sends from repeating.)
-            ledger.mark_handler_done(registration.name)
+            await ledger.mark_handler_done(registration.name)
         ran += 1
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         stopped = result == STOP
+        outcome = "stop" if stopped else "ok"
         log.info(
-            "handler.done",
-            handler=registration.name,
-            outcome="stop" if stopped else "ok",
-            duration_ms=duration_ms,
+            "handler.done", handler=registration.name, outcome=outcome, duration_ms=duration_ms
         )
-        if metrics is not None:
-            metrics.handler(registration.name, "stop" if stopped else "ok", duration_ms / 1000)
+        metrics.handler(registration.name, outcome, duration_ms / 1000)
         if stopped:
             break
     return ran

@@ -27,26 +27,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import os
 import random
-import signal
 import socket
 import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import redis.exceptions
 import structlog
 
 from workers.execution import ExecutionToken
 from workers.rqstate import Ending, RQState, StartedJob
+from workers.threads import DEFAULT_SYNC_THREADS, Threads
 
-__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_GRACE", "DEFAULT_LEASE", "Engine", "Runner", "Threads"]
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_GRACE", "DEFAULT_LEASE", "Engine", "Runner"]
 
 log = structlog.get_logger("wabahooks.worker")
 
@@ -76,48 +74,6 @@ class Runner(Protocol):
     def __call__(self, job: StartedJob, token: ExecutionToken) -> Awaitable[Ending | None]: ...
 
 
-class Threads:
-    """A bounded thread pool for sync code, whose threads keep their slot until they return.
-
-    A task awaiting :meth:`run` may be cancelled (timeout, hand-back) while its thread goes
-    on: the thread cannot be interrupted, so it counts in :attr:`busy` until it returns,
-    and the engine takes no job for that slot meanwhile.
-    """
-
-    def __init__(self, size: int, on_free: Callable[[], None]) -> None:
-        self.size = size
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="handler")
-        self._orphans: set[Future[Any]] = set()
-        self._on_free = on_free
-
-    @property
-    def orphans(self) -> int:
-        """Threads still running for executions that were cancelled."""
-        return len(self._orphans)
-
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` in the pool and return its result."""
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()  # the job's bound log context, in the thread too
-        future = self._executor.submit(functools.partial(context.run, fn, *args, **kwargs))
-        try:
-            return await asyncio.wrap_future(future, loop=loop)
-        except asyncio.CancelledError:
-            if not future.done() and not future.cancel():
-                self._orphans.add(future)
-                future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._orphan_done, f))
-            raise
-
-    def _orphan_done(self, future: Future[Any]) -> None:
-        self._orphans.discard(future)
-        self._on_free()
-
-    def shutdown(self) -> bool:
-        """Stop the pool without waiting; return whether a thread is still running."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        return bool(self._orphans)
-
-
 class Engine:
     """Works one queue with up to ``concurrency`` jobs in flight. Start it with :meth:`run`."""
 
@@ -139,7 +95,8 @@ class Engine:
         self.grace = grace
         self._runner = runner
         self._slot_freed = asyncio.Event()
-        self.threads = threads or Threads(min(concurrency, 32), self._slot_freed.set)
+        self.threads = threads or Threads(min(concurrency, DEFAULT_SYNC_THREADS))
+        self.threads.on_free = self._slot_freed.set
         #: Executions running, by "<job id>:<execution id>".
         self._inflight: dict[str, tuple[StartedJob, ExecutionToken, asyncio.Task[None]]] = {}
         self._endings: list[Ending] = []
@@ -147,6 +104,7 @@ class Engine:
         #: Executions started and not yet ended in Redis (running, or their ending queued).
         self._open = 0
         self._stopping = False
+        self._closing = False
         self._handing_back = False
         self._signals = 0
         self._done = asyncio.Event()
@@ -168,12 +126,6 @@ class Engine:
 
         Return whether any job ran.
         """
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._on_signal)
-                installed.append(sig)
         await self._retry_redis(
             lambda: self.state.register_birth(pid=os.getpid(), hostname=socket.gethostname())
         )
@@ -182,14 +134,23 @@ class Engine:
             asyncio.create_task(self._commit(), name="commit"),
             asyncio.create_task(self._maintain(), name="maintain"),
         ]
+        finished = asyncio.create_task(self._done.wait(), name="done")
         try:
-            await self._done.wait()
+            waiting: set[asyncio.Task[object]] = {finished, *helpers}
+            while not finished.done():
+                ended, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in ended:
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None:
+                        raise error  # a bug of ours: stop loudly rather than hang
         finally:
+            finished.cancel()
+            self._closing = True
             for task in helpers:
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+            # redis.asyncio can swallow a cancellation that lands mid-command: the helpers
+            # also check _closing, and nothing waits for them for long.
+            await asyncio.wait(helpers, timeout=5)
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 await self.state.register_death()
         return self.jobs_run > 0
@@ -205,7 +166,8 @@ class Engine:
             self._hand_back()
         self._check_done()
 
-    def _on_signal(self) -> None:
+    def on_signal(self) -> None:
+        """SIGTERM/SIGINT: the first stops warmly, the next ones hand back at once."""
         self._signals += 1
         self.stop(cold=self._signals > 1)
 
@@ -313,7 +275,7 @@ class Engine:
     # -- ending (group commit) --------------------------------------------------------
 
     async def _commit(self) -> None:
-        while True:
+        while not self._closing:
             await self._ending_ready.wait()
             self._ending_ready.clear()
             while self._endings:
@@ -335,13 +297,13 @@ class Engine:
         beat_every = max(1.0, self.state.lease / 3)
         now = time.monotonic()
         next_beat, next_redrive, next_promote = now, now + random.uniform(0, REDRIVE_EVERY), now
-        while True:
+        while not self._closing:
             now = time.monotonic()
             try:
                 if now >= next_beat:
                     next_beat = now + beat_every
                     await self._heartbeat()
-                if now >= next_redrive and not self._stopping:
+                if now >= next_redrive:
                     next_redrive = now + REDRIVE_EVERY * random.uniform(0.8, 1.2)
                     redriven, failed = await self.state.redrive()
                     if redriven or failed:
@@ -352,14 +314,15 @@ class Engine:
                             failed=failed,
                         )
                         self._slot_freed.set()
-                if now >= next_promote and not self._stopping:
+                if now >= next_promote:
                     next_promote = now + PROMOTE_EVERY
                     if await self.state.promote():
                         self._slot_freed.set()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
-            await asyncio.sleep(min(next_beat, next_redrive, next_promote) - time.monotonic())
+            due = min(next_beat, next_redrive, next_promote)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
 
     async def _heartbeat(self) -> None:
         lost = await self.state.heartbeat(list(self._inflight))

@@ -1,55 +1,79 @@
-"""The worker entry function that every job of format version 1 calls.
+"""The worker's entry point: :func:`run_event`, the engine's coroutine for one job.
 
-``service.jobs.JOB_FUNCTION`` names it; the receiver writes jobs that call it
-with the keyword arguments documented there (and in the README).
+``service.jobs.JOB_FUNCTION`` names the job function; the receiver writes jobs that
+call it with the keyword arguments documented there (and in the README).
 
-Retries: a handler that raises makes the job return a jittered ``rq.Retry``
-(exponential backoff with full jitter; the failing handler's own
+Retries: a handler that raises makes the job retry later (:class:`RetryLater`), after
+a jittered delay (exponential backoff with full jitter; the failing handler's own
 :class:`~workers.router.RetryPolicy` if it declared one, else the default).
-Handlers that already completed for this event are skipped on the retry. An
-error retrying cannot fix fails the job at once; so does the last attempt, with
-the handler's exception, so the failed registry shows why.
+Handlers that already completed for this event are skipped on the retry. An error
+retrying cannot fix fails the job at once; so does the last attempt, with the
+handler's exception, so the failed registry shows why (:class:`Failed`).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import Any
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
-from rq import Retry, get_current_job
 
 from service.jobs import FORMAT_VERSION
 from service.model import parse_event
 from service.portal import RateLimited
 from workers.dispatch import HandlerFailed, dispatch
+from workers.execution import ExecutionToken, Superseded
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 
-__all__ = ["UnsupportedJobFormat", "get_runtime", "process_event", "set_runtime"]
+__all__ = [
+    "Done",
+    "Failed",
+    "RetryLater",
+    "UnsupportedJobFormat",
+    "process_event",
+    "retry_delay",
+    "run_event",
+]
 
 log = structlog.get_logger("wabahooks.worker")
-
-_runtime: Runtime | None = None
 
 
 class UnsupportedJobFormat(Exception):
     """The job was written by a receiver speaking a newer job format."""
 
 
-def set_runtime(runtime: Runtime | None) -> None:
-    """Use ``runtime`` for the jobs of this process (``None``: build it from the environment)."""
-    global _runtime
-    _runtime = runtime
+@dataclass(frozen=True)
+class Done:
+    """Every matching handler ran (or none matched): the job is finished."""
 
 
-def get_runtime(connection: Any = None) -> Runtime:
-    """Return this process's runtime, building it from the environment the first time."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime.from_env(connection=connection)
-    return _runtime
+@dataclass(frozen=True)
+class RetryLater:
+    """A handler failed; run the job again in ``delay`` seconds."""
+
+    delay: int
+    handler: str
+    error: str
+
+
+FailureReason = Literal["permanent", "exhausted", "unsupported", "superseded"]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job fails for good (``superseded``: this execution lost the job; drop it quietly)."""
+
+    reason: FailureReason
+    #: Text for RQ's failed registry: the traceback of the cause.
+    error: str
+
+
+Outcome = Done | RetryLater | Failed
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, error: BaseException) -> int:
@@ -61,34 +85,51 @@ def retry_delay(policy: RetryPolicy, attempt: int, error: BaseException) -> int:
     return max(1, math.ceil(delay))  # RQ schedules in whole seconds; 0 would not wait
 
 
-def process_event(
-    envelope: Any,
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+async def run_event(
+    runtime: Runtime,
     *,
-    event_key: str,
-    kind: str,
-    conversation: str | None,
-    received_at: str,
-    version: int,
-) -> Retry | None:
-    """Run the handlers for one received event; return a Retry if one failed."""
-    if version > FORMAT_VERSION:
-        raise UnsupportedJobFormat(
-            f"job format {version} is newer than this worker's {FORMAT_VERSION}: "
-            "upgrade the workers"
-        )
-    job = get_current_job()
-    if job is None:
-        raise RuntimeError("process_event runs inside an RQ job (the ledger is the job's)")
-    runtime = get_runtime(job.connection)
-    attempt = (job.number_of_retries or 0) + 1
+    job_id: str,
+    queue: str,
+    kwargs: Mapping[str, Any],
+    ledger_fields: Mapping[str, str] | None,
+    attempt: int,
+    token: ExecutionToken,
+) -> Done | RetryLater | Failed:
+    """Run the handlers for one job's event; return what the engine should do with the job.
+
+    ``kwargs``: the job's keyword arguments (format version 1, ``service.jobs``);
+    ``ledger_fields``: the job hash's ``wh:…`` fields as fetched (prefix stripped), or
+    None to read them; ``attempt``: 1-based, counted by the engine (kills count);
+    ``token``: this execution (the ledger refuses writes once it is superseded).
+    """
+    kind = str(kwargs.get("kind", ""))
+    event_key = str(kwargs.get("event_key", ""))
+    metrics = runtime.metrics
     with structlog.contextvars.bound_contextvars(
-        event_key=event_key, job_id=job.id, queue=job.origin, kind=kind, attempt=attempt
+        event_key=event_key, job_id=job_id, queue=queue, kind=kind, attempt=attempt
     ):
-        event = parse_event(envelope, kind=kind, event_key=event_key)
-        ledger = runtime.ledger(job)
-        metrics = runtime.metrics
+        version = kwargs.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            error = UnsupportedJobFormat(
+                f"job format {version} is not this worker's {FORMAT_VERSION}: upgrade the workers"
+            )
+            log.error("event.failed", reason="unsupported job format", version=version)
+            metrics.event(kind, "failed_unsupported")
+            return Failed("unsupported", _traceback(error))
         try:
-            dispatch(
+            event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
+        except Exception as exc:  # a job we wrote ourselves: retrying cannot fix it
+            log.error("event.failed", reason="unreadable job")
+            metrics.event(kind, "failed_permanent")
+            return Failed("permanent", _traceback(exc))
+        conversation = kwargs.get("conversation")
+        ledger = runtime.ledger(token, ledger_fields)
+        try:
+            await dispatch(
                 event,
                 runtime.registrations,
                 ledger=ledger,
@@ -98,8 +139,13 @@ def process_event(
                     conversation=conversation,
                     replies_expected=replies,
                 ),
+                run_sync=runtime.run_sync,
                 metrics=metrics,
             )
+        except Superseded as exc:
+            log.warning("event.superseded", execution=token.execution_id)
+            metrics.event(kind, "superseded")
+            return Failed("superseded", _traceback(exc))
         except HandlerFailed as failure:
             policy = failure.retry or runtime.retry
             if failure.permanent or attempt >= policy.max_attempts:
@@ -108,15 +154,22 @@ def process_event(
                     handler=failure.registration.name,
                     reason="not retryable" if failure.permanent else "attempts exhausted",
                 )
-                if metrics is not None:
-                    reason = "permanent" if failure.permanent else "exhausted"
-                    metrics.event(kind, f"failed_{reason}")
-                raise
+                reason: FailureReason = "permanent" if failure.permanent else "exhausted"
+                metrics.event(kind, f"failed_{reason}")
+                return Failed(reason, _traceback(failure))
             delay = retry_delay(policy, attempt, failure.error)
             log.warning("event.retry", handler=failure.registration.name, in_seconds=delay)
-            if metrics is not None:
-                metrics.event(kind, "retry")
-            return Retry(max=policy.max_attempts - 1, interval=delay)
-        if metrics is not None:
-            metrics.event(kind, "done")
-    return None
+            metrics.event(kind, "retry")
+            return RetryLater(delay, failure.registration.name, str(failure))
+        metrics.event(kind, "done")
+        return Done()
+
+
+def process_event(*_args: Any, **_kwargs: Any) -> None:
+    """The job format's function name (``service.jobs.JOB_FUNCTION``). ``wabahooks worker``
+    never calls it (it runs :func:`run_event`); another RQ worker would: refuse, saying how."""
+    raise RuntimeError(
+        "wabahooks jobs run under `wabahooks worker`, not RQ's own worker (which keeps neither "
+        "their order nor their exactly-once ledger): stop this worker, start `wabahooks "
+        "worker`, then `wabahooks failed requeue --all`"
+    )

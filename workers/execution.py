@@ -1,32 +1,49 @@
-"""One execution of one job: the right to act for it, which a newer execution can take away.
+"""Which run of a job may act: the execution that holds it.
 
-The engine writes the execution's id into the job hash (:data:`HOLDER_FIELD`) when it
-starts a job. A job re-driven after its worker seemed dead gets a new execution; the old
-one, if it was alive after all, is *superseded*: the ledger refuses its writes (they are
-conditional on the holder), so it can neither carry out nor record an effect. The engine
-also sets :attr:`ExecutionToken.cancelled` on a timeout or a hand-back, for the checks
-that need no round trip.
+The engine writes :data:`HOLDER_FIELD` = the execution id into the job's hash
+(``rq:job:<id>``) when it starts the job; a job re-driven after a worker's death
+gets a new execution id. The ledger's writes are conditional on that field
+(``workers.ledger``), so an execution that no longer holds its job (its worker was
+wrongly thought dead, or the job timed out and was handed back) cannot carry out or
+record an effect: its writes raise :class:`Superseded` and nothing is written.
+
+The engine also sets :attr:`ExecutionToken.cancelled` when it gives up on an
+execution (timeout, hand-back at shutdown): the ledger then refuses locally,
+without a round trip, which stops a sync handler whose thread cannot be killed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HOLDER_FIELD", "ExecutionToken", "Superseded"]
+__all__ = ["HOLDER_FIELD", "ExecutionToken", "Superseded", "job_key"]
 
-#: The execution holding a job, in its RQ hash (``rq:job:<id>``).
+#: The field of ``rq:job:<id>`` naming the execution that holds the job.
 HOLDER_FIELD = "wh:holder"
+
+
+def job_key(job_id: str) -> str:
+    """Return the Redis key of RQ's hash of job ``job_id``."""
+    return f"rq:job:{job_id}"
 
 
 @dataclass
 class ExecutionToken:
-    """The right of one execution (one run of one job on one worker) to act for its job."""
+    """One execution of one job: what the ledger checks before every write."""
 
     job_id: str
     execution_id: str
-    #: Set by the engine when the execution timed out or was handed back.
+    #: Set by the engine on timeout or hand-back: every later effect is refused.
     cancelled: bool = False
 
 
 class Superseded(Exception):
     """This execution no longer holds its job: its effects are refused."""
+
+    def __init__(self, token: ExecutionToken, why: str = "") -> None:
+        self.token = token
+        reason = why or "another execution holds the job (or it is gone)"
+        super().__init__(
+            f"execution {token.execution_id} of job {token.job_id} was superseded ({reason}): "
+            "its effects are refused; the job's current execution carries it on"
+        )

@@ -6,7 +6,14 @@ done. On a retry, done handlers are skipped and done steps return their recorded
 result; an intent without a result (the worker died mid-call, or the portal's
 answer was lost) is reconciled by the caller (see ``workers.effects``).
 
-Two implementations of one protocol: :class:`RedisLedger` (production) and
+Every transition is one atomic write, tied to the execution that holds the job
+(``workers.execution``): a Lua script checks the job's ``wh:holder`` field first
+and writes nothing if another execution holds it, raising
+:class:`~workers.execution.Superseded`. A completed send (its message id into the
+contact's sent set, and the step's ``done`` record) is one script, so no death can
+fall between the two.
+
+Two implementations of one (async) protocol: :class:`RedisLedger` (production) and
 :class:`MemoryLedger` (unit tests of handlers, no Redis).
 """
 
@@ -14,12 +21,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import redis
+import redis.asyncio
 
 from service.settings import DEFAULT_SENT_TTL
+from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded, job_key
 
 __all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "MemoryLedger", "RedisLedger"]
 
@@ -34,16 +43,22 @@ class Entry:
 
 
 class Ledger(Protocol):
-    """What one event's handlers have done."""
+    """What one event's handlers have done (writes raise Superseded for a stale execution)."""
 
-    def handler_done(self, handler: str) -> bool: ...
-    def mark_handler_done(self, handler: str) -> None: ...
-    def get(self, handler: str, step: str) -> Entry | None: ...
-    def intend(self, handler: str, step: str) -> None: ...
-    def complete(self, handler: str, step: str, result: dict[str, Any]) -> None: ...
-    def abandon(self, handler: str, step: str) -> None: ...
-    def sent_ids(self, phone: str) -> set[str]: ...
-    def add_sent_id(self, phone: str, message_id: str) -> None: ...
+    async def handler_done(self, handler: str) -> bool: ...
+    async def mark_handler_done(self, handler: str) -> None: ...
+    async def get(self, handler: str, step: str) -> Entry | None: ...
+    async def intend(self, handler: str, step: str) -> None: ...
+    async def complete(self, handler: str, step: str, result: dict[str, Any]) -> None: ...
+    async def abandon(self, handler: str, step: str) -> None: ...
+    async def sent_ids(self, phone: str) -> set[str]: ...
+    async def record_sent(self, handler: str, step: str, phone: str, message_id: str) -> None:
+        """Attribute ``message_id`` to this send and mark the step done: one atomic write."""
+        ...
+
+    def ensure_current(self) -> None:
+        """Raise Superseded if the engine cancelled this execution (no round trip)."""
+        ...
 
 
 def _encode(entry: Entry) -> str:
@@ -60,37 +75,61 @@ def _decode(raw: bytes | str | None) -> Entry | None:
 #: Ledger fields in an RQ job's hash start with this (RQ ignores fields it does not know).
 JOB_FIELD_PREFIX = "wh:"
 
+# KEYS: the job hash. ARGV: holder field, execution id, field, value ('' with DEL: delete).
+_WRITE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[5] == 'DEL' then
+  redis.call('HDEL', KEYS[1], ARGV[3])
+else
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+end
+return 1
+"""
+
+# KEYS: the job hash, the contact's sent set.
+# ARGV: holder field, execution id, step field, done record, message id, sent set TTL.
+_RECORD_SENT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+return 1
+"""
+
 
 class RedisLedger:
     """The ledger of one event, as ``wh:``-prefixed fields of its RQ job's hash.
 
     The event and its job are one to one (the intake's claim), and the ledger is
     needed exactly as long as the job can run again, which is the job hash's own
-    lifetime; so RQ's fetch of the job reads the ledger too (``fields``, see
-    ``workers.worker.WabaJob``), with no round trip of its own. Without them, it is
-    read once, on the first question. One instance serves one attempt of one job,
-    and RQ runs a job in one worker at a time, so nothing else writes these fields
-    meanwhile; every write keeps the copy in step.
+    lifetime; so the engine's fetch of the job reads the ledger too (``fields``),
+    with no round trip of its own. Without them, it is read once, on the first
+    question. One instance serves one execution of one job; only the execution
+    that holds the job can write (the scripts check ``wh:holder``), and every write
+    keeps the copy in step.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
-        job_key: str,
+        client: redis.asyncio.Redis,
+        token: ExecutionToken,
         *,
-        fields: dict[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
         prefix: str = "wabahooks:",
         sent_ttl: int = DEFAULT_SENT_TTL,
     ) -> None:
         self._redis = client
-        self._key = job_key
+        self._token = token
+        self._key = job_key(token.job_id)
         self._sent_prefix = f"{prefix}sent:"
         self._sent_ttl = sent_ttl
-        self._fields = fields
+        self._fields = None if fields is None else dict(fields)
+        self._write_script = client.register_script(_WRITE)
+        self._record_script = client.register_script(_RECORD_SENT)
 
-    def _read(self) -> dict[str, str]:
+    async def _read(self) -> dict[str, str]:
         if self._fields is None:
-            raw: Any = self._redis.hgetall(self._key)
+            raw: Any = await self._redis.hgetall(self._key)
             self._fields = {
                 k.decode()[len(JOB_FIELD_PREFIX) :]: v.decode()
                 for k, v in raw.items()
@@ -98,68 +137,111 @@ class RedisLedger:
             }
         return self._fields
 
-    def _write(self, field: str, value: str) -> None:
-        self._redis.hset(self._key, JOB_FIELD_PREFIX + field, value)
-        self._read()[field] = value
+    def ensure_current(self) -> None:
+        if self._token.cancelled:
+            raise Superseded(self._token, "the engine cancelled it")
 
-    def handler_done(self, handler: str) -> bool:
-        return f"h:{handler}" in self._read()
+    async def _write(self, field: str, value: str | None) -> None:
+        self.ensure_current()
+        done = await self._write_script(
+            keys=[self._key],
+            args=[
+                HOLDER_FIELD,
+                self._token.execution_id,
+                JOB_FIELD_PREFIX + field,
+                value or "",
+                "DEL" if value is None else "SET",
+            ],
+        )
+        if not done:
+            raise Superseded(self._token)
+        fields = await self._read()
+        if value is None:
+            fields.pop(field, None)
+        else:
+            fields[field] = value
 
-    def mark_handler_done(self, handler: str) -> None:
-        self._write(f"h:{handler}", str(time.time()))
+    async def handler_done(self, handler: str) -> bool:
+        return f"h:{handler}" in await self._read()
 
-    def get(self, handler: str, step: str) -> Entry | None:
-        return _decode(self._read().get(f"s:{handler}:{step}"))
+    async def mark_handler_done(self, handler: str) -> None:
+        await self._write(f"h:{handler}", str(time.time()))
 
-    def intend(self, handler: str, step: str) -> None:
-        self._write(f"s:{handler}:{step}", _encode(Entry("intent", time.time())))
+    async def get(self, handler: str, step: str) -> Entry | None:
+        return _decode((await self._read()).get(f"s:{handler}:{step}"))
 
-    def complete(self, handler: str, step: str, result: dict[str, Any]) -> None:
-        self._write(f"s:{handler}:{step}", _encode(Entry("done", time.time(), result)))
+    async def intend(self, handler: str, step: str) -> None:
+        await self._write(f"s:{handler}:{step}", _encode(Entry("intent", time.time())))
 
-    def abandon(self, handler: str, step: str) -> None:
-        self._redis.hdel(self._key, f"{JOB_FIELD_PREFIX}s:{handler}:{step}")
-        self._read().pop(f"s:{handler}:{step}", None)
+    async def complete(self, handler: str, step: str, result: dict[str, Any]) -> None:
+        await self._write(f"s:{handler}:{step}", _encode(Entry("done", time.time(), result)))
 
-    def sent_ids(self, phone: str) -> set[str]:
-        members: Any = self._redis.smembers(self._sent_prefix + phone)
+    async def abandon(self, handler: str, step: str) -> None:
+        await self._write(f"s:{handler}:{step}", None)
+
+    async def sent_ids(self, phone: str) -> set[str]:
+        members: Any = await self._redis.smembers(self._sent_prefix + phone)
         return {m.decode() if isinstance(m, bytes) else m for m in members}
 
-    def add_sent_id(self, phone: str, message_id: str) -> None:
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(self._sent_prefix + phone, message_id)
-            pipe.expire(self._sent_prefix + phone, self._sent_ttl)
-            pipe.execute()
+    async def record_sent(self, handler: str, step: str, phone: str, message_id: str) -> None:
+        self.ensure_current()
+        field = f"s:{handler}:{step}"
+        value = _encode(Entry("done", time.time(), {"message_id": message_id}))
+        done = await self._record_script(
+            keys=[self._key, self._sent_prefix + phone],
+            args=[
+                HOLDER_FIELD,
+                self._token.execution_id,
+                JOB_FIELD_PREFIX + field,
+                value,
+                message_id,
+                self._sent_ttl,
+            ],
+        )
+        if not done:
+            raise Superseded(self._token)
+        (await self._read())[field] = value
 
 
 class MemoryLedger:
-    """The same ledger in a dict, for unit tests of handlers."""
+    """The same ledger in a dict, for unit tests of handlers (``token``: to test cancellation)."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: ExecutionToken | None = None) -> None:
+        self.token = token
         self.handlers: set[str] = set()
         self.steps: dict[tuple[str, str], Entry] = {}
         self.sent: dict[str, set[str]] = {}
 
-    def handler_done(self, handler: str) -> bool:
+    def ensure_current(self) -> None:
+        if self.token is not None and self.token.cancelled:
+            raise Superseded(self.token, "the engine cancelled it")
+
+    async def handler_done(self, handler: str) -> bool:
         return handler in self.handlers
 
-    def mark_handler_done(self, handler: str) -> None:
+    async def mark_handler_done(self, handler: str) -> None:
+        self.ensure_current()
         self.handlers.add(handler)
 
-    def get(self, handler: str, step: str) -> Entry | None:
+    async def get(self, handler: str, step: str) -> Entry | None:
         return self.steps.get((handler, step))
 
-    def intend(self, handler: str, step: str) -> None:
+    async def intend(self, handler: str, step: str) -> None:
+        self.ensure_current()
         self.steps[(handler, step)] = Entry("intent", time.time())
 
-    def complete(self, handler: str, step: str, result: dict[str, Any]) -> None:
+    async def complete(self, handler: str, step: str, result: dict[str, Any]) -> None:
+        self.ensure_current()
         self.steps[(handler, step)] = Entry("done", time.time(), result)
 
-    def abandon(self, handler: str, step: str) -> None:
+    async def abandon(self, handler: str, step: str) -> None:
+        self.ensure_current()
         self.steps.pop((handler, step), None)
 
-    def sent_ids(self, phone: str) -> set[str]:
+    async def sent_ids(self, phone: str) -> set[str]:
         return set(self.sent.get(phone, ()))
 
-    def add_sent_id(self, phone: str, message_id: str) -> None:
+    async def record_sent(self, handler: str, step: str, phone: str, message_id: str) -> None:
+        self.ensure_current()
         self.sent.setdefault(phone, set()).add(message_id)
+        self.steps[(handler, step)] = Entry("done", time.time(), {"message_id": message_id})

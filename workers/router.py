@@ -21,23 +21,34 @@ built-in computes it and returns it; dispatch hands it to the handlers after).
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from service.model import Event, InboundMessage, StatusUpdate
 
-if TYPE_CHECKING:
-    from workers.context import Context
-
-__all__ = ["STOP", "Handler", "Registration", "RetryPolicy", "Router", "StatusTransition"]
+__all__ = [
+    "STOP",
+    "Handler",
+    "Registration",
+    "ReplyDecision",
+    "RetryPolicy",
+    "Router",
+    "StatusTransition",
+]
 
 #: Return this from a handler to skip the handlers after it for this event.
 STOP: Final = "wabahooks.stop"
 
-Handler = Callable[[Any, "Context"], object]
+#: ``def handler(event, ctx: Context)`` or ``async def handler(event, ctx: AsyncContext)``.
+Handler = Callable[[Any, Any], object]
 Predicate = Callable[[Any], bool]
+#: ``replies=`` may decide per event, before any handler runs (so "typing…" is shown only
+#: when a reply will follow): ``async def will_reply(event, ctx: AsyncContext) -> bool``
+#: (a plain function returning a bool also works; ``ctx.store`` is awaitable either way).
+ReplyDecision = Callable[[Any, Any], "bool | Awaitable[bool]"]
 F = TypeVar("F", bound=Handler)
 
 
@@ -98,12 +109,18 @@ class Registration:
     kind: str
     name: str
     predicates: tuple[Predicate, ...] = ()
-    #: Declared by handlers that send a reply (the mark-read built-in shows typing then).
-    replies: bool = False
+    #: Declared by handlers that send a reply (the mark-read built-in shows typing then):
+    #: True, or a :data:`ReplyDecision` made for each event before the handlers run.
+    replies: bool | ReplyDecision = False
     retry: RetryPolicy | None = None
     router: str = field(default="", compare=False)
     #: Registered by ``status_changed``: runs on the event's StatusTransition, if any.
     transitions: bool = False
+    #: An ``async def`` handler (run on the event loop; else in the thread pool).
+    is_async: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
 
     def matches(self, event: Event) -> bool:
         """Return whether this handler wants ``event`` (for a transition handler: its kind;
@@ -162,7 +179,7 @@ class Router:
         kind: str,
         predicates: list[Predicate],
         when: Predicate | None,
-        replies: bool,
+        replies: bool | ReplyDecision,
         retry: RetryPolicy | None,
         transitions: bool = False,
     ) -> Callable[[F], F]:
@@ -192,7 +209,7 @@ class Router:
         ignore_case: bool = False,
         sender: str | Collection[str] | None = None,
         when: Callable[[InboundMessage], bool] | None = None,
-        replies: bool = False,
+        replies: bool | ReplyDecision = False,
         retry: RetryPolicy | None = None,
     ) -> Callable[[F], F]:
         """Register a handler for inbound messages.
@@ -201,7 +218,9 @@ class Router:
         (surrounding spaces ignored); ``contains``: the text contains any of these;
         ``regex``: the pattern is found in the text; ``ignore_case`` applies to all three;
         ``sender``: the contact's number is one of these; ``when``: your own predicate;
-        ``replies``: this handler sends a reply.
+        ``replies``: this handler sends a reply (True), or a function deciding it for each
+        event before any handler runs (``async def will_reply(event, ctx) -> bool``: it may
+        read ``ctx.store``), so "typing…" is never shown for a reply held back.
         """
         predicates: list[Predicate] = []
         types, senders = _one_of(type), _one_of(sender)

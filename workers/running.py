@@ -18,9 +18,9 @@ from rq import Retry
 from rq.utils import import_attribute
 
 from service.jobs import JOB_FUNCTION
-from workers.engine import Threads
 from workers.execution import ExecutionToken
 from workers.rqstate import Ending, StartedJob
+from workers.threads import Threads
 
 __all__ = ["JobRunner"]
 

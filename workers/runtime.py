@@ -1,20 +1,20 @@
 """The worker process's runtime: loaded handlers and shared clients, built once.
 
-One Redis client, one portal client (one connection pool, one shared rate
-limiter) and the handler registrations, for every job this process runs.
+One Redis client (``redis.asyncio``), one portal client (one connection pool, one
+shared rate limiter), the handler registrations and a bounded thread pool for plain
+``def`` handlers, for every job this process runs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis import Redis
-from rq.job import Job
+from redis.asyncio import Redis as AsyncRedis
 
-from service.portal import PortalClient, PortalSettings, RateLimiter
+from service.portal import AsyncPortalClient, AsyncRateLimiter, PortalSettings
 from service.settings import (
     DEFAULT_QUEUE_PREFIX,
     DEFAULT_SENT_TTL,
@@ -24,22 +24,33 @@ from service.settings import (
 )
 from workers import builtins
 from workers.config import DEFAULT_CONFIG_FILE, load_config
-from workers.context import Context, RedisStore
-from workers.dispatch import Permanent
-from workers.effects import Effects, PortalAPI
+from workers.context import AsyncContext, RedisStore
+from workers.dispatch import NO_METRICS, Metrics, Permanent
+from workers.effects import AsyncPortalAPI, Effects
+from workers.execution import ExecutionToken
 from workers.ledger import RedisLedger
 from workers.loading import load_routers, registrations
 from workers.router import Registration, RetryPolicy
-from workers.worker import WabaJob
+from workers.threads import DEFAULT_SYNC_THREADS, Threads
 
 if TYPE_CHECKING:
     from workers.metrics import WorkerMetrics
 
-__all__ = ["DEFAULT_CONFIG_FILE", "Runtime", "UnconfiguredPortal"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "DEFAULT_SYNC_THREADS",
+    "Runtime",
+    "UnconfiguredPortal",
+]
+
+T = TypeVar("T")
 
 
 class UnconfiguredPortal:
     """Stands in for the portal client when WABA_API_URL/WABA_API_KEY are not set."""
+
+    async def aclose(self) -> None:
+        pass  # nothing to close
 
     def __getattr__(self, name: str) -> Any:
         raise Permanent(
@@ -52,8 +63,8 @@ class UnconfiguredPortal:
 class Runtime:
     """Everything jobs share in one worker process."""
 
-    redis: Redis
-    portal: PortalAPI
+    redis: AsyncRedis
+    portal: AsyncPortalAPI
     registrations: list[Registration]
     prefix: str = DEFAULT_QUEUE_PREFIX
     config: Mapping[str, Any] = field(default_factory=dict)
@@ -62,32 +73,39 @@ class Runtime:
     #: Store expiry by router name, for built-ins that configure their own retention.
     store_ttls: Mapping[str, int] = field(default_factory=dict)
     store_ttl: int = DEFAULT_STORE_TTL
-    #: Where handlers, events and portal calls are counted (None: nowhere).
-    metrics: WorkerMetrics | None = None
+    #: Where handlers and events are counted.
+    metrics: Metrics = NO_METRICS
+    #: The bounded pool plain ``def`` handlers run in (see :data:`DEFAULT_SYNC_THREADS`).
+    threads: Threads = field(default_factory=Threads)
+    #: Closed with the runtime (the Redis client, the portal are always closed).
+    _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_env(
         cls,
         env: Mapping[str, str] | None = None,
         *,
-        connection: Redis | None = None,
+        redis: AsyncRedis | None = None,
         metrics: WorkerMetrics | None = None,
+        sync_threads: int = DEFAULT_SYNC_THREADS,
     ) -> Runtime:
         """Build the runtime from the environment (see the README's Configuration).
 
-        ``connection``: the worker's own Redis connection, shared; else ``REDIS_URL``.
+        ``redis``: the worker's own client, shared; else one for ``REDIS_URL``.
         ``metrics``: where to count (the portal client reports its calls there too).
+        ``sync_threads``: the thread pool's size for plain ``def`` handlers.
         """
         env = os.environ if env is None else env
         url = env.get("REDIS_URL", "").strip()
-        if connection is None and not url:
+        if redis is None and not url:
             raise ConfigError("REDIS_URL is not set: the worker reads its jobs from Redis")
-        client = connection if connection is not None else Redis.from_url(url)
-        portal: PortalAPI
+        client = redis if redis is not None else _async_from_url(url)
+        closers: list[Callable[[], Any]] = []
+        portal: AsyncPortalAPI
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
             settings = PortalSettings.from_env(env)
-            limiter = RateLimiter.from_settings(client, settings)
-            portal = PortalClient(settings, limiter=limiter, observer=metrics)
+            limiter = AsyncRateLimiter.from_settings(client, settings)
+            portal = AsyncPortalClient(settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
         config = load_config(env)  # the built-ins' sections are validated here
@@ -102,8 +120,26 @@ class Runtime:
             store_ttls=builtins.store_ttls(config),
             sent_ttl=retention.sent_ttl,
             store_ttl=retention.store_ttl,
-            metrics=metrics,
+            metrics=metrics if metrics is not None else NO_METRICS,
+            threads=Threads(sync_threads),
+            _closers=closers,
         )
+
+    async def run_sync(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run ``fn(*args)`` in the runtime's thread pool, with this task's context (the
+        job's bound log context); a thread whose job was cancelled keeps its slot."""
+        return await self.threads.run(fn, *args)
+
+    async def aclose(self) -> None:
+        """Close the Redis client and the portal client; stop the thread pool (running
+        sync handlers finish in their threads, nothing waits for them)."""
+        self.threads.shutdown()
+        closer = getattr(self.portal, "aclose", None)
+        if closer is not None:
+            await closer()
+        for close in self._closers:
+            close()
+        await self.redis.aclose()
 
     def section(self, router: str) -> Mapping[str, Any]:
         """Return the configuration section ``[handlers.<router>]`` (empty if absent)."""
@@ -111,11 +147,10 @@ class Runtime:
         section = handlers.get(router, {}) if isinstance(handlers, Mapping) else {}
         return section if isinstance(section, Mapping) else {}
 
-    def ledger(self, job: Job) -> RedisLedger:
-        """Return the ledger of one event: fields of its job's hash."""
-        fields = job.ledger_fields if isinstance(job, WabaJob) else None
+    def ledger(self, token: ExecutionToken, fields: Mapping[str, str] | None) -> RedisLedger:
+        """Return the ledger of one event (fields of its job's hash), for one execution."""
         return RedisLedger(
-            self.redis, job.key, fields=fields, prefix=self.prefix, sent_ttl=self.sent_ttl
+            self.redis, token, fields=fields, prefix=self.prefix, sent_ttl=self.sent_ttl
         )
 
     def context(
@@ -125,9 +160,9 @@ class Runtime:
         ledger: RedisLedger,
         conversation: str | None,
         replies_expected: bool,
-    ) -> Context:
-        """Return the context one handler runs with."""
-        return Context.build(
+    ) -> AsyncContext:
+        """Return the context one handler runs with (``.blocking()`` for a sync one)."""
+        return AsyncContext.build(
             portal=Effects(self.portal, ledger, registration.name),
             store=RedisStore(
                 self.redis,
@@ -139,3 +174,7 @@ class Runtime:
             replies_expected=replies_expected,
             handler=registration.name,
         )
+
+
+def _async_from_url(url: str) -> AsyncRedis:
+    return AsyncRedis.from_url(url)

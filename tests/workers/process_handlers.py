@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
+
+import redis
 
 from workers import Context, InboundMessage, Router
 
@@ -13,7 +16,7 @@ crash = Router("crash")
 @ordering.message()
 def record(event: InboundMessage, ctx: Context) -> None:
     """Record the order messages reach handlers; 'block' waits for the test's release key."""
-    client = ctx.store._redis  # type: ignore[attr-defined]  # the test reads this list
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])  # the test reads this list
     if event.text == "block":
         deadline = time.monotonic() + 60
         while not client.exists("test:release") and time.monotonic() < deadline:

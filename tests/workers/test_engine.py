@@ -21,10 +21,11 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from tests.workers import jobs
-from workers.engine import Engine, Threads
+from workers.engine import Engine
 from workers.execution import ExecutionToken
 from workers.rqstate import RQ_MARGIN, Ending, RQState, StartedJob
 from workers.running import JobRunner
+from workers.threads import Threads
 
 QUEUE = "wabahooks:messages"
 T = TypeVar("T")
@@ -56,7 +57,7 @@ def state(client: aioredis.Redis, name: str = "w1", lease: int = 30, attempts: i
 
 
 def engine(rq_state: RQState, *, concurrency: int = 8, burst: bool = True) -> Engine:
-    threads = Threads(4, lambda: None)
+    threads = Threads(4)
     return Engine(
         rq_state, JobRunner(threads), concurrency=concurrency, threads=threads, burst=burst
     )

@@ -9,6 +9,8 @@ def test_public_api_is_pinned() -> None:
     assert sorted(workers.__all__) == sorted(
         [
             "STOP",
+            "AsyncContext",
+            "AsyncStore",
             "Contact",
             "Context",
             "Event",
@@ -22,6 +24,7 @@ def test_public_api_is_pinned() -> None:
             "StatusTransition",
             "StatusUpdate",
             "Store",
+            "Superseded",
             "TestEvent",
             "UnknownEvent",
         ]

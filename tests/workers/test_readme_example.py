@@ -17,12 +17,14 @@ def code_block(first_line: str) -> str:
     return str(block)
 
 
+@pytest.mark.parametrize("module", ["# myapp/hours.py", "# myapp/hours_blocking.py"])
 def test_the_readme_handler_and_its_test_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str
 ) -> None:
+    """Both styles of the handler pass the README's test, as printed."""
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text("")
-    (tmp_path / "myapp" / "hours.py").write_text(code_block("# myapp/hours.py"))
+    (tmp_path / "myapp" / "hours.py").write_text(code_block(module))
     monkeypatch.syspath_prepend(str(tmp_path))
     namespace: dict[str, object] = {}
     try:

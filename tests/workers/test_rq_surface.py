@@ -37,8 +37,9 @@ from rq.utils import parse_composite_key, utcformat
 
 from tests.workers import jobs
 from workers import rqstate
-from workers.engine import Engine, Threads
+from workers.engine import Engine
 from workers.running import JobRunner
+from workers.threads import Threads
 
 QUEUE = "wabahooks:messages"
 
@@ -147,7 +148,7 @@ def _with_ours(redis_url: str) -> None:
     async def main() -> None:
         client = aioredis.Redis.from_url(redis_url)
         state = rqstate.RQState(client, QUEUE, worker_name="w", lease=30, max_attempts=3)
-        threads = Threads(2, lambda: None)
+        threads = Threads(2)
         await Engine(state, JobRunner(threads), threads=threads, burst=True).run()
         await client.aclose()
 

@@ -13,9 +13,9 @@ Replies may use ``{name}``, ``{first_name}``, ``{number}``, ``{text}``, ``{type}
 ``{payload}``, ``{caption}``; a field the message lacks renders empty. Nothing in a
 message is ever evaluated: placeholders are plain names looked up in a dict.
 
-The router declares ``replies=True`` only for messages a rule (or the default)
-answers, so the mark-read built-in shows "typing…" exactly then. (A reply held back
-by the cooldown is decided later, from the contact's store: typing may show then.)
+The router declares a reply only for messages a rule (or the default) answers and
+the cooldown does not hold back (decided from the contact's store before any handler
+runs), so the mark-read built-in shows "typing…" exactly then.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from workers import Context, InboundMessage, Router
+from workers import AsyncContext, InboundMessage, Router
 from workers.sections import PLACEHOLDER, AutoReplyConfig, Rule
 
 __all__ = ["NAME", "build", "choose", "render"]
@@ -103,21 +103,29 @@ def build(config: AutoReplyConfig, *, clock: Callable[[], datetime] | None = Non
     def answered(event: InboundMessage) -> bool:
         return choose(config, event, now()) is not None
 
-    @router.message(when=answered, replies=True)
-    def auto_reply(event: InboundMessage, ctx: Context) -> None:
+    async def cooling_down(ctx: AsyncContext, template: str, moment: datetime) -> bool:
+        if not config.cooldown:
+            return False
+        last = await ctx.store.get(_cooldown_key(template))
+        return isinstance(last, int | float) and 0 <= moment.timestamp() - last < config.cooldown
+
+    async def will_reply(event: InboundMessage, ctx: AsyncContext) -> bool:
+        chosen = choose(config, event, now())
+        return chosen is not None and not await cooling_down(ctx, chosen[1], now())
+
+    @router.message(when=answered, replies=will_reply)
+    async def auto_reply(event: InboundMessage, ctx: AsyncContext) -> None:
         moment = now()
         chosen = choose(config, event, moment)
         if chosen is None:  # the hours turned between matching and running
             return
         which, template = chosen
         key = _cooldown_key(template)
-        last = ctx.store.get(key)
-        if config.cooldown and isinstance(last, int | float):
-            if 0 <= moment.timestamp() - last < config.cooldown:
-                ctx.log.info("auto_reply.cooldown", reply=which)
-                return
-        ctx.portal.send_text(event.sender, render(template, event))
-        ctx.store.set(key, moment.timestamp())
+        if await cooling_down(ctx, template, moment):
+            ctx.log.info("auto_reply.cooldown", reply=which)
+            return
+        await ctx.portal.send_text(event.sender, render(template, event))
+        await ctx.store.set(key, moment.timestamp())
         ctx.log.info("auto_reply.sent", reply=which)
 
     return router

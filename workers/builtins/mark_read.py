@@ -1,10 +1,11 @@
 """Mark read, with typing: every inbound message is marked read as it arrives.
 
 "typing…" promises a reply, so by default (``when-replying``) it is shown only when
-a handler that declared ``replies=True`` matched the event (``ctx.replies_expected``;
-the auto-reply built-in declares it only when one of its rules matches). ``always``
-shows it every time, ``never`` never. Statuses and test events are never marked.
-Runs before every reply handler.
+a handler that will reply matched the event (``ctx.replies_expected``: it declared
+``replies=True``, or its ``replies=`` decision, made before any handler runs, said so;
+the auto-reply built-in's says so only when a rule matches and its cooldown does not
+hold the reply back). ``always`` shows it every time, ``never`` never. Statuses and
+test events are never marked. Runs before every reply handler.
 
 ::
 
@@ -14,7 +15,7 @@ Runs before every reply handler.
 
 from __future__ import annotations
 
-from workers import Context, InboundMessage, Router
+from workers import AsyncContext, InboundMessage, Router
 from workers.sections import MarkReadConfig
 
 __all__ = ["NAME", "build"]
@@ -27,10 +28,10 @@ def build(config: MarkReadConfig) -> Router:
     router = Router(NAME)
 
     @router.message()
-    def mark_read(event: InboundMessage, ctx: Context) -> None:
+    async def mark_read(event: InboundMessage, ctx: AsyncContext) -> None:
         typing = config.mode == "always" or (
             config.mode == "when-replying" and ctx.replies_expected
         )
-        ctx.portal.mark_read(event.message_id, show_typing_indicator=typing)
+        await ctx.portal.mark_read(event.message_id, show_typing_indicator=typing)
 
     return router

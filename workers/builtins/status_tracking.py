@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from service.events import mask_phone
-from workers import Context, Router, StatusTransition, StatusUpdate
+from workers import AsyncContext, Router, StatusTransition, StatusUpdate
 from workers.sections import StatusTrackingConfig
 
 __all__ = ["NAME", "RANK", "STORE_KEY", "advances", "build"]
@@ -48,9 +48,9 @@ def build(config: StatusTrackingConfig) -> Router:
     router = Router(NAME)
 
     @router.status()
-    def track(event: StatusUpdate, ctx: Context) -> StatusTransition | None:
-        def fold() -> dict[str, Any]:
-            record = ctx.store.get(STORE_KEY) or {}
+    async def track(event: StatusUpdate, ctx: AsyncContext) -> StatusTransition | None:
+        async def fold() -> dict[str, Any]:
+            record = await ctx.store.get(STORE_KEY) or {}
             previous = record.get("status") if isinstance(record, dict) else None
             previous = previous if isinstance(previous, str) else None
             if not advances(previous, event.status):
@@ -60,12 +60,12 @@ def build(config: StatusTrackingConfig) -> Router:
             ).to_json()
 
         # Folded once per event: a retry gets the same answer, not "no change".
-        result = ctx.portal.once("fold", fold)
+        result = await ctx.portal.once("fold", fold)
         if not result:
             ctx.log.debug("status.unchanged", status=event.status)
             return None
         transition = StatusTransition.from_json(result)
-        ctx.store.set(
+        await ctx.store.set(
             STORE_KEY,
             {
                 "status": transition.current,

@@ -6,7 +6,7 @@ import pytest
 
 from tests.loop import running_loop
 from tests.workers.builtins.support import harness, text
-from workers import Context, InboundMessage, Router
+from workers import AsyncContext, Context, InboundMessage, Router
 from workers.testing import status_update
 
 AUTO_REPLY = """
@@ -37,6 +37,35 @@ def test_typing_is_shown_when_a_handler_of_yours_declares_it_replies() -> None:
     event = text("where is my order")
     h.deliver(event)
     assert h.portal.marked == [(event.message_id, True)]
+
+
+def test_no_typing_when_the_cooldown_holds_the_auto_reply_back() -> None:
+    h = harness("[handlers.mark_read]\n" + AUTO_REPLY.replace("[[", "cooldown = 600\n[[", 1))
+    first, again = text("hi"), text("hi")
+    h.deliver(first)
+    h.deliver(again)  # within the cooldown: no reply, so no "typing…" either
+    assert h.portal.marked == [(first.message_id, True), (again.message_id, False)]
+    assert h.portal.sent == [("919876543210", "Hello John Doe!")]
+
+
+def test_a_handler_of_yours_may_decide_from_its_store_whether_it_replies() -> None:
+    mine = Router("mine")
+
+    async def not_answered_yet(event: InboundMessage, ctx: AsyncContext) -> bool:
+        return not await ctx.store.get("answered")
+
+    @mine.message(contains="order", replies=not_answered_yet)
+    def answer(event: InboundMessage, ctx: Context) -> None:
+        if not ctx.store.get("answered"):
+            ctx.portal.send_text(event.sender, "On its way")
+            ctx.store.set("answered", True)
+
+    h = harness("[handlers.mark_read]\n", mine)
+    first, second = text("where is my order"), text("order??")
+    h.deliver(first)
+    h.deliver(second)
+    assert h.portal.marked == [(first.message_id, True), (second.message_id, False)]
+    assert h.portal.sent == [("919876543210", "On its way")]
 
 
 @pytest.mark.parametrize(("mode", "typing"), [("always", True), ("never", False)])

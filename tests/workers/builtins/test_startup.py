@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
+import redis.asyncio
 
 from tests.workers.conftest import WorkerProcess
 from workers.runtime import Runtime
@@ -16,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_the_runtime_puts_tracking_and_mark_read_first_and_replies_after_yours(
     redis_url: str,
 ) -> None:
-    connection = redis.Redis.from_url(redis_url)
     runtime = Runtime.from_env(
         {
             "REDIS_URL": redis_url,
@@ -25,9 +25,10 @@ def test_the_runtime_puts_tracking_and_mark_read_first_and_replies_after_yours(
             "WABAHOOKS_HANDLERS": "tests.workers.example_handlers",
             "WABAHOOKS_STATUS_RETENTION": "3600",
         },
-        connection=connection,
+        redis=redis.asyncio.Redis.from_url(redis_url),
+        sync_threads=2,
     )
-    connection.close()
+    asyncio.run(runtime.aclose())
     routers = list(dict.fromkeys(r.router for r in runtime.registrations))
     assert routers == ["status_tracking", "mark_read", "example", "auto_reply", "forward"]
     assert runtime.store_ttls == {"status_tracking": 3600}

@@ -1,0 +1,117 @@
+"""The Redis ledger on real Valkey: every write conditional on holding the job, one atomic
+write per transition (a completed send included)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis
+import redis.asyncio
+
+from workers.effects import Effects
+from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
+from workers.ledger import RedisLedger
+from workers.testing import RecordingPortal
+
+JOB = "rq:job:j1"
+PHONE = "919876543210"
+
+
+def run(redis_url: str, body: Callable[[redis.asyncio.Redis], Awaitable[None]]) -> None:
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            await body(client)
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def ledger_fields(r: redis.Redis) -> dict[bytes, bytes]:
+    return {k: v for k, v in r.hgetall(JOB).items() if k.startswith(b"wh:") and k != b"wh:holder"}
+
+
+def test_the_holder_writes_each_transition(redis_url: str, r: redis.Redis) -> None:
+    r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
+
+    async def body(client: redis.asyncio.Redis) -> None:
+        ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
+        await ledger.intend("h", "send_text#1")
+        await ledger.record_sent("h", "send_text#1", PHONE, "wamid.1")
+        await ledger.intend("h", "send_text#2")
+        await ledger.abandon("h", "send_text#2")
+        await ledger.mark_handler_done("h")
+
+    run(redis_url, body)
+    assert set(ledger_fields(r)) == {b"wh:s:h:send_text#1", b"wh:h:h"}
+    assert b'"done"' in r.hget(JOB, "wh:s:h:send_text#1")  # type: ignore[operator]
+    assert r.smembers(f"wabahooks:sent:{PHONE}") == {b"wamid.1"}
+    assert 0 < r.ttl(f"wabahooks:sent:{PHONE}") <= 7 * 86400
+
+
+@pytest.mark.parametrize("holder", ["e2", None])  # re-driven to another execution; job gone
+def test_a_superseded_execution_writes_nothing_and_sends_nothing(
+    redis_url: str, r: redis.Redis, holder: str | None
+) -> None:
+    if holder is not None:
+        r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: holder})
+    portal = RecordingPortal()
+
+    async def body(client: redis.asyncio.Redis) -> None:
+        ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
+        for write in (
+            ledger.intend("h", "send_text#1"),
+            ledger.complete("h", "once:x", {"a": 1}),
+            ledger.abandon("h", "send_text#1"),
+            ledger.mark_handler_done("h"),
+            ledger.record_sent("h", "send_text#1", PHONE, "wamid.1"),
+        ):
+            with pytest.raises(Superseded, match="superseded"):
+                await write
+        with pytest.raises(Superseded):
+            await Effects(portal, ledger, "h").send_text(PHONE, "Hello")
+
+    run(redis_url, body)
+    assert portal.sent == []
+    assert ledger_fields(r) == {}
+    assert not r.exists(f"wabahooks:sent:{PHONE}")
+    assert r.exists(JOB) == (holder is not None)  # a gone job is not recreated
+
+
+def test_a_completed_send_is_recorded_in_one_command(redis_url: str, r: redis.Redis) -> None:
+    """The sent set and the step's done record go together: one script, nothing between."""
+    r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
+
+    async def body(client: redis.asyncio.Redis) -> None:
+        ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
+        await ledger.record_sent("h", "warm-up", PHONE, "wamid.0")  # loads the script
+        await client.config_resetstat()
+        await ledger.record_sent("h", "send_text#1", PHONE, "wamid.1")
+        stats = await client.info("commandstats")
+        calls = {name: value["calls"] for name, value in stats.items()}
+        # One request; the writes counted beside it are the ones inside the script.
+        assert calls["cmdstat_evalsha"] == 1
+        assert "cmdstat_multi" not in calls and "cmdstat_eval" not in calls
+        assert calls["cmdstat_sadd"] == calls["cmdstat_hset"] == 1
+
+    run(redis_url, body)
+    assert r.smembers(f"wabahooks:sent:{PHONE}") == {b"wamid.0", b"wamid.1"}
+    assert b"wamid.1" in r.hget(JOB, "wh:s:h:send_text#1")  # type: ignore[operator]
+
+
+def test_the_copy_read_with_the_job_is_used_and_kept_in_step(
+    redis_url: str, r: redis.Redis
+) -> None:
+    r.hset(JOB, mapping={HOLDER_FIELD: "e1", "wh:h:earlier": "1"})
+
+    async def body(client: redis.asyncio.Redis) -> None:
+        ledger = RedisLedger(client, ExecutionToken("j1", "e1"), fields={"h:fetched": "1"})
+        assert await ledger.handler_done("fetched")  # from the copy, no round trip
+        assert not await ledger.handler_done("earlier")
+        await ledger.mark_handler_done("now")
+        assert await ledger.handler_done("now")
+
+    run(redis_url, body)
