@@ -5,10 +5,13 @@
 =====  =====================================================================
 413    body over the limit (Content-Length, or counted while streaming)
 415    content type is not JSON
+408    the whole body did not arrive within the body timeout
 401    signature missing, malformed or wrong; or timestamp outside the replay tolerance
-400    validly signed but not JSON
-503    Redis did not confirm the intake within the deadline (the portal retries)
-200    ``{"received": true}``, or ``{"received": true, "duplicate": true}``
+503    Redis is above its high-water mark (``service.redisguard``), or did not
+       confirm the intake within the deadline (the portal retries)
+200    ``{"received": true}``, or ``{"received": true, "duplicate": true}``; a
+       signed body the parser refuses is kept raw (``service.unparsed``) and
+       answered ``{"received": true, "unparsed": true}``
 =====  =====================================================================
 
 ``GET /metrics`` serves the receiver's Prometheus metrics (``service.metrics``).
@@ -27,6 +30,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -37,8 +41,10 @@ from service.events import Classified, classify, mask_phone
 from service.intake import Intake, IntakeUnavailable, connect
 from service.jobs import build_job
 from service.metrics import CONTENT_TYPE, ReceiverMetrics
+from service.redisguard import MemoryWatch
 from service.settings import Settings
 from service.signature import InvalidJSON, parse_json, verify
+from service.unparsed import keep as keep_unparsed
 
 __all__ = ["create_app"]
 
@@ -46,6 +52,7 @@ log = structlog.get_logger("wabahooks.receiver")
 
 _ACCEPTED = b'{"received":true}'
 _DUPLICATE = b'{"received":true,"duplicate":true}'
+_UNPARSED = b'{"received":true,"unparsed":true}'
 
 
 class Refusal(Exception):
@@ -75,14 +82,27 @@ def _check_length(request: Request, limit: int) -> None:
             raise _too_large(limit)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, at most ``limit`` bytes, all of it within ``timeout`` seconds.
+
+    Memory: at most ``limit`` bytes here (plus uvicorn's 64 KiB read buffer) per request
+    whose body is arriving, and such requests last at most ``timeout``."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # chunked bodies: stop reading as soon as the limit is passed
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:  # chunked bodies: stop reading as soon as the limit is passed
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal(
+            408,
+            "body_timeout",
+            f"Request body did not arrive within {timeout:g} s ({size} bytes came); "
+            "send it whole and at once",
+        ) from None
     return b"".join(chunks)
 
 
@@ -126,7 +146,7 @@ def create_app(
 ) -> Starlette:
     """Return the receiver app. Without ``redis``, it connects to ``settings.redis_url``;
     without ``metrics``, it counts in a registry of its own."""
-    state: dict[str, Intake] = {}
+    state: dict[str, Any] = {}
     meter = metrics if metrics is not None else ReceiverMetrics()
     count = meter.request
 
@@ -141,6 +161,11 @@ def create_app(
             wait_aof=settings.wait_aof,
             metrics=meter,
         )
+        state["redis"] = client
+        watch = state["memory"] = MemoryWatch(
+            client, settings.memory_high_water, on_reading=meter.memory
+        )
+        await watch.refresh()
         try:
             yield
         finally:
@@ -151,15 +176,25 @@ def create_app(
         _check_length(request, settings.max_body_bytes)
         if not _is_json(request.headers.get("content-type")):
             raise Refusal(415, "bad_content_type", "Content-Type must be application/json")
-        body = await _read_body(request, settings.max_body_bytes)
-        if not verify(body, request.headers.get("x-webhook-signature"), settings.secrets):
+        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout)
+        signature = request.headers.get("x-webhook-signature")
+        if not verify(
+            body, signature, settings.secrets, canonical_max=settings.canonical_max_bytes
+        ):
             raise Refusal(401, "bad_signature", "Invalid signature")
+        memory = state["memory"].current()
+        if memory is not None and not memory.admitting:
+            fields["reason"] = memory.describe()
+            raise Refusal(
+                503,
+                "redis_full",
+                f"Redis is above its high-water mark ({memory.describe()}): events are "
+                "refused until the workers drain the queues; retry later",
+            )
         try:
             envelope = parse_json(body)
         except InvalidJSON as exc:
-            raise Refusal(
-                400, "bad_request", f"Body is signed but is not valid JSON: {exc}"
-            ) from None
+            return await unparsed(body, str(exc), fields)
         if settings.replay_tolerance is not None:
             _check_replay(envelope, settings.replay_tolerance)
         classified: Classified = classify(envelope)
@@ -188,6 +223,26 @@ def create_app(
             fields["after_job"] = result.depends_on
         return _json(200, _ACCEPTED)
 
+    async def unparsed(body: bytes, reason: str, fields: dict[str, Any]) -> Response:
+        """Keep a signed body the parser refuses (``service.unparsed``); 200 once it is kept."""
+        fields.update(reason=reason, size=len(body))
+        try:
+            async with asyncio.timeout(settings.intake_deadline):
+                fields["entry_id"] = await keep_unparsed(
+                    state["redis"],
+                    settings.queue_prefix,
+                    body,
+                    reason,
+                    cap=settings.unparsed_cap,
+                    ttl=settings.retention.failure_ttl,
+                )
+        except (TimeoutError, RedisError) as exc:
+            fields["error"] = str(exc) or type(exc).__name__
+            raise Refusal(503, "unavailable", "Storage is unavailable; retry later") from None
+        fields["outcome"] = "unparsed"
+        meter.unparsed.inc()
+        return _json(200, _UNPARSED)
+
     async def webhook(request: Request) -> Response:
         started = time.perf_counter()
         fields: dict[str, Any] = {}
@@ -199,7 +254,11 @@ def create_app(
             response = JSONResponse({"error": refusal.message}, refusal.status, headers=headers)
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         count(fields["outcome"])
-        emit = log.warning if response.status_code >= 500 else log.info
+        emit = (
+            log.warning
+            if response.status_code >= 500 or fields["outcome"] == "unparsed"
+            else log.info
+        )
         emit("webhook", status=response.status_code, latency_ms=latency_ms, **fields)
         return response
 
@@ -214,11 +273,18 @@ def create_app(
         try:
             async with asyncio.timeout(settings.intake_deadline):
                 ready = await state["intake"].ping()
+                memory = await state["memory"].refresh() if ready else None
         except TimeoutError:
             ready = False
-        if ready:
-            return _json(200, b'{"ready":true}')
-        return JSONResponse({"ready": False, "error": "Redis does not answer"}, 503)
+        if not ready:
+            return JSONResponse({"ready": False, "error": "Redis does not answer"}, 503)
+        # Ready even above the high-water mark: Redis memory is shared by every receiver, and
+        # taking them all out of the load balancer would answer the portal with a proxy's
+        # error instead of our 503 that says why.
+        answer: dict[str, Any] = {"ready": True}
+        if memory is not None:
+            answer["redis_memory"] = memory.as_dict()
+        return JSONResponse(answer)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

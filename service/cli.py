@@ -83,10 +83,11 @@ def serve(host: str, port: int) -> None:
 
     settings = load_settings()
     try:
-        settings.require_redis_url()
+        url = settings.require_redis_url()
     except ConfigError as exc:
         click.echo(f"wabahooks: {exc}", err=True)
         sys.exit(2)
+    refuse_eviction(url, settings.allow_eviction)
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -97,7 +98,36 @@ def serve(host: str, port: int) -> None:
         access_log=False,  # the receiver logs one structured line per request itself
         log_config=None,  # keep our logging configuration
         timeout_graceful_shutdown=10,
+        # Bounds memory with the body limit and timeout (README "Limits"); more get 503.
+        limit_concurrency=settings.max_connections,
     )
+
+
+def refuse_eviction(url: str, allow_eviction: bool) -> None:
+    """Exit with one line if Redis at ``url`` can evict our keys (``service.redisguard``).
+
+    An unreachable Redis is not a reason not to start (it may start after us: the receiver
+    answers 503 meanwhile), but the policy then goes unchecked, which is said."""
+    import redis
+
+    from service.admin import safe_url
+    from service.redisguard import eviction_problem
+
+    connection = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        problem = eviction_problem(connection, allow_eviction=allow_eviction)
+    except redis.RedisError as exc:
+        click.echo(
+            f"wabahooks: warning: cannot reach Redis at {safe_url(url)} ({exc}): starting "
+            "without checking its maxmemory-policy; run `wabahooks check` once it is up",
+            err=True,
+        )
+        return
+    finally:
+        connection.close()
+    if problem is not None:
+        click.echo(f"wabahooks: {problem}", err=True)
+        sys.exit(2)
 
 
 @main.command()
