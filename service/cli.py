@@ -145,6 +145,26 @@ def sign(file: BinaryIO, secret: str) -> None:
     click.echo(hmac_sign(file.read(), secret.split(",")[0].strip()))
 
 
+@main.command("log-id")
+@click.argument("message_id")
+def log_id(message_id: str) -> None:
+    """Print how MESSAGE_ID (wamid.…) appears in the logs, to grep for it.
+
+    Uses the key the logs use: WABAHOOKS_LOG_KEY, else the first WABA_WEBHOOK_SECRET.
+    """
+    from service.logs import IdHasher, id_key
+
+    key = id_key()
+    if key is None:
+        click.echo(
+            "wabahooks: set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the processes "
+            "that wrote the logs had it",
+            err=True,
+        )
+        sys.exit(2)
+    click.echo(IdHasher(key).scrub(message_id))
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int, help="Receiver port.")
 @click.option(
