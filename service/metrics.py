@@ -35,6 +35,7 @@ OUTCOMES = (
     "body_timeout",
     "unparsed",
     "redis_full",
+    "verify_busy",
     "unavailable",
 )
 #: The Content-Type of :meth:`ReceiverMetrics.render` (Prometheus text format).
