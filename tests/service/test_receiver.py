@@ -15,7 +15,6 @@ from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from service.app import CpuBudget
 from service.signature import js_stringify, sign
 from tests import payloads
 from tests.service.conftest import SECRET, Receiver
@@ -405,13 +404,3 @@ def test_strict_durability_waits_for_the_aof_fsync_and_accepts(
 
     assert [resp.json() for resp in responses] == [{"received": True}] * 3
     assert r.llen(MESSAGES) == 3
-
-
-def test_the_fallback_budget_runs_out_and_refills() -> None:
-    budget = CpuBudget(share=1e-9, burst=0.01)
-
-    assert budget.available()
-    budget.spend(0.02)  # one fallback that took longer than the whole burst
-    assert not budget.available()
-    budget.spend(-1.0)  # as if much time had passed
-    assert budget.available()
