@@ -7,8 +7,9 @@ processors, so every line has the same shape. Fields that must never be logged
 
 WhatsApp message ids (``wamid.…``) are base64 of data that includes the contact's number, so
 :class:`IdHasher` replaces every one, in any field of any line (``event_key``, ``message_id``,
-RQ's job descriptions, tracebacks), by ``wamid~`` and 16 hex digits of an HMAC-SHA256 keyed
-with ``WABAHOOKS_LOG_KEY`` (else the first ``WABA_WEBHOOK_SECRET``): the same id gives the same
+RQ's job descriptions, tracebacks), by ``wamid~`` and 16 hex digits of a keyed BLAKE2b (a MAC,
+a few times cheaper than HMAC-SHA256 on every log line) keyed from ``WABAHOOKS_LOG_KEY`` (else
+the first ``WABA_WEBHOOK_SECRET``): the same id gives the same
 token in the receiver's and the workers' lines, and nobody without the key can enumerate
 phone numbers to reverse it (a plain hash could be). ``wabahooks log-id ID`` prints the token.
 """
@@ -53,6 +54,7 @@ def redact(
 # base64 (standard and URL-safe alphabets) after the prefix WhatsApp gives every message id.
 _WAMID = re.compile(r"wamid\.[A-Za-z0-9+/=_-]+")
 _KEY_CONTEXT = b"wabahooks log ids v1"
+_CONTAINERS = (list, tuple, dict)  # a tuple: isinstance() checks it faster than a union
 
 
 def id_key(env: Mapping[str, str] | None = None) -> bytes | None:
@@ -76,8 +78,8 @@ class IdHasher:
 
     def token(self, message_id: str) -> str:
         """Return what ``message_id`` (``wamid.…``) looks like in the logs."""
-        digest = hmac.new(self._key, message_id.encode("utf-8"), hashlib.sha256).hexdigest()
-        return "wamid~" + digest[:16]
+        digest = hashlib.blake2b(message_id.encode("utf-8"), key=self._key, digest_size=8)
+        return "wamid~" + digest.hexdigest()
 
     def _hash(self, match: re.Match[str]) -> str:
         return self.token(match.group())
@@ -95,8 +97,13 @@ class IdHasher:
     def __call__(
         self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
+        # On every log line: the common case (a str without an id) costs a type check and a
+        # substring search.
         for key, value in event_dict.items():
-            if isinstance(value, str | list | tuple | dict):
+            if type(value) is str:
+                if "wamid." in value:
+                    event_dict[key] = _WAMID.sub(self._hash, value)
+            elif isinstance(value, _CONTAINERS):
                 event_dict[key] = self.scrub(value)
         return event_dict
 
