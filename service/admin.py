@@ -29,8 +29,10 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 
+from service import unparsed
 from service.jobs import QUEUE_NAMES
-from service.settings import ConfigError, Settings
+from service.redisguard import eviction_problem, memory_state
+from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings
 
 __all__ = ["check", "connect", "redis_settings", "status", "table"]
 
@@ -141,6 +143,12 @@ def status() -> None:
             "No workers. Start one per queue: wabahooks worker --queue messages|statuses|other"
         )
     click.echo(f"\n{failed} failed job(s)." + (" See: wabahooks failed list" if failed else ""))
+    kept = unparsed.count(connection, settings.queue_prefix)
+    where = f": redis-cli XRANGE {settings.queue_prefix}{unparsed.KEY} - +" if kept else ""
+    click.echo(f"{kept} unparsed signed body(ies) kept raw{where}")
+    memory = memory_state(connection, settings.memory_high_water)
+    verdict = "admitting events" if memory.admitting else "REFUSING events (503) until drained"
+    click.echo(f"Redis memory: {memory.describe()}: {verdict}.")
     click.echo(limiter_state(connection, ceiling).describe())
 
 
@@ -169,8 +177,10 @@ def _config_get(connection: redis.Redis, name: str, info_section: str, info_key:
     return str(_redis_info(connection, info_section).get(info_key, "?"))
 
 
-def check_redis(url: str | None) -> list[Result]:
-    """Check that Redis answers and is set up for durability."""
+def check_redis(
+    url: str | None, *, allow_eviction: bool = False, high_water: float = DEFAULT_MEMORY_HIGH_WATER
+) -> list[Result]:
+    """Check that Redis answers, is set up for durability, and has room for events."""
     if not url:
         return [Result("fail", "redis", "REDIS_URL is not set: point it at your Redis/Valkey")]
     connection = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
@@ -204,17 +214,18 @@ def check_redis(url: str | None) -> list[Result]:
                     "can be lost in a crash; set appendonly yes",
                 )
             )
-        policy = _config_get(connection, "maxmemory-policy", "memory", "maxmemory_policy")
-        if policy == "noeviction":
+        problem = eviction_problem(connection)
+        if problem is None:
             results.append(Result("ok", "maxmemory", "maxmemory-policy noeviction"))
+        elif allow_eviction:
+            results.append(Result("warn", "maxmemory", f"{problem} (overridden)"))
         else:
-            results.append(
-                Result(
-                    "fail",
-                    "maxmemory",
-                    f"maxmemory-policy {policy}: Redis may evict claims and jobs; set noeviction",
-                )
-            )
+            results.append(Result("fail", "maxmemory", problem))
+        memory = memory_state(connection, high_water)
+        level = "ok" if memory.admitting else "fail"
+        if memory.high_water is None:
+            level = "warn"  # no maxmemory: Redis grows until the host runs out
+        results.append(Result(level, "memory", memory.describe()))
         return results
     except redis.RedisError as exc:
         return [Result("fail", "redis", f"{safe_url(url)} answered an error: {exc}")]
@@ -273,8 +284,11 @@ def run_checks(env: Mapping[str, str]) -> list[Result]:
     """Run every check against ``env``; return the results in order."""
     given = tuple(x.strip() for x in env.get("WABA_WEBHOOK_SECRET", "").split(",") if x.strip())
     results: list[Result] = []
+    settings: Settings | None = None
     try:
-        Settings.from_env({**env, "WABA_WEBHOOK_SECRET": ",".join(given) or _PLACEHOLDER_SECRET})
+        settings = Settings.from_env(
+            {**env, "WABA_WEBHOOK_SECRET": ",".join(given) or _PLACEHOLDER_SECRET}
+        )
         results.append(Result("ok", "settings", "every variable parses"))
     except ConfigError as exc:
         results.append(Result("fail", "settings", str(exc)))
@@ -289,7 +303,11 @@ def run_checks(env: Mapping[str, str]) -> list[Result]:
                 "WABA_WEBHOOK_SECRET is not set: the receiver needs the portal's webhook secret",
             )
         )
-    results += check_redis(env.get("REDIS_URL", "").strip() or None)
+    results += check_redis(
+        env.get("REDIS_URL", "").strip() or None,
+        allow_eviction=settings.allow_eviction if settings else False,
+        high_water=settings.memory_high_water if settings else DEFAULT_MEMORY_HIGH_WATER,
+    )
     results += check_portal(env, given)
     return results
 

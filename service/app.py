@@ -5,10 +5,15 @@
 =====  =====================================================================
 413    body over the limit (Content-Length, or counted while streaming)
 415    content type is not JSON
+408    the whole body did not arrive within the body timeout
 401    signature missing, malformed or wrong; or timestamp outside the replay tolerance
-400    validly signed but not JSON
-503    Redis did not confirm the intake within the deadline (the portal retries)
-200    ``{"received": true}``, or ``{"received": true, "duplicate": true}``
+503    the raw bytes do not verify and the JSON.stringify fallback is over its CPU
+       budget (``REFORMAT_CPU_SHARE``)
+503    Redis is above its high-water mark (``service.redisguard``), or did not
+       confirm the intake within the deadline (the portal retries)
+200    ``{"received": true}``, or ``{"received": true, "duplicate": true}``; a
+       signed body the parser refuses is kept raw (``service.unparsed``) and
+       answered ``{"received": true, "unparsed": true}``
 =====  =====================================================================
 
 ``GET /metrics`` serves the receiver's Prometheus metrics (``service.metrics``).
@@ -25,20 +30,26 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.budget import REFORMAT_CPU_BURST, REFORMAT_CPU_SHARE, CpuBudget
 from service.events import Classified, classify, mask_phone
 from service.intake import Intake, IntakeUnavailable, connect
 from service.jobs import build_job
 from service.metrics import CONTENT_TYPE, ReceiverMetrics
+from service.redisguard import MemoryWatch
 from service.settings import Settings
-from service.signature import InvalidJSON, parse_json, verify
+from service.signature import InvalidJSON, parse_json, verify_raw, verify_reformatted
+from service.unparsed import keep as keep_unparsed
 
 __all__ = ["create_app"]
 
@@ -46,6 +57,7 @@ log = structlog.get_logger("wabahooks.receiver")
 
 _ACCEPTED = b'{"received":true}'
 _DUPLICATE = b'{"received":true,"duplicate":true}'
+_UNPARSED = b'{"received":true,"unparsed":true}'
 
 
 class Refusal(Exception):
@@ -58,16 +70,42 @@ class Refusal(Exception):
         self.message = message
 
 
-def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+def _json(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    """Send a whole JSON response (plain ASGI: two messages, nothing else)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _too_large(limit: int) -> Refusal:
     return Refusal(413, "too_large", f"Request body is larger than the {limit}-byte limit")
 
 
-def _check_length(request: Request, limit: int) -> None:
-    length = request.headers.get("content-length")
+class Incoming:
+    """What the webhook route reads of a request's head: three headers (raw ASGI bytes)."""
+
+    __slots__ = ("content_length", "content_type", "signature")
+
+    def __init__(self, scope: Scope) -> None:
+        self.content_length: bytes | None = None
+        self.content_type: bytes | None = None
+        self.signature: bytes | None = None
+        for name, value in scope["headers"]:  # ASGI header names are lower case
+            if name == b"content-length":
+                self.content_length = value
+            elif name == b"content-type":
+                self.content_type = value
+            elif name == b"x-webhook-signature":
+                self.signature = value
+
+
+def _check_length(length: bytes | None, limit: int) -> None:
     if length is not None:
         if not length.isdigit():
             raise Refusal(400, "bad_request", "Content-Length is not a number")
@@ -75,23 +113,44 @@ def _check_length(request: Request, limit: int) -> None:
             raise _too_large(limit)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes:
+    """The body, at most ``limit`` bytes, all of it within ``timeout`` seconds.
+
+    Memory: at most ``limit`` bytes here (plus uvicorn's 64 KiB read buffer) per request
+    whose body is arriving, and such requests last at most ``timeout``."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # chunked bodies: stop reading as soon as the limit is passed
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise Refusal(400, "bad_request", "The client left before its body arrived")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:  # chunked bodies: stop reading as soon as the limit is passed
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise Refusal(
+            408,
+            "body_timeout",
+            f"Request body did not arrive within {timeout:g} s ({size} bytes came); "
+            "send it whole and at once",
+        ) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _is_json(content_type: str | None) -> bool:
+def _is_json(content_type: bytes | None) -> bool:
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
+    if content_type == b"application/json":  # what the portal sends: the fast path
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
     )
 
 
@@ -123,11 +182,12 @@ def create_app(
     settings: Settings,
     redis: aioredis.Redis | None = None,
     metrics: ReceiverMetrics | None = None,
-) -> Starlette:
-    """Return the receiver app. Without ``redis``, it connects to ``settings.redis_url``;
+) -> ASGIApp:
+    """Return the receiver app (ASGI). Without ``redis``, it connects to ``settings.redis_url``;
     without ``metrics``, it counts in a registry of its own."""
-    state: dict[str, Intake] = {}
+    state: dict[str, Any] = {}
     meter = metrics if metrics is not None else ReceiverMetrics()
+    reformat_budget = CpuBudget(REFORMAT_CPU_SHARE, REFORMAT_CPU_BURST)
     count = meter.request
 
     @asynccontextmanager
@@ -141,25 +201,41 @@ def create_app(
             wait_aof=settings.wait_aof,
             metrics=meter,
         )
+        state["redis"] = client
+        watch = state["memory"] = MemoryWatch(
+            client, settings.memory_high_water, on_reading=meter.memory
+        )
+        await watch.refresh()
         try:
             yield
         finally:
             if redis is None:
                 await client.aclose()
 
-    async def receive(request: Request, fields: dict[str, Any]) -> Response:
-        _check_length(request, settings.max_body_bytes)
-        if not _is_json(request.headers.get("content-type")):
+    async def receive(
+        incoming: Incoming, read: Receive, fields: dict[str, Any]
+    ) -> tuple[int, bytes]:
+        _check_length(incoming.content_length, settings.max_body_bytes)
+        if not _is_json(incoming.content_type):
             raise Refusal(415, "bad_content_type", "Content-Type must be application/json")
-        body = await _read_body(request, settings.max_body_bytes)
-        if not verify(body, request.headers.get("x-webhook-signature"), settings.secrets):
-            raise Refusal(401, "bad_signature", "Invalid signature")
+        body = await _read_body(read, settings.max_body_bytes, settings.body_timeout)
+        raw_signature = incoming.signature
+        signature = raw_signature.decode("latin-1") if raw_signature is not None else None
+        if not verify_raw(body, signature, settings.secrets):
+            check_reformatted(body, signature)
+        memory = state["memory"].current()
+        if memory is not None and not memory.admitting:
+            fields["reason"] = memory.describe()
+            raise Refusal(
+                503,
+                "redis_full",
+                f"Redis is above its high-water mark ({memory.describe()}): events are "
+                "refused until the workers drain the queues; retry later",
+            )
         try:
             envelope = parse_json(body)
         except InvalidJSON as exc:
-            raise Refusal(
-                400, "bad_request", f"Body is signed but is not valid JSON: {exc}"
-            ) from None
+            return await unparsed(body, str(exc), fields)
         if settings.replay_tolerance is not None:
             _check_replay(envelope, settings.replay_tolerance)
         classified: Classified = classify(envelope)
@@ -182,26 +258,70 @@ def create_app(
         fields["job_id"] = result.job_id
         if result.duplicate:
             fields["outcome"] = "duplicate"
-            return _json(200, _DUPLICATE)
+            return 200, _DUPLICATE
         fields["outcome"] = "accepted"
         if result.depends_on:
             fields["after_job"] = result.depends_on
-        return _json(200, _ACCEPTED)
+        return 200, _ACCEPTED
 
-    async def webhook(request: Request) -> Response:
+    def check_reformatted(body: bytes, signature: str | None) -> None:
+        """Accept a body whose JSON.stringify form is signed, within the size cap and the
+        CPU budget; raise :class:`Refusal` otherwise."""
+        if len(body) > settings.canonical_max_bytes:
+            raise Refusal(401, "bad_signature", "Invalid signature")
+        if not reformat_budget.available():
+            raise Refusal(
+                503,
+                "verify_busy",
+                "The signature does not match the body's exact bytes, and re-serialising "
+                "bodies to check them is over its CPU budget right now; retry later",
+            )
+        started = time.perf_counter()  # the time the loop was blocked, whatever the CPU
+        try:
+            ok = verify_reformatted(body, signature, settings.secrets)
+        finally:
+            reformat_budget.spend(time.perf_counter() - started)
+        if not ok:
+            raise Refusal(401, "bad_signature", "Invalid signature")
+
+    async def unparsed(body: bytes, reason: str, fields: dict[str, Any]) -> tuple[int, bytes]:
+        """Keep a signed body the parser refuses (``service.unparsed``); 200 once it is kept."""
+        fields.update(reason=reason, size=len(body))
+        try:
+            async with asyncio.timeout(settings.intake_deadline):
+                fields["entry_id"] = await keep_unparsed(
+                    state["redis"],
+                    settings.queue_prefix,
+                    body,
+                    reason,
+                    cap=settings.unparsed_cap,
+                    ttl=settings.retention.failure_ttl,
+                )
+        except (TimeoutError, RedisError) as exc:
+            fields["error"] = str(exc) or type(exc).__name__
+            raise Refusal(503, "unavailable", "Storage is unavailable; retry later") from None
+        fields["outcome"] = "unparsed"
+        meter.unparsed.inc()
+        return 200, _UNPARSED
+
+    async def webhook(scope: Scope, read: Receive, send: Send) -> None:
+        # Plain ASGI, not a Starlette route: the portal's one hot path skips the router, the
+        # middleware stack and the Request/Response objects (issue 10 item 9).
         started = time.perf_counter()
         fields: dict[str, Any] = {}
         try:
-            response = await receive(request, fields)
+            status, body = await receive(Incoming(scope), read, fields)
         except Refusal as refusal:
             fields["outcome"] = refusal.outcome
-            headers = {"Retry-After": "1"} if refusal.status == 503 else None
-            response = JSONResponse({"error": refusal.message}, refusal.status, headers=headers)
+            status, body = refusal.status, orjson.dumps({"error": refusal.message})
+        await _send_json(send, status, body)
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         count(fields["outcome"])
-        emit = log.warning if response.status_code >= 500 else log.info
-        emit("webhook", status=response.status_code, latency_ms=latency_ms, **fields)
-        return response
+        emit = log.warning if status >= 500 or fields["outcome"] == "unparsed" else log.info
+        emit("webhook", status=status, latency_ms=latency_ms, **fields)
+
+    async def webhook_other_methods(_request: Request) -> Response:
+        raise AssertionError("unreachable: POSTs to the webhook path are answered by webhook()")
 
     async def metrics_endpoint(_request: Request) -> Response:
         # A few microseconds for this small registry: rendered on the event loop.
@@ -214,11 +334,18 @@ def create_app(
         try:
             async with asyncio.timeout(settings.intake_deadline):
                 ready = await state["intake"].ping()
+                memory = await state["memory"].refresh() if ready else None
         except TimeoutError:
             ready = False
-        if ready:
-            return _json(200, b'{"ready":true}')
-        return JSONResponse({"ready": False, "error": "Redis does not answer"}, 503)
+        if not ready:
+            return JSONResponse({"ready": False, "error": "Redis does not answer"}, 503)
+        # Ready even above the high-water mark: Redis memory is shared by every receiver, and
+        # taking them all out of the load balancer would answer the portal with a proxy's
+        # error instead of our 503 that says why.
+        answer: dict[str, Any] = {"ready": True}
+        if memory is not None:
+            answer["redis_memory"] = memory.as_dict()
+        return JSONResponse(answer)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -230,9 +357,10 @@ def create_app(
             message = exc.detail
         return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
 
-    return Starlette(
+    rest = Starlette(
         routes=[
-            Route(settings.webhook_path, webhook, methods=["POST"]),
+            # POSTs never get here (below); the route makes Starlette answer 405 to others.
+            Route(settings.webhook_path, webhook_other_methods, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -240,3 +368,12 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},
     )
+    path = settings.webhook_path
+
+    async def app(scope: Scope, read: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == path:
+            await webhook(scope, read, send)
+        else:
+            await rest(scope, read, send)
+
+    return app

@@ -83,10 +83,11 @@ def serve(host: str, port: int) -> None:
 
     settings = load_settings()
     try:
-        settings.require_redis_url()
+        url = settings.require_redis_url()
     except ConfigError as exc:
         click.echo(f"wabahooks: {exc}", err=True)
         sys.exit(2)
+    refuse_eviction(url, settings.allow_eviction)
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -97,7 +98,36 @@ def serve(host: str, port: int) -> None:
         access_log=False,  # the receiver logs one structured line per request itself
         log_config=None,  # keep our logging configuration
         timeout_graceful_shutdown=10,
+        # Bounds memory with the body limit and timeout (README "Limits"); more get 503.
+        limit_concurrency=settings.max_connections,
     )
+
+
+def refuse_eviction(url: str, allow_eviction: bool) -> None:
+    """Exit with one line if Redis at ``url`` can evict our keys (``service.redisguard``).
+
+    An unreachable Redis is not a reason not to start (it may start after us: the receiver
+    answers 503 meanwhile), but the policy then goes unchecked, which is said."""
+    import redis
+
+    from service.admin import safe_url
+    from service.redisguard import eviction_problem
+
+    connection = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        problem = eviction_problem(connection, allow_eviction=allow_eviction)
+    except redis.RedisError as exc:
+        click.echo(
+            f"wabahooks: warning: cannot reach Redis at {safe_url(url)} ({exc}): starting "
+            "without checking its maxmemory-policy; run `wabahooks check` once it is up",
+            err=True,
+        )
+        return
+    finally:
+        connection.close()
+    if problem is not None:
+        click.echo(f"wabahooks: {problem}", err=True)
+        sys.exit(2)
 
 
 @main.command()
@@ -113,6 +143,26 @@ def sign(file: BinaryIO, secret: str) -> None:
     from service.signature import sign as hmac_sign
 
     click.echo(hmac_sign(file.read(), secret.split(",")[0].strip()))
+
+
+@main.command("log-id")
+@click.argument("message_id")
+def log_id(message_id: str) -> None:
+    """Print how MESSAGE_ID (wamid.…) appears in the logs, to grep for it.
+
+    Uses the key the logs use: WABAHOOKS_LOG_KEY, else the first WABA_WEBHOOK_SECRET.
+    """
+    from service.logs import IdHasher, id_key
+
+    key = id_key()
+    if key is None:
+        click.echo(
+            "wabahooks: set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the processes "
+            "that wrote the logs had it",
+            err=True,
+        )
+        sys.exit(2)
+    click.echo(IdHasher(key).scrub(message_id))
 
 
 @main.command()

@@ -4,19 +4,32 @@ JSON lines on stdout (console rendering when stdout is a terminal and the format
 is ``auto``). Standard-library loggers (uvicorn, rq) go through the same
 processors, so every line has the same shape. Fields that must never be logged
 (secrets, signatures, raw bodies) are dropped by :func:`redact`, whoever logs them.
+
+WhatsApp message ids (``wamid.…``) are base64 of data that includes the contact's number, so
+:class:`IdHasher` replaces every one, in any field of any line (``event_key``, ``message_id``,
+RQ's job descriptions, tracebacks), by ``wamid~`` and 16 hex digits of a keyed BLAKE2b (a MAC,
+a few times cheaper than HMAC-SHA256 on every log line) keyed from ``WABAHOOKS_LOG_KEY`` (else
+the first ``WABA_WEBHOOK_SECRET``): the same id gives the same
+token in the receiver's and the workers' lines, and nobody without the key can enumerate
+phone numbers to reverse it (a plain hash could be). ``wabahooks log-id ID`` prints the token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
+import re
+import secrets
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import orjson
 import structlog
 
-__all__ = ["configure_logging", "redact"]
+__all__ = ["IdHasher", "configure_logging", "id_key", "redact"]
 
 _FORBIDDEN = frozenset(
     {"secret", "secrets", "signature", "body", "raw_body", "api_key", "authorization"}
@@ -38,8 +51,70 @@ def redact(
     return event_dict
 
 
+# base64 (standard and URL-safe alphabets) after the prefix WhatsApp gives every message id.
+_WAMID = re.compile(r"wamid\.[A-Za-z0-9+/=_-]+")
+_KEY_CONTEXT = b"wabahooks log ids v1"
+_CONTAINERS = (list, tuple, dict)  # a tuple: isinstance() checks it faster than a union
+
+
+def id_key(env: Mapping[str, str] | None = None) -> bytes | None:
+    """Return the key ids are hashed with in logs: from ``WABAHOOKS_LOG_KEY``, else the first
+    ``WABA_WEBHOOK_SECRET`` (a secret every process already has); None if neither is set."""
+    env = os.environ if env is None else env
+    configured = env.get("WABAHOOKS_LOG_KEY", "").strip() or next(
+        (s.strip() for s in env.get("WABA_WEBHOOK_SECRET", "").split(",") if s.strip()), ""
+    )
+    if not configured:
+        return None
+    # A key of its own, derived: a log token never helps anyone guess the webhook secret.
+    return hmac.new(configured.encode("utf-8"), _KEY_CONTEXT, hashlib.sha256).digest()
+
+
+class IdHasher:
+    """A structlog processor: every ``wamid.…`` in any string field becomes ``wamid~<hmac>``."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def token(self, message_id: str) -> str:
+        """Return what ``message_id`` (``wamid.…``) looks like in the logs."""
+        digest = hashlib.blake2b(message_id.encode("utf-8"), key=self._key, digest_size=8)
+        return "wamid~" + digest.hexdigest()
+
+    def _hash(self, match: re.Match[str]) -> str:
+        return self.token(match.group())
+
+    def scrub(self, value: Any) -> Any:
+        """Return ``value`` with every message id in it replaced by its token."""
+        if isinstance(value, str):
+            return _WAMID.sub(self._hash, value) if "wamid." in value else value
+        if isinstance(value, list | tuple):
+            return [self.scrub(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.scrub(item) for key, item in value.items()}
+        return value
+
+    def __call__(
+        self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        # On every log line: the common case (a str without an id) costs a type check and a
+        # substring search.
+        for key, value in event_dict.items():
+            if type(value) is str:
+                if "wamid." in value:
+                    event_dict[key] = _WAMID.sub(self._hash, value)
+            elif isinstance(value, _CONTAINERS):
+                event_dict[key] = self.scrub(value)
+        return event_dict
+
+
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
-    """Configure structlog and the standard library once, for this process."""
+    """Configure structlog and the standard library once, for this process.
+
+    Message ids are hashed with :func:`id_key`'s key; without one (neither variable set), with
+    a random key of this process's own, which a warning line says."""
+    key = id_key()
+    hasher = IdHasher(key or secrets.token_bytes(32))
     renderer: Any
     factory: Any
     text_renderer: Any  # for standard-library records, whose formatter must return str
@@ -59,7 +134,8 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     ]
     numeric = _LEVELS[level]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        # Ids are hashed last, so that tracebacks (format_exc_info) are covered too.
+        processors=[*shared, structlog.processors.format_exc_info, hasher, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=factory,
         cache_logger_on_first_use=True,
@@ -68,7 +144,12 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, text_renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                hasher,
+                text_renderer,
+            ],
         )
     )
     root = logging.getLogger()
@@ -81,3 +162,9 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         # httpx logs every request at INFO: a line per portal call, and 5% of a
         # worker's time. Handlers and the portal client log what matters themselves.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    if key is None:
+        structlog.get_logger("wabahooks.logs").warning(
+            "log_key_missing",
+            detail="neither WABAHOOKS_LOG_KEY nor WABA_WEBHOOK_SECRET is set: message ids are "
+            "hashed with a random key, so this process's tokens match no other process's",
+        )

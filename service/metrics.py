@@ -9,13 +9,17 @@ a dictionary look-up and a locked add per request, no label resolution.
 ``wabahooks_webhook_requests_total``        counter    by ``outcome`` (the log line's)
 ``wabahooks_intake_seconds``                histogram  time to a confirmed Redis write
 ``wabahooks_intake_batch_size``             histogram  intakes sent per group commit
+``wabahooks_redis_memory_bytes``            gauge      by ``kind``: used, maxmemory, high_water
+``wabahooks_unparsed_kept_total``           counter    signed bodies the parser refused, kept
 ==========================================  =========  ==================================
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from service.redisguard import MemoryState
 
 __all__ = ["CONTENT_TYPE", "OUTCOMES", "ReceiverMetrics"]
 
@@ -28,6 +32,10 @@ OUTCOMES = (
     "bad_content_type",
     "bad_timestamp",
     "too_large",
+    "body_timeout",
+    "unparsed",
+    "redis_full",
+    "verify_busy",
     "unavailable",
 )
 #: The Content-Type of :meth:`ReceiverMetrics.render` (Prometheus text format).
@@ -75,6 +83,18 @@ class ReceiverMetrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.redis_memory = Gauge(
+            "wabahooks_redis_memory_bytes",
+            "Redis memory as the receiver last read it (INFO memory): used, maxmemory (0: no "
+            "limit) and the high-water mark above which events are refused (0: none).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.unparsed = Counter(
+            "wabahooks_unparsed_kept",
+            "Signed bodies the parser refused, kept raw in the unparsed stream.",
+            registry=self.registry,
+        )
         # Pre-bound children: every outcome is exported (at 0) from the start, and the
         # webhook path does no label look-up.
         self._by_outcome = {outcome: self.requests.labels(outcome) for outcome in OUTCOMES}
@@ -87,6 +107,12 @@ class ReceiverMetrics:
         if child is None:  # an outcome added to the app but not to OUTCOMES still counts
             child = self._by_outcome[outcome] = self.requests.labels(outcome)
         child.inc()
+
+    def memory(self, state: MemoryState) -> None:
+        """Record a reading of Redis memory (a few times a second at most)."""
+        self.redis_memory.labels("used").set(state.used)
+        self.redis_memory.labels("maxmemory").set(state.maxmemory)
+        self.redis_memory.labels("high_water").set(state.high_water or 0)
 
     def render(self) -> bytes:
         """Return every metric of the registry in Prometheus' text format."""

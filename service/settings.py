@@ -14,13 +14,29 @@ from typing import TypeVar
 __all__ = ["ConfigError", "Retention", "Settings", "env_float"]
 
 DEFAULT_WEBHOOK_PATH = "/webhook"
-DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
+# Request limits (README "Limits"): the portal sends one event per request, a few KiB; the
+# largest documented one, a 4,096-unit text of 3-byte characters, is 12 KiB of JSON (24 KiB if
+# every character were an escaped control character): 64 KiB is 2.5 times that.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+#: Bodies up to this size are also tried in JSON.stringify form when their raw bytes do not
+#: verify: that costs up to ~1.5 µs a byte of Python on the event loop, so it is capped well
+#: below the body limit (a 4,096-character text of 3-byte characters still fits).
+DEFAULT_CANONICAL_MAX_BYTES = 16 * 1024
+#: Seconds a request's whole body may take to arrive (the portal wants its answer within 5 s).
+DEFAULT_BODY_TIMEOUT = 5.0
+#: Connections (and requests in progress) one receiver serves; more get 503.
+DEFAULT_MAX_CONNECTIONS = 1000
+#: Signed bodies the parser refuses, kept raw (service.unparsed): at most this many.
+DEFAULT_UNPARSED_CAP = 1000
 # The portal's retry policy is undocumented; WhatsApp behind it retries for up to 7 days.
 DEFAULT_DEDUPE_TTL = 7 * 24 * 3600
 DEFAULT_INTAKE_DEADLINE = 2.0
 DEFAULT_QUEUE_PREFIX = "wabahooks:"
 DEFAULT_JOB_TIMEOUT = 180
 DEFAULT_WAITAOF_TIMEOUT_MS = 1000
+#: Events are refused above this fraction of Redis's maxmemory; the rest is kept for what
+#: workers write while draining (README "Redis memory: the high-water mark").
+DEFAULT_MEMORY_HIGH_WATER = 0.8
 
 # Retention (README "Retention"): how long each kind of data stays in Redis.
 #: A finished job and its result stream (RQ's own default).
@@ -119,6 +135,10 @@ class Settings:
     redis_url: str | None = None
     webhook_path: str = DEFAULT_WEBHOOK_PATH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    canonical_max_bytes: int = DEFAULT_CANONICAL_MAX_BYTES
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    unparsed_cap: int = DEFAULT_UNPARSED_CAP
     dedupe_ttl: int = DEFAULT_DEDUPE_TTL
     intake_deadline: float = DEFAULT_INTAKE_DEADLINE
     replay_tolerance: int | None = None
@@ -128,6 +148,10 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     retention: Retention = field(default_factory=Retention)
+    #: Fraction of maxmemory above which the receiver refuses events (service.redisguard).
+    memory_high_water: float = DEFAULT_MEMORY_HIGH_WATER
+    #: Start even when Redis's maxmemory-policy can evict our keys (service.redisguard).
+    allow_eviction: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -155,11 +179,27 @@ class Settings:
             raise ConfigError(
                 f"WABAHOOKS_LOG_LEVEL must be debug, info, warning or error, got {log_level!r}"
             )
+        high_water = env_float(
+            env, "WABAHOOKS_MEMORY_HIGH_WATER", DEFAULT_MEMORY_HIGH_WATER, what="a fraction"
+        )
+        if high_water > 1:
+            raise ConfigError(
+                "WABAHOOKS_MEMORY_HIGH_WATER is a fraction of maxmemory, at most 1, "
+                f"got {high_water}"
+            )
         return cls(
             secrets=secrets,
             redis_url=env.get("REDIS_URL", "").strip() or None,
             webhook_path=path,
             max_body_bytes=_int(env, "WABAHOOKS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
+            canonical_max_bytes=_int(
+                env, "WABAHOOKS_CANONICAL_MAX_BYTES", DEFAULT_CANONICAL_MAX_BYTES, 0
+            ),
+            body_timeout=env_float(
+                env, "WABAHOOKS_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, what="a number of seconds"
+            ),
+            max_connections=_int(env, "WABAHOOKS_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 1),
+            unparsed_cap=_int(env, "WABAHOOKS_UNPARSED_CAP", DEFAULT_UNPARSED_CAP, 1),
             dedupe_ttl=_int(env, "WABAHOOKS_DEDUPE_TTL", DEFAULT_DEDUPE_TTL, 1),
             intake_deadline=env_float(
                 env,
@@ -174,6 +214,8 @@ class Settings:
             log_format=log_format,
             log_level=log_level,
             retention=Retention.from_env(env),
+            memory_high_water=high_water,
+            allow_eviction=_bool(env, "WABAHOOKS_ALLOW_EVICTION"),
         )
 
     def require_redis_url(self) -> str:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from service import settings
+from service.portal.validation import check_phone
 
 __all__ = [
     "FORWARD_EVENTS",
@@ -52,7 +53,6 @@ FORWARD_EVENTS = ("message", "status", "test", "other")
 TEMPLATE_FIELDS = ("name", "first_name", "number", "text", "type", "payload", "caption")
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_PHONE = re.compile(r"[1-9][0-9]{6,14}")
 
 
 class ConfigError(settings.ConfigError):
@@ -216,10 +216,13 @@ def strings_at(section: Mapping[str, Any], key: str, name: str) -> tuple[str, ..
 
 def phone_numbers(values: tuple[str, ...] | None, key: str) -> frozenset[str]:
     numbers = [v.strip().lstrip("+").replace(" ", "") for v in values or ()]
-    for number in numbers:
-        if not _PHONE.fullmatch(number):
+    for index, number in enumerate(numbers):
+        # The portal's own rule (one definition): a number it would refuse is refused here.
+        if (problem := check_phone(number)) is not None:
             raise ConfigError(
-                key, "phone numbers are digits with the country code, e.g. 919876543210"
+                key,
+                f"phone numbers are digits the portal accepts; entry {index + 1} is not: "
+                f"{problem.detail}",
             )
     return frozenset(numbers)
 

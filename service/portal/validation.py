@@ -26,6 +26,7 @@ __all__ = [
     "check_template",
     "check_text",
     "check_webhook_events",
+    "fit_text",
     "utf16_length",
     "variable_count",
 ]
@@ -59,6 +60,19 @@ def utf16_length(text: str) -> int:
     if text.isascii():
         return len(text)
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def fit_text(text: str, limit: int = MAX_TEXT_LENGTH) -> str:
+    """Return ``text`` cut to at most ``limit`` UTF-16 code units, the portal's text limit by
+    default, never splitting a surrogate pair (an emoji is two units: kept whole or dropped)."""
+    if len(text) <= limit and (text.isascii() or utf16_length(text) <= limit):
+        return text
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
 
 
 def check_phone(number: object) -> Problem | None:

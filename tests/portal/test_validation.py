@@ -8,9 +8,11 @@ from service.portal.backoff import RetryPolicy, parse_retry_after
 from service.portal.config import PortalSettings
 from service.portal.errors import InvalidPhoneNumber, RateLimited, invalid_request
 from service.portal.validation import (
+    MAX_TEXT_LENGTH,
     check_phone,
     check_template,
     check_text,
+    fit_text,
     utf16_length,
 )
 from service.settings import ConfigError
@@ -132,3 +134,28 @@ def test_rate_pool_and_pacing_settings_from_env() -> None:
         PortalSettings.from_env({**base, "WABA_API_CONNECTIONS": "2.5"})
     with pytest.raises(ConfigError, match="WABA_API_CONTACT_INTERVAL"):
         PortalSettings.from_env({**base, "WABA_API_CONTACT_INTERVAL": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "fitted"),
+    [
+        ("abc", 5, "abc"),
+        ("abcdef", 4, "abcd"),
+        ("é" * 6, 4, "é" * 4),
+        ("ab😀", 4, "ab😀"),
+        ("abc😀", 4, "abc"),  # the pair would straddle the limit: dropped whole
+        ("😀😀😀", 5, "😀😀"),
+    ],
+)
+def test_fit_text_cuts_to_utf16_units_without_splitting_a_pair(
+    text: str, limit: int, fitted: str
+) -> None:
+    assert fit_text(text, limit) == fitted
+
+
+def test_fit_text_fits_the_portal_limit_by_default() -> None:
+    emoji = "😀" * 4096  # 4,096 characters, 8,192 UTF-16 units: the portal refuses it
+    assert check_text(emoji) is not None
+    fitted = fit_text(emoji)
+    assert utf16_length(fitted) == MAX_TEXT_LENGTH and check_text(fitted) is None
+    assert fit_text("x" * 5000) == "x" * MAX_TEXT_LENGTH

@@ -80,6 +80,8 @@ def test_status_shows_queue_depths_workers_and_failed(receiver: Receiver, r: red
     assert rows["wabahooks:other"] == ["1", "0", "0", "0", "0", "0"]
     assert rows["w-statuses"][:2] == ["wabahooks:statuses", "idle"]
     assert "0 failed job(s)." in result.stdout
+    assert "0 unparsed signed body(ies) kept raw" in result.stdout
+    assert "Redis memory: used " in result.stdout and "admitting events" in result.stdout
     worker.register_death()
 
 
@@ -121,18 +123,22 @@ def test_check_passes_on_a_good_configuration(portal: str, monkeypatch: pytest.M
 
     assert result.exit_code == 0, result.output
     assert levels(result) == {
-        name: "ok"
-        for name in (
-            "settings",
-            "secret",
-            "redis",
-            "version",
-            "aof",
-            "maxmemory",
-            "portal",
-            "webhook",
-        )
+        **{
+            name: "ok"
+            for name in (
+                "settings",
+                "secret",
+                "redis",
+                "version",
+                "aof",
+                "maxmemory",
+                "portal",
+                "webhook",
+            )
+        },
+        "memory": "warn",  # the test server has no maxmemory: no high-water mark
     }
+    assert "no maxmemory" in result.stdout
 
 
 def test_check_fails_with_reasons(

@@ -58,14 +58,14 @@ def test_metrics_count_each_outcome_and_time_confirmed_intakes(
         post(receiver, b"x" * 4_000_000, headers),
     ]
 
-    assert statuses == [200, 200, 200, 401, 415, 400, 413]
+    assert statuses == [200, 200, 200, 401, 415, 200, 413]
     assert requests_by_outcome(receiver) == {
         **dict.fromkeys(OUTCOMES, 0.0),
         "accepted": 2.0,
         "duplicate": 1.0,
         "bad_signature": 1.0,
         "bad_content_type": 1.0,
-        "bad_request": 1.0,
+        "unparsed": 1.0,  # signed but not JSON: kept raw (service.unparsed)
         "too_large": 1.0,
     }
     samples = scrape(receiver)
@@ -74,6 +74,10 @@ def test_metrics_count_each_outcome_and_time_confirmed_intakes(
     assert 0 < samples[("wabahooks_intake_seconds_sum", ())] < 3 * 2.0
     assert samples[("wabahooks_intake_batch_size_count", ())] == 3.0
     assert samples[("wabahooks_intake_batch_size_sum", ())] == 3.0
+    assert samples[("wabahooks_unparsed_kept_total", ())] == 1.0
+    # The memory gauges: read at start-up (the test server has no maxmemory).
+    assert samples[("wabahooks_redis_memory_bytes", (("kind", "used"),))] > 0
+    assert samples[("wabahooks_redis_memory_bytes", (("kind", "maxmemory"),))] == 0
     # Scraping did not count as a webhook request, and wrote nothing.
     assert sum(requests_by_outcome(receiver).values()) == 7.0
     assert len(r.keys("wabahooks:claim:*")) == 2

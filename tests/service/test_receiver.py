@@ -133,16 +133,52 @@ def test_unicode_bodies_are_accepted(receiver: Receiver, r: redis.Redis, text: s
     assert job.kwargs["envelope"]["data"]["text"]["body"] == text
 
 
-def test_signed_body_that_is_not_json_is_a_bad_request(receiver: Receiver, r: redis.Redis) -> None:
-    body = b'{"event": "message", '
-    response = post(
-        receiver,
-        body,
-        {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, SECRET)},
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"event": "message", ', id="truncated"),
+        pytest.param(b'{"event":"message","data":' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep"),
+        pytest.param(b'{"text":"\xff\xfe"}', id="not-utf8"),
+    ],
+)
+def test_a_signed_body_the_parser_refuses_is_kept_raw_and_acknowledged(
+    receiver: Receiver, r: redis.Redis, body: bytes
+) -> None:
+    headers = {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, SECRET)}
 
-    assert response.status_code == 400
-    assert "not valid JSON" in response.json()["error"]
+    first = post(receiver, body, headers)
+    again = post(receiver, body, headers)  # kept again: nothing is deduplicated without an id
+
+    assert first.status_code == again.status_code == 200
+    assert first.json() == {"received": True, "unparsed": True}
+    entries = r.xrange("wabahooks:unparsed")
+    assert [fields[b"body"] for _, fields in entries] == [body, body]
+    assert all(fields[b"reason"] and fields[b"received_at"] for _, fields in entries)
+    assert 0 < r.ttl("wabahooks:unparsed") <= receiver.settings.retention.failure_ttl
+    assert stored_jobs(r) == [] and claims(r) == []
+
+
+def test_the_unparsed_stream_is_capped(
+    start_receiver: Callable[..., Receiver], r: redis.Redis
+) -> None:
+    receiver = start_receiver(unparsed_cap=10)
+    for i in range(300):
+        body = b"[" * (2000 + i)
+        headers = {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, SECRET)}
+        assert post(receiver, body, headers).status_code == 200
+    # XADD MAXLEN ~: trimmed by whole stream nodes (100 entries), never below the cap.
+    assert 10 <= r.xlen("wabahooks:unparsed") <= 110
+    newest = r.xrevrange("wabahooks:unparsed", count=1)[0][1][b"body"]
+    assert newest == b"[" * 2299
+
+
+def test_an_unsigned_body_the_parser_refuses_is_not_kept(
+    receiver: Receiver, r: redis.Redis
+) -> None:
+    body = b"[" * 5000
+    headers = {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, "guess")}
+
+    assert post(receiver, body, headers).status_code == 401
     assert r.dbsize() == 0
 
 
@@ -179,6 +215,47 @@ def test_content_length_over_the_limit_is_refused(
 
     assert response.status_code == 413
     assert r.dbsize() == 0
+
+
+def test_a_body_that_does_not_arrive_in_time_is_refused_with_408(
+    start_receiver: Callable[..., Receiver], r: redis.Redis
+) -> None:
+    receiver = start_receiver(body_timeout=0.5)
+    host, port = receiver.url.removeprefix("http://").split(":")
+    body, headers = payloads.signed(payloads.message(), SECRET)
+    head = (
+        f"POST {receiver.settings.webhook_path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"X-Webhook-Signature: {headers['X-Webhook-Signature']}\r\n\r\n"
+    ).encode()
+
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body[:10])  # the rest never comes
+        reply = sock.recv(65536)
+
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"did not arrive within 0.5 s (10 bytes came)" in reply
+    assert r.dbsize() == 0
+
+
+def test_the_stringify_fallback_is_capped_by_size(
+    start_receiver: Callable[..., Receiver], r: redis.Redis
+) -> None:
+    receiver = start_receiver(canonical_max_bytes=2048)
+
+    def reformatted(text: str) -> tuple[bytes, dict[str, str]]:
+        envelope = payloads.message(text=text)
+        body = json.dumps(envelope, indent=2).encode()  # signed as JSON.stringify of it
+        return body, {
+            "Content-Type": "application/json",
+            "X-Webhook-Signature": sign(js_stringify(envelope), SECRET),
+        }
+
+    small, large = reformatted("short"), reformatted("x" * 3000)
+
+    assert post(receiver, *small).status_code == 200
+    assert post(receiver, *large).status_code == 401  # not re-serialised: over the cap
+    assert len(stored_jobs(r)) == 1
 
 
 def test_non_json_content_type_and_other_methods_are_refused(
@@ -313,7 +390,9 @@ def test_three_messages_of_one_contact_form_a_chain_in_order(
 
 def test_health_and_readiness(receiver: Receiver) -> None:
     assert httpx.get(receiver.url + "/healthz").json() == {"alive": True}
-    assert httpx.get(receiver.url + "/readyz").json() == {"ready": True}
+    ready = httpx.get(receiver.url + "/readyz").json()
+    assert ready["ready"] is True
+    assert ready["redis_memory"]["admitting"] is True
 
 
 def test_strict_durability_waits_for_the_aof_fsync_and_accepts(

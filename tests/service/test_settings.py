@@ -12,7 +12,11 @@ def test_defaults_with_only_the_secret() -> None:
 
     assert settings.secrets == ("hunter2",)
     assert settings.webhook_path == "/webhook"
-    assert settings.max_body_bytes == 3 * 1024 * 1024
+    assert settings.max_body_bytes == 64 * 1024
+    assert settings.canonical_max_bytes == 16 * 1024
+    assert settings.body_timeout == 5.0
+    assert settings.memory_high_water == 0.8
+    assert settings.allow_eviction is False
     assert settings.dedupe_ttl == 7 * 24 * 3600
     assert settings.intake_deadline == 2.0
     assert settings.replay_tolerance is None

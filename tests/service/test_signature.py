@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from service.signature import InvalidJSON, js_stringify, parse_json, sign, verify
+from service.signature import (
+    InvalidJSON,
+    js_stringify,
+    parse_json,
+    sign,
+    verify,
+    verify_raw,
+    verify_reformatted,
+)
 
 
 @pytest.mark.parametrize(
@@ -167,3 +175,16 @@ def test_parity_with_node_json_stringify(tmp_path: Path) -> None:
         if js_stringify(parse_json(doc.encode())).decode("utf-8", "surrogatepass") != want
     ]
     assert mismatches == []
+
+
+def test_the_slow_path_is_only_the_fallback() -> None:
+    envelope = {"event": "test", "data": {"n": 1.0}}
+    compact = js_stringify(envelope)
+    pretty = json.dumps(envelope, indent=2).encode()
+    signature = sign(compact, "s")
+
+    assert verify_raw(compact, signature, ["s"]) and not verify_raw(pretty, signature, ["s"])
+    assert verify_reformatted(pretty, signature, ["s"])
+    assert not verify_reformatted(compact, signature, ["s"])  # same bytes: raw decides
+    assert verify(pretty, signature, ["s"], canonical_max=len(pretty))
+    assert not verify(pretty, signature, ["s"], canonical_max=len(pretty) - 1)

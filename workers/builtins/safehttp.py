@@ -2,10 +2,11 @@
 
 The host is resolved once; every address it resolves to must be public (not
 loopback, private, link-local — where cloud metadata services live —, shared,
-multicast or reserved), and the connection goes to the checked address itself,
-with the original ``Host`` header and TLS server name, so a second lookup cannot
-swap in another address. Redirects are never followed. ``allow_private`` turns
-the address check off, for local development only.
+multicast or reserved; an IPv6 address that embeds an IPv4 one — IPv4-mapped, NAT64,
+6to4 — is judged by the IPv4 address it leads to), and the connection goes to the
+checked address itself, with the original ``Host`` header and TLS server name, so a
+second lookup cannot swap in another address. Redirects are never followed.
+``allow_private`` turns the address check off, for local development only.
 
 Errors: :class:`ForwardError` (unreachable, or not 2xx: retrying may help) and
 :class:`RefusedDestination` (a ``workers.Permanent``: retrying cannot help).
@@ -43,21 +44,43 @@ def getaddrinfo(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
+#: NAT64's well-known prefix (RFC 6052): the IPv4 address is the last 32 bits.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: NAT64's local-use prefix (RFC 8215): where the IPv4 address sits depends on the prefix
+#: length the operator chose, so it cannot be checked; it is never public anyway.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address a translated or tunnelled IPv6 address leads to, and how."""
+    if ip.ipv4_mapped is not None:
+        return "", ip.ipv4_mapped
+    if ip in _NAT64:
+        return "NAT64 of ", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return "6to4 of ", ip.sixtofour
+    return None
+
+
 def refusal(address: str) -> str | None:
     """Return why ``address`` is refused (e.g. ``"loopback"``), or None if it is public."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone id is not part of it
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    how = ""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return "local-use NAT64 (non-public)"
+        if (embedded := _embedded_ipv4(ip)) is not None:
+            how, ip = embedded
     if ip.is_loopback:
-        return "loopback"
+        return how + "loopback"
     if ip.is_link_local:
-        return "link-local (cloud metadata)"
+        return how + "link-local (cloud metadata)"
     if ip.is_private:
-        return "private"
+        return how + "private"
     if ip.is_multicast:
-        return "multicast"
+        return how + "multicast"
     if not ip.is_global:
-        return "non-public"
+        return how + "non-public"
     return None
 
 
