@@ -179,6 +179,7 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     whether sync handler threads are still running."""
     import redis.asyncio as aioredis
 
+    from service.redisguard import parse_memory, policy_problem
     from workers.engine import Engine
     from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
     from workers.rqstate import RQState
@@ -191,10 +192,15 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     )
     client = aioredis.Redis(connection_pool=pool)
     try:
-        await client.ping()
+        info = await client.info("memory")
     except redis.RedisError as exc:
         await client.aclose()
         raise _StartupError(f"cannot reach Redis at REDIS_URL ({exc}); is it running?", 1) from exc
+    problem = policy_problem(info.get("maxmemory_policy"))
+    if problem and not settings.allow_eviction:
+        await client.aclose()
+        raise _StartupError(problem, 2)
+    memory = parse_memory(info, settings.memory_high_water)
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
         # Handlers load now, so a module that fails to import stops start-up.
@@ -225,6 +231,7 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
         handlers=[r.name for r in runtime.registrations],
         burst=options.burst,
         metrics=meter is not None,
+        redis_memory=memory.describe(),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

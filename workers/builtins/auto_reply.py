@@ -25,13 +25,13 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from service.portal.validation import fit_text
 from workers import AsyncContext, InboundMessage, Router
 from workers.sections import PLACEHOLDER, AutoReplyConfig, Rule
 
 __all__ = ["NAME", "build", "choose", "render"]
 
 NAME = "auto_reply"
-MAX_TEXT = 4096  # the portal's limit for one text message
 
 
 def _matches(rule: Rule, event: InboundMessage, agent: bool) -> bool:
@@ -88,7 +88,7 @@ def render(template: str, event: InboundMessage) -> str:
             return whole[0]
         return values.get(match.group(1), "")
 
-    return PLACEHOLDER.sub(fill, template).strip()[:MAX_TEXT]
+    return fit_text(PLACEHOLDER.sub(fill, template).strip())
 
 
 def _cooldown_key(template: str) -> str:

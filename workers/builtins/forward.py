@@ -23,6 +23,7 @@ import httpx
 
 from service.events import mask_phone
 from service.portal import OutsideMessagingWindow
+from service.portal.validation import fit_text
 from service.signature import js_stringify, sign
 from workers import Context, Event, InboundMessage, Permanent, Router
 from workers.builtins import safehttp
@@ -33,7 +34,6 @@ __all__ = ["EVENT_KEY_HEADER", "NAME", "SIGNATURE_HEADER", "build", "describe"]
 NAME = "forward"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 EVENT_KEY_HEADER = "X-Wabahooks-Event-Key"
-MAX_TEXT = 4096
 
 
 def _wants(target: HttpTarget | NumberTarget, event: Event) -> bool:
@@ -65,7 +65,7 @@ def describe(event: InboundMessage) -> str:
 def _line(target: NumberTarget, event: InboundMessage) -> str:
     number = event.sender if target.number == "full" else mask_phone(event.sender)
     name = event.contact.name or "unknown"
-    return f"From {name} (+{number}): {describe(event)}"[:MAX_TEXT]
+    return fit_text(f"From {name} (+{number}): {describe(event)}")
 
 
 def build(

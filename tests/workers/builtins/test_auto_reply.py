@@ -187,3 +187,14 @@ def test_numbers_messages_are_forwarded_to_count_as_agents() -> None:
     )
     h.deliver(text("I am on shift", sender="919800000042"))
     assert h.portal.sent == []
+
+
+def test_a_reply_filled_with_emoji_fits_the_portals_utf16_limit() -> None:
+    from service.portal.validation import check_text
+    from workers.builtins.auto_reply import render
+    from workers.testing import inbound_text
+
+    reply = render("You said: {text}", inbound_text("😀" * 4096))
+
+    assert check_text(reply) is None  # 4,096 code points would be 8,192 UTF-16 units
+    assert reply.startswith("You said: 😀") and len(reply.encode("utf-16-le")) // 2 <= 4096
