@@ -149,6 +149,8 @@ def create_sim_app(config: SimConfig | None = None) -> Starlette:
         message = state.send_text(await _body(request))
         box["deliverer"].statuses(message)
         record = state.sent[-1]
+        if state.chaos.hold_after_send > 0:  # a client dying now leaves its send unrecorded
+            await asyncio.sleep(state.chaos.hold_after_send)
         if state.roll("error_after_send_next", state.chaos.error_after_send_rate):
             record["answered"] = 500
             return JSONResponse({"error": "Internal server error"}, 500)

@@ -35,6 +35,7 @@ class Chaos:
     error_after_send_next: int = 0  # the next N sends are carried out, then answered 500
     error_after_send_rate: float = 0.0
     latency: float = 0.0  # seconds added to every API call
+    hold_after_send: float = 0.0  # seconds a carried-out send waits before it is answered
 
 
 @dataclass

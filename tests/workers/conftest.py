@@ -1,9 +1,8 @@
-"""Fixtures for the worker tests: worker processes (ended by PID, scheduler child too)."""
+"""Fixtures for the worker tests: worker processes (ended by PID), and an in-process drain."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,6 @@ class WorkerProcess:
         self.proc = proc
         self._log = log  # a file, not a pipe: a chatty worker never blocks on a full pipe
         self._r = r
-        self.scheduler_pid: int | None = None
 
     @property
     def pid(self) -> int:
@@ -74,18 +72,10 @@ class WorkerProcess:
                 return key.decode().rsplit(":", 1)[1]
         return None
 
-    def wait_started(self, with_scheduler: bool = True) -> None:
-        """Wait until the worker is registered and (if asked) its scheduler child runs."""
+    def wait_started(self) -> None:
+        """Wait until the worker is registered in Redis (it takes jobs from then on)."""
         wait_for(lambda: self.name() is not None or self.proc.poll() is not None, "the worker")
         assert self.proc.poll() is None, self.output()
-        if with_scheduler:
-
-            def scheduler() -> bool:
-                pid = self._r.hget(f"rq:scheduler:{self.name()}", "pid")
-                self.scheduler_pid = int(pid) if pid else None
-                return bool(pid)
-
-            wait_for(scheduler, "the scheduler child")
 
     def output(self) -> str:
         """Everything the process printed, stdout and stderr (waits for it to exit)."""
@@ -96,7 +86,7 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(redis_url: str, r: redis.Redis) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``wabahooks worker`` processes; every one (and its scheduler) ends after the test."""
+    """Start ``wabahooks worker`` processes; every one ends after the test."""
     started: list[WorkerProcess] = []
 
     def start(*args: str, **env: str) -> WorkerProcess:
@@ -118,5 +108,30 @@ def start_worker(redis_url: str, r: redis.Redis) -> Iterator[Callable[..., Worke
             worker.proc.kill()
         worker.proc.wait()
         worker._log.close()
-        if worker.scheduler_pid and alive(worker.scheduler_pid):
-            os.kill(worker.scheduler_pid, signal.SIGKILL)
+
+
+def drain(r: redis.Redis, queue: str) -> bool:
+    """Run ``queue``'s jobs with the worker engine in burst mode, in this process (plain RQ
+    jobs, or events with no handlers); return whether any ran."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from workers.engine import Engine
+    from workers.rqstate import RQState
+    from workers.running import JobRunner
+    from workers.threads import Threads
+
+    kwargs = r.connection_pool.connection_kwargs
+
+    async def main() -> bool:
+        client = aioredis.Redis(host=kwargs["host"], port=kwargs["port"])
+        try:
+            state = RQState(client, queue, worker_name="test", lease=30, max_attempts=5)
+            threads = Threads(4)
+            engine = Engine(state, JobRunner(threads), threads=threads, burst=True)
+            return await engine.run()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import redis
 
-from workers import Context, InboundMessage, Router
+from workers import AsyncContext, Context, InboundMessage, Router
 
 ordering = Router("ordering")
 crash = Router("crash")
@@ -31,3 +32,33 @@ def reply_then_hang(event: InboundMessage, ctx: Context) -> None:
     if not ctx.store.get("hung"):
         ctx.store.set("hung", True)
         time.sleep(120)
+
+
+chat = Router("chat")
+chat_sync = Router("chat-sync")
+_recorder: dict[str, object] = {}
+
+
+def _async_client() -> object:
+    """One redis.asyncio client per worker process (its event loop is the worker's)."""
+    import redis.asyncio
+
+    if "client" not in _recorder:
+        _recorder["client"] = redis.asyncio.Redis.from_url(os.environ["REDIS_URL"])
+    return _recorder["client"]
+
+
+@chat.message(replies=True)
+async def answer(event: InboundMessage, ctx: AsyncContext) -> None:
+    """Record the order this contact's messages reach the handler, then reply (async)."""
+    client: Any = _async_client()
+    await client.rpush(f"test:calls:{event.sender}", event.text or "")
+    await ctx.portal.send_text(event.sender, f"re: {event.text}")
+
+
+@chat_sync.message(replies=True)
+def answer_sync(event: InboundMessage, ctx: Context) -> None:
+    """The same as a plain def handler, in the worker's thread pool."""
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
+        client.rpush(f"test:calls:{event.sender}", event.text or "")
+    ctx.portal.send_text(event.sender, f"re (sync): {event.text}")

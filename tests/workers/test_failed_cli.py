@@ -15,8 +15,7 @@ from rq.serializers import JSONSerializer
 
 from service.cli import main
 from tests.workers import jobs
-from tests.workers.conftest import PREFIX, ROOT, worker_env
-from workers.worker import WabaWorker
+from tests.workers.conftest import PREFIX, ROOT, drain, worker_env
 
 
 def run(redis_url: str | None, *args: str, input: str | None = None) -> Result:
@@ -28,7 +27,7 @@ def fail_jobs(r: redis.Redis, name: str, *event_keys: str) -> list[str]:
     """Enqueue failing jobs on queue ``name`` and run them into its failed registry."""
     q = Queue(PREFIX + name, connection=r, serializer=JSONSerializer)
     ids = [q.enqueue(jobs.fail, "boom: " + key, event_key=key).id for key in event_keys]
-    WabaWorker(q, connection=r).run(burst=True)
+    drain(r, q.name)
     return ids
 
 

