@@ -125,7 +125,8 @@ def build(config: AutoReplyConfig, *, clock: Callable[[], datetime] | None = Non
             ctx.log.info("auto_reply.cooldown", reply=which)
             return
         await ctx.portal.send_text(event.sender, render(template, event))
-        await ctx.store.set(key, moment.timestamp())
+        if config.cooldown:  # without one there is nothing to remember
+            await ctx.store.set(key, moment.timestamp())
         ctx.log.info("auto_reply.sent", reply=which)
 
     return router
