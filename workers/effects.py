@@ -128,7 +128,10 @@ class Effects:
             return
         self._ledger.ensure_current()
         await self.client.mark_read(message_id, show_typing_indicator=show_typing_indicator)
-        await self._ledger.complete(self._handler, name, {"typing": show_typing_indicator})
+        # Deferred: marking read again on a retry changes nothing (workers.ledger).
+        await self._ledger.complete(
+            self._handler, name, {"typing": show_typing_indicator}, deferred=True
+        )
 
     async def once(self, step: str, action: Action) -> dict[str, Any]:
         """Run ``action`` once for this event; return its result (recorded in the ledger).

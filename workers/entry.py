@@ -147,6 +147,12 @@ async def run_event(
             metrics.event(kind, "superseded")
             return Failed("superseded", _traceback(exc))
         except HandlerFailed as failure:
+            try:
+                await ledger.flush()  # what the handlers before it did, for the next attempt
+            except Superseded as exc:
+                log.warning("event.superseded", execution=token.execution_id)
+                metrics.event(kind, "superseded")
+                return Failed("superseded", _traceback(exc))
             policy = failure.retry or runtime.retry
             if failure.permanent or attempt >= policy.max_attempts:
                 log.error(

@@ -13,6 +13,15 @@ and writes nothing if another execution holds it, raising
 contact's sent set, and the step's ``done`` record) is one script, so no death can
 fall between the two.
 
+Records that only save work on a retry, and whose loss repeats nothing a person sees
+(a handler marked done, a mark-read's result: marking read again changes nothing),
+are *deferred*: kept in memory and written with the next write that must reach Redis
+(an intent, a recorded send, a result of ``once``), or by :meth:`Ledger.flush` when the
+job is about to be retried. A job that finishes never needs them. This halves the
+ledger's round trips for the common mark-read + reply. The cost: a worker killed
+between a handler's end and that next write runs the handler again on the re-drive,
+which the handler's own ledgered effects already tolerate.
+
 Two implementations of one (async) protocol: :class:`RedisLedger` (production) and
 :class:`MemoryLedger` (unit tests of handlers, no Redis).
 """
@@ -49,8 +58,14 @@ class Ledger(Protocol):
     async def mark_handler_done(self, handler: str) -> None: ...
     async def get(self, handler: str, step: str) -> Entry | None: ...
     async def intend(self, handler: str, step: str) -> None: ...
-    async def complete(self, handler: str, step: str, result: dict[str, Any]) -> None: ...
+    async def complete(
+        self, handler: str, step: str, result: dict[str, Any], *, deferred: bool = False
+    ) -> None: ...
     async def abandon(self, handler: str, step: str) -> None: ...
+    async def flush(self) -> None:
+        """Write the deferred records now (before a retry)."""
+        ...
+
     async def sent_ids(self, phone: str) -> set[str]: ...
     async def record_sent(self, handler: str, step: str, phone: str, message_id: str) -> None:
         """Attribute ``message_id`` to this send and mark the step done: one atomic write."""
@@ -75,24 +90,23 @@ def _decode(raw: bytes | str | None) -> Entry | None:
 #: Ledger fields in an RQ job's hash start with this (RQ ignores fields it does not know).
 JOB_FIELD_PREFIX = "wh:"
 
-# KEYS: the job hash. ARGV: holder field, execution id, field, value ('' with DEL: delete).
+# KEYS: the job hash. ARGV: holder field, execution id, a field to delete ('' for none),
+# then field/value pairs to set (the deferred records and this write's).
 _WRITE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-if ARGV[5] == 'DEL' then
-  redis.call('HDEL', KEYS[1], ARGV[3])
-else
-  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
-end
+if ARGV[3] ~= '' then redis.call('HDEL', KEYS[1], ARGV[3]) end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 return 1
 """
 
 # KEYS: the job hash, the contact's sent set.
-# ARGV: holder field, execution id, step field, done record, message id, sent set TTL.
+# ARGV: holder field, execution id, message id, sent set TTL, then field/value pairs (the
+# step's done record, and the deferred records).
 _RECORD_SENT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('SADD', KEYS[2], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 return 1
 """
 
@@ -124,6 +138,8 @@ class RedisLedger:
         self._sent_prefix = f"{prefix}sent:"
         self._sent_ttl = sent_ttl
         self._fields = None if fields is None else dict(fields)
+        #: Deferred records (full field name → value), written with the next write.
+        self._pending: dict[str, str] = {}
         self._write_script = client.register_script(_WRITE)
         self._record_script = client.register_script(_RECORD_SENT)
 
@@ -141,31 +157,52 @@ class RedisLedger:
         if self._token.cancelled:
             raise Superseded(self._token, "the engine cancelled it")
 
-    async def _write(self, field: str, value: str | None) -> None:
+    async def _write(self, field: str, value: str | None, *, deferred: bool = False) -> None:
         self.ensure_current()
+        fields = await self._read()
+        if deferred and value is not None:
+            self._pending[JOB_FIELD_PREFIX + field] = value
+            fields[field] = value
+            return
+        pairs = dict(self._pending)
+        if value is not None:
+            pairs[JOB_FIELD_PREFIX + field] = value
+        else:
+            pairs.pop(JOB_FIELD_PREFIX + field, None)
         done = await self._write_script(
             keys=[self._key],
             args=[
                 HOLDER_FIELD,
                 self._token.execution_id,
-                JOB_FIELD_PREFIX + field,
-                value or "",
-                "DEL" if value is None else "SET",
+                JOB_FIELD_PREFIX + field if value is None else "",
+                *[item for pair in pairs.items() for item in pair],
             ],
         )
         if not done:
             raise Superseded(self._token)
-        fields = await self._read()
+        self._pending.clear()
         if value is None:
             fields.pop(field, None)
         else:
             fields[field] = value
 
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        self.ensure_current()
+        pairs = [item for pair in self._pending.items() for item in pair]
+        done = await self._write_script(
+            keys=[self._key], args=[HOLDER_FIELD, self._token.execution_id, "", *pairs]
+        )
+        if not done:
+            raise Superseded(self._token)
+        self._pending.clear()
+
     async def handler_done(self, handler: str) -> bool:
         return f"h:{handler}" in await self._read()
 
     async def mark_handler_done(self, handler: str) -> None:
-        await self._write(f"h:{handler}", str(time.time()))
+        await self._write(f"h:{handler}", str(time.time()), deferred=True)
 
     async def get(self, handler: str, step: str) -> Entry | None:
         return _decode((await self._read()).get(f"s:{handler}:{step}"))
@@ -173,8 +210,11 @@ class RedisLedger:
     async def intend(self, handler: str, step: str) -> None:
         await self._write(f"s:{handler}:{step}", _encode(Entry("intent", time.time())))
 
-    async def complete(self, handler: str, step: str, result: dict[str, Any]) -> None:
-        await self._write(f"s:{handler}:{step}", _encode(Entry("done", time.time(), result)))
+    async def complete(
+        self, handler: str, step: str, result: dict[str, Any], *, deferred: bool = False
+    ) -> None:
+        value = _encode(Entry("done", time.time(), result))
+        await self._write(f"s:{handler}:{step}", value, deferred=deferred)
 
     async def abandon(self, handler: str, step: str) -> None:
         await self._write(f"s:{handler}:{step}", None)
@@ -187,19 +227,20 @@ class RedisLedger:
         self.ensure_current()
         field = f"s:{handler}:{step}"
         value = _encode(Entry("done", time.time(), {"message_id": message_id}))
+        pairs = {**self._pending, JOB_FIELD_PREFIX + field: value}
         done = await self._record_script(
             keys=[self._key, self._sent_prefix + phone],
             args=[
                 HOLDER_FIELD,
                 self._token.execution_id,
-                JOB_FIELD_PREFIX + field,
-                value,
                 message_id,
                 self._sent_ttl,
+                *[item for pair in pairs.items() for item in pair],
             ],
         )
         if not done:
             raise Superseded(self._token)
+        self._pending.clear()
         (await self._read())[field] = value
 
 
@@ -230,9 +271,14 @@ class MemoryLedger:
         self.ensure_current()
         self.steps[(handler, step)] = Entry("intent", time.time())
 
-    async def complete(self, handler: str, step: str, result: dict[str, Any]) -> None:
+    async def complete(
+        self, handler: str, step: str, result: dict[str, Any], *, deferred: bool = False
+    ) -> None:
         self.ensure_current()
         self.steps[(handler, step)] = Entry("done", time.time(), result)
+
+    async def flush(self) -> None:
+        pass  # nothing is deferred in memory
 
     async def abandon(self, handler: str, step: str) -> None:
         self.ensure_current()

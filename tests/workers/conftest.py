@@ -111,8 +111,9 @@ def start_worker(redis_url: str, r: redis.Redis) -> Iterator[Callable[..., Worke
 
 
 def drain(r: redis.Redis, queue: str) -> bool:
-    """Run ``queue``'s jobs with the worker engine in burst mode, in this process (plain RQ
-    jobs, or events with no handlers); return whether any ran."""
+    """Run ``queue``'s jobs with the worker engine in burst mode, in this process, with no
+    handlers (our events end unhandled; plain RQ jobs run as RQ would); return whether any
+    job ran."""
     import asyncio
 
     import redis.asyncio as aioredis
@@ -120,18 +121,18 @@ def drain(r: redis.Redis, queue: str) -> bool:
     from workers.engine import Engine
     from workers.rqstate import RQState
     from workers.running import JobRunner
-    from workers.threads import Threads
+    from workers.runtime import Runtime, UnconfiguredPortal
 
     kwargs = r.connection_pool.connection_kwargs
 
     async def main() -> bool:
         client = aioredis.Redis(host=kwargs["host"], port=kwargs["port"])
+        runtime = Runtime(redis=client, portal=UnconfiguredPortal(), registrations=[])
         try:
             state = RQState(client, queue, worker_name="test", lease=30, max_attempts=5)
-            threads = Threads(4)
-            engine = Engine(state, JobRunner(threads), threads=threads, burst=True)
-            return await engine.run()
+            runner = JobRunner(runtime.threads, runtime)
+            return await Engine(state, runner, threads=runtime.threads, burst=True).run()
         finally:
-            await client.aclose()
+            await runtime.aclose()
 
     return asyncio.run(main())

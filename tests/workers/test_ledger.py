@@ -43,7 +43,9 @@ def test_the_holder_writes_each_transition(redis_url: str, r: redis.Redis) -> No
         await ledger.record_sent("h", "send_text#1", PHONE, "wamid.1")
         await ledger.intend("h", "send_text#2")
         await ledger.abandon("h", "send_text#2")
-        await ledger.mark_handler_done("h")
+        await ledger.mark_handler_done("h")  # deferred: written by the next write or a flush
+        assert await client.hget(JOB, "wh:h:h") is None
+        await ledger.flush()
 
     run(redis_url, body)
     assert set(ledger_fields(r)) == {b"wh:s:h:send_text#1", b"wh:h:h"}
@@ -62,11 +64,12 @@ def test_a_superseded_execution_writes_nothing_and_sends_nothing(
 
     async def body(client: redis.asyncio.Redis) -> None:
         ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
+        await ledger.mark_handler_done("h")  # deferred: refused with the next write
         for write in (
             ledger.intend("h", "send_text#1"),
             ledger.complete("h", "once:x", {"a": 1}),
             ledger.abandon("h", "send_text#1"),
-            ledger.mark_handler_done("h"),
+            ledger.flush(),
             ledger.record_sent("h", "send_text#1", PHONE, "wamid.1"),
         ):
             with pytest.raises(Superseded, match="superseded"):
@@ -115,3 +118,24 @@ def test_the_copy_read_with_the_job_is_used_and_kept_in_step(
         assert await ledger.handler_done("now")
 
     run(redis_url, body)
+
+
+def test_deferred_records_go_with_the_next_write_that_must_reach_redis(
+    redis_url: str, r: redis.Redis
+) -> None:
+    r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
+
+    async def body(client: redis.asyncio.Redis) -> None:
+        ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
+        await ledger.complete("mark", "mark_read#1", {"typing": True}, deferred=True)
+        await ledger.mark_handler_done("mark")
+        assert await ledger.handler_done("mark")  # known to this execution at once
+        assert set(ledger_fields(r)) == set()
+        await ledger.intend("reply", "send_text#1")  # one script writes all three
+
+    run(redis_url, body)
+    assert set(ledger_fields(r)) == {
+        b"wh:s:mark:mark_read#1",
+        b"wh:h:mark",
+        b"wh:s:reply:send_text#1",
+    }
