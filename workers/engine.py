@@ -62,6 +62,8 @@ MAX_BATCH = 64
 REDRIVE_EVERY = 5.0
 #: Seconds between moves of due scheduled retries onto the queue.
 PROMOTE_EVERY = 1.0
+#: Under load, wait up to this long (seconds) for a few slots before starting jobs.
+GATHER_WAIT = 0.01
 #: Idle polling of an empty queue: first and longest wait, seconds.
 IDLE_MIN, IDLE_MAX = 0.005, 0.1
 #: Longest wait between attempts while Redis is unreachable.
@@ -95,6 +97,8 @@ class Engine:
         self.grace = grace
         self._runner = runner
         self._slot_freed = asyncio.Event()
+        #: Free slots worth a round trip when jobs are in flight (1 at low concurrency).
+        self._gather = min(8, max(1, concurrency // 32))
         self.threads = threads or Threads(min(concurrency, DEFAULT_SYNC_THREADS))
         self.threads.on_free = self._slot_freed.set
         #: Executions running, by "<job id>:<execution id>".
@@ -208,6 +212,15 @@ class Engine:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            if free < self._gather and self._inflight:
+                # Under load slots free up one by one: gather a few (at most GATHER_WAIT)
+                # so that one round trip starts several jobs.
+                deadline = time.monotonic() + GATHER_WAIT
+                while self._free() < self._gather and (left := deadline - time.monotonic()) > 0:
+                    self._slot_freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), left)
+                free = self._free()
             ids = [uuid.uuid4().hex for _ in range(min(free, MAX_BATCH))]
             try:
                 jobs = await self.state.start(ids)
@@ -277,6 +290,8 @@ class Engine:
     async def _commit(self) -> None:
         while not self._closing:
             await self._ending_ready.wait()
+            if self._gather > 1 and len(self._inflight) > self._gather:
+                await asyncio.sleep(GATHER_WAIT / 2)  # under load: let a few more end with it
             self._ending_ready.clear()
             while self._endings:
                 batch = self._endings[:MAX_BATCH]
