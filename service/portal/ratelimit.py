@@ -423,13 +423,18 @@ class AsyncRateLimiter(_Limiter):
         cached = self._held_cached()
         if cached is not None:
             return cached
-        try:
-            _rate, held = _split(await self._state(keys=self._keys[1:], args=self._state_args()))
-        except redis.RedisError as exc:
-            _unavailable(exc)
-            held = 0.0
-        self._saw_hold(held, self._clock())
-        return held
+        async with self._refill:  # one read for all the calls that missed the cache at once
+            cached = self._held_cached()
+            if cached is not None:
+                return cached
+            try:
+                reply = await self._state(keys=self._keys[1:], args=self._state_args())
+                _rate, held = _split(reply)
+            except redis.RedisError as exc:
+                _unavailable(exc)
+                held = 0.0
+            self._saw_hold(held, self._clock())
+            return held
 
     async def hold_off(self, seconds: float) -> None:
         """Make every process wait ``seconds`` from now, and halve the shared send rate."""

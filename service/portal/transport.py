@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -83,9 +83,22 @@ def drive(
             limiter.hold_off(op.seconds)
 
 
+class AsyncRequester(Protocol):
+    """What :func:`adrive` sends with: ``httpx.AsyncClient.request``'s shape."""
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> httpx.Response: ...
+
+
 async def adrive(
     rules: Generator[Op, Any, R],
-    http: httpx.AsyncClient,
+    http: AsyncRequester,
     limiter: AsyncLimiter,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> R:
