@@ -22,6 +22,7 @@ calls in flight. Build one per process *inside* the running loop, share it betwe
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from service.portal import endpoints
 from service.portal.aiotransport import portal_transport
@@ -53,6 +55,14 @@ __all__ = ["AsyncPortalClient"]
 R = TypeVar("R")
 
 
+def _dumps(value: Any) -> bytes:
+    """JSON bytes (orjson; the standard library for what orjson refuses, a lone surrogate)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
 class _DirectClient:
     """httpx's ``Request`` and ``Response`` over the transport, without ``httpx.AsyncClient``'s
     per-request machinery (URL merging, auth, redirect and cookie handling, none of which the
@@ -63,6 +73,11 @@ class _DirectClient:
         self._transport = transport
         self._base = str(options["base_url"])
         self._headers = httpx.Headers(options["headers"])
+        self._json_headers = httpx.Headers(
+            {**options["headers"], "Content-Type": "application/json"}
+        )
+        #: URLs of the paths without parameters (sends, mark-reads), parsed once.
+        self._urls: dict[str, httpx.URL] = {}
         timeout: httpx.Timeout = options["timeout"]
         self._extensions = {"timeout": timeout.as_dict()}
 
@@ -74,16 +89,24 @@ class _DirectClient:
         json: Any = None,
         params: Mapping[str, str | int] | None = None,
     ) -> httpx.Response:
-        request = httpx.Request(
-            method,
-            self._base + path,
-            params=params,
-            json=json,
-            headers=self._headers,
-            extensions=self._extensions,
-        )
+        url = self._urls.get(path) if params is None else None
+        if url is None:
+            url = httpx.URL(self._base + path, params=params)
+            if params is None:
+                self._urls[path] = url
+        if json is None:
+            request = httpx.Request(method, url, headers=self._headers, extensions=self._extensions)
+        else:
+            request = httpx.Request(
+                method,
+                url,
+                content=_dumps(json),
+                headers=self._json_headers,
+                extensions=self._extensions,
+            )
         response = await self._transport.handle_async_request(request)
-        await response.aread()  # the portal's transport already has; a test's may not
+        if not hasattr(response, "_content"):
+            await response.aread()  # a test's transport may stream; the portal's reads it whole
         response.request = request
         return response
 

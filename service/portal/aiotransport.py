@@ -47,15 +47,33 @@ def _remap(exc: Exception, request: httpx.Request) -> httpx.TransportError:
 
 class _PortalAiohttpTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # httpx-aiohttp's own method, less its streaming (the answers are small JSON
+        # documents, read whole here) and with honest errors (the module docstring).
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        timeout = request.extensions.get("timeout", {})
         try:
-            response = await super().handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise _remap(exc, request) from (exc.__cause__ or exc)
-        return response
+            async with self.client.request(
+                request.method,
+                str(request.url),
+                headers=request.headers,
+                data=request.content or None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                    connect=timeout.get("pool"),
+                ),
+            ) as response:
+                body = await response.read()  # decompressed by aiohttp, if it was
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _remap(exc, request) from exc
+        headers = [
+            (name, value)
+            for name, value in response.raw_headers
+            if name.lower() not in (b"content-encoding", b"content-length")
+        ]
+        return httpx.Response(response.status, headers=headers, content=body, request=request)
 
 
 def _session_factory(limits: httpx.Limits) -> aiohttp.ClientSession:
