@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from service.jobs import QUEUE_NAMES
-from service.settings import DEFAULT_JOB_TIMEOUT
 from tests.deploy.support import (
     DEPLOY,
     QUEUES,
@@ -29,6 +28,7 @@ from tests.deploy.support import (
     load_all,
     metrics_options,
 )
+from workers.engine import DEFAULT_GRACE
 from workers.metrics import MULTIPROC_ENV
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -88,7 +88,7 @@ def test_one_worker_service_per_queue(compose: dict[str, Any]) -> None:
         worker = workers[f"worker-{queue}"]
         assert worker["command"] == ["worker", "--queue", queue]
         assert worker["deploy"]["replicas"] >= 1
-        assert _seconds(worker["stop_grace_period"]) > DEFAULT_JOB_TIMEOUT
+        assert _seconds(worker["stop_grace_period"]) > DEFAULT_GRACE
         assert worker["healthcheck"] == {"disable": True}, "the image's check asks port 8000"
 
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from service.jobs import QUEUE_NAMES
-from service.settings import DEFAULT_JOB_TIMEOUT, DEFAULT_QUEUE_PREFIX
+from service.settings import DEFAULT_QUEUE_PREFIX
 from tests.deploy.support import (
     K8S,
     QUEUES,
@@ -38,6 +38,7 @@ from tests.deploy.support import (
     metrics_options,
     render_kustomization,
 )
+from workers.engine import DEFAULT_GRACE
 from workers.metrics import MULTIPROC_ENV
 
 
@@ -132,8 +133,8 @@ def test_one_worker_deployment_and_scaled_object_per_queue(rendered: list[dict[s
         name = f"wabahooks-worker-{queue}"
         pod = deployments[name]["spec"]["template"]["spec"]
         assert pod["containers"][0]["args"] == ["worker", "--queue", queue]
-        # RQ's warm shutdown finishes the current job: the grace period must cover it.
-        assert pod["terminationGracePeriodSeconds"] > DEFAULT_JOB_TIMEOUT
+        # A warm stop takes up to WABAHOOKS_GRACE: the pod's grace period must cover it.
+        assert pod["terminationGracePeriodSeconds"] > DEFAULT_GRACE
         assert "replicas" not in deployments[name]["spec"], "KEDA owns the replica count"
         spec = scaled[name]["spec"]
         assert spec["scaleTargetRef"]["name"] == name
