@@ -66,6 +66,13 @@ PROMOTE_EVERY = 1.0
 GATHER_WAIT = 0.01
 #: Idle polling of an empty queue: first and longest wait, seconds.
 IDLE_MIN, IDLE_MAX = 0.005, 0.1
+#: Redis errors that pass: unreachable, slow, or full (noeviction refuses writes until the
+#: backlog drains; the receiver's high-water mark keeps room for the workers).
+_TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+)
 #: Longest wait between attempts while Redis is unreachable.
 BACKOFF_MAX = 2.0
 
@@ -194,7 +201,7 @@ class Engine:
         while True:
             try:
                 return await step()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except _TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
@@ -224,7 +231,7 @@ class Engine:
             ids = [uuid.uuid4().hex for _ in range(min(free, MAX_BATCH))]
             try:
                 jobs = await self.state.start(ids)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except _TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(idle := min(BACKOFF_MAX, max(idle, 0.05) * 2))
                 continue
@@ -333,7 +340,7 @@ class Engine:
                     next_promote = now + PROMOTE_EVERY
                     if await self.state.promote():
                         self._slot_freed.set()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except _TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
             due = min(next_beat, next_redrive, next_promote)
