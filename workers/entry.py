@@ -49,7 +49,12 @@ class UnsupportedJobFormat(Exception):
 
 @dataclass(frozen=True)
 class Done:
-    """Every matching handler ran (or none matched): the job is finished."""
+    """Every matching handler ran (or none matched): the job is finished.
+
+    ``sent``: sends recorded but not yet written, (sent set key, message id), which the
+    engine writes with the job's end (``workers.ledger``)."""
+
+    sent: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,7 @@ async def run_event(
             metrics.event(kind, "retry")
             return RetryLater(delay, failure.registration.name, str(failure))
         metrics.event(kind, "done")
-        return Done()
+        return Done(tuple(ledger.take_sent()))
 
 
 def process_event(*_args: Any, **_kwargs: Any) -> None:

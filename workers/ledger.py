@@ -13,14 +13,17 @@ and writes nothing if another execution holds it, raising
 contact's sent set, and the step's ``done`` record) is one script, so no death can
 fall between the two.
 
-Records that only save work on a retry, and whose loss repeats nothing a person sees
-(a handler marked done, a mark-read's result: marking read again changes nothing),
-are *deferred*: kept in memory and written with the next write that must reach Redis
-(an intent, a recorded send, a result of ``once``), or by :meth:`Ledger.flush` when the
-job is about to be retried. A job that finishes never needs them. This halves the
-ledger's round trips for the common mark-read + reply. The cost: a worker killed
-between a handler's end and that next write runs the handler again on the re-drive,
-which the handler's own ledgered effects already tolerate.
+Records whose loss repeats nothing a person sees are *deferred*: kept in memory and
+written with the next write that must reach Redis before an effect (an intent, a result
+of ``once``), or by :meth:`Ledger.flush` when the job is about to be retried. They are a
+handler marked done, a mark-read's result (marking read again changes nothing), and a
+completed send with its message id: the intent written before the send already makes a
+retry look for it in the portal's history rather than send again. When the job
+finishes, the engine writes the sent ids with the job's end (:meth:`take_sent`, one
+script), and the job's ledger fields are no longer needed. A mark-read + reply costs one
+ledger round trip (the intent) instead of four. The cost: a worker killed before that
+next write runs a finished handler again on the re-drive (its ledgered effects are not
+repeated), and a send it completed is found by the history search instead of the ledger.
 
 Two implementations of one (async) protocol: :class:`RedisLedger` (production) and
 :class:`MemoryLedger` (unit tests of handlers, no Redis).
@@ -66,6 +69,10 @@ class Ledger(Protocol):
         """Write the deferred records now (before a retry)."""
         ...
 
+    def take_sent(self) -> list[tuple[str, str]]:
+        """The sends recorded but not yet written, for the job's end."""
+        ...
+
     async def sent_ids(self, phone: str) -> set[str]: ...
     async def record_sent(self, handler: str, step: str, phone: str, message_id: str) -> None:
         """Attribute ``message_id`` to this send and mark the step done: one atomic write."""
@@ -90,23 +97,19 @@ def _decode(raw: bytes | str | None) -> Entry | None:
 #: Ledger fields in an RQ job's hash start with this (RQ ignores fields it does not know).
 JOB_FIELD_PREFIX = "wh:"
 
-# KEYS: the job hash. ARGV: holder field, execution id, a field to delete ('' for none),
-# then field/value pairs to set (the deferred records and this write's).
+# KEYS: the job hash, then the sent set of each id recorded.
+# ARGV: holder field, execution id, a field to delete ('' for none), the sent sets' TTL,
+# then one message id per sent set, then field/value pairs to set (the deferred records and
+# this write's). One script: the ids and the records they belong to go together.
 _WRITE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[1], ARGV[3]) end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-return 1
-"""
-
-# KEYS: the job hash, the contact's sent set.
-# ARGV: holder field, execution id, message id, sent set TTL, then field/value pairs (the
-# step's done record, and the deferred records).
-_RECORD_SENT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[3 + i])
+  redis.call('EXPIRE', KEYS[i], ARGV[4])
+end
+local first = 4 + #KEYS
+if #ARGV >= first then redis.call('HSET', KEYS[1], unpack(ARGV, first)) end
 return 1
 """
 
@@ -140,8 +143,9 @@ class RedisLedger:
         self._fields = None if fields is None else dict(fields)
         #: Deferred records (full field name → value), written with the next write.
         self._pending: dict[str, str] = {}
+        #: Sends recorded but not yet written: (the contact's sent set, message id).
+        self._pending_sent: list[tuple[str, str]] = []
         self._write_script = client.register_script(_WRITE)
-        self._record_script = client.register_script(_RECORD_SENT)
 
     async def _read(self) -> dict[str, str]:
         if self._fields is None:
@@ -169,34 +173,43 @@ class RedisLedger:
             pairs[JOB_FIELD_PREFIX + field] = value
         else:
             pairs.pop(JOB_FIELD_PREFIX + field, None)
+        await self._send(JOB_FIELD_PREFIX + field if value is None else "", pairs)
+        if value is None:
+            fields.pop(field, None)
+        else:
+            fields[field] = value
+
+    async def _send(self, delete: str, pairs: Mapping[str, str]) -> None:
+        """One script: the holder check, the pending sent ids, ``pairs`` (and a deletion)."""
+        sent = self._pending_sent
         done = await self._write_script(
-            keys=[self._key],
+            keys=[self._key, *[key for key, _id in sent]],
             args=[
                 HOLDER_FIELD,
                 self._token.execution_id,
-                JOB_FIELD_PREFIX + field if value is None else "",
+                delete,
+                self._sent_ttl,
+                *[message_id for _key, message_id in sent],
                 *[item for pair in pairs.items() for item in pair],
             ],
         )
         if not done:
             raise Superseded(self._token)
         self._pending.clear()
-        if value is None:
-            fields.pop(field, None)
-        else:
-            fields[field] = value
+        self._pending_sent = []
 
     async def flush(self) -> None:
-        if not self._pending:
+        if not self._pending and not self._pending_sent:
             return
         self.ensure_current()
-        pairs = [item for pair in self._pending.items() for item in pair]
-        done = await self._write_script(
-            keys=[self._key], args=[HOLDER_FIELD, self._token.execution_id, "", *pairs]
-        )
-        if not done:
-            raise Superseded(self._token)
+        await self._send("", dict(self._pending))
+
+    def take_sent(self) -> list[tuple[str, str]]:
+        """Hand over the sends recorded but not written, (sent set key, message id), for the
+        engine to write as the job finishes (its ledger fields are not needed then)."""
+        sent, self._pending_sent = self._pending_sent, []
         self._pending.clear()
+        return sent
 
     async def handler_done(self, handler: str) -> bool:
         return f"h:{handler}" in await self._read()
@@ -221,26 +234,18 @@ class RedisLedger:
 
     async def sent_ids(self, phone: str) -> set[str]:
         members: Any = await self._redis.smembers(self._sent_prefix + phone)
-        return {m.decode() if isinstance(m, bytes) else m for m in members}
+        ids = {m.decode() if isinstance(m, bytes) else m for m in members}
+        return ids | {i for key, i in self._pending_sent if key == self._sent_prefix + phone}
 
     async def record_sent(self, handler: str, step: str, phone: str, message_id: str) -> None:
+        # Deferred like the other records, but never dropped: written with the next write,
+        # a flush, or the job's end (take_sent). A death before then leaves the intent,
+        # which the retry settles from the portal's history (workers.effects).
         self.ensure_current()
         field = f"s:{handler}:{step}"
         value = _encode(Entry("done", time.time(), {"message_id": message_id}))
-        pairs = {**self._pending, JOB_FIELD_PREFIX + field: value}
-        done = await self._record_script(
-            keys=[self._key, self._sent_prefix + phone],
-            args=[
-                HOLDER_FIELD,
-                self._token.execution_id,
-                message_id,
-                self._sent_ttl,
-                *[item for pair in pairs.items() for item in pair],
-            ],
-        )
-        if not done:
-            raise Superseded(self._token)
-        self._pending.clear()
+        self._pending[JOB_FIELD_PREFIX + field] = value
+        self._pending_sent.append((self._sent_prefix + phone, message_id))
         (await self._read())[field] = value
 
 
@@ -279,6 +284,9 @@ class MemoryLedger:
 
     async def flush(self) -> None:
         pass  # nothing is deferred in memory
+
+    def take_sent(self) -> list[tuple[str, str]]:
+        return []  # written at once in memory
 
     async def abandon(self, handler: str, step: str) -> None:
         self.ensure_current()

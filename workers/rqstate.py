@@ -138,7 +138,7 @@ end
 
 local function fail(key, id, exec, wip, failed_key, stamp, now, worker, started, exc, ttl)
   redis.call('HSET', key, 'status', 'failed', 'ended_at', stamp, 'last_heartbeat', stamp)
-  redis.call('ZADD', failed_key, now + ttl, id)
+  redis.call('ZADD', failed_key, math.floor(now) + ttl, id)  -- whole seconds, as RQ
   local results = 'rq:results:' .. id
   redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 2, 'worker_name', worker,
              'exc_string', exc, 'execution_id', exec, 'execution_started_at', started,
@@ -193,10 +193,11 @@ end
 return out
 """
 
-# ARGV: worker name, stamp, then 10 per ending: outcome, job id, execution id, origin,
+# ARGV: worker name, stamp, then 12 per ending: outcome, job id, execution id, origin,
 #       started (epoch), ttl (result or failure), error (RQ's exc_string: zlib + base64, or
 #       ''), retry delay (s), dependency flag ('1' if the job waited for another), return
-#       value (RQ's serialised form, base64, or '').
+#       value (RQ's serialised form, base64, or ''), the handlers' completed sends
+#       ("<sent set key>\t<message id>" lines, workers.ledger), the sent sets' TTL.
 # Outcomes: done | retry | failed | handback. Returns one status per ending: 'ok' or
 # 'superseded' (the execution no longer held its job: nothing written).
 FINISH = (
@@ -206,10 +207,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local worker, stamp = ARGV[1], ARGV[2]
 local out = {}
-for i = 3, #ARGV, 10 do
+for i = 3, #ARGV, 12 do
   local outcome, id, exec, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local started, ttl, exc = ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6]
   local delay, has_deps, value = tonumber(ARGV[i + 7]), ARGV[i + 8], ARGV[i + 9]
+  local sent, sent_ttl = ARGV[i + 10], ARGV[i + 11]
   local key = 'rq:job:' .. id
   local wip = 'rq:wip:' .. origin
   if redis.call('HGET', key, 'wh:holder') ~= exec then
@@ -217,6 +219,10 @@ for i = 3, #ARGV, 10 do
     out[#out + 1] = 'superseded'
   else
     if outcome == 'done' then
+      for set_key, message_id in string.gmatch(sent, '([^\\t\\n]+)\\t([^\\n]+)') do
+        redis.call('SADD', set_key, message_id)
+        redis.call('EXPIRE', set_key, sent_ttl)
+      end
       redis.call('HSET', key, 'status', 'finished', 'ended_at', stamp, 'last_heartbeat', stamp)
       local results = 'rq:results:' .. id
       if value == '' then
@@ -229,7 +235,7 @@ for i = 3, #ARGV, 10 do
                    'execution_started_at', started, 'execution_ended_at', now)
       end
       redis.call('EXPIRE', results, ttl)
-      redis.call('ZADD', 'rq:finished:' .. origin, now + ttl, id)
+      redis.call('ZADD', 'rq:finished:' .. origin, math.floor(now) + ttl, id)
       release(id, false, stamp)
       redis.call('EXPIRE', key, ttl)
       if has_deps == '1' then redis.call('EXPIRE', 'rq:job::' .. id .. ':dependencies', ttl) end
@@ -425,6 +431,10 @@ class Ending:
     delay: int = 0
     #: A finished job's return value, JSON-serialisable (None: none is stored).
     value: Any = None
+    #: Sends the job's handlers completed, (the contact's sent set key, message id), written
+    #: into those sets (with ``sent_ttl``) with the job's end.
+    sent: tuple[tuple[str, str], ...] = ()
+    sent_ttl: int = 0
 
     def args(self) -> list[str | int | float]:
         ttl = self.job.result_ttl if self.outcome == "done" else self.job.failure_ttl
@@ -439,6 +449,8 @@ class Ending:
             self.delay,
             "1" if self.job.has_dependency else "0",
             "" if self.value is None else base64.b64encode(_json(self.value)).decode(),
+            "\n".join(f"{key}\t{message_id}" for key, message_id in self.sent),
+            self.sent_ttl,
         ]
 
 

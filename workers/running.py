@@ -63,7 +63,7 @@ class JobRunner:
             token=token,
         )
         if isinstance(outcome, Done):
-            return Ending(job, "done")
+            return Ending(job, "done", sent=outcome.sent, sent_ttl=self._runtime.sent_ttl)
         if isinstance(outcome, RetryLater):
             return Ending(job, "retry", error=outcome.error, delay=outcome.delay)
         assert isinstance(outcome, Failed)

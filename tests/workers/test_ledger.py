@@ -65,12 +65,12 @@ def test_a_superseded_execution_writes_nothing_and_sends_nothing(
     async def body(client: redis.asyncio.Redis) -> None:
         ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
         await ledger.mark_handler_done("h")  # deferred: refused with the next write
+        await ledger.record_sent("h", "earlier", PHONE, "wamid.1")  # deferred too
         for write in (
             ledger.intend("h", "send_text#1"),
             ledger.complete("h", "once:x", {"a": 1}),
             ledger.abandon("h", "send_text#1"),
             ledger.flush(),
-            ledger.record_sent("h", "send_text#1", PHONE, "wamid.1"),
         ):
             with pytest.raises(Superseded, match="superseded"):
                 await write
@@ -85,14 +85,18 @@ def test_a_superseded_execution_writes_nothing_and_sends_nothing(
 
 
 def test_a_completed_send_is_recorded_in_one_command(redis_url: str, r: redis.Redis) -> None:
-    """The sent set and the step's done record go together: one script, nothing between."""
+    """The sent set and the step's done record go together: one script, nothing between
+    (written with the next write that must reach Redis, here a flush before a retry)."""
     r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
 
     async def body(client: redis.asyncio.Redis) -> None:
         ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
-        await ledger.record_sent("h", "warm-up", PHONE, "wamid.0")  # loads the script
+        await ledger.record_sent("h", "warm-up", PHONE, "wamid.0")
+        await ledger.flush()  # loads the script
         await client.config_resetstat()
         await ledger.record_sent("h", "send_text#1", PHONE, "wamid.1")
+        assert await ledger.sent_ids(PHONE) == {"wamid.0", "wamid.1"}  # known before written
+        await ledger.flush()
         stats = await client.info("commandstats")
         calls = {name: value["calls"] for name, value in stats.items()}
         # One request; the writes counted beside it are the ones inside the script.
@@ -103,6 +107,22 @@ def test_a_completed_send_is_recorded_in_one_command(redis_url: str, r: redis.Re
     run(redis_url, body)
     assert r.smembers(f"wabahooks:sent:{PHONE}") == {b"wamid.0", b"wamid.1"}
     assert b"wamid.1" in r.hget(JOB, "wh:s:h:send_text#1")  # type: ignore[operator]
+
+
+def test_a_finishing_job_hands_its_sends_to_the_engine(redis_url: str, r: redis.Redis) -> None:
+    r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
+
+    taken: list[tuple[str, str]] = []
+
+    async def body(client: redis.asyncio.Redis) -> None:
+        ledger = RedisLedger(client, ExecutionToken("j1", "e1"))
+        await ledger.intend("h", "send_text#1")
+        await ledger.record_sent("h", "send_text#1", PHONE, "wamid.1")
+        taken.extend(ledger.take_sent())
+
+    run(redis_url, body)
+    assert taken == [(f"wabahooks:sent:{PHONE}", "wamid.1")]
+    assert not r.exists(f"wabahooks:sent:{PHONE}")  # the engine writes it with the job's end
 
 
 def test_the_copy_read_with_the_job_is_used_and_kept_in_step(
