@@ -244,10 +244,13 @@ class Engine:
                 self.stop()
                 return
             self._slot_freed.clear()
-            with contextlib.suppress(TimeoutError):
-                # A finished job may have released its conversation's next one: look again then.
+            try:
+                # Woken when a slot frees or an ending is committed (which may have released
+                # a conversation's next event): look again at once.
                 await asyncio.wait_for(self._slot_freed.wait(), idle)
-            idle = min(IDLE_MAX, idle * 2)
+                idle = IDLE_MIN
+            except TimeoutError:
+                idle = min(IDLE_MAX, idle * 2)
 
     def _launch(self, job: StartedJob) -> None:
         token = ExecutionToken(job.id, job.execution_id)
@@ -308,6 +311,7 @@ class Engine:
                 except BaseException:
                     self._endings[:0] = batch  # cancelled mid-flight: keep them for the next try
                     raise
+                self._slot_freed.set()  # the contacts' next events may be queued now
                 for ending, status in zip(batch, statuses, strict=True):
                     if status == "superseded":
                         log.warning("job.superseded", job_id=ending.job.id, queue=ending.job.origin)
