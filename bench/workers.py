@@ -9,7 +9,7 @@ simulator at ``--latency 0.15``:
 
 - ``stock``: RQ's own ``SimpleWorker`` running the two calls with one shared sync httpx
   client (the baseline; ``--slow-events`` of them, it does ~3 a second);
-- ``c1``, ``c50``, ``c200``: ``wabahooks worker --concurrency N`` with the built-ins
+- ``c1``, ``c50``, ``c100``, ``c200``: ``wabahooks worker --concurrency N`` with the built-ins
   (mark-read and auto-reply, both async) through the ledger, the shared rate limiter on but
   set so that it never binds (its Redis cost is paid);
 - ``sync-c50``, ``sync-c200``: the same two calls as one plain ``def`` handler;
@@ -85,6 +85,7 @@ VARIANTS = {
         Variant("stock", "stock", slow=True),
         Variant("c1", "ours", 1, slow=True),
         Variant("c50", "ours", 50),
+        Variant("c100", "ours", 100),
         Variant("c200", "ours", 200),
         Variant("sync-c50", "ours", 50, "bench.handlers:sync_pair"),
         Variant("sync-c200", "ours", 200, "bench.handlers:sync_pair"),

@@ -63,7 +63,7 @@ REDRIVE_EVERY = 5.0
 #: Seconds between moves of due scheduled retries onto the queue.
 PROMOTE_EVERY = 1.0
 #: Under load, wait up to this long (seconds) for a few slots before starting jobs.
-GATHER_WAIT = 0.01
+GATHER_WAIT = 0.004
 #: Idle polling of an empty queue: first and longest wait, seconds.
 IDLE_MIN, IDLE_MAX = 0.005, 0.1
 #: Redis errors that pass: unreachable, slow, or full (noeviction refuses writes until the
