@@ -51,7 +51,7 @@ log = structlog.get_logger("wabahooks.worker")
 T = TypeVar("T")
 
 #: Jobs in flight per process unless told otherwise (README "Running the workers").
-DEFAULT_CONCURRENCY = 100
+DEFAULT_CONCURRENCY = 200
 #: Seconds an execution's lease lasts without renewal.
 DEFAULT_LEASE = 30
 #: Seconds a warm stop waits for the jobs in flight before handing them back.

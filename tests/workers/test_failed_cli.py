@@ -157,3 +157,27 @@ def test_worker_needs_redis_url_but_not_the_webhook_secret(redis_url: str) -> No
     )
     assert burst.returncode == 0, burst.stderr
     assert f"{PREFIX}messages" in burst.stdout  # the default queue
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--concurrency", "0"], {}, "--concurrency"),
+        ([], {"WABAHOOKS_CONCURRENCY": "lots"}, "WABAHOOKS_CONCURRENCY must be a whole number"),
+        ([], {"WABAHOOKS_LEASE": "1"}, "WABAHOOKS_LEASE must be a whole number >= 5"),
+        ([], {"WABAHOOKS_SYNC_THREADS": "0"}, "WABAHOOKS_SYNC_THREADS"),
+    ],
+)
+def test_worker_refuses_bad_engine_settings_in_one_line(
+    redis_url: str, args: list[str], env: dict[str, str], says: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "worker", "--burst", *args],
+        cwd=ROOT,
+        env=worker_env(redis_url, **env),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
