@@ -73,6 +73,8 @@ _TRANSIENT = (
     redis.exceptions.TimeoutError,
     redis.exceptions.OutOfMemoryError,
 )
+#: Seconds a cold stop waits for Redis to take the hand-back before leaving anyway.
+COLD_STOP_WAIT = 5.0
 #: Longest wait between attempts while Redis is unreachable.
 BACKOFF_MAX = 2.0
 
@@ -120,10 +122,6 @@ class Engine:
         self._signals = 0
         self._done = asyncio.Event()
         self.jobs_run = 0
-
-    def slot_freed(self) -> None:
-        """Tell the engine a slot may be free (a thread of a cancelled execution returned)."""
-        self._slot_freed.set()
 
     @property
     def stop_requested(self) -> bool:
@@ -175,6 +173,9 @@ class Engine:
             asyncio.get_running_loop().call_later(self.grace, self._hand_back)
         if cold:
             self._hand_back()
+            # If Redis cannot take the hand-back (it is down), leave anyway after a moment:
+            # the jobs' leases then lapse and the other workers re-drive them.
+            asyncio.get_running_loop().call_later(COLD_STOP_WAIT, self._done.set)
         self._check_done()
 
     def on_signal(self) -> None:
@@ -196,7 +197,7 @@ class Engine:
             self._done.set()
 
     async def _retry_redis(self, step: Callable[[], Awaitable[T]]) -> T:
-        """Run ``step`` until Redis answers (backing off), or until the engine stops."""
+        """Run ``step`` until Redis answers (backing off, logging each failure)."""
         delay = 0.05
         while True:
             try:
@@ -272,6 +273,9 @@ class Engine:
             # Handed back (stop), or superseded (its lease was taken over): the latter's
             # ending would be refused anyway.
             ending = Ending(job, "handback") if self._handing_back else None
+        except _TRANSIENT as exc:  # Redis went away mid-job (a ledger write): try again later
+            log.warning("job.redis_unavailable", job_id=job.id, queue=job.origin, error=repr(exc))
+            ending = self._retry_or_fail(job, f"Redis unavailable during the job: {exc!r}")
         except Exception as exc:  # a bug of ours, not a handler's: fail loudly, lose nothing
             log.exception("job.crashed", job_id=job.id, queue=job.origin)
             ending = Ending(job, "failed", error="".join(traceback.format_exception(exc)))
@@ -285,8 +289,12 @@ class Engine:
         self._ending_ready.set()
 
     def _timed_out(self, job: StartedJob) -> Ending:
-        error = f"JobTimeout: the job ran longer than its timeout ({job.timeout} s)"
         log.warning("job.timeout", job_id=job.id, queue=job.origin, timeout=job.timeout)
+        return self._retry_or_fail(
+            job, f"JobTimeout: the job ran longer than its timeout ({job.timeout} s)"
+        )
+
+    def _retry_or_fail(self, job: StartedJob, error: str) -> Ending:
         if job.attempt >= self.state.max_attempts:
             return Ending(job, "failed", error=error)
         return Ending(job, "retry", error=error, delay=_backoff(job.attempt))
