@@ -136,7 +136,7 @@ def worker(
     options = _EngineOptions(
         queue=settings.queue_prefix + name,
         concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
-        grace=grace if grace is not None else float(_env_int("WABAHOOKS_GRACE", 25, 0)),
+        grace=grace if grace is not None else _env_int("WABAHOOKS_GRACE", int(DEFAULT_GRACE), 0),
         lease=_env_int("WABAHOOKS_LEASE", DEFAULT_LEASE, 5),
         sync_threads=_env_int("WABAHOOKS_SYNC_THREADS", DEFAULT_SYNC_THREADS, 1),
         burst=burst,
