@@ -45,6 +45,7 @@ import platform
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -91,265 +92,20 @@ def rq_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).strftime(_RQ_TIME_FORMAT)
 
 
-# Shared Lua: release a finished/failed job's dependents the way RQ's
-# Queue.enqueue_dependents does (a dependent whose other dependencies are finished goes
-# to its queue; after a failure only dependents that allow failures go).
-_RELEASE = """
-local function release(id, failed, stamp)
-  local dependents_key = 'rq:job:' .. id .. ':dependents'
-  local dependents = redis.call('SMEMBERS', dependents_key)
-  if #dependents == 0 then return 0 end
-  for _, dep in ipairs(dependents) do
-    local dkey = 'rq:job:' .. dep
-    local f = redis.call('HMGET', dkey, 'status', 'dependency_ids', 'allow_dependency_failures',
-                         'origin', 'enqueue_at_front')
-    local allowed = (not failed) or f[3] == '1' or f[3] == 'true'
-    if f[1] == 'deferred' and allowed and f[4] then
-      local met = true
-      if f[2] ~= '["' .. id .. '"]' then
-        for _, other in ipairs(redis.call('SMEMBERS', 'rq:job::' .. dep .. ':dependencies')) do
-          if other ~= id then
-            local st = redis.call('HGET', 'rq:job:' .. other, 'status')
-            if not (st == 'finished' or ((f[3] == '1' or f[3] == 'true') and st == 'failed')) then
-              met = false
-            end
-          end
-        end
-      end
-      if met then
-        redis.call('ZREM', 'rq:deferred:' .. f[4], dep)
-        redis.call('HSET', dkey, 'status', 'queued', 'enqueued_at', stamp)
-        if f[5] == '1' then
-          redis.call('LPUSH', 'rq:queue:' .. f[4], dep)
-        else
-          redis.call('RPUSH', 'rq:queue:' .. f[4], dep)
-        end
-      end
-    end
-  end
-  redis.call('DEL', dependents_key)
-  return #dependents
-end
+def _script(name: str) -> str:
+    """The Lua script ``workers/lua/<name>.lua``, after the shared ``common.lua``."""
+    folder = files("workers").joinpath("lua")
+    return folder.joinpath("common.lua").read_text(encoding="utf-8") + folder.joinpath(
+        f"{name}.lua"
+    ).read_text(encoding="utf-8")
 
-local function drop_execution(id, exec, wip)
-  redis.call('DEL', 'rq:execution:' .. id .. ':' .. exec)
-  redis.call('ZREM', wip, id .. ':' .. exec)
-end
 
-local function fail(key, id, exec, wip, failed_key, stamp, now, worker, started, exc, ttl)
-  redis.call('HSET', key, 'status', 'failed', 'ended_at', stamp, 'last_heartbeat', stamp)
-  redis.call('ZADD', failed_key, math.floor(now) + ttl, id)  -- whole seconds, as RQ
-  local results = 'rq:results:' .. id
-  redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 2, 'worker_name', worker,
-             'exc_string', exc, 'execution_id', exec, 'execution_started_at', started,
-             'execution_ended_at', now)
-  redis.call('EXPIRE', results, ttl)
-  release(id, true, stamp)
-  redis.call('EXPIRE', key, ttl)
-  redis.call('EXPIRE', 'rq:job::' .. id .. ':dependencies', ttl)
-  drop_execution(id, exec, wip)
-end
-"""
-
-# KEYS: queue list, started registry, rq:suspended.
-# ARGV: worker name, stamp, lease + margin (s), execution TTL (s), retries_left, then one
-#       new execution id per job wanted.
-# Returns {job id, execution id, attempt, {flat job hash as it was}, now} per started job.
-START = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
-local wanted = #ARGV - 5
-local ids = redis.call('LPOP', KEYS[1], wanted)
-if not ids then return {} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local worker, stamp = ARGV[1], ARGV[2]
-local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local out = {}
-for i, id in ipairs(ids) do
-  local key = 'rq:job:' .. id
-  local flat = redis.call('HGETALL', key)
-  if #flat > 0 then
-    local exec = ARGV[5 + i]
-    local attempt, retries = 1, false
-    for j = 1, #flat, 2 do
-      if flat[j] == 'wh:attempts' then attempt = tonumber(flat[j + 1]) + 1 end
-      if flat[j] == 'retries_left' then retries = true end
-    end
-    local set = {'status', 'started', 'started_at', stamp, 'last_heartbeat', stamp,
-                 'worker_name', worker, 'wh:holder', exec, 'wh:attempts', attempt}
-    if not retries then
-      set[#set + 1] = 'retries_left'
-      set[#set + 1] = ARGV[5]
-    end
-    redis.call('HSET', key, unpack(set))
-    local ekey = 'rq:execution:' .. id .. ':' .. exec
-    redis.call('HSET', ekey, 'id', exec, 'created_at', now, 'last_heartbeat', now,
-               'worker_name', worker)
-    redis.call('EXPIRE', ekey, ttl)
-    redis.call('ZADD', KEYS[2], now + lease, id .. ':' .. exec)
-    out[#out + 1] = {id, exec, attempt, flat, tostring(now)}
-  end
-end
-return out
-"""
-
-# ARGV: worker name, stamp, then 12 per ending: outcome, job id, execution id, origin,
-#       started (epoch), ttl (result or failure), error (RQ's exc_string: zlib + base64, or
-#       ''), retry delay (s), dependency flag ('1' if the job waited for another), return
-#       value (RQ's serialised form, base64, or ''), the handlers' completed sends
-#       ("<sent set key>\t<message id>" lines, workers.ledger), the sent sets' TTL.
-# Outcomes: done | retry | failed | handback. Returns one status per ending: 'ok' or
-# 'superseded' (the execution no longer held its job: nothing written).
-FINISH = (
-    _RELEASE
-    + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local worker, stamp = ARGV[1], ARGV[2]
-local out = {}
-for i = 3, #ARGV, 12 do
-  local outcome, id, exec, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local started, ttl, exc = ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6]
-  local delay, has_deps, value = tonumber(ARGV[i + 7]), ARGV[i + 8], ARGV[i + 9]
-  local sent, sent_ttl = ARGV[i + 10], ARGV[i + 11]
-  local key = 'rq:job:' .. id
-  local wip = 'rq:wip:' .. origin
-  if redis.call('HGET', key, 'wh:holder') ~= exec then
-    redis.call('ZREM', wip, id .. ':' .. exec)
-    out[#out + 1] = 'superseded'
-  else
-    if outcome == 'done' then
-      for set_key, message_id in string.gmatch(sent, '([^\\t\\n]+)\\t([^\\n]+)') do
-        redis.call('SADD', set_key, message_id)
-        redis.call('EXPIRE', set_key, sent_ttl)
-      end
-      redis.call('HSET', key, 'status', 'finished', 'ended_at', stamp, 'last_heartbeat', stamp)
-      local results = 'rq:results:' .. id
-      if value == '' then
-        redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 1, 'worker_name', worker,
-                   'execution_id', exec, 'execution_started_at', started,
-                   'execution_ended_at', now)
-      else
-        redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 1, 'worker_name', worker,
-                   'return_value', value, 'execution_id', exec,
-                   'execution_started_at', started, 'execution_ended_at', now)
-      end
-      redis.call('EXPIRE', results, ttl)
-      redis.call('ZADD', 'rq:finished:' .. origin, math.floor(now) + ttl, id)
-      release(id, false, stamp)
-      redis.call('EXPIRE', key, ttl)
-      if has_deps == '1' then redis.call('EXPIRE', 'rq:job::' .. id .. ':dependencies', ttl) end
-      drop_execution(id, exec, wip)
-    elseif outcome == 'retry' then
-      redis.call('HSET', key, 'status', 'scheduled', 'ended_at', stamp, 'last_heartbeat', stamp)
-      redis.call('HINCRBY', key, 'number_of_retries', 1)
-      redis.call('HDEL', key, 'wh:holder')
-      local results = 'rq:results:' .. id
-      redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 4, 'worker_name', worker,
-                 'exc_string', exc, 'execution_id', exec, 'execution_started_at', started,
-                 'execution_ended_at', now)
-      redis.call('EXPIRE', results, ttl)
-      redis.call('ZADD', 'rq:scheduled:' .. origin, math.floor(now + delay), id)
-      drop_execution(id, exec, wip)
-    elseif outcome == 'failed' then
-      fail(key, id, exec, wip, 'rq:failed:' .. origin, stamp, now, worker, started, exc, ttl)
-    else -- handback: not an attempt; back to the front of its queue
-      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', stamp)
-      redis.call('HINCRBY', key, 'wh:attempts', -1)
-      redis.call('HDEL', key, 'wh:holder')
-      redis.call('LPUSH', 'rq:queue:' .. origin, id)
-      drop_execution(id, exec, wip)
-    end
-    out[#out + 1] = 'ok'
-  end
-end
-return out
-"""
-)
-
-# KEYS: started registry. ARGV: lease + margin (s), execution TTL (s), then
-# "<job id>:<execution id>" per execution in flight. Renews each lease that is still ours
-# (ZADD XX); returns the members that are gone (re-driven or ended elsewhere).
-HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local lease, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local lost = {}
-for i = 3, #ARGV do
-  local member = ARGV[i]
-  if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + lease, member) == 0 then
-    lost[#lost + 1] = member
-  else
-    local sep = string.find(member, ':', 1, true)
-    local id, exec = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
-    local ekey = 'rq:execution:' .. id .. ':' .. exec
-    redis.call('HSET', ekey, 'last_heartbeat', now)
-    redis.call('EXPIRE', ekey, ttl)
-  end
-end
-return lost
-"""
-
-# KEYS: started registry, queue list, failed registry.
-# ARGV: margin (s), most attempts, stamp, worker name, failure TTL fallback (s), the
-#       error to record (RQ's exc_string form).
-# Re-drives executions whose lease ended (score - margin < now): back to the front of the
-# queue (the conversation's next event still waits for them), or failed once their
-# attempts are spent. Returns {re-driven job ids, failed job ids}.
-REDRIVE = (
-    _RELEASE
-    + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local margin, most = tonumber(ARGV[1]), tonumber(ARGV[2])
-local stamp, worker = ARGV[3], ARGV[4]
-local redriven, failed = {}, {}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now + margin, 'LIMIT', 0, 100)
-for _, member in ipairs(expired) do
-  local sep = string.find(member, ':', 1, true)
-  local id, exec = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
-  local key = 'rq:job:' .. id
-  local f = redis.call('HMGET', key, 'wh:holder', 'wh:attempts', 'status', 'failure_ttl')
-  local started = redis.call('HGET', 'rq:execution:' .. id .. ':' .. exec, 'created_at') or ''
-  if f[1] == exec and f[3] == 'started' then
-    local attempts = tonumber(f[2] or '1') or 1
-    if attempts >= most then
-      fail(key, id, exec, KEYS[1], KEYS[3], stamp, now, worker, started, ARGV[6],
-           tonumber(f[4] or ARGV[5]) or tonumber(ARGV[5]))
-      failed[#failed + 1] = id
-    else
-      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', stamp)
-      redis.call('HDEL', key, 'wh:holder')
-      redis.call('LPUSH', KEYS[2], id)
-      drop_execution(id, exec, KEYS[1])
-      redriven[#redriven + 1] = id
-    end
-  else
-    drop_execution(id, exec, KEYS[1])
-  end
-end
-return {redriven, failed}
-"""
-)
-
-# KEYS: scheduled registry, queue list. ARGV: stamp.
-# Moves the due scheduled jobs onto the queue (RQ's scheduler's step); returns how many.
-PROMOTE = """
-local t = redis.call('TIME')
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(t[1]), 'LIMIT', 0, 500)
-local moved = 0
-for _, id in ipairs(due) do
-  if redis.call('ZREM', KEYS[1], id) == 1 then
-    local key = 'rq:job:' .. id
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[1])
-      redis.call('RPUSH', KEYS[2], id)
-      moved = moved + 1
-    end
-  end
-end
-return moved
-"""
+# Each script's KEYS, ARGV and reply are described at the top of its file.
+START = _script("start")
+FINISH = _script("finish")
+HEARTBEAT = _script("heartbeat")
+REDRIVE = _script("redrive")
+PROMOTE = _script("promote")
 
 
 def _json(value: Any) -> bytes:

@@ -1,0 +1,64 @@
+-- ARGV: worker name, stamp, then 12 per ending: outcome, job id, execution id, origin,
+--       started (epoch), ttl (result or failure), error (RQ's exc_string: zlib + base64, or
+--       ''), retry delay (s), dependency flag ('1' if the job waited for another), return
+--       value (RQ's serialised form, base64, or ''), the handlers' completed sends
+--       ("<sent set key>\t<message id>" lines, workers.ledger), the sent sets' TTL.
+-- Outcomes: done | retry | failed | handback. Returns one status per ending: 'ok' or
+-- 'superseded' (the execution no longer held its job: nothing written).
+local now = clock()
+local worker, stamp = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV, 12 do
+  local outcome, id, exec, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local started, ttl, exc = ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6]
+  local delay, has_deps, value = tonumber(ARGV[i + 7]), ARGV[i + 8], ARGV[i + 9]
+  local sent, sent_ttl = ARGV[i + 10], ARGV[i + 11]
+  local key = 'rq:job:' .. id
+  local wip = 'rq:wip:' .. origin
+  if redis.call('HGET', key, 'wh:holder') ~= exec then
+    redis.call('ZREM', wip, id .. ':' .. exec)
+    out[#out + 1] = 'superseded'
+  else
+    if outcome == 'done' then
+      for set_key, message_id in string.gmatch(sent, '([^\t\n]+)\t([^\n]+)') do
+        redis.call('SADD', set_key, message_id)
+        redis.call('EXPIRE', set_key, sent_ttl)
+      end
+      redis.call('HSET', key, 'status', 'finished', 'ended_at', stamp, 'last_heartbeat', stamp)
+      local results = 'rq:results:' .. id
+      if value == '' then
+        redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 1, 'worker_name', worker,
+                   'execution_id', exec, 'execution_started_at', started,
+                   'execution_ended_at', now)
+      else
+        redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 1, 'worker_name', worker,
+                   'return_value', value, 'execution_id', exec,
+                   'execution_started_at', started, 'execution_ended_at', now)
+      end
+      redis.call('EXPIRE', results, ttl)
+      redis.call('ZADD', 'rq:finished:' .. origin, math.floor(now) + ttl, id)
+      release(id, false, stamp)
+      redis.call('EXPIRE', key, ttl)
+      if has_deps == '1' then redis.call('EXPIRE', 'rq:job::' .. id .. ':dependencies', ttl) end
+      drop_execution(id, exec, wip)
+    elseif outcome == 'retry' then
+      redis.call('HSET', key, 'status', 'scheduled', 'ended_at', stamp, 'last_heartbeat', stamp)
+      redis.call('HINCRBY', key, 'number_of_retries', 1)
+      redis.call('HDEL', key, 'wh:holder')
+      local results = 'rq:results:' .. id
+      redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 4, 'worker_name', worker,
+                 'exc_string', exc, 'execution_id', exec, 'execution_started_at', started,
+                 'execution_ended_at', now)
+      redis.call('EXPIRE', results, ttl)
+      redis.call('ZADD', 'rq:scheduled:' .. origin, math.floor(now + delay), id)
+      drop_execution(id, exec, wip)
+    elseif outcome == 'failed' then
+      fail(key, id, exec, wip, 'rq:failed:' .. origin, stamp, now, worker, started, exc, ttl)
+    else -- handback: not an attempt; back to the front of its queue
+      redis.call('HINCRBY', key, 'wh:attempts', -1)
+      requeue_front(key, id, exec, wip, 'rq:queue:' .. origin, stamp)
+    end
+    out[#out + 1] = 'ok'
+  end
+end
+return out

@@ -1,0 +1,31 @@
+-- KEYS: started registry, queue list, failed registry.
+-- ARGV: margin (s), most attempts, stamp, worker name, failure TTL fallback (s), the
+--       error to record (RQ's exc_string form).
+-- Re-drives executions whose lease ended (score - margin < now): back to the front of the
+-- queue (the conversation's next event still waits for them), or failed once their
+-- attempts are spent. Returns {re-driven job ids, failed job ids}.
+local now = clock()
+local margin, most = tonumber(ARGV[1]), tonumber(ARGV[2])
+local stamp, worker = ARGV[3], ARGV[4]
+local redriven, failed = {}, {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now + margin, 'LIMIT', 0, 100)
+for _, member in ipairs(expired) do
+  local id, exec = split_member(member)
+  local key = 'rq:job:' .. id
+  local f = redis.call('HMGET', key, 'wh:holder', 'wh:attempts', 'status', 'failure_ttl')
+  local started = redis.call('HGET', 'rq:execution:' .. id .. ':' .. exec, 'created_at') or ''
+  if f[1] == exec and f[3] == 'started' then
+    local attempts = tonumber(f[2] or '1') or 1
+    if attempts >= most then
+      fail(key, id, exec, KEYS[1], KEYS[3], stamp, now, worker, started, ARGV[6],
+           tonumber(f[4] or ARGV[5]) or tonumber(ARGV[5]))
+      failed[#failed + 1] = id
+    else
+      requeue_front(key, id, exec, KEYS[1], KEYS[2], stamp)
+      redriven[#redriven + 1] = id
+    end
+  else
+    drop_execution(id, exec, KEYS[1])
+  end
+end
+return {redriven, failed}
