@@ -16,15 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HOLDER_FIELD", "ExecutionToken", "Superseded", "job_key"]
+__all__ = ["HOLDER_FIELD", "ExecutionToken", "Superseded"]
 
 #: The field of ``rq:job:<id>`` naming the execution that holds the job.
 HOLDER_FIELD = "wh:holder"
-
-
-def job_key(job_id: str) -> str:
-    """Return the Redis key of RQ's hash of job ``job_id``."""
-    return f"rq:job:{job_id}"
 
 
 @dataclass

@@ -40,9 +40,10 @@ from typing import Any, Literal, Protocol
 import redis.asyncio
 
 from service.settings import DEFAULT_SENT_TTL
-from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded, job_key
+from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
+from workers.rqstate import job_key
 
-__all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "MemoryLedger", "RedisLedger"]
+__all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "MemoryLedger", "RedisLedger", "ledger_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,16 @@ return 1
 """
 
 
+def ledger_fields(job_hash: Mapping[bytes, bytes]) -> dict[str, str]:
+    """Return the ledger's fields of a job's hash (as read from Redis), prefix removed."""
+    prefix = JOB_FIELD_PREFIX.encode()
+    return {
+        key[len(prefix) :].decode(): value.decode()
+        for key, value in job_hash.items()
+        if key.startswith(prefix)
+    }
+
+
 class RedisLedger:
     """The ledger of one event, as ``wh:``-prefixed fields of its RQ job's hash.
 
@@ -150,11 +161,7 @@ class RedisLedger:
     async def _read(self) -> dict[str, str]:
         if self._fields is None:
             raw: Any = await self._redis.hgetall(self._key)
-            self._fields = {
-                k.decode()[len(JOB_FIELD_PREFIX) :]: v.decode()
-                for k, v in raw.items()
-                if k.startswith(JOB_FIELD_PREFIX.encode())
-            }
+            self._fields = ledger_fields(raw)
         return self._fields
 
     def ensure_current(self) -> None:

@@ -52,8 +52,6 @@ import redis.asyncio as aioredis
 import rq
 
 __all__ = [
-    "ATTEMPTS_FIELD",
-    "HOLDER_FIELD",
     "RQ_MARGIN",
     "Ending",
     "RQState",
@@ -62,10 +60,6 @@ __all__ = [
     "rq_timestamp",
 ]
 
-#: The execution that holds a job (ours), in the job hash. The ledger checks it too.
-HOLDER_FIELD = "wh:holder"
-#: Executions started for this job, kills included (ours), in the job hash.
-ATTEMPTS_FIELD = "wh:attempts"
 #: Seconds RQ's own cleanup waits after a lease ends, on top of the lease.
 RQ_MARGIN = 600
 #: RQ's timestamp format (``rq.utils.utcformat``).

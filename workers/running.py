@@ -18,8 +18,11 @@ from rq import Retry
 from rq.utils import import_attribute
 
 from service.jobs import JOB_FUNCTION
+from workers.entry import Done, Failed, RetryLater, run_event
 from workers.execution import ExecutionToken
+from workers.ledger import ledger_fields
 from workers.rqstate import Ending, StartedJob
+from workers.runtime import Runtime
 from workers.threads import Threads
 
 __all__ = ["JobRunner"]
@@ -30,7 +33,7 @@ log = structlog.get_logger("wabahooks.worker")
 class JobRunner:
     """Runs started jobs for the engine (see the module docstring)."""
 
-    def __init__(self, threads: Threads, runtime: Any = None) -> None:
+    def __init__(self, threads: Threads, runtime: Runtime | None = None) -> None:
         self._threads = threads
         self._runtime = runtime
 
@@ -40,30 +43,23 @@ class JobRunner:
         except Exception as exc:  # corrupt or foreign data: nothing to retry
             return Ending(job, "failed", error=f"the job's data cannot be read: {exc!r}")
         if func == JOB_FUNCTION and self._runtime is not None:
-            return await self._event(job, token, kwargs)
+            return await self._event(self._runtime, job, token, kwargs)
         return await self._foreign(job, func, args, kwargs)
 
     async def _event(
-        self, job: StartedJob, token: ExecutionToken, kwargs: dict[str, Any]
+        self, runtime: Runtime, job: StartedJob, token: ExecutionToken, kwargs: dict[str, Any]
     ) -> Ending | None:
-        from workers.entry import Done, Failed, RetryLater, run_event
-
-        fields = {
-            key.decode()[3:]: value.decode()
-            for key, value in job.fields.items()
-            if key.startswith(b"wh:")
-        }
         outcome = await run_event(
-            self._runtime,
+            runtime,
             job_id=job.id,
             queue=job.origin,
             kwargs=kwargs,
-            ledger_fields=fields,
+            ledger_fields=ledger_fields(job.fields),
             attempt=job.attempt,
             token=token,
         )
         if isinstance(outcome, Done):
-            return Ending(job, "done", sent=outcome.sent, sent_ttl=self._runtime.sent_ttl)
+            return Ending(job, "done", sent=outcome.sent, sent_ttl=runtime.sent_ttl)
         if isinstance(outcome, RetryLater):
             return Ending(job, "retry", error=outcome.error, delay=outcome.delay)
         assert isinstance(outcome, Failed)
