@@ -1,0 +1,200 @@
+"""``wabahooks worker``: one queue's jobs, many in flight, on the engine (``workers.engine``).
+
+Reads the engine's settings (options, else environment, else the defaults in
+``workers.engine`` and ``workers.threads``), checks Redis (reachable, no evicting policy),
+builds the runtime (handlers load here, so a bad module stops start-up), and runs the
+engine until a signal, or the end of a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from dataclasses import dataclass
+
+import click
+import redis
+import structlog
+
+from service.settings import ConfigError, Settings
+from workers.cli import DEFAULT_QUEUE, QUEUE_CHOICE, settings_or_exit
+from workers.engine import DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_LEASE
+from workers.threads import DEFAULT_SYNC_THREADS
+
+__all__ = ["worker"]
+
+
+def _env_int(name: str, default: int, low: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        click.echo(f"wabahooks: {name} must be a whole number >= {low}, got {raw!r}", err=True)
+        sys.exit(2)
+    return value
+
+
+@click.command()
+@click.option(
+    "--queue",
+    "queue_names",
+    multiple=True,
+    type=QUEUE_CHOICE,
+    help=f"The queue to work (one per process) [default: {DEFAULT_QUEUE}].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 2000),
+    default=None,
+    help=f"Jobs in flight at once [default: WABAHOOKS_CONCURRENCY or {DEFAULT_CONCURRENCY}].",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=None,
+    help=f"Seconds a warm stop waits for jobs in flight [default: {DEFAULT_GRACE:g}].",
+)
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty and nothing runs.")
+def worker(
+    queue_names: tuple[str, ...], concurrency: int | None, grace: float | None, burst: bool
+) -> None:
+    """Work one queue with many jobs in flight (needs REDIS_URL).
+
+    Async handlers run on the worker's event loop, plain ones in a thread pool
+    (WABAHOOKS_SYNC_THREADS). SIGTERM or Ctrl-C stops taking jobs and lets those
+    in flight finish for up to --grace seconds, then hands the rest back to the
+    queue; a second signal hands them back at once. Nothing is lost either way.
+    """
+    from service.logs import configure_logging
+
+    if len(queue_names) > 1:
+        raise click.UsageError(
+            f"one queue per worker process, got {', '.join(queue_names)}: "
+            "start one `wabahooks worker --queue NAME` for each"
+        )
+    name = queue_names[0] if queue_names else DEFAULT_QUEUE
+    settings = settings_or_exit()
+    configure_logging(settings.log_format, settings.log_level)
+    options = _EngineOptions(
+        queue=settings.queue_prefix + name,
+        concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
+        grace=grace if grace is not None else _env_int("WABAHOOKS_GRACE", int(DEFAULT_GRACE), 0),
+        lease=_env_int("WABAHOOKS_LEASE", DEFAULT_LEASE, 5),
+        sync_threads=_env_int("WABAHOOKS_SYNC_THREADS", DEFAULT_SYNC_THREADS, 1),
+        burst=burst,
+    )
+    try:
+        import uvloop
+
+        stopped, threads_left = uvloop.run(_work(settings, options))
+    except _StartupError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(exc.code)
+    code = 0 if burst or stopped else 1  # the engine ends only when told
+    if threads_left:
+        # A sync handler's thread cannot be stopped, and Python waits for every pool thread
+        # at exit: its job was handed back and its effects are refused, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+class _StartupError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class _EngineOptions:
+    queue: str
+    concurrency: int
+    grace: float
+    lease: int
+    sync_threads: int
+    burst: bool
+
+
+async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool]:
+    """Run the engine until it stops; return whether a signal (or burst) stopped it, and
+    whether sync handler threads are still running."""
+    import redis.asyncio as aioredis
+
+    from service.redisguard import parse_memory, policy_problem
+    from workers.engine import Engine
+    from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
+    from workers.rqstate import RQState
+    from workers.running import JobRunner
+    from workers.runtime import Runtime
+
+    # Size the pool for every job in flight (redis.asyncio's plain pool raises when full).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.require_redis_url(), max_connections=options.concurrency + 16, timeout=None
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        info = await client.info("memory")
+    except redis.RedisError as exc:
+        await client.aclose()
+        raise _StartupError(f"cannot reach Redis at REDIS_URL ({exc}); is it running?", 1) from exc
+    problem = policy_problem(info.get("maxmemory_policy"))
+    if problem and not settings.allow_eviction:
+        await client.aclose()
+        raise _StartupError(problem, 2)
+    memory = parse_memory(info, settings.memory_high_water)
+    try:
+        meter = WorkerMetrics() if multiprocess_dir() else None
+        # Handlers load now, so a module that fails to import stops start-up.
+        runtime = Runtime.from_env(redis=client, metrics=meter, sync_threads=options.sync_threads)
+    except ConfigError as exc:
+        await client.aclose()
+        raise _StartupError(str(exc), 2) from exc
+    state = RQState(
+        client,
+        options.queue,
+        worker_name=uuid.uuid4().hex,
+        lease=options.lease,
+        max_attempts=runtime.retry.max_attempts,
+    )
+    engine = Engine(
+        state,
+        JobRunner(runtime.threads, runtime),
+        concurrency=options.concurrency,
+        threads=runtime.threads,
+        burst=options.burst,
+        grace=options.grace,
+    )
+    structlog.get_logger("wabahooks.worker").info(
+        "worker.started",
+        queue=options.queue,
+        concurrency=options.concurrency,
+        sync_threads=options.sync_threads,
+        handlers=[r.name for r in runtime.registrations],
+        burst=options.burst,
+        metrics=meter is not None,
+        redis_memory=memory.describe(),
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.on_signal)
+    threads_left = False
+    try:
+        await engine.run()
+    finally:
+        threads_left = runtime.threads.shutdown()
+        if threads_left:
+            structlog.get_logger("wabahooks.worker").warning(
+                "worker.threads_left", threads=runtime.threads.orphans
+            )
+        await runtime.aclose()
+        if meter is not None:
+            process_exited()
+    return engine.stop_requested, threads_left
