@@ -80,6 +80,7 @@ def serve(host: str, port: int) -> None:
 
     from service.app import create_app
     from service.logs import configure_logging
+    from service.tracingsetup import configure_tracing_or_exit
 
     settings = load_settings()
     try:
@@ -89,6 +90,7 @@ def serve(host: str, port: int) -> None:
         sys.exit(2)
     refuse_eviction(url, settings.allow_eviction)
     configure_logging(settings.log_format, settings.log_level)
+    configure_tracing_or_exit("wabahooks-receiver")  # off unless OTEL_* ask (README "Traces")
     uvicorn.run(
         create_app(settings),
         host=host,

@@ -73,6 +73,7 @@ def worker(
     queue; a second signal hands them back at once. Nothing is lost either way.
     """
     from service.logs import configure_logging
+    from service.tracingsetup import configure_tracing_or_exit
 
     if len(queue_names) > 1:
         raise click.UsageError(
@@ -82,6 +83,7 @@ def worker(
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
+    configure_tracing_or_exit("wabahooks-worker")  # off unless OTEL_* ask (README "Traces")
     options = _EngineOptions(
         queue=settings.queue_prefix + name,
         concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
