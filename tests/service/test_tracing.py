@@ -1,0 +1,231 @@
+"""Traces are off unless the OTEL_* variables ask (``service.tracingsetup``); off, they cost a
+no-op and import no OpenTelemetry; on, spans reach an OTLP collector configured by the standard
+variables alone. (The spans of an event's journey: tests/workers/test_tracing.py.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from service import tracing
+from service.portal import endpoints
+from service.settings import ConfigError
+from service.tracingsetup import configure_tracing, tracing_requested
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("env", "requested"),
+    [
+        ({}, False),
+        ({"OTEL_TRACES_EXPORTER": "none"}, False),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "console,otlp"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "false"}, True),
+        # Metrics or logs alone ask for no traces.
+        ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_SERVICE_NAME": "x"}, False),
+    ],
+)
+def test_traces_are_off_unless_the_standard_variables_ask(
+    env: dict[str, str], requested: bool
+) -> None:
+    assert tracing_requested(env) is requested
+    if not requested:
+        assert configure_tracing("wabahooks-test", env) is False
+        assert not tracing.active()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER names 'zipkin'"),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL is 'http/json'",
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "udp"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL is 'udp'",
+        ),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        configure_tracing("wabahooks-test", env)
+    assert not tracing.active()
+
+
+def test_off_every_helper_is_a_shared_no_op() -> None:
+    assert not tracing.active()
+    assert tracing.server_span({"type": "http", "headers": []}) is tracing.NO_SPAN
+    assert tracing.consumer_span({}, job_id="j", queue="q", attempt=1) is tracing.NO_SPAN
+    assert tracing.handler_span("h") is tracing.NO_SPAN
+    assert tracing.traceparent() is None
+    http = object()
+    call = endpoints.templates()
+    assert tracing.portal_requester(http, call, "http://portal") is http  # type: ignore[arg-type]
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WABA"))}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_off_our_hot_paths_import_no_opentelemetry() -> None:
+    # redis-py 8 imports the OpenTelemetry packages it finds installed (for its own opt-in
+    # metrics): what counts is that our modules add none, the tracer SDK above all.
+    code = (
+        "import sys\n"
+        "import redis, redis.asyncio\n"
+        "loaded = lambda: {m for m in sys.modules if m.startswith('opentelemetry')}\n"
+        "before = loaded()\n"
+        "import service.app, service.portal.aclient, workers.running, workers.dispatch\n"
+        "from service.tracingsetup import configure_tracing\n"
+        "assert configure_tracing('x') is False\n"
+        "print(sorted(loaded() - before), 'opentelemetry.sdk.trace' in sys.modules)\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] False"
+
+
+class Collector:
+    """An OTLP/HTTP trace receiver on 127.0.0.1: keeps each export request it is sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.paths: list[str] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                collector.paths.append(self.path)
+                collector.requests.append(ExportTraceServiceRequest.FromString(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def spans(self) -> list[tuple[str, str]]:
+        """(service.name, span name) of every span received."""
+        found = []
+        for request in self.requests:
+            for resource_spans in request.resource_spans:
+                names = [
+                    a.value.string_value
+                    for a in resource_spans.resource.attributes
+                    if a.key == "service.name"
+                ]
+                for scope_spans in resource_spans.scope_spans:
+                    found += [(names[0], span.name) for span in scope_spans.spans]
+        return found
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    running = Collector()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+TRACE_ONE = (
+    "from service import tracing\n"
+    "from service.tracingsetup import configure_tracing\n"
+    "print(configure_tracing('wabahooks-test'))\n"
+    "with tracing.handler_span('mine:greet'):\n"
+    "    pass\n"
+)
+
+
+def test_the_otlp_endpoint_variable_alone_sends_spans_to_the_collector(
+    collector: Collector,
+) -> None:
+    done = run_python(TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    # Exported at exit (the batch processor is flushed), over HTTP/protobuf by default.
+    assert collector.paths == ["/v1/traces"]
+    assert collector.spans() == [("wabahooks-test", "handler mine:greet")]
+
+
+def test_otel_service_name_and_sdk_disabled_are_honoured(collector: Collector) -> None:
+    named = run_python(
+        TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_SERVICE_NAME="bot-eu"
+    )
+    assert named.returncode == 0, named.stderr
+    assert collector.spans() == [("bot-eu", "handler mine:greet")]
+    disabled = run_python(
+        TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_SDK_DISABLED="true"
+    )
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout.strip() == "False"
+    assert len(collector.requests) == 1  # nothing more was sent
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker", "--burst"]])
+def test_serve_and_worker_refuse_a_bad_otel_setting_with_exit_2(
+    command: list[str], redis_url: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "service", *command],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WABA"))},
+            "REDIS_URL": redis_url,
+            "WABA_WEBHOOK_SECRET": "s",
+            "WABAHOOKS_CONFIG": "",
+            "OTEL_TRACES_EXPORTER": "jaeger",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "wabahooks: OTEL_TRACES_EXPORTER names 'jaeger', which wabahooks does not know: use "
+        "otlp, console, none (comma-separated)"
+    ]
+
+
+def test_the_console_exporter_prints_spans() -> None:
+    done = run_python(TRACE_ONE, OTEL_TRACES_EXPORTER="console")
+    assert done.returncode == 0, done.stderr
+    assert '"name": "handler mine:greet"' in done.stdout
+    assert '"service.name": "wabahooks-test"' in done.stdout
