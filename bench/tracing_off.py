@@ -1,7 +1,7 @@
 """What traces cost while they are off (the default), against the code without them.
 
     .venv/bin/python bench/tracing_off.py [--requests 2000] [--jobs 2000] [--rounds 3]
-                                          [--baseline main]
+                                          [--baseline REV]
 
 Two small measurements, each a few seconds (the machine is shared: nothing long):
 
@@ -10,7 +10,8 @@ Two small measurements, each a few seconds (the machine is shared: nothing long)
    portal call ``portal_requester`` — timed with ``timeit`` (ns per call), off, and for scale
    on (an SDK tracer provider without exporter: the spans are made and ended, not sent; the
    portal figure is then only the wrapping, its span is made per HTTP attempt).
-2. **A/B against ``--baseline``** (a git revision, exported with ``git archive``): the same
+2. **A/B against ``--baseline``** (a git revision, exported with ``git archive``; by default
+   where this branch left ``main``, so that only the tracing differs): the same
    in-process loads under both trees, alternating, in fresh processes, on one Valkey: the
    receiver's ASGI app answering ``--requests`` signed messages (no sockets: the app, its
    verification and the real intake), and the worker engine draining ``--jobs`` no-op message
@@ -221,8 +222,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--baseline", default="main")
+    parser.add_argument("--baseline", default=None, help="default: git merge-base HEAD main")
     args = parser.parse_args()
+    if args.baseline is None:
+        base = ["git", "merge-base", "HEAD", "main"]
+        args.baseline = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, check=True)
+        args.baseline = args.baseline.stdout.strip()
 
     print("instrumented points (ns per call): off, on (spans made, not exported)")
     for name, (off, on) in points().items():
@@ -246,7 +251,7 @@ def main() -> None:
     for name, runs in figures.items():
         receiver = statistics.median(r["receiver_us"] for r in runs)
         worker = statistics.median(r["worker_us"] for r in runs)
-        label = args.baseline if name == "baseline" else "this tree (tracing off)"
+        label = args.baseline[:12] if name == "baseline" else "this tree (tracing off)"
         print(f"  {label:26} receiver {receiver:7.1f}   worker {worker:7.1f}")
 
 
