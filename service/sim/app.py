@@ -1,7 +1,7 @@
 """A WABA Portal simulator: the API of spec §1–4, webhook delivery as §5, plus a control API.
 
 ``create_sim_app(SimConfig(...))`` returns a Starlette app keeping its state in memory
-(``app.state.sim`` is the :class:`~service.portal.simstate.SimState`). Run it with
+(``app.state.sim`` is the :class:`~service.sim.state.SimState`). Run it with
 ``wabahooks portal-sim``. Every response carries a ``Date`` header on the simulator's own
 clock (``clock_skew`` and ``POST /sim/clock`` move it): serve the app with uvicorn's
 ``date_header=False``, or responses would carry two. API calls need
@@ -23,7 +23,7 @@ Control API (no authentication: bind it to 127.0.0.1), all JSON:
                                     ``showTypingIndicator``), deliveries with every attempt
 ``GET /sim/deliveries``             ``{"pending": n}``: background deliveries not finished
 ``POST /sim/deliveries/wait``       ``{"timeout": s}`` (default 10): wait for them; ``{"pending"}``
-``GET|PUT /sim/chaos``              read or change :class:`~service.portal.simconfig.Chaos`
+``GET|PUT /sim/chaos``              read or change :class:`~service.sim.config.Chaos`
 ``GET|PUT /sim/settings``           read or change ``verified``, ``allow_insecure_webhooks``,
                                     ``auto_read``, ``status_delay``, ``delivery_attempts``,
                                     ``delivery_backoff``, ``delivery_timeout``, ``clock_skew``
@@ -53,9 +53,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.portal.simconfig import SETTING_NAMES, Refusal, SimConfig, update
-from service.portal.simdelivery import Deliverer
-from service.portal.simstate import SimState
+from service.sim.config import SETTING_NAMES, Refusal, SimConfig, update
+from service.sim.delivery import Deliverer
+from service.sim.state import SimState
 
 __all__ = ["create_sim_app"]
 
