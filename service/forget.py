@@ -35,6 +35,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.admin import QUEUES, connect
+from service.keys import DEFAULT_PREFIX, Keys
 from service.portal.validation import check_phone
 
 __all__ = ["Forgotten", "forget", "forget_contact", "wamid_phone"]
@@ -107,29 +108,30 @@ def forget_contact(
     connection: redis.Redis,
     phone: str,
     *,
-    prefix: str = "wabahooks:",
+    prefix: str = DEFAULT_PREFIX,
     queues: Iterable[str] = QUEUES,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> Forgotten:
     """Remove what Redis keeps about the contact ``phone``; return what was removed."""
     gone = Forgotten()
-    sent_key = f"{prefix}sent:{phone}"
+    keys = Keys(prefix)
+    sent_key = keys.sent(phone)
     members: Any = connection.smembers(sent_key)
     message_ids = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
     progress("scanning status records")
-    for pattern in (f"{prefix}store:wamid.*", f"{prefix}tail:status:wamid.*"):
+    for pattern in (keys.store("wamid.*"), keys.tail("status", "wamid.*")):
         for key in _scan(connection, pattern):
             message_id = key.rsplit(":", 1)[1]
             if phone in wamid_phone(message_id):
                 message_ids.add(message_id)
-    gone.add("conversation state", connection.delete(f"{prefix}store:{phone}"))
-    gone.add("conversation tail", connection.delete(f"{prefix}tail:message:{phone}"))
+    gone.add("conversation state", connection.delete(keys.store(phone)))
+    gone.add("conversation tail", connection.delete(keys.tail("message", phone)))
     gone.add("sent-message id set", connection.delete(sent_key))
     for message_id in sorted(message_ids):
-        gone.add("message status record", connection.delete(f"{prefix}store:{message_id}"))
-        gone.add("message status tail", connection.delete(f"{prefix}tail:status:{message_id}"))
+        gone.add("message status record", connection.delete(keys.store(message_id)))
+        gone.add("message status tail", connection.delete(keys.tail("status", message_id)))
     for queue in queues:
-        name = prefix + queue
+        name = keys.queue(queue)
         for job in _failed_jobs(connection, name, progress):
             conversation, sender, recipient = _contact_of(job)
             if phone in (conversation, sender, recipient) or conversation in message_ids:
