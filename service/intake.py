@@ -31,7 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from service.events import Classified
+from service.identity import Classified
 from service.jobs import JobSpec
 from service.keys import RQ_QUEUES, Keys, rq_deferred, rq_job, rq_queue
 from service.metrics import ReceiverMetrics

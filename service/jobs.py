@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from service.events import Classified, Kind
+from service.identity import Classified, Kind
 from service.keys import Keys
 from service.settings import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL
 
