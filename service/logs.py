@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import structlog
 
-__all__ = ["IdHasher", "configure_logging", "id_key", "redact"]
+__all__ = ["IdHasher", "configure_logging", "id_key", "mask_phone", "redact"]
 
 _FORBIDDEN = frozenset(
     {"secret", "secrets", "signature", "body", "raw_body", "api_key", "authorization"}
@@ -40,6 +40,13 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+def mask_phone(number: str | None) -> str | None:
+    """Return ``number`` with all but its last 4 characters masked, for logs."""
+    if not number:
+        return number
+    return "*" * max(len(number) - 4, 0) + number[-4:]
 
 
 def redact(

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+from service.identity import Kind
 from service.typedevents import Event, InboundMessage, StatusUpdate
 
 __all__ = [
@@ -106,7 +107,7 @@ class Registration:
     """One registered handler: the function, the kind it handles, and its filters."""
 
     func: Handler
-    kind: str
+    kind: Kind
     name: str
     predicates: tuple[Predicate, ...] = ()
     #: Declared by handlers that send a reply (the mark-read built-in shows typing then):
@@ -176,7 +177,7 @@ class Router:
 
     def _register(
         self,
-        kind: str,
+        kind: Kind,
         predicates: list[Predicate],
         when: Predicate | None,
         replies: bool | ReplyDecision,
@@ -268,10 +269,10 @@ class Router:
         self, *, when: Predicate | None = None, retry: RetryPolicy | None = None
     ) -> Callable[[F], F]:
         """Register a handler for the portal's webhook test event."""
-        return self._register("test", [], when, False, retry)
+        return self._register(Kind.TEST, [], when, False, retry)
 
     def unknown(
         self, *, when: Predicate | None = None, retry: RetryPolicy | None = None
     ) -> Callable[[F], F]:
         """Register a handler for signed events of a kind this version does not know."""
-        return self._register("other", [], when, False, retry)
+        return self._register(Kind.OTHER, [], when, False, retry)
