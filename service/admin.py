@@ -32,22 +32,18 @@ from rq.serializers import JSONSerializer
 from service import unparsed
 from service.jobs import QUEUE_NAMES
 from service.redisguard import eviction_problem, memory_state
-from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings
+from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings, parse_secrets
 
 __all__ = ["check", "connect", "redis_settings", "status", "table"]
 
 QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
 #: Oldest Redis (and Valkey, which reports its Redis compatibility version) we support.
 MIN_REDIS = (6, 2)
-_PLACEHOLDER_SECRET = "(not needed by this command)"
 
 
 def redis_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Return the settings of a command that needs Redis but not the webhook secret."""
-    values = dict(os.environ if env is None else env)
-    if not values.get("WABA_WEBHOOK_SECRET", "").strip():
-        values["WABA_WEBHOOK_SECRET"] = _PLACEHOLDER_SECRET
-    settings = Settings.from_env(values)
+    settings = Settings.from_env(env)
     settings.require_redis_url()
     return settings
 
@@ -147,7 +143,7 @@ def status() -> None:
     memory = memory_state(connection, settings.memory_high_water)
     verdict = "admitting events" if memory.admitting else "REFUSING events (503) until drained"
     click.echo(f"Redis memory: {memory.describe()}: {verdict}.")
-    click.echo(limiter_state(connection, ceiling).describe())
+    click.echo(limiter_state(connection, ceiling, prefix=settings.keys.portal()).describe())
 
 
 @dataclass(frozen=True)
@@ -280,13 +276,11 @@ def check_portal(env: Mapping[str, str], secrets: Sequence[str]) -> list[Result]
 
 def run_checks(env: Mapping[str, str]) -> list[Result]:
     """Run every check against ``env``; return the results in order."""
-    given = tuple(x.strip() for x in env.get("WABA_WEBHOOK_SECRET", "").split(",") if x.strip())
+    given = parse_secrets(env.get("WABA_WEBHOOK_SECRET", ""))
     results: list[Result] = []
     settings: Settings | None = None
     try:
-        settings = Settings.from_env(
-            {**env, "WABA_WEBHOOK_SECRET": ",".join(given) or _PLACEHOLDER_SECRET}
-        )
+        settings = Settings.from_env(env)
         results.append(Result("ok", "settings", "every variable parses"))
     except ConfigError as exc:
         results.append(Result("fail", "settings", str(exc)))

@@ -185,7 +185,9 @@ def create_app(
     metrics: ReceiverMetrics | None = None,
 ) -> ASGIApp:
     """Return the receiver app (ASGI). Without ``redis``, it connects to ``settings.redis_url``;
-    without ``metrics``, it counts in a registry of its own."""
+    without ``metrics``, it counts in a registry of its own. Raise :class:`ConfigError` if no
+    webhook secret is set: the receiver verifies every delivery with them."""
+    settings.require_secrets()
     state: dict[str, Any] = {}
     meter = metrics if metrics is not None else ReceiverMetrics()
     reformat_budget = CpuBudget(REFORMAT_CPU_SHARE, REFORMAT_CPU_BURST)

@@ -83,6 +83,7 @@ def serve(host: str, port: int) -> None:
 
     settings = load_settings()
     try:
+        settings.require_secrets()
         url = settings.require_redis_url()
     except ConfigError as exc:
         click.echo(f"wabahooks: {exc}", err=True)

@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 import structlog
 
+from service.settings import parse_secrets
+
 __all__ = ["IdHasher", "configure_logging", "id_key", "mask_phone", "redact"]
 
 _FORBIDDEN = frozenset(
@@ -69,7 +71,7 @@ def id_key(env: Mapping[str, str] | None = None) -> bytes | None:
     ``WABA_WEBHOOK_SECRET`` (a secret every process already has); None if neither is set."""
     env = os.environ if env is None else env
     configured = env.get("WABAHOOKS_LOG_KEY", "").strip() or next(
-        (s.strip() for s in env.get("WABA_WEBHOOK_SECRET", "").split(",") if s.strip()), ""
+        iter(parse_secrets(env.get("WABA_WEBHOOK_SECRET", ""))), ""
     )
     if not configured:
         return None

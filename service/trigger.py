@@ -32,6 +32,7 @@ from service.samples import (
     test_envelope,
 )
 from service.samples import out_of_order as shuffled
+from service.settings import parse_secrets
 from service.signature import js_stringify, sign
 
 __all__ = ["DEFAULT_URL", "trigger"]
@@ -53,11 +54,9 @@ class Target:
 
 
 def _secret(given: str | None) -> str:
-    if given:
-        return given.split(",")[0].strip()
-    env = os.environ.get("WABA_WEBHOOK_SECRET", "").split(",")[0].strip()
-    if env:
-        return env
+    for value in (given or "", os.environ.get("WABA_WEBHOOK_SECRET", "")):
+        if secrets := parse_secrets(value):
+            return secrets[0]
     path = dev_secret_file()
     if path.exists():
         return path.read_text(encoding="utf-8").strip()

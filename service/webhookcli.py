@@ -15,7 +15,7 @@ import click
 
 from service.portal import PortalClient, PortalError, PortalSettings
 from service.portal.models import WebhookConfig
-from service.settings import ConfigError
+from service.settings import ConfigError, parse_secrets
 
 __all__ = ["webhook"]
 
@@ -91,7 +91,7 @@ def set_(url: str, events: str, disable: bool) -> None:
     secret = config.webhook_secret
     if not secret:
         return
-    current = [s.strip() for s in os.environ.get("WABA_WEBHOOK_SECRET", "").split(",") if s]
+    current = parse_secrets(os.environ.get("WABA_WEBHOOK_SECRET", ""))
     click.echo("")
     if secret in current:
         click.echo("WABA_WEBHOOK_SECRET already accepts this secret.")

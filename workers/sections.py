@@ -47,7 +47,7 @@ __all__ = [
 
 MARK_READ_MODES = ("always", "when-replying", "never")
 DEFAULT_COOLDOWN = 600
-DEFAULT_STATUS_RETENTION = 30 * 24 * 3600
+DEFAULT_STATUS_RETENTION = settings.DEFAULT_STATUS_RETENTION
 DEFAULT_FORWARD_TIMEOUT = 5.0
 FORWARD_EVENTS = tuple(kind.value for kind in Kind)
 #: Placeholders a reply template may use, e.g. "Hi {first_name}!"; ``{{``/``}}`` are braces.
