@@ -15,7 +15,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.cli import main
-from service.forget import wamid_phone
+from service.cli.forget import wamid_phone
 from service.portal.ratelimit import RateLimiter
 from service.samples import new_message_id
 from service.sim.app import create_sim_app

@@ -37,7 +37,7 @@ from typing import IO, Any
 import click
 import httpx
 
-from service.devstate import (
+from service.cli.devstate import (
     STATE_DIR,
     DevState,
     dev_secret_file,

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from service.devstate import dev_secret_file, read_dev_state
+from service.cli.devstate import dev_secret_file, read_dev_state
 from service.samples import (
     MESSAGE_TYPES,
     STATUSES,

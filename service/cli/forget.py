@@ -34,7 +34,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.admin import QUEUES, connect
+from service.cli.admin import QUEUES, connect
 from service.keys import DEFAULT_PREFIX, Keys
 from service.portal.validation import check_phone
 

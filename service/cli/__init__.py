@@ -19,12 +19,12 @@ from typing import BinaryIO
 
 import click
 
-from service.admin import check, status
-from service.forget import forget
+from service.cli.admin import check, status
+from service.cli.forget import forget
+from service.cli.portal_sim import portal_sim
+from service.cli.trigger import trigger
+from service.cli.webhook import webhook
 from service.settings import ConfigError, Settings
-from service.sim.cli import portal_sim
-from service.trigger import trigger
-from service.webhookcli import webhook
 
 __all__ = ["PLUGIN_GROUP", "main"]
 
@@ -111,7 +111,7 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
     answers 503 meanwhile), but the policy then goes unchecked, which is said."""
     import redis
 
-    from service.admin import safe_url
+    from service.cli.admin import safe_url
     from service.redisguard import eviction_problem
 
     connection = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
@@ -183,7 +183,7 @@ def dev(port: int, sim_port: int, no_sim: bool) -> None:
 
     Valkey is embedded (data in .wabahooks/) unless REDIS_URL is set.
     """
-    from service.dev import run_dev
+    from service.cli.dev import run_dev
 
     sys.exit(run_dev(port=port, sim_port=sim_port, simulator=not no_sim))
 
