@@ -20,6 +20,7 @@ from typing import BinaryIO
 import click
 
 from service.cli.admin import check, status
+from service.cli.common import fail, safe_url, settings_or_exit
 from service.cli.forget import forget
 from service.cli.portal_sim import portal_sim
 from service.cli.trigger import trigger
@@ -34,11 +35,7 @@ PLUGIN_GROUP = "wabahooks.cli"
 
 def load_settings() -> Settings:
     """Return the settings, or exit with the configuration error on one line."""
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+    return settings_or_exit(redis_url=False)
 
 
 class _PluginGroup(click.Group):
@@ -86,8 +83,7 @@ def serve(host: str, port: int) -> None:
         settings.require_secrets()
         url = settings.require_redis_url()
     except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     refuse_eviction(url, settings.allow_eviction)
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
@@ -111,7 +107,6 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
     answers 503 meanwhile), but the policy then goes unchecked, which is said."""
     import redis
 
-    from service.cli.admin import safe_url
     from service.redisguard import eviction_problem
 
     connection = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
@@ -127,8 +122,7 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
     finally:
         connection.close()
     if problem is not None:
-        click.echo(f"wabahooks: {problem}", err=True)
-        sys.exit(2)
+        fail(problem)
 
 
 @main.command()
@@ -157,12 +151,10 @@ def log_id(message_id: str) -> None:
 
     key = id_key()
     if key is None:
-        click.echo(
-            "wabahooks: set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the processes "
-            "that wrote the logs had it",
-            err=True,
+        fail(
+            "set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the processes "
+            "that wrote the logs had it"
         )
-        sys.exit(2)
     click.echo(IdHasher(key).scrub(message_id))
 
 

@@ -16,11 +16,12 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
 
+from service.cli.common import fail
 from service.cli.devstate import dev_secret_file, read_dev_state
 from service.samples import (
     MESSAGE_TYPES,
@@ -126,9 +127,8 @@ def _describe(envelope: dict[str, Any]) -> str:
     return f"test {data['testId']}"
 
 
-def _fail(message: str) -> None:
-    click.echo(f"wabahooks: {message}", err=True)
-    sys.exit(1)
+def _fail(message: str) -> NoReturn:
+    fail(message, 1)
 
 
 def send_direct(target: Target, envelopes: list[dict[str, Any]], times: int) -> bool:

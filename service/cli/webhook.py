@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import click
 
+from service.cli.common import fail
 from service.portal import PortalClient, PortalError, PortalSettings
 from service.portal.models import WebhookConfig
 from service.settings import ConfigError, parse_secrets
@@ -27,14 +28,12 @@ def _portal() -> Iterator[PortalClient]:
     try:
         settings = PortalSettings.from_env()
     except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     try:
         with PortalClient(settings) as portal:
             yield portal
     except PortalError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc), 1)
 
 
 def _mask(secret: str | None) -> str:
