@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from service.settings import ConfigError
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
-__all__ = ["configure_tracing", "configure_tracing_or_exit", "tracing_requested"]
+__all__ = ["configure_tracing", "tracing_requested"]
 
 _EXPORTERS = ("otlp", "console", "none")
 _PROTOCOLS = ("http/protobuf", "grpc")
@@ -123,15 +122,6 @@ def configure_tracing(service_name: str, env: Mapping[str, str] | None = None) -
     tracing.activate(provider)
     atexit.register(_shutdown, provider)
     return True
-
-
-def configure_tracing_or_exit(service_name: str) -> None:
-    """:func:`configure_tracing`, or exit with status 2 and the configuration error's line."""
-    try:
-        configure_tracing(service_name)
-    except ConfigError as exc:
-        print(f"wabahooks: {exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _shutdown(provider: Any) -> None:

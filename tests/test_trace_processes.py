@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from service.portal.sim import create_sim_app
+from service.sim.app import create_sim_app
 from tests.loop import sim_delivering_to
 from tests.otlp import Collector
 from tests.portal.support import API_KEY, serve

@@ -72,8 +72,9 @@ def worker(
     in flight finish for up to --grace seconds, then hands the rest back to the
     queue; a second signal hands them back at once. Nothing is lost either way.
     """
+    from service.cli.common import fail
     from service.logs import configure_logging
-    from service.tracingsetup import configure_tracing_or_exit
+    from service.tracingsetup import configure_tracing
 
     if len(queue_names) > 1:
         raise click.UsageError(
@@ -83,9 +84,12 @@ def worker(
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
-    configure_tracing_or_exit("wabahooks-worker")  # off unless OTEL_* ask (README "Traces")
+    try:
+        configure_tracing("wabahooks-worker")  # off unless OTEL_* ask (README "Traces")
+    except ConfigError as exc:
+        fail(str(exc))
     options = _EngineOptions(
-        queue=settings.queue_prefix + name,
+        queue=settings.keys.queue(name),
         concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
         grace=grace if grace is not None else _env_int("WABAHOOKS_GRACE", int(DEFAULT_GRACE), 0),
         lease=_env_int("WABAHOOKS_LEASE", DEFAULT_LEASE, 5),
@@ -155,7 +159,9 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
         # Handlers load now, so a module that fails to import stops start-up.
-        runtime = Runtime.from_env(redis=client, metrics=meter, sync_threads=options.sync_threads)
+        runtime = Runtime.from_settings(
+            settings, redis=client, metrics=meter, sync_threads=options.sync_threads
+        )
     except ConfigError as exc:
         await client.aclose()
         raise _StartupError(str(exc), 2) from exc

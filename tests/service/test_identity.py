@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from service.events import Kind, classify, mask_phone
+from service.identity import Kind, classify
+from service.logs import mask_phone
 from tests import payloads
 
 
