@@ -144,7 +144,11 @@ async def _worker_load(url: str, count: int) -> float:
     import redis.asyncio as aioredis
 
     from bench.handlers import noop
-    from service.events import classify
+
+    try:
+        from service.identity import classify
+    except ImportError:  # a tree before the issue 11 renames
+        from service.events import classify  # type: ignore[no-redef]
     from service.intake import Intake
     from service.jobs import build_job
     from tests import payloads
