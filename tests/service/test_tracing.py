@@ -4,16 +4,18 @@ variables alone. (The spans of an event's journey: tests/workers/test_tracing.py
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service import tracing
-from service.portal import endpoints
+from service.portal import PortalError, endpoints
 from service.settings import ConfigError
 from service.tracingsetup import configure_tracing, tracing_requested
 from tests.otlp import Collector
@@ -182,3 +184,61 @@ def test_the_console_exporter_prints_spans() -> None:
     assert done.returncode == 0, done.stderr
     assert '"name": "handler mine:greet"' in done.stdout
     assert '"service.name": "wabahooks-test"' in done.stdout
+
+
+def test_portal_urls_with_a_phone_number_are_traced_by_template_only() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from service.portal import AsyncPortalClient, PortalSettings
+    from tests.portal.support import FAST_RETRY
+
+    phone = "919812345678"
+    page = {"data": []}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("cursor") == "boom":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=page)
+
+    async def calls() -> None:
+        settings = PortalSettings(api_url="https://portal.example:8443/api/v1", api_key="k")
+        client = AsyncPortalClient(
+            settings, retry=FAST_RETRY, transport=httpx.MockTransport(answer)
+        )
+        async with client:
+            await client.messages(phone, cursor="c1", limit=5)
+            with pytest.raises(PortalError):
+                await client.messages(phone, cursor="boom")
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.activate(provider, b"k" * 32)
+    try:
+        asyncio.run(calls())
+    finally:
+        tracing.deactivate()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 1 + FAST_RETRY.max_attempts  # the failing call is tried again
+    for span in spans:
+        attributes = dict(span.attributes or {})
+        assert span.name == "GET /api/v1/conversations/{phone_number}/messages"
+        assert attributes["url.template"] == "/api/v1/conversations/{phone_number}/messages"
+        assert attributes["url.full"] == (
+            "https://portal.example:8443/api/v1/conversations/REDACTED/messages"
+        )
+        assert attributes["server.address"] == "portal.example"
+        assert attributes["server.port"] == 8443
+        assert attributes["wabahooks.portal.call"] == "messages"
+        assert phone not in repr(attributes) and phone not in span.name
+    assert spans[0].attributes["http.response.status_code"] == 200  # type: ignore[index]
+    failed = spans[1:]
+    assert [s.attributes.get("http.request.resend_count") for s in failed] == [  # type: ignore[union-attr]
+        None,
+        *range(1, FAST_RETRY.max_attempts),
+    ]
+    for span in failed:
+        assert span.attributes["error.type"] == "ConnectError"  # type: ignore[index]
+        assert "http.response.status_code" not in span.attributes  # type: ignore[operator]
