@@ -29,7 +29,7 @@ from service.settings import ConfigError
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
-__all__ = ["configure_tracing", "tracing_requested"]
+__all__ = ["configure_tracing", "shutdown_tracing", "tracing_requested"]
 
 _EXPORTERS = ("otlp", "console", "none")
 _PROTOCOLS = ("http/protobuf", "grpc")
@@ -109,21 +109,32 @@ def configure_tracing(service_name: str, env: Mapping[str, str] | None = None) -
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: service_name}))
     provider = TracerProvider(resource=resource)
-    try:
-        for name in names:
-            provider.add_span_processor(BatchSpanProcessor(_exporter(name, env)))
-    except ImportError as exc:
-        raise ConfigError(
-            f"the {names} trace exporter is not installed ({exc.name}): "
-            "pip install 'wabahooks[otel]'"
-        ) from None
+    for name in names:
+        try:
+            exporter = _exporter(name, env)
+        except ImportError as exc:
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER's {name} exporter cannot be loaded ({exc.name} is "
+                "missing): pip install 'wabahooks[otel]'"
+            ) from None
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     # Global too, so that a handler's own spans (opentelemetry.trace.get_tracer) join the trace.
     trace.set_tracer_provider(provider)
     tracing.activate(provider)
-    atexit.register(_shutdown, provider)
+    global _provider
+    _provider = provider
+    atexit.register(shutdown_tracing)
     return True
 
 
-def _shutdown(provider: Any) -> None:
-    tracing.deactivate()
-    provider.shutdown()
+_provider: Any = None
+
+
+def shutdown_tracing() -> None:
+    """Stop tracing and export the spans still buffered (at exit; call it before an
+    ``os._exit``, which skips the exit handlers)."""
+    global _provider
+    provider, _provider = _provider, None
+    if provider is not None:
+        tracing.deactivate()
+        provider.shutdown()

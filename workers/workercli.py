@@ -74,7 +74,7 @@ def worker(
     """
     from service.cli.common import fail
     from service.logs import configure_logging
-    from service.tracingsetup import configure_tracing
+    from service.tracingsetup import configure_tracing, shutdown_tracing
 
     if len(queue_names) > 1:
         raise click.UsageError(
@@ -107,6 +107,7 @@ def worker(
     if threads_left:
         # A sync handler's thread cannot be stopped, and Python waits for every pool thread
         # at exit: its job was handed back and its effects are refused, so leave now.
+        shutdown_tracing()  # (os._exit skips the exit handlers that export the last spans)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
