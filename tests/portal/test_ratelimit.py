@@ -31,7 +31,7 @@ from service.portal.ratelimit import (
     RateLimiter,
     limiter_state,
 )
-from tests.portal.support import API_KEY, FAST_RETRY
+from tests.support.portal import API_KEY, FAST_RETRY
 
 RATE = 40.0
 BURST = 2.0
