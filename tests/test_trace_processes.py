@@ -11,9 +11,9 @@ import time
 import httpx
 
 from service.sim.app import create_sim_app
-from tests.loop import sim_delivering_to
-from tests.otlp import Collector
-from tests.portal.support import API_KEY, serve
+from tests.support.loop import sim_delivering_to
+from tests.support.otlp import Collector
+from tests.support.portal import API_KEY, serve
 from tests.test_log_schema import ROOT, assert_no_number, env, free_port
 
 SECRET = "trace-processes-secret"

@@ -20,8 +20,8 @@ from service.portal.ratelimit import RateLimiter
 from service.samples import new_message_id
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
-from tests.portal.support import serve
-from tests.service.conftest import SECRET, Receiver
+from tests.support.portal import serve
+from tests.support.receiver import SECRET, Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ANN, BOB = "919876543210", "447700900123"

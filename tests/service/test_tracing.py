@@ -18,7 +18,7 @@ from service import tracing
 from service.portal import PortalError, endpoints
 from service.settings import ConfigError
 from service.tracingsetup import configure_tracing, tracing_requested
-from tests.otlp import Collector
+from tests.support.otlp import Collector
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +111,7 @@ def test_off_our_hot_paths_import_no_opentelemetry() -> None:
 
 
 @pytest.fixture
-def collector() -> Iterator[Collector]:
+def otlp() -> Iterator[Collector]:
     running = Collector()
     try:
         yield running
@@ -129,28 +129,24 @@ TRACE_ONE = (
 
 
 def test_the_otlp_endpoint_variable_alone_sends_spans_to_the_collector(
-    collector: Collector,
+    otlp: Collector,
 ) -> None:
-    done = run_python(TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url)
+    done = run_python(TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
     # Exported at exit (the batch processor is flushed), over HTTP/protobuf by default.
-    assert collector.paths == ["/v1/traces"]
-    assert collector.spans() == [("wabahooks-test", "handler mine:greet")]
+    assert otlp.paths == ["/v1/traces"]
+    assert otlp.spans() == [("wabahooks-test", "handler mine:greet")]
 
 
-def test_otel_service_name_and_sdk_disabled_are_honoured(collector: Collector) -> None:
-    named = run_python(
-        TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_SERVICE_NAME="bot-eu"
-    )
+def test_otel_service_name_and_sdk_disabled_are_honoured(otlp: Collector) -> None:
+    named = run_python(TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url, OTEL_SERVICE_NAME="bot-eu")
     assert named.returncode == 0, named.stderr
-    assert collector.spans() == [("bot-eu", "handler mine:greet")]
-    disabled = run_python(
-        TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_SDK_DISABLED="true"
-    )
+    assert otlp.spans() == [("bot-eu", "handler mine:greet")]
+    disabled = run_python(TRACE_ONE, OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url, OTEL_SDK_DISABLED="true")
     assert disabled.returncode == 0, disabled.stderr
     assert disabled.stdout.strip() == "False"
-    assert len(collector.requests) == 1  # nothing more was sent
+    assert len(otlp.requests) == 1  # nothing more was sent
 
 
 @pytest.mark.parametrize("command", [["serve"], ["worker", "--burst"]])
@@ -192,7 +188,7 @@ def test_portal_urls_with_a_phone_number_are_traced_by_template_only() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from service.portal import AsyncPortalClient, PortalSettings
-    from tests.portal.support import FAST_RETRY
+    from tests.support.portal import FAST_RETRY
 
     phone = "919812345678"
     page = {"data": []}

@@ -18,7 +18,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from service import tracing
-from tests.loop import running_loop
+from tests.support.loop import running_loop
 from tests.test_log_schema import assert_no_number
 from tests.workers.example_handlers import router
 
