@@ -91,7 +91,11 @@ async def _receiver_load(url: str, count: int) -> float:
 
     from service.app import create_app
     from service.settings import Settings
-    from tests import payloads
+
+    try:
+        from tests.support import payloads
+    except ImportError:  # a tree before tests/support
+        from tests import payloads  # type: ignore[no-redef]
 
     client = aioredis.Redis.from_url(url)
     app = create_app(Settings(secrets=(SECRET,), redis_url=url), redis=client)
@@ -151,7 +155,11 @@ async def _worker_load(url: str, count: int) -> float:
         from service.events import classify  # type: ignore[no-redef]
     from service.intake import Intake
     from service.jobs import build_job
-    from tests import payloads
+
+    try:
+        from tests.support import payloads
+    except ImportError:  # a tree before tests/support
+        from tests import payloads  # type: ignore[no-redef]
     from workers.engine import Engine
     from workers.loading import registrations
     from workers.rqstate import RQState
@@ -245,18 +253,24 @@ def main() -> None:
         valkey.start()
         try:
             figures: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
-            for _ in range(args.rounds):
-                for name, tree in (("baseline", baseline), ("this", ROOT)):
+            trees = [("baseline", baseline), ("this", ROOT)]
+            for round_ in range(args.rounds):
+                # Every other round the other order: neither tree always runs on a warmer box.
+                for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
                     url = valkey.connection_url
                     figures[name].append(run_tree(tree, url, args.requests, args.jobs))
         finally:
             valkey.stop()
-    print(f"A/B, medians of {args.rounds} rounds (µs per request / per no-op job):")
+    print(f"A/B, medians (and ranges) of {args.rounds} rounds, µs per request / per no-op job:")
     for name, runs in figures.items():
-        receiver = statistics.median(r["receiver_us"] for r in runs)
-        worker = statistics.median(r["worker_us"] for r in runs)
+        receivers = [r["receiver_us"] for r in runs]
+        workers = [r["worker_us"] for r in runs]
         label = args.baseline[:12] if name == "baseline" else "this tree (tracing off)"
-        print(f"  {label:26} receiver {receiver:7.1f}   worker {worker:7.1f}")
+        print(
+            f"  {label:26} receiver {statistics.median(receivers):7.1f} "
+            f"({min(receivers):.0f}-{max(receivers):.0f})   "
+            f"worker {statistics.median(workers):7.1f} ({min(workers):.0f}-{max(workers):.0f})"
+        )
 
 
 if __name__ == "__main__":
