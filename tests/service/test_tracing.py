@@ -238,3 +238,22 @@ def test_portal_urls_with_a_phone_number_are_traced_by_template_only() -> None:
     for span in failed:
         assert span.attributes["error.type"] == "ConnectError"  # type: ignore[index]
         assert "http.response.status_code" not in span.attributes  # type: ignore[operator]
+
+
+def test_asking_for_traces_without_the_otel_extra_says_to_install_it() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry.sdk'] = None  # as if the extra were not installed\n"
+        "from service.settings import ConfigError\n"
+        "from service.tracingsetup import configure_tracing\n"
+        "try:\n"
+        "    configure_tracing('x')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = run_python(code, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT ask for traces but OpenTelemetry is "
+        "not installed: pip install 'wabahooks[otel]' (or unset them)"
+    )
