@@ -185,3 +185,21 @@ def test_refusals_and_portal_errors_mark_their_spans_failed(
     # The client's own retry of the call: a new span, counted as a resend.
     assert retried.attributes["http.request.resend_count"] == 1  # type: ignore[index]
     assert retried.attributes["http.response.status_code"] == 200  # type: ignore[index]
+
+
+def test_an_async_handlers_portal_calls_are_children_of_its_span(
+    redis_url: str, provider: TracerProvider
+) -> None:
+    # The built-in mark-read: an `async def` handler, its call on the job's own task.
+    with running_loop(redis_url, config='[handlers.mark_read]\nmode = "always"\n') as loop:
+        loop.inbound(TEXT, sender=SENDER)
+        loop.work(["wabahooks:messages"])
+
+    spans = finished(provider)
+    (consumer,) = [s for s in spans if s.kind == SpanKind.CONSUMER]
+    (handler,) = [s for s in spans if s.name.startswith("handler ")]
+    (client,) = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert handler.name.startswith("handler mark_read")
+    assert handler.parent is not None and handler.parent.span_id == consumer.context.span_id
+    assert client.name == "POST /api/v1/messages/mark-read"
+    assert client.parent is not None and client.parent.span_id == handler.context.span_id
