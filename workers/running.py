@@ -18,6 +18,7 @@ from rq import Retry
 from rq.utils import import_attribute
 
 from service.jobs import JOB_FUNCTION
+from workers.archive import Journey
 from workers.entry import Done, Failed, RetryLater, run_event
 from workers.execution import ExecutionToken
 from workers.ledger import ledger_fields
@@ -49,6 +50,7 @@ class JobRunner:
     async def _event(
         self, runtime: Runtime, job: StartedJob, token: ExecutionToken, kwargs: dict[str, Any]
     ) -> Ending | None:
+        journey = Journey(runtime.metrics) if runtime.archive is not None else None
         outcome = await run_event(
             runtime,
             job_id=job.id,
@@ -57,15 +59,42 @@ class JobRunner:
             ledger_fields=ledger_fields(job.fields),
             attempt=job.attempt,
             token=token,
+            journey=journey,
         )
-        if isinstance(outcome, Done):
-            return Ending(job, "done", sent=outcome.sent, sent_ttl=runtime.sent_ttl)
-        if isinstance(outcome, RetryLater):
-            return Ending(job, "retry", error=outcome.error, delay=outcome.delay)
-        assert isinstance(outcome, Failed)
-        if outcome.reason == "superseded":
+        if isinstance(outcome, Failed) and outcome.reason == "superseded":
             return None
-        return Ending(job, "failed", error=outcome.error)
+
+        def archived(state: str, reason: str = "") -> str:
+            if runtime.archive is None or journey is None:
+                return ""
+            return runtime.archive.entry(
+                job_id=job.id,
+                queue=job.origin,
+                kwargs=kwargs,
+                attempt=job.attempt,
+                outcome=state,
+                journey=journey,
+                reason=reason,
+            )
+
+        if isinstance(outcome, Done):
+            return Ending(
+                job,
+                "done",
+                sent=outcome.sent,
+                sent_ttl=runtime.sent_ttl,
+                archive=archived("done"),
+            )
+        if isinstance(outcome, RetryLater):
+            return Ending(
+                job,
+                "retry",
+                error=outcome.error,
+                delay=outcome.delay,
+                archive=archived("retrying", outcome.error),
+            )
+        last_line = outcome.error.strip().splitlines()[-1] if outcome.error.strip() else ""
+        return Ending(job, "failed", error=outcome.error, archive=archived("failed", last_line))
 
     async def _foreign(
         self, job: StartedJob, func: str, args: list[Any], kwargs: dict[str, Any]
