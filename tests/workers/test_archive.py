@@ -130,7 +130,9 @@ def _submit_old(redis_url: str, envelope: dict[str, Any], received: datetime) ->
         try:
             intake = Intake(client, prefix="wabahooks:", dedupe_ttl=600, deadline=5)
             classified = classify(envelope)
-            job = build_job(envelope, classified, queue_prefix="wabahooks:", timeout=60, now=received)
+            job = build_job(
+                envelope, classified, queue_prefix="wabahooks:", timeout=60, now=received
+            )
             return (await intake.submit(classified, job)).job_id
         finally:
             await client.aclose()
