@@ -113,9 +113,7 @@ def status() -> None:
     rows = []
     failed = 0
     for name in QUEUES:
-        queue = Queue(
-            settings.queue_prefix + name, connection=connection, serializer=JSONSerializer
-        )
+        queue = Queue(settings.keys.queue(name), connection=connection, serializer=JSONSerializer)
         counts = [
             queue.count,
             DeferredJobRegistry(queue=queue).count,
@@ -129,7 +127,7 @@ def status() -> None:
         rows.append([queue.name, *counts])
     header = ["QUEUE", "QUEUED", "DEFERRED", "SCHEDULED", "STARTED", "FAILED", "FINISHED"]
     click.echo("\n".join(table(header, rows)))
-    ours = {settings.queue_prefix + name for name in QUEUES}
+    ours = {settings.keys.queue(name) for name in QUEUES}
     workers = [w for w in Worker.all(connection=connection) if ours.intersection(w.queue_names())]
     click.echo("")
     if workers:
@@ -144,7 +142,7 @@ def status() -> None:
         )
     click.echo(f"\n{failed} failed job(s)." + (" See: wabahooks failed list" if failed else ""))
     kept = unparsed.count(connection, settings.queue_prefix)
-    where = f": redis-cli XRANGE {settings.queue_prefix}{unparsed.KEY} - +" if kept else ""
+    where = f": redis-cli XRANGE {settings.keys.unparsed()} - +" if kept else ""
     click.echo(f"{kept} unparsed signed body(ies) kept raw{where}")
     memory = memory_state(connection, settings.memory_high_water)
     verdict = "admitting events" if memory.admitting else "REFUSING events (503) until drained"

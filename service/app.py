@@ -42,7 +42,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.budget import REFORMAT_CPU_BURST, REFORMAT_CPU_SHARE, CpuBudget
-from service.events import Classified, classify, mask_phone
+from service.identity import Classified, classify, mask_phone
 from service.intake import Intake, IntakeUnavailable, connect
 from service.jobs import build_job
 from service.metrics import CONTENT_TYPE, ReceiverMetrics

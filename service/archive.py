@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import redis
 
+from service.keys import DEFAULT_PREFIX
 from service.logs import id_key
 from service.settings import ConfigError
 
@@ -98,7 +99,7 @@ def contact_token(phone: str, key: bytes) -> str:
 class ArchiveKeys:
     """The archive's Redis keys under one prefix (see the module docstring)."""
 
-    prefix: str = "wabahooks:"
+    prefix: str = DEFAULT_PREFIX
 
     def entry(self, job_id: str) -> str:
         return f"{self.prefix}archive:event:{job_id}"

@@ -21,8 +21,8 @@ import click
 
 from service.admin import check, status
 from service.forget import forget
-from service.portal.simcli import portal_sim
 from service.settings import ConfigError, Settings
+from service.sim.cli import portal_sim
 from service.trigger import trigger
 from service.webhookcli import webhook
 

@@ -37,6 +37,7 @@ from rq.serializers import JSONSerializer
 
 from service.admin import QUEUES, connect
 from service.archive import forget_archive
+from service.keys import DEFAULT_PREFIX, Keys
 from service.logs import id_key
 from service.portal.validation import check_phone
 
@@ -110,7 +111,7 @@ def forget_contact(
     connection: redis.Redis,
     phone: str,
     *,
-    prefix: str = "wabahooks:",
+    prefix: str = DEFAULT_PREFIX,
     queues: Iterable[str] = QUEUES,
     progress: Callable[[str], None] = lambda _line: None,
     archive_key: bytes | None = None,
@@ -122,23 +123,24 @@ def forget_contact(
     gone = Forgotten()
     if archive_key is not None:
         gone.add("archived event", forget_archive(connection, phone, archive_key, prefix))
-    sent_key = f"{prefix}sent:{phone}"
+    keys = Keys(prefix)
+    sent_key = keys.sent(phone)
     members: Any = connection.smembers(sent_key)
     message_ids = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
     progress("scanning status records")
-    for pattern in (f"{prefix}store:wamid.*", f"{prefix}tail:status:wamid.*"):
+    for pattern in (keys.store("wamid.*"), keys.tail("status", "wamid.*")):
         for key in _scan(connection, pattern):
             message_id = key.rsplit(":", 1)[1]
             if phone in wamid_phone(message_id):
                 message_ids.add(message_id)
-    gone.add("conversation state", connection.delete(f"{prefix}store:{phone}"))
-    gone.add("conversation tail", connection.delete(f"{prefix}tail:message:{phone}"))
+    gone.add("conversation state", connection.delete(keys.store(phone)))
+    gone.add("conversation tail", connection.delete(keys.tail("message", phone)))
     gone.add("sent-message id set", connection.delete(sent_key))
     for message_id in sorted(message_ids):
-        gone.add("message status record", connection.delete(f"{prefix}store:{message_id}"))
-        gone.add("message status tail", connection.delete(f"{prefix}tail:status:{message_id}"))
+        gone.add("message status record", connection.delete(keys.store(message_id)))
+        gone.add("message status tail", connection.delete(keys.tail("status", message_id)))
     for queue in queues:
-        name = prefix + queue
+        name = keys.queue(queue)
         for job in _failed_jobs(connection, name, progress):
             conversation, sender, recipient = _contact_of(job)
             if phone in (conversation, sender, recipient) or conversation in message_ids:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from service.keys import DEFAULT_PREFIX, Keys
+
 __all__ = ["ConfigError", "Retention", "Settings", "env_float"]
 
 DEFAULT_WEBHOOK_PATH = "/webhook"
@@ -31,7 +33,7 @@ DEFAULT_UNPARSED_CAP = 1000
 # The portal's retry policy is undocumented; WhatsApp behind it retries for up to 7 days.
 DEFAULT_DEDUPE_TTL = 7 * 24 * 3600
 DEFAULT_INTAKE_DEADLINE = 2.0
-DEFAULT_QUEUE_PREFIX = "wabahooks:"
+DEFAULT_QUEUE_PREFIX = DEFAULT_PREFIX
 DEFAULT_JOB_TIMEOUT = 180
 DEFAULT_WAITAOF_TIMEOUT_MS = 1000
 #: Events are refused above this fraction of Redis's maxmemory; the rest is kept for what
@@ -152,6 +154,11 @@ class Settings:
     memory_high_water: float = DEFAULT_MEMORY_HIGH_WATER
     #: Start even when Redis's maxmemory-policy can evict our keys (service.redisguard).
     allow_eviction: bool = False
+
+    @property
+    def keys(self) -> Keys:
+        """Our Redis keys and queue names under :attr:`queue_prefix`."""
+        return Keys(self.queue_prefix)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

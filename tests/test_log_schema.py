@@ -21,8 +21,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
+from service.sim.app import create_sim_app
+from service.sim.config import SimConfig
 from tests import payloads
 from tests.portal.support import API_KEY, serve
 

@@ -14,7 +14,6 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.portal.sim import create_sim_app
 from service.settings import (
     DEFAULT_FAILURE_TTL,
     DEFAULT_RESULT_TTL,
@@ -24,6 +23,7 @@ from service.settings import (
     Retention,
     Settings,
 )
+from service.sim.app import create_sim_app
 from tests.loop import sim_delivering_to
 from tests.portal.support import API_KEY, serve
 from tests.service.conftest import SECRET, Receiver, start_receiver  # noqa: F401 - fixture

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token
-from service.events import mask_phone
+from service.identity import mask_phone
 from workers.dispatch import NO_METRICS, Metrics
 from workers.ledger import RedisLedger
 

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import structlog
 
 from service.jobs import FORMAT_VERSION
-from service.model import parse_event
 from service.portal import RateLimited
+from service.typedevents import parse_event
 from workers.archive import Journey
 from workers.dispatch import HandlerFailed, dispatch
 from workers.execution import ExecutionToken, Superseded

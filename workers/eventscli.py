@@ -22,8 +22,9 @@ import redis
 
 from service.admin import connect
 from service.archive import ArchiveKeys, contact_token, load_entries, select
+from service.keys import Keys
 from service.logs import IdHasher, id_key
-from service.model import InboundMessage, parse_event
+from service.typedevents import InboundMessage, parse_event
 from service.portal.validation import check_phone
 
 __all__ = ["events", "phone_argument", "summary"]
@@ -210,7 +211,7 @@ def _find(connection: redis.Redis, keys: ArchiveKeys, prefix: str, ident: str) -
         return []  # a log token: found by scanning (below)
     found = []
     for event_key in candidates:
-        job_id: Any = connection.get(f"{prefix}claim:{event_key}")
+        job_id: Any = connection.get(Keys(prefix).claim(event_key))
         if job_id is not None:
             found.append(job_id.decode())
     return found

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from service.admin import connect
 from service.archive import ArchiveKeys, contact_token, load_entries, select
-from service.events import mask_phone
+from service.identity import mask_phone
 from service.logs import IdHasher, id_key
 from service.settings import ConfigError, Retention
 from workers.eventscli import phone_argument

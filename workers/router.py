@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from service.model import Event, InboundMessage, StatusUpdate
+from service.typedevents import Event, InboundMessage, StatusUpdate
 
 __all__ = [
     "STOP",

@@ -83,7 +83,7 @@ def worker(
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     options = _EngineOptions(
-        queue=settings.queue_prefix + name,
+        queue=settings.keys.queue(name),
         concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
         grace=grace if grace is not None else _env_int("WABAHOOKS_GRACE", int(DEFAULT_GRACE), 0),
         lease=_env_int("WABAHOOKS_LEASE", DEFAULT_LEASE, 5),

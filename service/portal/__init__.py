@@ -1,11 +1,11 @@
-"""The WABA Portal, both sides: the API client workers call, and a simulator to run against.
+"""The WABA Portal's API client, shared by the receiver's commands and the workers.
 
 ``PortalClient`` (blocking) and ``AsyncPortalClient`` (asyncio) share one implementation of the
 portal's rules (``rules.py``, ``endpoints.py``); ``RateLimiter``/``AsyncRateLimiter`` share the
 send rate every worker process learns (``ratelimit.py``).
 
 ``service`` and ``workers`` both import from here (``service`` never imports ``workers``).
-Errors: see ``service.portal.errors``; the simulator's control API: ``service.portal.sim``.
+Errors: see ``service.portal.errors``; the simulator that serves the same contract: ``service.sim``.
 """
 
 from __future__ import annotations

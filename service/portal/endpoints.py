@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import structlog
 
-from service.events import mask_phone
+from service.identity import mask_phone
 from service.portal.errors import invalid_request
 from service.portal.models import (
     Conversation,

@@ -51,13 +51,14 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 
+from service.keys import Keys, limiter_contact, limiter_keys
 from service.portal.config import DEFAULT_CONTACT_BURST, PortalSettings
 
 __all__ = ["AsyncRateLimiter", "LimiterState", "RateLimiter", "alimiter_state", "limiter_state"]
 
 log = structlog.get_logger("wabahooks.portal.ratelimit")
 
-DEFAULT_PREFIX = "wabahooks:portal:"
+DEFAULT_PREFIX = Keys().portal()
 #: Seconds' worth of tokens one process may take at once (and must use within).
 BATCH_WINDOW = 0.05
 #: The most tokens one process takes at once.
@@ -210,7 +211,7 @@ class _Limiter:
         self.contact_interval = contact_interval
         self.contact_burst = max(1.0, contact_burst)
         self._prefix = prefix
-        self._keys = [f"{prefix}bucket", f"{prefix}blocked-until", f"{prefix}rate"]
+        self._keys = limiter_keys(prefix)
         self._climb = rate / CLIMB_SECONDS
         self._batch = max(1, min(MAX_BATCH, int(self.rate * BATCH_WINDOW)))
         self._clock = clock
@@ -228,7 +229,7 @@ class _Limiter:
             args[2] = self._batch
             return self._keys, args
         args += [repr(1.0 / self.contact_interval), repr(self.contact_burst)]
-        return [*self._keys, f"{self._prefix}contact:{contact}"], args
+        return [*self._keys, limiter_contact(self._prefix, contact)], args
 
     def _paced_per_contact(self, contact: str | None) -> bool:
         return contact is not None and self.contact_interval is not None

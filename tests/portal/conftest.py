@@ -13,8 +13,8 @@ import pytest
 
 from service.portal.client import PortalClient
 from service.portal.config import PortalSettings
-from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
+from service.sim.app import create_sim_app
+from service.sim.config import SimConfig
 from tests.portal.support import API_KEY, FAST_RETRY, READONLY_KEY, Collector, serve
 
 

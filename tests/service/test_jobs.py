@@ -17,7 +17,7 @@ from rq import Queue
 from rq.job import Dependency, Job
 from rq.serializers import JSONSerializer
 
-from service.events import classify
+from service.identity import classify
 from service.intake import Intake, IntakeResult
 from service.jobs import JOB_FUNCTION, JobSpec, build_job
 from tests import payloads

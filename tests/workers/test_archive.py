@@ -13,7 +13,7 @@ import orjson
 import redis
 
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token
-from service.events import classify
+from service.identity import classify
 from service.forget import forget_contact
 from service.intake import Intake
 from service.jobs import build_job

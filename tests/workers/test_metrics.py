@@ -15,7 +15,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.portal.sim import create_sim_app
+from service.sim.app import create_sim_app
 from tests import payloads
 from tests.loop import sim_delivering_to
 from tests.portal.support import API_KEY, serve

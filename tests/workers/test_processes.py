@@ -22,7 +22,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.portal.sim import create_sim_app
+from service.sim.app import create_sim_app
 from tests.loop import sim_delivering_to
 from tests.portal.support import API_KEY, serve
 from tests.service.conftest import SECRET, Receiver

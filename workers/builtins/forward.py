@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import httpx
 
-from service.events import mask_phone
+from service.identity import mask_phone
 from service.portal import OutsideMessagingWindow
 from service.portal.validation import fit_text
 from service.signature import js_stringify, sign

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.events import Kind, classify, mask_phone
+from service.identity import Kind, classify, mask_phone
 from tests import payloads
 
 

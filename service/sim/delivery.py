@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from service.portal.simstate import SimState, StoredMessage
 from service.signature import js_stringify, sign
+from service.sim.state import SimState, StoredMessage
 
 __all__ = ["Deliverer", "PostResult"]
 

@@ -1,8 +1,8 @@
 """The simulator's state: contacts, messages, webhook configuration, chaos, clock and history.
 
 Pure: no I/O. Operations either return values or raise :class:`Refusal` carrying the HTTP
-status and the portal's ``{"error": …}`` text; ``service.portal.sim`` turns these into
-responses and hands the webhook payloads they produce to ``service.portal.simdelivery``.
+status and the portal's ``{"error": …}`` text; ``service.sim.app`` turns these into
+responses and hands the webhook payloads they produce to ``service.sim.delivery``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from service.portal.simconfig import Refusal, SimConfig, iso
-from service.portal.simtemplates import TemplateStore
 from service.portal.validation import (
     CONVERSATIONS_MAX_LIMIT,
     MESSAGES_MAX_LIMIT,
@@ -28,6 +26,8 @@ from service.portal.validation import (
     check_text,
     check_webhook_events,
 )
+from service.sim.config import Refusal, SimConfig, iso
+from service.sim.templates import TemplateStore
 
 __all__ = ["SimState", "StoredMessage"]
 

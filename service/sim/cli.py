@@ -1,4 +1,4 @@
-"""``wabahooks portal-sim``: run the WABA Portal simulator (see ``service.portal.sim``)."""
+"""``wabahooks portal-sim``: run the WABA Portal simulator (see ``service.sim.app``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from service.portal.simconfig import Chaos, Refusal, SimConfig
-from service.portal.simstate import SimState
+from service.sim.config import Chaos, Refusal, SimConfig
+from service.sim.state import SimState
 
 __all__ = ["portal_sim"]
 
@@ -77,7 +77,7 @@ def portal_sim(
     """Run a WABA Portal simulator: the documented API, webhooks, chaos, a control API at /sim."""
     import uvicorn
 
-    from service.portal.sim import create_sim_app
+    from service.sim.app import create_sim_app
 
     config = SimConfig(
         api_key=api_key,
@@ -115,6 +115,6 @@ def portal_sim(
     if webhook_url:
         click.echo(f"portal-sim: delivering to {webhook_url}", err=True)
         click.echo(f"portal-sim: WABA_WEBHOOK_SECRET={app.state.sim.webhook_secret}", err=True)
-    click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.portal.sim`)", err=True)
+    click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.sim.app`)", err=True)
     # The simulator sends its own Date header, on its (possibly skewed) clock.
     uvicorn.run(app, host=host, port=port, log_level="info", ws="none", date_header=False)
