@@ -24,8 +24,8 @@ from service.admin import connect
 from service.archive import ArchiveKeys, contact_token, load_entries, select
 from service.keys import Keys
 from service.logs import IdHasher, id_key
-from service.typedevents import InboundMessage, parse_event
 from service.portal.validation import check_phone
+from service.typedevents import InboundMessage, parse_event
 
 __all__ = ["events", "phone_argument", "summary"]
 

@@ -30,10 +30,10 @@ import redis.asyncio as aioredis
 from service.identity import Classified, classify, mask_phone
 from service.intake import Intake
 from service.jobs import build_job
-from service.typedevents import parse_event
 from service.portal import SentMessage
 from service.settings import Retention
 from service.signature import js_stringify, sign
+from service.typedevents import parse_event
 from workers.builtins.forward import EVENT_KEY_HEADER, SIGNATURE_HEADER
 from workers.context import AsyncContext, AsyncStore, RedisStore
 from workers.dispatch import HandlerFailed, dispatch

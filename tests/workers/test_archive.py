@@ -13,8 +13,8 @@ import orjson
 import redis
 
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token
-from service.identity import classify
 from service.forget import forget_contact
+from service.identity import classify
 from service.intake import Intake
 from service.jobs import build_job
 from service.logs import id_key
