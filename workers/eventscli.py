@@ -253,7 +253,9 @@ def _journey(entry: Mapping[str, Any], hasher: IdHasher) -> None:
         click.echo(f"  {h['name']:<32} {state} {extra}")
     click.echo("calls" + ("" if entry["calls"] else "     none recorded"))
     for call in entry["calls"]:
-        result = orjson.dumps(call.get("result")).decode() if call.get("result") else ""
+        result = (
+            orjson.dumps(hasher.scrub(call.get("result"))).decode() if call.get("result") else ""
+        )
         click.echo(f"  {call['handler']:<32} {call['step']:<20} {call['state']:<7} {result}")
 
 

@@ -206,7 +206,7 @@ def _dry_run(
             f"{entry['kind']} {mask_phone(_contact(entry)) or '-'} {event_key} (job {entry['id']})"
         )
         for action in result.actions:
-            click.echo(f"  {action}")
+            click.echo(f"  {hasher.scrub(action) if hasher else action}")
             sends += action.startswith("would send")
         if result.error:
             click.echo(click.style(f"  would fail: {result.error}", fg="red"))

@@ -19,6 +19,7 @@ from rq.utils import import_attribute
 
 from service.jobs import JOB_FUNCTION
 from workers.archive import Journey
+from workers.dispatch import HandlerFailed
 from workers.entry import Done, Failed, RetryLater, run_event
 from workers.execution import ExecutionToken
 from workers.ledger import ledger_fields
@@ -93,7 +94,9 @@ class JobRunner:
                 delay=outcome.delay,
                 archive=archived("retrying", outcome.error),
             )
+        # The traceback's last line, without the dispatch's wrapper type: the handler's words.
         last_line = outcome.error.strip().splitlines()[-1] if outcome.error.strip() else ""
+        last_line = last_line.removeprefix(f"{HandlerFailed.__module__}.HandlerFailed: ")
         return Ending(job, "failed", error=outcome.error, archive=archived("failed", last_line))
 
     async def _foreign(
