@@ -131,9 +131,8 @@ def main() -> None:
             url = server.connection_url
             client = redis.Redis.from_url(url)
             info = client.info("server")
-            print(
-                f"{info.get('server_name', 'redis')} {info.get('valkey_version') or info['redis_version']}"
-            )
+            version = info.get("valkey_version") or info["redis_version"]
+            print(f"{info.get('server_name', 'redis')} {version}")
             if options.throughput:
                 for label, which in (("archive off", None), ("archive on", archive)):
                     client.flushall()

@@ -4,7 +4,7 @@ each event's journey recorded with its job's end, retention, and `forget`."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from service.intake import Intake
 from service.jobs import build_job
 from service.logs import id_key
 from tests.loop import Loop, running_loop
+from tests.workers.conftest import WorkerProcess
 from tests.workers.example_handlers import router
 from workers import Context, InboundMessage, Permanent, Router
 from workers.archive import Archive
@@ -177,3 +178,31 @@ def test_forget_removes_the_contacts_archived_events(redis_url: str, r: redis.Re
     assert {e["contact"] for e in left} == {"*******0123"}
     assert not any(r.exists(KEYS.entry(i)) for i in theirs)
     assert not r.exists(KEYS.contact(contact_token(PHONE, KEY)))
+
+
+def test_a_worker_refuses_to_archive_without_a_key(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    worker = start_worker("--burst", WABAHOOKS_ARCHIVE="on")
+
+    assert worker.proc.wait(timeout=60) == 2
+    assert "WABAHOOKS_ARCHIVE=on needs WABAHOOKS_LOG_KEY" in worker.output()
+
+
+def test_a_worker_with_the_archive_on_records_what_it_runs(
+    start_worker: Callable[..., WorkerProcess], redis_url: str, r: redis.Redis
+) -> None:
+    job_id = _submit_old(redis_url, {"event": "test", "data": {"testId": "t1"}}, datetime.now(UTC))
+    worker = start_worker(
+        "--queue",
+        "other",
+        "--burst",
+        WABAHOOKS_ARCHIVE="on",
+        WABAHOOKS_LOG_KEY=LOG_KEY,
+        WABAHOOKS_ARCHIVE_RETENTION="600",
+    )
+
+    assert worker.proc.wait(timeout=60) == 0, worker.output()
+    [entry] = entries(r, "test")
+    assert entry["id"] == job_id and entry["outcome"] == "done" and entry["handlers"] == []
+    assert 500 < r.ttl(KEYS.entry(job_id)) <= 600
