@@ -5,8 +5,8 @@ entry, written by the worker in the same script that ends the job (``workers.arc
 ``workers/lua/archive.lua``), so an event's end and its record exist together. Keys,
 under the queue prefix (``wabahooks:``):
 
-- ``archive:event:<job id>``: the entry, JSON (the envelope, the outcome per handler,
-  the ledger's records); expires ``WABAHOOKS_ARCHIVE_RETENTION`` after its last write;
+- ``archive:event:<job id>``: the entry, zlib-compressed JSON (the envelope, the outcome per
+  handler, the ledger's records); expires ``WABAHOOKS_ARCHIVE_RETENTION`` after its last write;
 - ``archive:time``: sorted set of job ids by arrival time (epoch seconds), trimmed to
   the retention by every write;
 - ``archive:contact:<token>``: the same, per contact. ``<token>`` is a keyed hash of the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ __all__ = [
     "ArchiveKeys",
     "ArchiveSettings",
     "contact_token",
+    "decode_entry",
+    "encode_entry",
     "forget_archive",
     "load_entries",
 ]
@@ -116,6 +119,18 @@ class ArchiveKeys:
         return f"{self.prefix}archive:contact:{token}"
 
 
+def encode_entry(raw_json: bytes) -> bytes:
+    """An entry as stored: its JSON, zlib-compressed (45 % smaller: README "Memory sizing")."""
+    return zlib.compress(raw_json, 6)
+
+
+def decode_entry(stored: bytes) -> dict[str, Any]:
+    """An entry as :func:`encode_entry` stored it (plain JSON is read too)."""
+    data = stored if stored[:1] == b"{" else zlib.decompress(stored)
+    entry: dict[str, Any] = orjson.loads(data)
+    return entry
+
+
 def load_entries(
     connection: redis.Redis, keys: ArchiveKeys, job_ids: Iterable[str]
 ) -> Iterator[dict[str, Any]]:
@@ -126,7 +141,7 @@ def load_entries(
         raw: Any = connection.mget([keys.entry(i) for i in batch])
         for value in raw:
             if value is not None:
-                yield orjson.loads(value)
+                yield decode_entry(value)
 
 
 def forget_archive(connection: redis.Redis, phone: str, key: bytes, prefix: str) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from service.archive import ArchiveKeys, ArchiveSettings, contact_token
+from service.archive import ArchiveKeys, ArchiveSettings, contact_token, encode_entry
 from service.identity import mask_phone
 from workers.dispatch import NO_METRICS, Metrics
 from workers.ledger import RedisLedger
@@ -142,7 +142,7 @@ class Archive:
         outcome: str,
         journey: Journey,
         reason: str = "",
-    ) -> str:
+    ) -> bytes:
         """The archive spec for ``workers/lua/archive.lua`` (see there) of one ending."""
         assert self.settings.key is not None  # checked by ArchiveSettings.from_env
         received = epoch(kwargs.get("received_at"))
@@ -170,9 +170,9 @@ class Archive:
             "envelope": kwargs.get("envelope"),
         }
         try:
-            body = orjson.dumps(entry, default=repr).decode()
+            raw = orjson.dumps(entry, default=repr)
         except TypeError:  # what orjson refuses (lone surrogates, huge integers), as jobs do
-            body = json.dumps(entry, default=repr)
+            raw = json.dumps(entry, default=repr).encode("utf-8", "surrogatepass")
         contact = self.keys.contact(token) if token else ""
         fields = [
             self.keys.entry(job_id),
@@ -183,4 +183,4 @@ class Archive:
             str(self.settings.retention),
             job_id,
         ]
-        return "\t".join(fields) + "\t" + body
+        return "\t".join(fields).encode() + b"\t" + encode_entry(raw)

@@ -10,6 +10,7 @@ envelopes to an HTTP endpoint instead, signed as the forwarding built-in signs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import click
 import httpx
 import redis.asyncio as aioredis
+import structlog
 
 from service.admin import connect
 from service.archive import ArchiveKeys, contact_token, load_entries, select
@@ -196,7 +198,14 @@ def _dry_run(
         finally:
             await runtime.aclose()
 
-    results = asyncio.run(run())
+    # The dispatch's and the handlers' info lines would bury the report: warnings only
+    # (the configuration before is put back: the command may run inside another program).
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        results = asyncio.run(run())
+    finally:
+        structlog.configure(**before)
     key = id_key()
     hasher = IdHasher(key) if key else None
     sends = 0

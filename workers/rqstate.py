@@ -180,10 +180,10 @@ class Ending:
     #: into those sets (with ``sent_ttl``) with the job's end.
     sent: tuple[tuple[str, str], ...] = ()
     sent_ttl: int = 0
-    #: The event's archive entry, written with the ending (``workers.archive``; '': none).
-    archive: str = ""
+    #: The event's archive entry, written with the ending (``workers.archive``; b'': none).
+    archive: bytes = b""
 
-    def args(self) -> list[str | int | float]:
+    def args(self) -> list[str | int | float | bytes]:
         ttl = self.job.result_ttl if self.outcome == "done" else self.job.failure_ttl
         return [
             self.outcome,

@@ -65,9 +65,9 @@ class JobRunner:
         if isinstance(outcome, Failed) and outcome.reason == "superseded":
             return None
 
-        def archived(state: str, reason: str = "") -> str:
+        def archived(state: str, reason: str = "") -> bytes:
             if runtime.archive is None or journey is None:
-                return ""
+                return b""
             return runtime.archive.entry(
                 job_id=job.id,
                 queue=job.origin,

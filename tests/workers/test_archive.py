@@ -9,10 +9,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import redis
 
-from service.archive import ArchiveKeys, ArchiveSettings, contact_token
+from service.archive import ArchiveKeys, ArchiveSettings, contact_token, decode_entry
 from service.forget import forget_contact
 from service.identity import classify
 from service.intake import Intake
@@ -57,7 +56,7 @@ def archived_loop(redis_url: str, *routers: Router, retention: int = 3600) -> It
 def entries(r: redis.Redis, kind: str | None = "message") -> list[dict[str, Any]]:
     """The archived entries in arrival order (of one kind; None: all)."""
     ids = [i.decode() for i in r.zrange(KEYS.time, 0, -1)]
-    found = [orjson.loads(r.get(KEYS.entry(i)) or b"null") for i in ids]
+    found = [decode_entry(r.get(KEYS.entry(i)) or b"null") for i in ids]
     return [e for e in found if kind is None or e["kind"] == kind]
 
 

@@ -1,7 +1,7 @@
 -- The event archive (service/archive.py, workers/archive.py): one entry per event, written
 -- with the ending of its job. spec: '' (archive off, or nothing to archive), else
 -- "<entry key>\t<time index>\t<feed>\t<contact index or ''>\t<arrival (epoch)>\t<retention>
--- \t<job id>\t<entry JSON>" (JSON escapes tabs, so the last field is the rest).
+-- \t<job id>\t<entry>": the entry (zlib-compressed JSON, binary) is all the rest.
 local function archive(spec, now)
   if spec == '' then return end
   local entry, time_key, feed, contact, score, retention, id, json = string.match(
