@@ -169,6 +169,12 @@ def tail(
     hasher = IdHasher(key)
     printed = 0
     cursor = "$"
+    if not connection.exists(keys.feed):
+        click.echo(
+            "Nothing archived yet: waiting. (Is WABAHOOKS_ARCHIVE=on in the workers' "
+            "environment? `make dev` turns it on.)",
+            err=True,
+        )
     if last > 0:
         backlog: Any = connection.xrevrange(keys.feed, count=last)
         if backlog:

@@ -186,6 +186,15 @@ def _dry_run(
             await client.aclose()
             _fail(str(exc))
         try:
+            known = {r.name for r in runtime.registrations} | {
+                r.router for r in runtime.registrations
+            }
+            if unknown := sorted(set(handlers) - known):
+                _fail(
+                    f"no handler named {', '.join(unknown)}: the handlers here are "
+                    f"{', '.join(sorted(known)) or 'none'} (configured as the workers are: "
+                    "WABAHOOKS_HANDLERS, WABAHOOKS_CONFIG)"
+                )
             sections = {r.router: runtime.section(r.router) for r in runtime.registrations}
             return await dry_run(
                 client,

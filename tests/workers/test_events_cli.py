@@ -24,6 +24,7 @@ from tests.portal.support import serve
 from tests.workers.conftest import ROOT, wait_for, worker_env
 from tests.workers.example_handlers import router
 from tests.workers.test_archive import KEY, LOG_KEY, PHONE, archived_loop, entries
+from workers import AsyncContext, InboundMessage, Router
 
 
 def run(redis_url: str, *args: str, input: str | None = None) -> Result:
@@ -235,3 +236,51 @@ def test_replay_to_a_url_posts_signed_envelopes(
     assert verify_raw(body, headers["x-webhook-signature"], ["target-secret"])
     assert json.loads(body) == entry["envelope"]
     assert headers["x-wabahooks-event-key"] == entry["event_key"]
+
+
+def test_replay_refuses_what_it_cannot_do(redis_url: str) -> None:
+    with archived_loop(redis_url, router) as loop:
+        loop.inbound("hello")
+        loop.work()
+
+    bad_time = run(redis_url, "replay", "--since", "yesterday")
+    bad_handler = run(redis_url, "replay", "--since", "1h", "--dry-run", "--handler", "nope")
+    only_echo = run(redis_url, "replay", "--since", "1h", "--dry-run", "--handler", "example")
+    nothing = run(redis_url, "replay", "--since", "2026-01-01", "--until", "2026-01-02")
+
+    assert bad_time.exit_code == 2 and "give a duration ago (30m, 2h, 1d)" in bad_time.output
+    assert bad_handler.exit_code == 2 and "no handler named nope" in bad_handler.output
+    assert "example:echo" in bad_handler.output
+    assert only_echo.exit_code == 0 and "would send to" in only_echo.output
+    assert nothing.exit_code == 0 and "No archived events match" in nothing.output
+
+
+def test_replay_through_one_handler_runs_only_that_one(redis_url: str, r: redis.Redis) -> None:
+    greeter = Router("greeter")
+
+    @greeter.message(replies=True)
+    async def greet(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, "Welcome!")
+
+    with archived_loop(redis_url, greeter, router) as loop:
+        loop.inbound("hi")
+        loop.work()
+        result = run(
+            redis_url,
+            "replay",
+            "--since",
+            "1h",
+            "--kind",
+            "message",
+            "--handler",
+            "greeter",
+            "--yes",
+        )
+        loop.work()
+        history = loop.history()
+
+    assert result.exit_code == 0, result.output
+    assert sent_texts(history) == ["Welcome!", "You said: hi", "Welcome!"]
+    [replayed] = [e for e in entries(r) if e["replay"]]
+    assert [h["name"].split(":")[0] for h in replayed["handlers"]] == ["greeter"]
+    assert replayed["replay"]["handlers"] == ["greeter"]
