@@ -28,7 +28,9 @@ from typing import Any
 import orjson
 
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token, encode_entry
+from service.forget import wamid_phone
 from service.identity import mask_phone
+from service.portal.validation import check_phone
 from workers.dispatch import NO_METRICS, Metrics
 from workers.ledger import RedisLedger
 
@@ -49,7 +51,8 @@ def epoch(stamp: object) -> float:
 
 
 def contact_of(kwargs: Mapping[str, Any]) -> str | None:
-    """The contact's number of a job's event: a message's sender, a status's recipient."""
+    """The contact's number of a job's event: a message's sender, a status's recipient, or
+    (a status without one) the number its message id encodes, so that ``forget`` finds it."""
     envelope = kwargs.get("envelope")
     data = envelope.get("data") if isinstance(envelope, dict) else None
     if not isinstance(data, dict):
@@ -58,6 +61,10 @@ def contact_of(kwargs: Mapping[str, Any]) -> str | None:
         value = data.get(name)
         if isinstance(value, str) and value:
             return value
+    message_id = data.get("messageId")
+    if isinstance(message_id, str):
+        runs = sorted(wamid_phone(message_id), key=len, reverse=True)
+        return next((run for run in runs if check_phone(run) is None), None)
     return None
 
 

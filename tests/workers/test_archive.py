@@ -3,6 +3,7 @@ each event's journey recorded with its job's end, retention, and `forget`."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,3 +206,18 @@ def test_a_worker_with_the_archive_on_records_what_it_runs(
     [entry] = entries(r, "test")
     assert entry["id"] == job_id and entry["outcome"] == "done" and entry["handlers"] == []
     assert 500 < r.ttl(KEYS.entry(job_id)) <= 600
+
+
+def test_a_status_without_a_recipient_is_indexed_by_the_number_its_id_encodes(
+    redis_url: str, r: redis.Redis
+) -> None:
+    message_id = "wamid." + base64.b64encode(f"{PHONE}:0a1b2c3d4e5f".encode()).decode()
+    envelope = {"event": "status", "data": {"messageId": message_id, "status": "delivered"}}
+    with archived_loop(redis_url) as loop:
+        job_id = _submit_old(redis_url, envelope, datetime.now(UTC))
+        loop.work()
+
+    [entry] = entries(r, "status")
+    assert entry["id"] == job_id and entry["contact"] == "********3210"
+    assert forget_contact(r, PHONE, archive_key=KEY).counts["archived event"] == 1
+    assert not r.exists(KEYS.entry(job_id))
