@@ -1,6 +1,7 @@
 """What the event archive costs in Redis memory per event (README "Memory sizing").
 
-    .venv/bin/python bench/archive_memory.py [--events 10000] [--contacts 1000] [--throughput]
+    .venv/bin/python bench/archive_memory.py [--events 10000] [--contacts 1000] [--statuses]
+                                             [--throughput]
 
 Starts its own Valkey, queues ``--events`` message events (a 60-character text each, from
 ``--contacts`` contacts, portal-shaped ``wamid.`` ids) through the receiver's intake, and
@@ -11,6 +12,9 @@ two ledger records like a real auto-reply's. Then it prints, per event:
 - the sum of ``MEMORY USAGE`` over the archive's keys (entries, the time index, the contact
   indexes, the feed), split by key family;
 - the drop in ``INFO memory``'s ``used_memory`` when those keys are deleted.
+
+``--statuses``: status events instead (``delivered``, with the recipient, as the simulator
+sends them; no handler runs on them).
 
 ``--throughput``: also drains the same backlog with the archive off and on (one round
 each, same process) and prints events/s for both: a rough figure, not a benchmark.
@@ -67,13 +71,17 @@ def wamid(phone: str) -> str:
     return "wamid." + base64.b64encode(f"{phone}:{os.urandom(10).hex()}".encode()).decode()
 
 
-def fill(url: str, events: int, contacts: int) -> None:
+def fill(url: str, events: int, contacts: int, statuses: bool = False) -> None:
     async def run() -> None:
         client = aioredis.Redis.from_url(url)
         intake = Intake(client, prefix="wabahooks:", dedupe_ttl=3600, deadline=10)
         for n in range(events):
             sender = f"9198{n % contacts:08d}"
-            envelope = payloads.message(sender=sender, text=TEXT, message_id=wamid(sender))
+            if statuses:  # as the simulator sends them: with the recipient
+                envelope = payloads.status(wamid(sender), "delivered")
+                envelope["data"]["recipient"] = sender
+            else:
+                envelope = payloads.message(sender=sender, text=TEXT, message_id=wamid(sender))
             classified = classify(envelope)
             job = build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180)
             await intake.submit(classified, job)
@@ -82,7 +90,7 @@ def fill(url: str, events: int, contacts: int) -> None:
     asyncio.run(run())
 
 
-def drain(url: str, archive: Archive | None) -> float:
+def drain(url: str, archive: Archive | None, queue: str = QUEUE) -> float:
     """Run the queue empty; return the seconds it took."""
 
     async def run() -> float:
@@ -95,7 +103,7 @@ def drain(url: str, archive: Archive | None) -> float:
             registrations=registrations([bench]),
             archive=archive,
         )
-        state = RQState(client, QUEUE, worker_name="bench", lease=30, max_attempts=5)
+        state = RQState(client, queue, worker_name="bench", lease=30, max_attempts=5)
         started = time.perf_counter()
         try:
             await Engine(state, JobRunner(runtime.threads, runtime), burst=True).run()
@@ -120,6 +128,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10000)
     parser.add_argument("--contacts", type=int, default=1000)
     parser.add_argument("--throughput", action="store_true")
+    parser.add_argument("--statuses", action="store_true", help="status events (no handler)")
     options = parser.parse_args()
     quiet()
     key = id_key({"WABAHOOKS_LOG_KEY": "bench"})
@@ -140,8 +149,8 @@ def main() -> None:
                     seconds = drain(url, which)
                     print(f"{label}: {options.events / seconds:,.0f} events/s")
             client.flushall()
-            fill(url, options.events, options.contacts)
-            drain(url, archive)
+            fill(url, options.events, options.contacts, options.statuses)
+            drain(url, archive, "wabahooks:statuses" if options.statuses else QUEUE)
             keys = archive_keys(client)
             archived = int(client.zcard(archive.keys.time))
             families: dict[str, int] = {}
