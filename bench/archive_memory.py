@@ -45,7 +45,7 @@ from service.identity import classify  # noqa: E402
 from service.intake import Intake  # noqa: E402
 from service.jobs import build_job  # noqa: E402
 from service.logs import id_key  # noqa: E402
-from tests import payloads  # noqa: E402
+from tests.support import payloads  # noqa: E402
 from workers import AsyncContext, InboundMessage, Router  # noqa: E402
 from workers.archive import Archive  # noqa: E402
 from workers.engine import Engine  # noqa: E402

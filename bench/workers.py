@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from service.identity import classify  # noqa: E402
 from service.intake import Intake  # noqa: E402
 from service.jobs import build_job  # noqa: E402
-from tests import payloads  # noqa: E402
+from tests.support import payloads  # noqa: E402
 
 WORKER_CORE, SERVICE_CORE = 0, 1
 QUEUE = "wabahooks:messages"

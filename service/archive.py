@@ -32,7 +32,7 @@ import redis
 
 from service.keys import DEFAULT_PREFIX
 from service.logs import id_key
-from service.settings import ConfigError
+from service.settings import ConfigError, env_bool
 
 __all__ = [
     "DEFAULT_ARCHIVE_RETENTION",
@@ -51,7 +51,6 @@ __all__ = [
 DEFAULT_ARCHIVE_RETENTION = 7 * 24 * 3600
 #: Entries the feed (``archive:feed``) keeps, about: what ``events tail`` can catch up on.
 FEED_LENGTH = 1000
-_ON = {"on": True, "1": True, "true": True, "off": False, "0": False, "false": False, "": False}
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,7 @@ class ArchiveSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ArchiveSettings:
         """Read ``WABAHOOKS_ARCHIVE`` and ``WABAHOOKS_ARCHIVE_RETENTION``; raise ConfigError."""
         env = os.environ if env is None else env
-        raw = env.get("WABAHOOKS_ARCHIVE", "").strip().lower()
-        if raw not in _ON:
-            raise ConfigError(f"WABAHOOKS_ARCHIVE must be on or off, got {raw!r}")
+        enabled = env_bool(env, "WABAHOOKS_ARCHIVE")
         retention_raw = env.get("WABAHOOKS_ARCHIVE_RETENTION", "").strip()
         retention = DEFAULT_ARCHIVE_RETENTION
         if retention_raw:
@@ -84,12 +81,12 @@ class ArchiveSettings:
                     f"WABAHOOKS_ARCHIVE_RETENTION must be at least 60 seconds, got {retention}"
                 )
         key = id_key(env)
-        if _ON[raw] and key is None:
+        if enabled and key is None:
             raise ConfigError(
                 "WABAHOOKS_ARCHIVE=on needs WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET): the "
                 "archive indexes contacts by a keyed hash, the same in every process"
             )
-        return cls(enabled=_ON[raw], retention=retention, key=key)
+        return cls(enabled=enabled, retention=retention, key=key)
 
 
 def contact_token(phone: str, key: bytes) -> str:

@@ -23,8 +23,8 @@ import pytest
 
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
-from tests import payloads
-from tests.portal.support import API_KEY, serve
+from tests.support import payloads
+from tests.support.portal import API_KEY, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "log-schema-secret-5f1c"

@@ -28,8 +28,8 @@ from typing import Any
 import orjson
 
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token, encode_entry
-from service.forget import wamid_phone
-from service.identity import mask_phone
+from service.cli.forget import wamid_phone
+from service.logs import mask_phone
 from service.portal.validation import check_phone
 from workers.dispatch import NO_METRICS, Metrics
 from workers.ledger import RedisLedger

@@ -9,7 +9,6 @@ is added. Every job is read with RQ's ``JSONSerializer``, as the receiver writes
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
@@ -44,19 +43,15 @@ __all__ = [
 QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
 #: The queue a worker serves when none is named.
 DEFAULT_QUEUE = "messages"
-# A placeholder for the one setting workers do not use (the webhook secret).
-_NO_SECRET = "(not used by workers)"
 
 
 def load_worker_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Return the settings a worker reads, without requiring ``WABA_WEBHOOK_SECRET``.
+    """Return the settings a worker reads (verifying signatures is the receiver's job: no
+    ``WABA_WEBHOOK_SECRET`` needed).
 
     Raise :class:`ConfigError` for a missing ``REDIS_URL`` or a malformed setting.
     """
-    values = dict(os.environ if env is None else env)
-    if not values.get("WABA_WEBHOOK_SECRET", "").strip():
-        values["WABA_WEBHOOK_SECRET"] = _NO_SECRET  # verifying signatures is the receiver's job
-    settings = Settings.from_env(values)
+    settings = Settings.from_env(env)
     settings.require_redis_url()
     return settings
 

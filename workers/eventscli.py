@@ -20,8 +20,8 @@ import click
 import orjson
 import redis
 
-from service.admin import connect
 from service.archive import ArchiveKeys, contact_token, load_entries, select
+from service.cli.admin import connect
 from service.keys import Keys
 from service.logs import IdHasher, id_key
 from service.portal.validation import check_phone

@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from service.identity import Classified, classify, mask_phone
+from service.identity import Classified, classify
 from service.intake import Intake
 from service.jobs import build_job
+from service.logs import mask_phone
 from service.portal import SentMessage
 from service.settings import Retention
 from service.signature import js_stringify, sign

@@ -22,11 +22,11 @@ import httpx
 import redis.asyncio as aioredis
 import structlog
 
-from service.admin import connect
 from service.archive import ArchiveKeys, contact_token, load_entries, select
-from service.identity import mask_phone
-from service.logs import IdHasher, id_key
-from service.settings import ConfigError, Retention
+from service.cli.admin import connect
+from service.cli.common import fail
+from service.logs import IdHasher, id_key, mask_phone
+from service.settings import ConfigError, Settings
 from workers.eventscli import phone_argument
 from workers.replay import dry_run, enqueue, forward
 
@@ -63,11 +63,6 @@ def _when(_ctx: click.Context, param: click.Parameter, value: str | None) -> flo
         raise click.BadParameter(str(exc), param=param) from None
 
 
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"wabahooks: {message}", err=True)
-    sys.exit(code)
-
-
 @click.command()
 @click.option("--since", required=True, callback=_when, help="From (30m, 2h, 1d, or ISO 8601).")
 @click.option("--until", callback=_when, help="Until (same forms; default now).")
@@ -98,9 +93,9 @@ def replay(
     again, once); a second run with the same --scope enqueues nothing already replayed.
     """
     if url is not None and not secret:
-        _fail("--to needs --secret (or WABAHOOKS_REPLAY_SECRET): the target verifies it")
+        fail("--to needs --secret (or WABAHOOKS_REPLAY_SECRET): the target verifies it")
     if url is not None and not url.startswith(("http://", "https://")):
-        _fail(f"--to {url!r} is not an http(s) URL")
+        fail(f"--to {url!r} is not an http(s) URL")
     token = None
     if contact is not None:
         phone = phone_argument(contact)
@@ -108,7 +103,7 @@ def replay(
             raise click.BadParameter(f"{contact!r} is not a phone number", param_hint="--contact")
         key = id_key()
         if key is None:
-            _fail(
+            fail(
                 "--contact needs WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the workers have it"
             )
             return
@@ -131,19 +126,14 @@ def replay(
     if url is not None:
         _forward(entries, url, str(secret), dry_run=dry_run, yes=yes, note=note)
     elif dry_run:
-        _dry_run(entries, settings.queue_prefix, handlers, note)
+        _dry_run(entries, settings, handlers, note)
     else:
         scope = scope or "replay-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         through = ", ".join(handlers) if handlers else "every matching handler"
         click.echo(f"{len(entries)} events{note}, through {through}, in ledger scope {scope}.")
         if not yes:
             click.confirm("Run them again, with real effects (sends)?", abort=True)
-        try:
-            retention = Retention.from_env()
-        except ConfigError as exc:
-            _fail(str(exc))
-            return
-        done = asyncio.run(_enqueue(settings, entries, scope, handlers, retention))
+        done = asyncio.run(_enqueue(settings, entries, scope, handlers))
         click.echo(
             f"scope {scope}: {len(done.jobs)} jobs enqueued, {done.already} already replayed "
             f"in this scope. The workers run them; follow with `wabahooks events tail`."
@@ -151,11 +141,10 @@ def replay(
 
 
 async def _enqueue(
-    settings: Any,
+    settings: Settings,
     entries: Sequence[Mapping[str, Any]],
     scope: str,
     handlers: Sequence[str],
-    retention: Retention,
 ) -> Any:
     client = aioredis.Redis.from_url(settings.require_redis_url())
     try:
@@ -167,30 +156,30 @@ async def _enqueue(
             prefix=settings.queue_prefix,
             timeout=settings.job_timeout,
             dedupe_ttl=settings.dedupe_ttl,
-            retention=retention,
+            retention=settings.retention,
         )
     finally:
         await client.aclose()
 
 
 def _dry_run(
-    entries: Sequence[Mapping[str, Any]], prefix: str, handlers: Sequence[str], note: str
+    entries: Sequence[Mapping[str, Any]], settings: Settings, handlers: Sequence[str], note: str
 ) -> None:
     from workers.runtime import Runtime
 
     async def run() -> list[Any]:
-        client = aioredis.Redis.from_url(connect()[0].require_redis_url())
+        client = aioredis.Redis.from_url(settings.require_redis_url())
         try:
-            runtime = Runtime.from_env(redis=client)
+            runtime = Runtime.from_settings(settings, redis=client)
         except ConfigError as exc:
             await client.aclose()
-            _fail(str(exc))
+            fail(str(exc))
         try:
             known = {r.name for r in runtime.registrations} | {
                 r.router for r in runtime.registrations
             }
             if unknown := sorted(set(handlers) - known):
-                _fail(
+                fail(
                     f"no handler named {', '.join(unknown)}: the handlers here are "
                     f"{', '.join(sorted(known)) or 'none'} (configured as the workers are: "
                     "WABAHOOKS_HANDLERS, WABAHOOKS_CONFIG)"
@@ -201,7 +190,7 @@ def _dry_run(
                 entries,
                 runtime.registrations,
                 sections=sections,
-                prefix=prefix,
+                prefix=settings.queue_prefix,
                 handlers=handlers,
             )
         finally:

@@ -1,4 +1,4 @@
-"""RQ's job layout, written by our own scripts: the only module that knows RQ's keys.
+"""RQ's job layout, written by our own scripts: the only module that writes RQ's job states.
 
 The engine (``workers.engine``) runs many jobs at once on one event loop, which RQ 2.12's
 workers cannot (its ``Worker`` runs one job; its timeouts are SIGALRM, main thread only).

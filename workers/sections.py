@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from service import settings
+from service.identity import Kind
 from service.portal.validation import check_phone
 
 __all__ = [
@@ -46,9 +47,9 @@ __all__ = [
 
 MARK_READ_MODES = ("always", "when-replying", "never")
 DEFAULT_COOLDOWN = 600
-DEFAULT_STATUS_RETENTION = 30 * 24 * 3600
+DEFAULT_STATUS_RETENTION = settings.DEFAULT_STATUS_RETENTION
 DEFAULT_FORWARD_TIMEOUT = 5.0
-FORWARD_EVENTS = ("message", "status", "test", "other")
+FORWARD_EVENTS = tuple(kind.value for kind in Kind)
 #: Placeholders a reply template may use, e.g. "Hi {first_name}!"; ``{{``/``}}`` are braces.
 TEMPLATE_FIELDS = ("name", "first_name", "number", "text", "type", "payload", "caption")
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")

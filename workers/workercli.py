@@ -153,7 +153,9 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
         # Handlers load now, so a module that fails to import stops start-up.
-        runtime = Runtime.from_env(redis=client, metrics=meter, sync_threads=options.sync_threads)
+        runtime = Runtime.from_settings(
+            settings, redis=client, metrics=meter, sync_threads=options.sync_threads
+        )
     except ConfigError as exc:
         await client.aclose()
         raise _StartupError(str(exc), 2) from exc

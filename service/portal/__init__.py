@@ -11,6 +11,7 @@ Errors: see ``service.portal.errors``; the simulator that serves the same contra
 from __future__ import annotations
 
 from service.portal.aclient import AsyncPortalClient
+from service.portal.aratelimit import AsyncRateLimiter
 from service.portal.backoff import RetryPolicy
 from service.portal.client import Limiter, PortalClient
 from service.portal.config import PortalSettings
@@ -43,7 +44,7 @@ from service.portal.models import (
     WebhookConfig,
     WebhookTestResult,
 )
-from service.portal.ratelimit import AsyncRateLimiter, LimiterState, RateLimiter, limiter_state
+from service.portal.ratelimit import LimiterState, RateLimiter, limiter_state
 from service.portal.rules import AsyncLimiter
 
 __all__ = [

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from service.signature import js_stringify, sign
-from service.sim.state import SimState, StoredMessage
+from service.sim.messages import StoredMessage
+from service.sim.state import SimState
 
 __all__ = ["Deliverer", "PostResult"]
 

@@ -20,8 +20,8 @@ from service.cli import main
 from service.samples import new_message_id, out_of_order
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
-from tests.portal.support import serve
-from tests.service.conftest import SECRET, Receiver
+from tests.support.portal import serve
+from tests.support.receiver import SECRET, Receiver
 
 
 @pytest.fixture(autouse=True)

@@ -13,13 +13,13 @@ from typing import Any
 import redis
 
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token, decode_entry
-from service.forget import forget_contact
+from service.cli.forget import forget_contact
 from service.identity import classify
 from service.intake import Intake
 from service.jobs import build_job
 from service.logs import id_key
-from tests.loop import Loop, running_loop
-from tests.workers.conftest import WorkerProcess
+from tests.support.loop import Loop, running_loop
+from tests.support.workers import WorkerProcess
 from tests.workers.example_handlers import router
 from workers import Context, InboundMessage, Permanent, Router
 from workers.archive import Archive

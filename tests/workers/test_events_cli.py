@@ -20,8 +20,8 @@ from starlette.routing import Route
 from service.cli import main
 from service.logs import IdHasher
 from service.signature import verify_raw
-from tests.portal.support import serve
-from tests.workers.conftest import ROOT, wait_for, worker_env
+from tests.support.portal import serve
+from tests.support.workers import ROOT, wait_for, worker_env
 from tests.workers.example_handlers import router
 from tests.workers.test_archive import KEY, LOG_KEY, PHONE, archived_loop, entries
 from workers import AsyncContext, InboundMessage, Router

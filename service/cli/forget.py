@@ -32,18 +32,16 @@ from typing import Any
 import click
 import redis
 from rq.job import Job
-from rq.registry import FailedJobRegistry
-from rq.serializers import JSONSerializer
 
-from service.admin import QUEUES, connect
 from service.archive import forget_archive
+from service.cli.admin import QUEUES, connect
+from service.cli.common import failed_jobs
 from service.keys import DEFAULT_PREFIX, Keys
 from service.logs import id_key
 from service.portal.validation import check_phone
 
 __all__ = ["Forgotten", "forget", "forget_contact", "wamid_phone"]
 
-_BATCH = 200
 _DIGITS = re.compile(rb"\d{6,}")
 
 
@@ -94,19 +92,6 @@ def _contact_of(job: Job) -> tuple[Any, Any, Any]:
     return kwargs.get("conversation"), data.get("from"), data.get("recipient")
 
 
-def _failed_jobs(
-    connection: redis.Redis, queue: str, progress: Callable[[str], None]
-) -> Iterator[Job]:
-    registry = FailedJobRegistry(queue, connection=connection, serializer=JSONSerializer)
-    ids = registry.get_job_ids()
-    for start in range(0, len(ids), _BATCH):
-        progress(f"scanning failed jobs of {queue}: {min(start + _BATCH, len(ids))}/{len(ids)}")
-        batch = ids[start : start + _BATCH]
-        for job in Job.fetch_many(batch, connection=connection, serializer=JSONSerializer):
-            if job is not None:
-                yield job
-
-
 def forget_contact(
     connection: redis.Redis,
     phone: str,
@@ -139,13 +124,11 @@ def forget_contact(
     for message_id in sorted(message_ids):
         gone.add("message status record", connection.delete(keys.store(message_id)))
         gone.add("message status tail", connection.delete(keys.tail("status", message_id)))
-    for queue in queues:
-        name = keys.queue(queue)
-        for job in _failed_jobs(connection, name, progress):
-            conversation, sender, recipient = _contact_of(job)
-            if phone in (conversation, sender, recipient) or conversation in message_ids:
-                job.delete()  # its hash (ledger fields included), results, registry entry
-                gone.add("failed job")
+    for _queue, job in failed_jobs(connection, [keys.queue(q) for q in queues], progress):
+        conversation, sender, recipient = _contact_of(job)
+        if phone in (conversation, sender, recipient) or conversation in message_ids:
+            job.delete()  # its hash (ledger fields included), results, registry entry
+            gone.add("failed job")
     return gone
 
 

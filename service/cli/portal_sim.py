@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from service.cli.common import fail
 from service.sim.config import Chaos, Refusal, SimConfig
 from service.sim.state import SimState
 
@@ -107,8 +106,7 @@ def portal_sim(
     try:
         SimState(config)  # refuses a bad --webhook-url before the server starts
     except Refusal as exc:
-        click.echo(f"wabahooks: --webhook-url: {exc.error}", err=True)
-        sys.exit(2)
+        fail(f"--webhook-url: {exc.error}")
     app = create_sim_app(config)
     base = f"http://{host}:{port}"
     click.echo(f"portal-sim: WABA_API_URL={base}/api/v1 WABA_API_KEY={api_key}", err=True)
