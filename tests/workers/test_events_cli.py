@@ -48,13 +48,13 @@ def sent_texts(history: dict[str, object]) -> list[str]:
 def test_tail_prints_each_new_event_as_it_ends(redis_url: str, r: redis.Redis) -> None:
     env = worker_env(redis_url, WABAHOOKS_LOG_KEY=LOG_KEY)
     command = ["events", "tail", "--json", "--text", "--count", "1", "--kind", "message"]
-    with tempfile.TemporaryFile() as out:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         tail = subprocess.Popen(
             [sys.executable, "-m", "service", *command],
             cwd=ROOT,
             env=env,
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=err,
         )
         try:
             # Blocked reading the feed: from now on every event written reaches it.
@@ -74,7 +74,10 @@ def test_tail_prints_each_new_event_as_it_ends(redis_url: str, r: redis.Redis) -
                 tail.wait()
         out.seek(0)
         lines = out.read().decode().splitlines()
-    assert tail.returncode == 0, lines
+        err.seek(0)
+        said = err.read().decode()
+    assert tail.returncode == 0, (lines, said)
+    assert "Nothing archived yet" in said and "WABAHOOKS_ARCHIVE=on" in said
     [view] = [json.loads(line) for line in lines]
     hasher = IdHasher(KEY)
     assert view["event_key"] == hasher.scrub(f"message:{message_id}")
