@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -24,20 +23,11 @@ from service.archive import ArchiveKeys, contact_token, load_entries, select
 from service.cli.admin import connect
 from service.keys import Keys
 from service.logs import IdHasher, id_key
-from service.portal.validation import check_phone
-from service.typedevents import InboundMessage, parse_event
+from workers.eventsview import journey, line, phone_argument, summary, wanted
 
-__all__ = ["events", "phone_argument", "summary"]
+__all__ = ["events"]
 
-_COLOURS = {"done": "green", "failed": "red", "retrying": "yellow", "stop": "cyan"}
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-_HANDLER_MARKS = {"done": "✓", "stop": "■", "skipped": "↷", "failed": "✗"}
-
-
-def phone_argument(value: str) -> str | None:
-    """``value`` as a contact's number (digits with country code), or None if it is not one."""
-    phone = value.strip().removeprefix("+").replace(" ", "")
-    return phone if phone.isdigit() and check_phone(phone) is None else None
 
 
 def _key_or_exit() -> bytes:
@@ -52,86 +42,9 @@ def _key_or_exit() -> bytes:
     return key
 
 
-def _text(entry: Mapping[str, Any]) -> str:
-    from workers.builtins.forward import describe  # the forwarding built-in's one-liner
-
-    try:
-        event = parse_event(entry["envelope"], kind=str(entry["kind"]), event_key="")
-    except Exception:
-        return ""
-    return describe(event) if isinstance(event, InboundMessage) else ""
-
-
-def summary(entry: Mapping[str, Any], hasher: IdHasher, *, text: bool) -> dict[str, Any]:
-    """The one-line view of an entry, as ``--json`` prints it (no envelope, ids hashed)."""
-    latency = float(entry["ended_at"]) - float(entry["received_at"])
-    out: dict[str, Any] = {
-        "id": entry["id"],
-        "event_key": hasher.scrub(entry.get("event_key")),
-        "kind": entry.get("kind"),
-        "contact": entry.get("contact"),
-        "received_at": entry["received_at"],
-        "outcome": entry.get("outcome"),
-        "reason": hasher.scrub(entry.get("reason")),
-        "attempt": entry.get("attempt"),
-        "latency_ms": round(latency * 1000, 1),
-        "handlers": [{k: hasher.scrub(v) for k, v in h.items()} for h in entry["handlers"]],
-        "replay": entry.get("replay"),
-    }
-    if text:
-        out["text"] = _text(entry)
-    return out
-
-
-def _clock(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
-
-
-def _line(view: Mapping[str, Any]) -> str:
-    outcome = str(view["outcome"])
-    handlers = " ".join(
-        click.style(
-            f"{h['name']}{_HANDLER_MARKS.get(h['outcome'], '?')}",
-            fg=_COLOURS.get(h["outcome"]),
-        )
-        for h in view["handlers"]
-    )
-    latency = view["latency_ms"]
-    took = f"{latency / 1000:.1f}s" if latency >= 1000 else f"{latency:.0f}ms"
-    parts = [
-        _clock(view["received_at"]),
-        f"{view['kind']:<7}",
-        f"{view['contact'] or '-':<13}",
-        click.style(f"{outcome:<8}", fg=_COLOURS.get(outcome), bold=outcome == "failed"),
-        f"{took:>7}",
-        handlers or click.style("(no handler)", dim=True),
-        click.style(str(view["event_key"]), dim=True),
-    ]
-    if view.get("replay"):
-        parts.append(click.style(f"replay:{view['replay'].get('scope')}", fg="magenta"))
-    if view.get("text"):
-        parts.append(repr(view["text"][:60]))
-    return "  ".join(parts)
-
-
-def _wanted(
-    entry: Mapping[str, Any], kinds: Iterable[str], token: str | None, handlers: Iterable[str]
-) -> bool:
-    kinds, handlers = list(kinds), list(handlers)
-    if kinds and entry.get("kind") not in kinds:
-        return False
-    if token and entry.get("contact_token") != token:
-        return False
-    if handlers:
-        names = [str(h.get("name")) for h in entry.get("handlers", [])]
-        if not any(n == h or n.startswith(h + ":") for n in names for h in handlers):
-            return False
-    return True
-
-
 def _emit(entry: Mapping[str, Any], hasher: IdHasher, *, as_json: bool, text: bool) -> None:
     view = summary(entry, hasher, text=text)
-    click.echo(orjson.dumps(view).decode() if as_json else _line(view))
+    click.echo(orjson.dumps(view).decode() if as_json else line(view))
 
 
 @click.group()
@@ -181,7 +94,7 @@ def tail(
             cursor = backlog[0][0].decode()
         ids = [fields[b"id"].decode() for _sid, fields in reversed(backlog)]
         for entry in load_entries(connection, keys, ids):
-            if _wanted(entry, kinds, token, handlers):
+            if wanted(entry, kinds, token, handlers):
                 _emit(entry, hasher, as_json=as_json, text=text)
                 printed += 1
     while count is None or printed < count:
@@ -195,7 +108,7 @@ def tail(
             cursor = items[-1][0].decode()
             ids = [fields[b"id"].decode() for _sid, fields in items]
             for entry in load_entries(connection, keys, ids):
-                if not _wanted(entry, kinds, token, handlers):
+                if not wanted(entry, kinds, token, handlers):
                     continue
                 _emit(entry, hasher, as_json=as_json, text=text)
                 printed += 1
@@ -230,41 +143,6 @@ def _scan_tokens(
     return [e for e in load_entries(connection, keys, ids) if token in hasher.scrub(e["event_key"])]
 
 
-def _journey(entry: Mapping[str, Any], hasher: IdHasher) -> None:
-    view = summary(entry, hasher, text=True)
-    arrived = datetime.fromtimestamp(entry["received_at"], UTC).isoformat(timespec="milliseconds")
-    click.echo(f"event     {view['event_key']}  (job {entry['id']}, queue {entry['queue']})")
-    click.echo(
-        f"kind      {entry['kind']}" + (f" from {entry['contact']}" if entry["contact"] else "")
-    )
-    if view.get("text"):
-        click.echo(f"text      {view['text']!r}")
-    click.echo(f"arrived   {arrived}")
-    outcome = click.style(str(entry["outcome"]), fg=_COLOURS.get(str(entry["outcome"])), bold=True)
-    click.echo(
-        f"outcome   {outcome} at attempt {entry['attempt']}, "
-        f"{view['latency_ms']:.0f} ms after arrival"
-        + (f": {view['reason']}" if view["reason"] else "")
-    )
-    if entry.get("replay"):
-        click.echo(
-            f"replay    of job {entry['replay'].get('of')} (scope {entry['replay'].get('scope')})"
-        )
-    click.echo("handlers" + ("" if entry["handlers"] else "  none matched"))
-    for h in view["handlers"]:
-        state = click.style(f"{h['outcome']:<8}", fg=_COLOURS.get(h["outcome"]))
-        extra = f"{h['ms']} ms" if "ms" in h else ""
-        if h.get("reason"):
-            extra += f"  {h['reason']}"
-        click.echo(f"  {h['name']:<32} {state} {extra}")
-    click.echo("calls" + ("" if entry["calls"] else "     none recorded"))
-    for call in entry["calls"]:
-        result = (
-            orjson.dumps(hasher.scrub(call.get("result"))).decode() if call.get("result") else ""
-        )
-        click.echo(f"  {call['handler']:<32} {call['step']:<20} {call['state']:<7} {result}")
-
-
 @events.command()
 @click.argument("ident", metavar="ID|PHONE")
 @click.option("--json", "as_json", is_flag=True, help="The whole entries, as JSON lines.")
@@ -292,7 +170,7 @@ def show(ident: str, as_json: bool, limit: int) -> None:
             if as_json:
                 click.echo(orjson.dumps(entry).decode())
             else:
-                click.echo(_line(summary(entry, hasher, text=False)))
+                click.echo(line(summary(entry, hasher, text=False)))
         return
     ident = ident.strip()
     entries = list(
@@ -314,4 +192,4 @@ def show(ident: str, as_json: bool, limit: int) -> None:
             continue
         if number:
             click.echo("")
-        _journey(entry, hasher)
+        journey(entry, hasher)

@@ -27,7 +27,7 @@ from service.cli.admin import connect
 from service.cli.common import fail
 from service.logs import IdHasher, id_key, mask_phone
 from service.settings import ConfigError, Settings
-from workers.eventscli import phone_argument
+from workers.eventsview import phone_argument
 from workers.replay import dry_run, enqueue, forward
 
 __all__ = ["parse_when", "replay"]
