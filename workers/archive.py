@@ -13,7 +13,11 @@ An entry (JSON): ``id`` (job id), ``event_key``, ``kind``, ``queue``, ``received
 ``contact_token`` (the index's keyed hash), ``handlers`` (``name``, ``outcome``: ``done``,
 ``stop``, ``skipped``, ``failed``; ``reason``, ``ms``), ``calls`` (the ledger's records:
 ``handler``, ``step`` such as ``send_text#1``, ``state``, ``result``), ``replay`` (for a
-replayed event: ``scope``, ``of``) and ``envelope`` (what ``wabahooks replay`` runs again).
+replayed event: ``scope``, ``of``, ``handlers``) and ``envelope`` (what ``wabahooks replay``
+runs again).
+
+The job side of a replay is here too (:func:`replayed_registrations`): a job written by
+``wabahooks replay`` (``workers.replay``) may run only some handlers.
 """
 
 from __future__ import annotations
@@ -28,13 +32,20 @@ from typing import Any
 import orjson
 
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token, encode_entry
-from service.cli.forget import wamid_phone
 from service.logs import mask_phone
 from service.portal.validation import check_phone
 from workers.dispatch import NO_METRICS, Metrics
 from workers.ledger import RedisLedger
+from workers.router import Registration
 
-__all__ = ["Archive", "Journey", "contact_of", "epoch"]
+__all__ = [
+    "REPLAY_ARG",
+    "Archive",
+    "Journey",
+    "contact_of",
+    "epoch",
+    "replayed_registrations",
+]
 
 _HANDLER_OUTCOMES = {"ok": "done", "stop": "stop", "skipped": "skipped"}
 
@@ -63,9 +74,29 @@ def contact_of(kwargs: Mapping[str, Any]) -> str | None:
             return value
     message_id = data.get("messageId")
     if isinstance(message_id, str):
+        # Imported here: rare (a status without its recipient), and the CLI module is heavy.
+        from service.cli.forget import wamid_phone
+
         runs = sorted(wamid_phone(message_id), key=len, reverse=True)
         return next((run for run in runs if check_phone(run) is None), None)
     return None
+
+
+#: The job keyword argument that marks a replayed event.
+REPLAY_ARG = "replay"
+
+
+def replayed_registrations(
+    registrations: list[Registration], kwargs: Mapping[str, Any]
+) -> list[Registration]:
+    """The registrations a job runs: all, unless it is a replay limited to some handlers
+    (by handler name, ``router:function``, or router name)."""
+    replay = kwargs.get(REPLAY_ARG)
+    names = replay.get("handlers") if isinstance(replay, dict) else None
+    if not names:
+        return registrations
+    wanted = set(names)
+    return [r for r in registrations if r.name in wanted or r.router in wanted]
 
 
 class Journey:

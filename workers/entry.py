@@ -23,10 +23,9 @@ import structlog
 from service.jobs import FORMAT_VERSION
 from service.portal import RateLimited
 from service.typedevents import parse_event
-from workers.archive import Journey
+from workers.archive import Journey, replayed_registrations
 from workers.dispatch import HandlerFailed, dispatch
 from workers.execution import ExecutionToken, Superseded
-from workers.replay import replayed_registrations
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 

@@ -35,6 +35,7 @@ from service.portal import SentMessage
 from service.settings import Retention
 from service.signature import js_stringify, sign
 from service.typedevents import parse_event
+from workers.archive import REPLAY_ARG, replayed_registrations
 from workers.builtins.forward import EVENT_KEY_HEADER, SIGNATURE_HEADER
 from workers.context import AsyncContext, AsyncStore, RedisStore
 from workers.dispatch import HandlerFailed, dispatch
@@ -48,24 +49,7 @@ __all__ = [
     "dry_run",
     "enqueue",
     "forward",
-    "replayed_registrations",
 ]
-
-#: The job keyword argument that marks a replayed event.
-REPLAY_ARG = "replay"
-
-
-def replayed_registrations(
-    registrations: list[Registration], kwargs: Mapping[str, Any]
-) -> list[Registration]:
-    """The registrations a job runs: all, unless it is a replay limited to some handlers
-    (by handler name, ``router:function``, or router name)."""
-    replay = kwargs.get(REPLAY_ARG)
-    names = replay.get("handlers") if isinstance(replay, dict) else None
-    if not names:
-        return registrations
-    wanted = set(names)
-    return [r for r in registrations if r.name in wanted or r.router in wanted]
 
 
 @dataclass
