@@ -21,7 +21,7 @@ import redis
 
 from service.archive import ArchiveKeys, contact_token, load_entries, select
 from service.cli.admin import connect
-from service.keys import Keys
+from service.keys import Keys, rq_job
 from service.logs import IdHasher, id_key
 from workers.eventsview import journey, line, phone_argument, summary, wanted
 
@@ -173,12 +173,18 @@ def show(ident: str, as_json: bool, limit: int) -> None:
                 click.echo(line(summary(entry, hasher, text=False)))
         return
     ident = ident.strip()
-    entries = list(
-        load_entries(connection, keys, _find(connection, keys, settings.queue_prefix, ident))
-    )
+    job_ids = _find(connection, keys, settings.queue_prefix, ident)
+    entries = list(load_entries(connection, keys, job_ids))
     if not entries and "wamid~" in ident:
         entries = _scan_tokens(connection, keys, hasher, ident.split("wamid~", 1)[1][:16])
     if not entries:
+        # Not archived (yet): say where its job is, if RQ still has it.
+        for job_id in job_ids:
+            status: Any = connection.hget(rq_job(job_id), "status")
+            if status is not None:
+                click.echo(f"job {job_id} is {status.decode()}: archived when it ends")
+        if job_ids and any(connection.exists(rq_job(i)) for i in job_ids):
+            sys.exit(1)
         click.echo(
             f"No archived event for {ident!r}: give a job id, a message id (wamid.…), an event "
             "key, a log token (wamid~…) or a phone number; events still queued or running are "

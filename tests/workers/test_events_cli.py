@@ -287,3 +287,13 @@ def test_replay_through_one_handler_runs_only_that_one(redis_url: str, r: redis.
     [replayed] = [e for e in entries(r) if e["replay"]]
     assert [h["name"].split(":")[0] for h in replayed["handlers"]] == ["greeter"]
     assert replayed["replay"]["handlers"] == ["greeter"]
+
+
+def test_show_says_where_an_event_not_yet_archived_is(redis_url: str, r: redis.Redis) -> None:
+    with archived_loop(redis_url, router) as loop:
+        message_id = loop.inbound("still queued")
+        job_id = r.get(f"wabahooks:claim:message:{message_id}").decode()  # type: ignore[union-attr]
+        result = run(redis_url, "events", "show", message_id)
+
+    assert result.exit_code == 1
+    assert result.output.strip() == f"job {job_id} is queued: archived when it ends"
