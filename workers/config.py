@@ -31,17 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from service.settings import parse_bool
+from workers.replyrules import AutoReplyConfig, BusinessHours, Rule, auto_reply_section
 from workers.sections import (
-    AutoReplyConfig,
-    BusinessHours,
     ConfigError,
     ForwardConfig,
     HttpTarget,
     MarkReadConfig,
     NumberTarget,
-    Rule,
     StatusTrackingConfig,
-    auto_reply_section,
     forward_section,
     mark_read_section,
     only_known,
