@@ -141,25 +141,32 @@ def _submit_old(redis_url: str, envelope: dict[str, Any], received: datetime) ->
     return asyncio.run(main())
 
 
-def test_retention_trims_the_indexes_by_arrival_time_and_expires_entries(
-    redis_url: str, r: redis.Redis
-) -> None:
+def test_retention_by_arrival_time_and_entries_expire(redis_url: str, r: redis.Redis) -> None:
     def envelope(message_id: str) -> dict[str, Any]:
         data = {"from": PHONE, "messageId": message_id, "type": "text", "text": {"body": "x"}}
         return {"event": "message", "data": data}
 
+    now = datetime.now(UTC)
     with archived_loop(redis_url, retention=3600) as loop:
-        old = _submit_old(redis_url, envelope("wamid.OLD"), datetime.now(UTC) - timedelta(hours=2))
-        new = _submit_old(redis_url, envelope("wamid.NEW"), datetime.now(UTC))
+        past = _submit_old(redis_url, envelope("wamid.PAST"), now - timedelta(hours=2))
+        older = _submit_old(redis_url, envelope("wamid.OLDER"), now - timedelta(minutes=50))
+        loop.work()
+    archived_then = [i.decode() for i in r.zrange(KEYS.time, 0, -1)]
+    older_ttl = r.ttl(KEYS.entry(older))
+    # The retention lowered to 10 minutes: the next write trims what arrived before that.
+    with archived_loop(redis_url, retention=600) as loop:
+        new = _submit_old(redis_url, envelope("wamid.NEW"), now)
         loop.work()
 
+    assert archived_then == [older]  # PAST was past the retention on arrival: never archived
+    assert not r.exists(KEYS.entry(past))
+    assert 3500 < older_ttl <= 3600  # an entry expires with the retention
     token = contact_token(PHONE, KEY)
     assert [i.decode() for i in r.zrange(KEYS.time, 0, -1)] == [new]
     assert [i.decode() for i in r.zrange(KEYS.contact(token), 0, -1)] == [new]
-    for job_id in (old, new):  # the entry itself expires with the retention
-        assert 3500 < r.ttl(KEYS.entry(job_id)) <= 3600
-    assert 3500 < r.ttl(KEYS.time) <= 3600
-    assert 3500 < r.ttl(KEYS.contact(token)) <= 3600
+    assert not r.exists(KEYS.entry(older))  # trimmed with its place in the time index
+    assert 500 < r.ttl(KEYS.entry(new)) <= 600
+    assert 500 < r.ttl(KEYS.time) <= 600 and 500 < r.ttl(KEYS.contact(token)) <= 600
 
 
 def test_forget_removes_the_contacts_archived_events(redis_url: str, r: redis.Redis) -> None:
