@@ -3,7 +3,7 @@
 A :class:`Journey` follows one execution of one job: it is the :class:`~workers.dispatch.Metrics`
 the dispatch reports each handler's outcome to (passing every call on to the worker's
 own metrics), and it sees the event's ledger. When the execution ends, the job runner
-asks :meth:`Archive.entry` for the entry, which goes to Redis inside the script that
+adds the entry to its ending (:meth:`Archive.record`), which goes to Redis inside the script that
 ends the job (``workers/lua/finish.lua``), in the same group commit: no extra round
 trip, and no event ends without its record (nor the other way round).
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +34,10 @@ import orjson
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token, encode_entry
 from service.logs import mask_phone
 from service.portal.validation import check_phone
-from workers.dispatch import NO_METRICS, Metrics
+from workers.dispatch import NO_METRICS, HandlerFailed, Metrics
 from workers.ledger import RedisLedger
 from workers.router import Registration
+from workers.rqstate import Ending
 
 __all__ = [
     "REPLAY_ARG",
@@ -169,6 +170,32 @@ class Archive:
         """The archive if ``WABAHOOKS_ARCHIVE`` is on, else None (raise ConfigError)."""
         settings = ArchiveSettings.from_env(env)
         return cls(settings, ArchiveKeys(prefix)) if settings.enabled else None
+
+    def record(self, ending: Ending, kwargs: Mapping[str, Any], journey: Journey) -> Ending:
+        """``ending`` with the event's archive entry, to be written with it (a hand-back,
+        which is not an attempt, records nothing)."""
+        if ending.outcome == "handback":
+            return ending
+        state = {"done": "done", "retry": "retrying"}.get(ending.outcome, "failed")
+        reason = ending.error
+        if state == "failed":
+            # The traceback's last line, without the dispatch's wrapper type: the handler's words.
+            lines = ending.error.strip().splitlines()
+            reason = (
+                lines[-1].removeprefix(f"{HandlerFailed.__module__}.HandlerFailed: ")
+                if lines
+                else ""
+            )
+        spec = self.entry(
+            job_id=ending.job.id,
+            queue=ending.job.origin,
+            kwargs=kwargs,
+            attempt=ending.job.attempt,
+            outcome=state,
+            journey=journey,
+            reason=reason,
+        )
+        return replace(ending, archive=spec)
 
     def entry(
         self,

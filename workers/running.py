@@ -19,7 +19,6 @@ from rq.utils import import_attribute
 
 from service.jobs import JOB_FUNCTION
 from workers.archive import Journey
-from workers.dispatch import HandlerFailed
 from workers.entry import Done, Failed, RetryLater, run_event
 from workers.execution import ExecutionToken
 from workers.ledger import ledger_fields
@@ -52,6 +51,19 @@ class JobRunner:
         self, runtime: Runtime, job: StartedJob, token: ExecutionToken, kwargs: dict[str, Any]
     ) -> Ending | None:
         journey = Journey(runtime.metrics) if runtime.archive is not None else None
+        ending = await self._ending(runtime, job, token, kwargs, journey)
+        if ending is None or runtime.archive is None or journey is None:
+            return ending
+        return runtime.archive.record(ending, kwargs, journey)  # written with the ending
+
+    async def _ending(
+        self,
+        runtime: Runtime,
+        job: StartedJob,
+        token: ExecutionToken,
+        kwargs: dict[str, Any],
+        journey: Journey | None,
+    ) -> Ending | None:
         outcome = await run_event(
             runtime,
             job_id=job.id,
@@ -62,42 +74,14 @@ class JobRunner:
             token=token,
             journey=journey,
         )
-        if isinstance(outcome, Failed) and outcome.reason == "superseded":
-            return None
-
-        def archived(state: str, reason: str = "") -> bytes:
-            if runtime.archive is None or journey is None:
-                return b""
-            return runtime.archive.entry(
-                job_id=job.id,
-                queue=job.origin,
-                kwargs=kwargs,
-                attempt=job.attempt,
-                outcome=state,
-                journey=journey,
-                reason=reason,
-            )
-
         if isinstance(outcome, Done):
-            return Ending(
-                job,
-                "done",
-                sent=outcome.sent,
-                sent_ttl=runtime.sent_ttl,
-                archive=archived("done"),
-            )
+            return Ending(job, "done", sent=outcome.sent, sent_ttl=runtime.sent_ttl)
         if isinstance(outcome, RetryLater):
-            return Ending(
-                job,
-                "retry",
-                error=outcome.error,
-                delay=outcome.delay,
-                archive=archived("retrying", outcome.error),
-            )
-        # The traceback's last line, without the dispatch's wrapper type: the handler's words.
-        last_line = outcome.error.strip().splitlines()[-1] if outcome.error.strip() else ""
-        last_line = last_line.removeprefix(f"{HandlerFailed.__module__}.HandlerFailed: ")
-        return Ending(job, "failed", error=outcome.error, archive=archived("failed", last_line))
+            return Ending(job, "retry", error=outcome.error, delay=outcome.delay)
+        assert isinstance(outcome, Failed)
+        if outcome.reason == "superseded":
+            return None
+        return Ending(job, "failed", error=outcome.error)
 
     async def _foreign(
         self, job: StartedJob, func: str, args: list[Any], kwargs: dict[str, Any]
