@@ -13,7 +13,7 @@ under the queue prefix (``wabahooks:``):
   number (:func:`contact_token`; never the number itself, which anyone could enumerate
   through a plain hash), keyed like the log ids (``service.logs.id_key``);
 - ``archive:feed``: a stream of the latest ~1,000 job ids written, newest last, which
-  ``wabahooks events tail`` follows.
+  ``wabahooks events tail`` follows (its length is set in ``workers/lua/archive.lua``).
 
 The service side reads it and forgets a contact (``wabahooks forget``); only workers write.
 """
@@ -36,7 +36,6 @@ from service.settings import ConfigError, env_bool
 
 __all__ = [
     "DEFAULT_ARCHIVE_RETENTION",
-    "FEED_LENGTH",
     "ArchiveKeys",
     "ArchiveSettings",
     "contact_token",
@@ -44,13 +43,12 @@ __all__ = [
     "encode_entry",
     "forget_archive",
     "load_entries",
+    "select",
 ]
 
 #: Seconds an entry is kept: the dedupe window, so a message id still finds its job
 #: through the claim (``claim:<event key>``) for the archive's whole life.
 DEFAULT_ARCHIVE_RETENTION = 7 * 24 * 3600
-#: Entries the feed (``archive:feed``) keeps, about: what ``events tail`` can catch up on.
-FEED_LENGTH = 1000
 
 
 @dataclass(frozen=True)
