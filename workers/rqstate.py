@@ -82,17 +82,16 @@ def rq_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).strftime(_RQ_TIME_FORMAT)
 
 
-def _script(name: str) -> str:
-    """The Lua script ``workers/lua/<name>.lua``, after the shared ``common.lua``."""
+def _script(name: str, *helpers: str) -> str:
+    """The Lua script ``workers/lua/<name>.lua``, after ``common.lua`` and ``helpers``."""
     folder = files("workers").joinpath("lua")
-    return folder.joinpath("common.lua").read_text(encoding="utf-8") + folder.joinpath(
-        f"{name}.lua"
-    ).read_text(encoding="utf-8")
+    parts = ["common", *helpers, name]
+    return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
 # Each script's KEYS, ARGV and reply are described at the top of its file.
 START = _script("start")
-FINISH = _script("finish")
+FINISH = _script("finish", "archive")
 HEARTBEAT = _script("heartbeat")
 REDRIVE = _script("redrive")
 PROMOTE = _script("promote")
@@ -181,8 +180,10 @@ class Ending:
     #: into those sets (with ``sent_ttl``) with the job's end.
     sent: tuple[tuple[str, str], ...] = ()
     sent_ttl: int = 0
+    #: The event's archive entry, written with the ending (``workers.archive``; b'': none).
+    archive: bytes = b""
 
-    def args(self) -> list[str | int | float]:
+    def args(self) -> list[str | int | float | bytes]:
         ttl = self.job.result_ttl if self.outcome == "done" else self.job.failure_ttl
         return [
             self.outcome,
@@ -197,6 +198,7 @@ class Ending:
             "" if self.value is None else base64.b64encode(_json(self.value)).decode(),
             "\n".join(f"{key}\t{message_id}" for key, message_id in self.sent),
             self.sent_ttl,
+            self.archive,
         ]
 
 
