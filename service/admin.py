@@ -280,6 +280,20 @@ def check_portal(env: Mapping[str, str], secrets: Sequence[str]) -> list[Result]
     return results
 
 
+#: Checks other packages add to ``wabahooks check`` (``workers``: the handler configuration).
+CHECKS_GROUP = "wabahooks.checks"
+
+
+def plugin_checks(env: Mapping[str, str]) -> list[Result]:
+    """Run the checks of the ``wabahooks.checks`` entry points (each: ``env`` -> results)."""
+    from importlib.metadata import entry_points
+
+    results: list[Result] = []
+    for ep in sorted(entry_points(group=CHECKS_GROUP), key=lambda e: e.name):
+        results += ep.load()(env)
+    return results
+
+
 def run_checks(env: Mapping[str, str]) -> list[Result]:
     """Run every check against ``env``; return the results in order."""
     given = tuple(x.strip() for x in env.get("WABA_WEBHOOK_SECRET", "").split(",") if x.strip())
@@ -303,6 +317,7 @@ def run_checks(env: Mapping[str, str]) -> list[Result]:
                 "WABA_WEBHOOK_SECRET is not set: the receiver needs the portal's webhook secret",
             )
         )
+    results += plugin_checks(env)
     results += check_redis(
         env.get("REDIS_URL", "").strip() or None,
         allow_eviction=settings.allow_eviction if settings else False,
@@ -320,14 +335,29 @@ _STYLE: dict[str, Callable[[str], str]] = {
 
 
 @click.command()
-def check() -> None:
+@click.option(
+    "--app-dir",
+    default=None,
+    metavar="DIR",
+    help="Import handler modules from DIR too, as `wabahooks worker --app-dir` does.",
+)
+@click.option(
+    "--handlers-only",
+    is_flag=True,
+    help="Only the handler configuration (no Redis, no portal): for CI, or before a deploy.",
+)
+def check(app_dir: str | None, handlers_only: bool) -> None:
     """Check the configuration and what it points at; exit 1 if anything fails.
 
-    Settings, WABA_WEBHOOK_SECRET, Redis (reachable, version >= 6.2, AOF on,
+    Settings, WABA_WEBHOOK_SECRET, the handlers (imported and configured exactly as
+    `wabahooks worker` will), Redis (reachable, version >= 6.2, AOF on,
     maxmemory-policy noeviction) and, when WABA_API_URL is set, the portal
     (GET /api/v1/webhook with the key; the secret it signs with).
     """
-    results = run_checks(os.environ)
+    env = dict(os.environ)
+    if app_dir is not None:
+        env["WABAHOOKS_APP_DIR"] = app_dir
+    results = plugin_checks(env) if handlers_only else run_checks(env)
     width = max(len(r.name) for r in results)
     for result in results:
         click.echo(

@@ -23,13 +23,14 @@ from service.settings import (
     Retention,
 )
 from workers import builtins
-from workers.config import DEFAULT_CONFIG_FILE, load_config
+from workers.config import DEFAULT_CONFIG_FILE
 from workers.context import AsyncContext, RedisStore
 from workers.dispatch import NO_METRICS, Metrics, Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.execution import ExecutionToken
+from workers.handlerset import Handlers, load_handlers
 from workers.ledger import RedisLedger
-from workers.loading import load_routers, registrations
+from workers.loading import registrations
 from workers.router import Registration, RetryPolicy
 from workers.threads import DEFAULT_SYNC_THREADS, Threads
 
@@ -88,12 +89,14 @@ class Runtime:
         redis: AsyncRedis | None = None,
         metrics: WorkerMetrics | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
+        handlers: Handlers | None = None,
     ) -> Runtime:
         """Build the runtime from the environment (see the README's Configuration).
 
         ``redis``: the worker's own client, shared; else one for ``REDIS_URL``.
         ``metrics``: where to count (the portal client reports its calls there too).
         ``sync_threads``: the thread pool's size for plain ``def`` handlers.
+        ``handlers``: already loaded (``workers.handlerset``); else loaded from ``env``.
         """
         env = os.environ if env is None else env
         url = env.get("REDIS_URL", "").strip()
@@ -108,8 +111,9 @@ class Runtime:
             portal = AsyncPortalClient(settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
-        config = load_config(env)  # the built-ins' sections are validated here
-        routers = builtins.routers(config, load_routers(env.get("WABAHOOKS_HANDLERS", "")))
+        if handlers is None:  # the built-ins' sections are validated here
+            handlers = load_handlers(env)
+        config, routers = handlers.config, handlers.routers
         retention = Retention.from_env(env)
         return cls(
             redis=client,
@@ -172,7 +176,7 @@ class Runtime:
             ),
             config=self.section(registration.router),
             replies_expected=replies_expected,
-            handler=registration.name,
+            handler=registration.label,
         )
 
 
