@@ -32,6 +32,7 @@ from rq.serializers import JSONSerializer
 from service import unparsed
 from service.jobs import QUEUE_NAMES
 from service.redisguard import eviction_problem, memory_state
+from service.redisurl import redis_url_problem
 from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings
 
 __all__ = ["check", "connect", "redis_settings", "status", "table"]
@@ -183,6 +184,8 @@ def check_redis(
     """Check that Redis answers, is set up for durability, and has room for events."""
     if not url:
         return [Result("fail", "redis", "REDIS_URL is not set: point it at your Redis/Valkey")]
+    if (problem := redis_url_problem(url)) is not None:
+        return [Result("fail", "redis", problem)]
     connection = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     try:
         connection.ping()

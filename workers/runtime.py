@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.asyncio import Redis as AsyncRedis
 
 from service.portal import AsyncPortalClient, AsyncRateLimiter, PortalSettings
+from service.redisurl import redis_url_problem
 from service.settings import (
     DEFAULT_QUEUE_PREFIX,
     DEFAULT_SENT_TTL,
@@ -102,6 +103,8 @@ class Runtime:
         url = env.get("REDIS_URL", "").strip()
         if redis is None and not url:
             raise ConfigError("REDIS_URL is not set: the worker reads its jobs from Redis")
+        if redis is None and (problem := redis_url_problem(url)) is not None:
+            raise ConfigError(problem)
         client = redis if redis is not None else _async_from_url(url)
         closers: list[Callable[[], Any]] = []
         portal: AsyncPortalAPI
