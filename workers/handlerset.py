@@ -118,17 +118,19 @@ def allow_none(env: Mapping[str, str]) -> bool:
 
 def module_specs(config: Config, env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
     """The handler modules to load and where they are listed (the variable wins)."""
-    variable = env.get("WABAHOOKS_HANDLERS", "").strip()
-    if variable:
-        return tuple(s.strip() for s in variable.split(",") if s.strip()), "WABAHOOKS_HANDLERS"
     listed = config.raw.get("handlers", {}).get(MODULES_KEY)
-    if listed is None:
-        return (), ""
-    if not isinstance(listed, list) or not all(isinstance(m, str) and m.strip() for m in listed):
+    if listed is not None and (
+        not isinstance(listed, list) or not all(isinstance(m, str) and m.strip() for m in listed)
+    ):
         raise ConfigError(
             f"{_config_file(env)}: handlers.{MODULES_KEY}: must be a list of module names, "
             'e.g. modules = ["myapp.orders", "myapp.support:router"]'
         )
+    variable = env.get("WABAHOOKS_HANDLERS", "").strip()
+    if variable:
+        return tuple(s.strip() for s in variable.split(",") if s.strip()), "WABAHOOKS_HANDLERS"
+    if listed is None:
+        return (), ""
     return tuple(m.strip() for m in listed), f"handlers.{MODULES_KEY}"
 
 
