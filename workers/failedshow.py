@@ -30,6 +30,7 @@ from workers.ledger import JOB_FIELD_PREFIX
 __all__ = ["Failure", "failure_of", "mask_event", "show"]
 
 _PERMANENT = "(permanent: not retried)"
+_HANDLER_FAILED = "workers.dispatch.HandlerFailed: "
 #: Digit runs as long as a phone number (E.164: up to 15), with an optional +.
 _PHONE = re.compile(r"(?<![\w.])\+?\d{8,15}(?![\w.])")
 #: Fields whose digits are not phone numbers.
@@ -57,7 +58,10 @@ class Failure:
         if self.result is not None and self.result.type == Result.Type.MAX_RETRIES_EXCEEDED:
             return "retries exhausted"
         lines = [line.strip() for line in self.traceback.splitlines() if line.strip()]
-        return lines[-1].replace(" (will be retried)", "") if lines else "-"
+        if not lines:
+            return "-"
+        last = lines[-1].replace(" (will be retried)", "").removeprefix(_HANDLER_FAILED)
+        return _mask_string(last)
 
     @property
     def happened(self) -> str:
@@ -126,7 +130,7 @@ def show(job_id: str) -> None:
     click.echo(f"event key   {hasher.scrub(str(kwargs.get('event_key', '-')))}")
     click.echo(f"failed at   {failure.when}")
     click.echo(f"what        {failure.happened}")
-    click.echo(f"error       {_mask_string(hasher.scrub(failure.error))}")
+    click.echo(f"error       {hasher.scrub(failure.error)}")
     click.echo(f"attempts    {failure.attempts or '-'}")
     done = ", ".join(failure.done) if failure.done else "none"
     click.echo(f"done        {done}  (a requeue skips these; their sends are not repeated)")
