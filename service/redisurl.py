@@ -26,7 +26,7 @@ def _shown(url: str) -> str:
 def redis_url_problem(url: str) -> str | None:
     """Return why ``url`` is not a URL redis-py can connect to, or ``None``."""
     try:
-        parse_url(url)
+        parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     except ValueError as exc:
         why = f" ({exc})" if "://" in url else ""
         return f"REDIS_URL must be {EXPECTED_FORM}; got {_shown(url)!r}{why}"

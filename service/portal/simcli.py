@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+import structlog
 
 from service.portal.simconfig import Chaos, Refusal, SimConfig
 from service.portal.simstate import SimState
@@ -77,6 +79,7 @@ def portal_sim(
     """Run a WABA Portal simulator: the documented API, webhooks, chaos, a control API at /sim."""
     import uvicorn
 
+    from service.logs import configure_logging
     from service.portal.sim import create_sim_app
 
     config = SimConfig(
@@ -116,5 +119,26 @@ def portal_sim(
         click.echo(f"portal-sim: delivering to {webhook_url}", err=True)
         click.echo(f"portal-sim: WABA_WEBHOOK_SECRET={app.state.sim.webhook_secret}", err=True)
     click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.portal.sim`)", err=True)
+    # Its request lines in the same structlog format as the receiver's and the workers'.
+    configure_logging(*_log_settings())
+    structlog.get_logger("wabahooks.sim").info(
+        "sim.started", api_url=f"{base}/api/v1", control_url=f"{base}/sim", webhook_url=webhook_url
+    )
     # The simulator sends its own Date header, on its (possibly skewed) clock.
-    uvicorn.run(app, host=host, port=port, log_level="info", ws="none", date_header=False)
+    uvicorn.run(
+        app, host=host, port=port, ws="none", date_header=False, log_config=None, access_log=True
+    )
+
+
+def _log_settings() -> tuple[str, str]:
+    """WABAHOOKS_LOG_FORMAT and WABAHOOKS_LOG_LEVEL as the other commands read them (a
+    value they would refuse is refused here too, in one line)."""
+    log_format = os.environ.get("WABAHOOKS_LOG_FORMAT", "auto").strip().lower() or "auto"
+    log_level = os.environ.get("WABAHOOKS_LOG_LEVEL", "info").strip().lower() or "info"
+    if log_format not in ("auto", "json", "console"):
+        click.echo("wabahooks: WABAHOOKS_LOG_FORMAT must be auto, json or console", err=True)
+        sys.exit(2)
+    if log_level not in ("debug", "info", "warning", "error"):
+        click.echo("wabahooks: WABAHOOKS_LOG_LEVEL must be debug, info, warning or error", err=True)
+        sys.exit(2)
+    return log_format, log_level
