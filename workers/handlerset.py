@@ -90,12 +90,16 @@ class Handlers:
 
 def app_dirs(env: Mapping[str, str], app_dir: str | None = None) -> list[str]:
     """The directories handler modules are imported from: ``app_dir`` (else the variable),
-    then the current directory, absolute."""
+    then the current directory, absolute. Of several, those that do not exist are skipped
+    (a deployment lists where either of its ways puts the code); one alone must exist."""
     given = app_dir if app_dir is not None else env.get(APP_DIR_ENV, "")
-    dirs = [d for d in given.split(os.pathsep) if d.strip()]
-    for d in dirs:
-        if not Path(d).is_dir():
-            raise ConfigError(f"{APP_DIR_ENV} (--app-dir) names {d!r}, which is not a directory")
+    named = [d for d in given.split(os.pathsep) if d.strip()]
+    dirs = [d for d in named if Path(d).is_dir()]
+    if named and not dirs:
+        raise ConfigError(
+            f"{APP_DIR_ENV} (--app-dir) names {given!r}, which is not a directory: "
+            "point it at the directory that holds your handler package"
+        )
     return list(dict.fromkeys(str(Path(d).resolve()) for d in [*dirs, os.getcwd()]))
 
 
