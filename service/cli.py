@@ -134,15 +134,15 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
 @click.argument("file", type=click.File("rb"))
 @click.option(
     "--secret",
-    envvar="WABA_WEBHOOK_SECRET",
-    required=True,
-    help="Secret to sign with (default: the first of WABA_WEBHOOK_SECRET).",
+    help="Secret to sign with [default: the first of WABA_WEBHOOK_SECRET, else the "
+    "development secret in .wabahooks/dev-secret, as `trigger`].",
 )
-def sign(file: BinaryIO, secret: str) -> None:
+def sign(file: BinaryIO, secret: str | None) -> None:
     """Print the X-Webhook-Signature for FILE's exact bytes ('-' reads stdin)."""
     from service.signature import sign as hmac_sign
+    from service.trigger import webhook_secret
 
-    click.echo(hmac_sign(file.read(), secret.split(",")[0].strip()))
+    click.echo(hmac_sign(file.read(), webhook_secret(secret)))
 
 
 @main.command("log-id")
