@@ -67,10 +67,18 @@ def test_sign_falls_back_to_the_dev_secret_like_trigger(tmp_path: Path) -> None:
 
 def test_a_malformed_redis_url_is_one_line_from_every_command() -> None:
     env = {"REDIS_URL": "localhost:6379", "WABA_WEBHOOK_SECRET": "s"}
-    for command in (["serve"], ["worker"], ["status"], ["failed", "list"], ["forget", "1"]):
+    for command in (
+        ["serve"],
+        ["worker"],
+        ["status"],
+        ["failed", "list"],
+        ["forget", "919876543210", "--yes"],
+    ):
         result = run(*command, env=env)
         assert result.returncode == 2, (command, result.stderr)
-        [line] = result.stderr.strip().splitlines()
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (command, lines)
+        [line] = lines
         assert line.startswith("wabahooks: REDIS_URL must be redis://"), line
         assert "rediss://" in line and "unix://" in line and "'localhost:6379'" in line
     check = run("check", env=env)
