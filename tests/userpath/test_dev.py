@@ -124,6 +124,10 @@ def test_dev_runs_the_users_handlers_and_reloads_them(
 
     order(project)
     wait_for(lambda: sent_texts(sim) == ["Order noted"], "the handler's reply")
+    statuses = wabahooks(project, "trigger", "status", "--sequence", "delivered")
+    assert statuses.returncode == 0, statuses.stdout + statuses.stderr
+    assert "simulator: the latest message sent, wamid." in statuses.stdout
+    assert f"(to {PHONE}); --message-id picks another" in statuses.stdout
 
     (project / "myapp" / "orders.py").write_text(ORDERS.replace('"Order noted"', '"unused"'))
     (project / "wabahooks.toml").write_text('[handlers.orders]\nreply = "Order noted, twice"\n')
