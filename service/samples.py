@@ -23,7 +23,7 @@ __all__ = [
     "test_envelope",
 ]
 
-#: Every message type the model reads (``service.model``), as ``trigger message --type``.
+#: Every message type the model reads (``service.typedevents``), as ``trigger message --type``.
 MESSAGE_TYPES = (
     "text",
     "image",

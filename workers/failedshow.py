@@ -23,8 +23,7 @@ from rq.job import Job
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from service.events import mask_phone
-from service.logs import IdHasher, id_key
+from service.logs import IdHasher, id_key, mask_phone
 from workers.ledger import JOB_FIELD_PREFIX
 
 __all__ = ["Failure", "failure_of", "mask_event", "show"]

@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from redis.asyncio import Redis as AsyncRedis
 
 from service.portal import AsyncPortalClient, AsyncRateLimiter, PortalSettings
-from service.redisurl import redis_url_problem
 from service.settings import (
     DEFAULT_QUEUE_PREFIX,
     DEFAULT_SENT_TTL,
     DEFAULT_STORE_TTL,
-    ConfigError,
-    Retention,
+    Settings,
 )
 from workers import builtins
 from workers.config import DEFAULT_CONFIG_FILE
@@ -92,7 +90,32 @@ class Runtime:
         sync_threads: int = DEFAULT_SYNC_THREADS,
         handlers: Handlers | None = None,
     ) -> Runtime:
-        """Build the runtime from the environment (see the README's Configuration).
+        """Build the runtime from the environment: :meth:`from_settings` with the settings
+        read from ``env``."""
+        env = os.environ if env is None else env
+        return cls.from_settings(
+            Settings.from_env(env),
+            env,
+            redis=redis,
+            metrics=metrics,
+            sync_threads=sync_threads,
+            handlers=handlers,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        env: Mapping[str, str] | None = None,
+        *,
+        redis: AsyncRedis | None = None,
+        metrics: WorkerMetrics | None = None,
+        sync_threads: int = DEFAULT_SYNC_THREADS,
+        handlers: Handlers | None = None,
+    ) -> Runtime:
+        """Build the runtime from ``settings`` (Redis, key prefix, retention) and what only
+        workers read from ``env``: the portal's ``WABA_API_*``, the handler modules and the
+        configuration file (see the README's Configuration).
 
         ``redis``: the worker's own client, shared; else one for ``REDIS_URL``.
         ``metrics``: where to count (the portal client reports its calls there too).
@@ -100,29 +123,26 @@ class Runtime:
         ``handlers``: already loaded (``workers.handlerset``); else loaded from ``env``.
         """
         env = os.environ if env is None else env
-        url = env.get("REDIS_URL", "").strip()
-        if redis is None and not url:
-            raise ConfigError("REDIS_URL is not set: the worker reads its jobs from Redis")
-        if redis is None and (problem := redis_url_problem(url)) is not None:
-            raise ConfigError(problem)
-        client = redis if redis is not None else _async_from_url(url)
+        client = redis if redis is not None else _async_from_url(settings.require_redis_url())
         closers: list[Callable[[], Any]] = []
         portal: AsyncPortalAPI
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
-            settings = PortalSettings.from_env(env)
-            limiter = AsyncRateLimiter.from_settings(client, settings)
-            portal = AsyncPortalClient(settings, limiter=limiter, observer=metrics)
+            portal_settings = PortalSettings.from_env(env)
+            limiter = AsyncRateLimiter.from_settings(
+                client, portal_settings, prefix=settings.keys.portal()
+            )
+            portal = AsyncPortalClient(portal_settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
         if handlers is None:  # the built-ins' sections are validated here
             handlers = load_handlers(env)
         config, routers = handlers.config, handlers.routers
-        retention = Retention.from_env(env)
+        retention = settings.retention
         return cls(
             redis=client,
             portal=portal,
             registrations=registrations(routers),
-            prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
+            prefix=settings.queue_prefix,
             config=config.raw,
             store_ttls=builtins.store_ttls(config),
             sent_ttl=retention.sent_ttl,

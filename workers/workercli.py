@@ -106,7 +106,7 @@ def worker(
     configure_logging(settings.log_format, settings.log_level)
     handlers = handlers_or_exit(app_dir, allow_no_handlers)
     options = _EngineOptions(
-        queue=settings.queue_prefix + name,
+        queue=settings.keys.queue(name),
         concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
         grace=grace if grace is not None else _env_int("WABAHOOKS_GRACE", int(DEFAULT_GRACE), 0),
         lease=_env_int("WABAHOOKS_LEASE", DEFAULT_LEASE, 5),
@@ -194,8 +194,12 @@ async def _work(
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
         # The handlers are loaded (handlers_or_exit); the portal client is built here.
-        runtime = Runtime.from_env(
-            redis=client, metrics=meter, sync_threads=options.sync_threads, handlers=handlers
+        runtime = Runtime.from_settings(
+            settings,
+            redis=client,
+            metrics=meter,
+            sync_threads=options.sync_threads,
+            handlers=handlers,
         )
     except ConfigError as exc:
         await client.aclose()

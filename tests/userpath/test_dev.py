@@ -18,7 +18,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from service.devprocs import process_started
+from service.cli.devprocs import process_started
 from tests.userpath.support import ORDERS, WABAHOOKS, user_env, wabahooks, write_project
 
 PHONE = "919800000042"

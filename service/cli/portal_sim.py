@@ -1,15 +1,15 @@
-"""``wabahooks portal-sim``: run the WABA Portal simulator (see ``service.portal.sim``)."""
+"""``wabahooks portal-sim``: run the WABA Portal simulator (see ``service.sim.app``)."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 import structlog
 
-from service.portal.simconfig import Chaos, Refusal, SimConfig
-from service.portal.simstate import SimState
+from service.cli.common import fail
+from service.sim.config import Chaos, Refusal, SimConfig
+from service.sim.state import SimState
 
 __all__ = ["portal_sim"]
 
@@ -80,7 +80,7 @@ def portal_sim(
     import uvicorn
 
     from service.logs import configure_logging
-    from service.portal.sim import create_sim_app
+    from service.sim.app import create_sim_app
 
     config = SimConfig(
         api_key=api_key,
@@ -110,15 +110,14 @@ def portal_sim(
     try:
         SimState(config)  # refuses a bad --webhook-url before the server starts
     except Refusal as exc:
-        click.echo(f"wabahooks: --webhook-url: {exc.error}", err=True)
-        sys.exit(2)
+        fail(f"--webhook-url: {exc.error}")
     app = create_sim_app(config)
     base = f"http://{host}:{port}"
     click.echo(f"portal-sim: WABA_API_URL={base}/api/v1 WABA_API_KEY={api_key}", err=True)
     if webhook_url:
         click.echo(f"portal-sim: delivering to {webhook_url}", err=True)
         click.echo(f"portal-sim: WABA_WEBHOOK_SECRET={app.state.sim.webhook_secret}", err=True)
-    click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.portal.sim`)", err=True)
+    click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.sim.app`)", err=True)
     # Its request lines in the same structlog format as the receiver's and the workers'.
     configure_logging(*_log_settings())
     structlog.get_logger("wabahooks.sim").info(
@@ -136,9 +135,7 @@ def _log_settings() -> tuple[str, str]:
     log_format = os.environ.get("WABAHOOKS_LOG_FORMAT", "auto").strip().lower() or "auto"
     log_level = os.environ.get("WABAHOOKS_LOG_LEVEL", "info").strip().lower() or "info"
     if log_format not in ("auto", "json", "console"):
-        click.echo("wabahooks: WABAHOOKS_LOG_FORMAT must be auto, json or console", err=True)
-        sys.exit(2)
+        fail("WABAHOOKS_LOG_FORMAT must be auto, json or console")
     if log_level not in ("debug", "info", "warning", "error"):
-        click.echo("wabahooks: WABAHOOKS_LOG_LEVEL must be debug, info, warning or error", err=True)
-        sys.exit(2)
+        fail("WABAHOOKS_LOG_LEVEL must be debug, info, warning or error")
     return log_format, log_level

