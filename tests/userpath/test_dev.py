@@ -46,8 +46,11 @@ class Dev:
     def __init__(self, project: Path, log: IO[bytes], *args: str) -> None:
         self.project = project
         self.log = log
+        ports = ["--port", str(free_port())]
+        if "--sim-port" not in args:
+            ports += ["--sim-port", str(free_port())]
         self.proc = subprocess.Popen(
-            [WABAHOOKS, "dev", "--port", str(free_port()), "--sim-port", str(free_port()), *args],
+            [WABAHOOKS, "dev", *ports, *args],
             cwd=project,
             env=user_env(WABAHOOKS_HANDLERS="myapp.orders", WABAHOOKS_LOG_FORMAT="json"),
             stdout=log,
@@ -170,11 +173,21 @@ def test_kill_9_leaves_nothing_running_and_a_stale_run_is_cleaned(
             {"name": "worker other", "pid": stranger.pid, "started": 1},
         ]
         (project / ".wabahooks" / "dev.run").write_text(json.dumps(run))
+        busy = socket.socket()  # and the simulator's port is taken: it moves, and says so
+        busy.bind(("127.0.0.1", 0))
+        taken = busy.getsockname()[1]
 
-        again = start_dev()
-        again.ready()
+        again = start_dev("--sim-port", str(taken))
+        try:
+            state = again.ready()
+        finally:
+            busy.close()
 
         assert f"stopping what it left running: receiver (pid {survivor.pid})" in again.output()
+        moved = int(state["sim_url"].rsplit(":", 1)[1])
+        assert moved != taken
+        assert f"port {taken} is in use: the simulator uses {moved}" in again.output()
+        assert f"portal     http://127.0.0.1:{moved}/api/v1" in again.output()
         assert survivor.wait(timeout=30) == -signal.SIGTERM
         assert stranger.poll() is None  # its start time did not match
     finally:
