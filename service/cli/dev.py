@@ -27,24 +27,21 @@ serve`` and workers against a real Redis.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 import httpx
 
-from service.cli.devbanner import WORKER_QUEUES, banner, write_env_file
+from service.cli.devbanner import banner, write_env_file
 from service.cli.devprocs import Children, RunFile
+from service.cli.devreload import Workers, handler_info
 from service.cli.devstate import (
     STATE_DIR,
     DevState,
@@ -52,7 +49,6 @@ from service.cli.devstate import (
     remove_dev_state,
     write_dev_state,
 )
-from service.cli.devwatch import Watcher
 from service.redisurl import redis_url_problem
 from service.settings import parse_secrets
 
@@ -123,24 +119,6 @@ def _clean_stale_run(run_file: RunFile) -> None:
     remove_dev_state()
 
 
-def _handler_info(env: dict[str, str]) -> dict[str, Any]:
-    """Check the workers' handlers in a fresh process, as the workers will load them; return
-    the check's level and line, and the paths to watch (``workers.handlercheck``)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "workers.handlercheck"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT,
-    )
-    try:
-        info: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        problem = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
-        return {"level": "fail", "detail": problem[-1], "packages": [], "files": []}
-    return info
-
-
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1).status_code < 500
@@ -175,41 +153,6 @@ def _handler_settings(env: dict[str, str]) -> bool:
     path.write_text(DEV_CONFIG, encoding="utf-8")
     env["WABAHOOKS_CONFIG"] = str(path)
     return True
-
-
-class _Workers:
-    """One worker per queue, restarted when the handler code or the TOML changes."""
-
-    def __init__(self, children: Children, env: dict[str, str], info: dict[str, Any]) -> None:
-        self.children = children
-        self.env = env
-        self.info = info
-        self.watcher = Watcher(info["packages"], info["files"])
-
-    def start(self) -> None:
-        for queue in WORKER_QUEUES:
-            self.children.start(f"worker {queue}", ["worker", "--queue", queue])
-
-    def reload_if_changed(self) -> None:
-        changed = self.watcher.take()
-        if not changed:
-            return
-        names = ", ".join(sorted(os.path.relpath(p) for p in changed))
-        info = _handler_info(self.env)
-        if info["level"] == "fail":
-            click.echo(f"wabahooks dev: {names} changed, but: {info['detail']}", err=True)
-            click.echo(
-                "wabahooks dev: the workers keep the code they run; fix it and save", err=True
-            )
-            return
-        click.echo(f"wabahooks dev: {names} changed: restarting the workers", err=True)
-        self.children.stop([f"worker {queue}" for queue in WORKER_QUEUES])
-        self.start()
-        if info["packages"] != self.info["packages"] or info["files"] != self.info["files"]:
-            self.watcher.close()
-            self.watcher = Watcher(info["packages"], info["files"])
-        self.info = info
-        click.echo(f"wabahooks dev: workers restarted; handlers: {info['detail']}", err=True)
 
 
 def _start_valkey(children: Children, env: dict[str, str]) -> None:
@@ -259,7 +202,7 @@ def run_dev(
     if sim_url:
         env.update(WABA_API_URL=f"{sim_url}/api/v1", WABA_API_KEY=SIM_API_KEY)
     dev_config = _handler_settings(env)
-    info = _handler_info(env)
+    info = handler_info(env)
     if info["level"] == "fail":
         click.echo(f"wabahooks dev: the workers would not start: {info['detail']}", err=True)
         return 2
@@ -274,7 +217,7 @@ def run_dev(
     signal.signal(signal.SIGINT, stop)
     run_file.add("dev", os.getpid())
     children = Children(env, run_file)
-    workers: _Workers | None = None
+    workers: Workers | None = None
     embedded = not env.get("REDIS_URL")
     status = 0
     try:
@@ -291,7 +234,7 @@ def run_dev(
                 ],
             )
         children.start("receiver", ["serve", "--host", "127.0.0.1", "--port", str(port)])
-        workers = _Workers(children, env, info)
+        workers = Workers(children, env, info)
         workers.start()
         ready = [webhook.removesuffix("/webhook") + "/healthz"]
         if sim_url:
