@@ -33,8 +33,8 @@ def handler_info(env: dict[str, str]) -> dict[str, Any]:
             timeout=CHECK_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        problem = f"importing the handlers took over {CHECK_TIMEOUT} s (a module that blocks?)"
-        return {"level": "fail", "detail": problem, "packages": [], "files": []}
+        hung = f"importing the handlers took over {CHECK_TIMEOUT} s (a module that blocks?)"
+        return {"level": "fail", "detail": hung, "packages": [], "files": []}
     try:
         info: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
