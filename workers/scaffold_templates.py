@@ -146,9 +146,11 @@ volumes:
 
 ENV_EXAMPLE = """\
 # Copy to .env and fill in. Never commit .env.
-WABA_WEBHOOK_SECRET=   # the portal's webhook secret (wabahooks webhook get --show-secret)
-WABA_API_URL=          # e.g. https://portal.example.com/api/v1
-WABA_API_KEY=          # your portal API key
+# The portal's webhook secret (wabahooks webhook get --show-secret):
+WABA_WEBHOOK_SECRET=
+# The portal's API base URL and your API key:
+WABA_API_URL=https://portal.example.com/api/v1
+WABA_API_KEY=
 """
 
 GITIGNORE = """\
@@ -177,7 +179,7 @@ include = ["{package}*"]
 README = """\
 # {name}
 
-WhatsApp Business webhook handlers, run by [wabahooks](https://github.com/) workers.
+WhatsApp Business webhook handlers, run by wabahooks workers (its README is the manual).
 
 - `{package}/`: the handler modules (each has a `Router`); `wabahooks.toml` lists them
   (`handlers.modules`) and holds each one's `[handlers.NAME]` section.
