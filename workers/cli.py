@@ -116,7 +116,7 @@ def metrics(host: str, port: int) -> None:
 
 @click.group()
 def failed() -> None:
-    """List, requeue or purge failed jobs (RQ's failed registries)."""
+    """List, show, requeue or purge failed jobs (RQ's failed registries)."""
 
 
 def _queues(connection: redis.Redis, keys: Keys, only: str | None) -> list[Queue]:

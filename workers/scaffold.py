@@ -12,7 +12,6 @@ the package and the TOML, a compose file, ``.env.example``, ``pyproject.toml`` f
 from __future__ import annotations
 
 import re
-import sys
 import tomllib
 from pathlib import Path
 
@@ -156,7 +155,3 @@ def new_project(directory: Path, package: str, handler: str, image: str) -> None
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         click.echo(f"wrote {path}")
     click.echo(f"\nNext: cd {directory} && python -m pytest && wabahooks check --handlers-only")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(new())
