@@ -35,9 +35,12 @@ from service.events import Classified
 from service.jobs import JobSpec
 from service.metrics import ReceiverMetrics
 
-__all__ = ["Intake", "IntakeResult", "IntakeUnavailable", "connect"]
+__all__ = ["CHAIN_LUA", "Intake", "IntakeResult", "IntakeUnavailable", "connect", "tail_key"]
 
-_SCRIPT = files("service").joinpath("intake.lua").read_text(encoding="utf-8")
+#: A conversation's chain step (``chain.lua``): prepended to the intake script and to the
+#: workers' scripts that chain a job later (a conversation's flush or step timeout).
+CHAIN_LUA = files("service").joinpath("chain.lua").read_text(encoding="utf-8")
+_SCRIPT = CHAIN_LUA + files("service").joinpath("intake.lua").read_text(encoding="utf-8")
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8")).hexdigest()
 _RQ_QUEUES_KEY = "rq:queues"
 
@@ -54,6 +57,11 @@ class IntakeResult:
     job_id: str
     #: The unfinished job of the same conversation this one waits for, if any.
     depends_on: str | None
+
+
+def tail_key(prefix: str, kind: str, conversation: str) -> str:
+    """Return the key pointing at a conversation's latest job (its chain's tail)."""
+    return f"{prefix}tail:{kind}:{conversation}"
 
 
 def connect(url: str, deadline: float) -> aioredis.Redis:
@@ -113,7 +121,7 @@ class Intake:
         """Return the key pointing at the conversation's latest job ('' if it has none)."""
         if classified.conversation is None:
             return ""
-        return f"{self._prefix}tail:{classified.kind.value}:{classified.conversation}"
+        return tail_key(self._prefix, classified.kind.value, classified.conversation)
 
     async def submit(self, classified: Classified, job: JobSpec) -> IntakeResult:
         """Claim ``classified.event_key`` and write ``job``.

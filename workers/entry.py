@@ -22,10 +22,12 @@ from typing import Any, Literal
 
 import structlog
 
-from service.jobs import FORMAT_VERSION
-from service.model import parse_event
+from service.events import Kind
+from service.model import Event, parse_event
 from service.portal import RateLimited
-from workers.dispatch import HandlerFailed, dispatch
+from workers.converse import JOB_KINDS, run_job
+from workers.convredis import CONVERSATION_VERSION
+from workers.dispatch import HandlerFailed
 from workers.execution import ExecutionToken, Superseded
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
@@ -44,7 +46,13 @@ log = structlog.get_logger("wabahooks.worker")
 
 
 class UnsupportedJobFormat(Exception):
-    """The job was written by a receiver speaking a newer job format."""
+    """The job was written by a receiver (or worker) speaking a newer job format."""
+
+
+#: The newest job format this worker reads: 1 (events), 2 (flush and timeout jobs).
+READS_VERSION = CONVERSATION_VERSION
+#: Every job kind this worker knows.
+KNOWN_KINDS = frozenset([*(k.value for k in Kind), *JOB_KINDS])
 
 
 @dataclass(frozen=True)
@@ -118,15 +126,19 @@ async def run_event(
         event_key=event_key, job_id=job_id, queue=queue, kind=kind, attempt=attempt
     ):
         version = kwargs.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or version > READS_VERSION or kind not in KNOWN_KINDS:
             error = UnsupportedJobFormat(
-                f"job format {version} is not this worker's {FORMAT_VERSION}: upgrade the workers"
+                f"job format {version} (kind {kind!r}) is not this worker's (format "
+                f"{READS_VERSION}, kinds {', '.join(sorted(KNOWN_KINDS))}): upgrade the "
+                "workers, then `wabahooks failed requeue` it"
             )
             log.error("event.failed", reason="unsupported job format", version=version)
             metrics.event(kind, "failed_unsupported")
             return Failed("unsupported", _traceback(error))
+        event: Event | None = None
         try:
-            event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
+            if kind not in JOB_KINDS:
+                event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
         except Exception as exc:  # a job we wrote ourselves: retrying cannot fix it
             log.error("event.failed", reason="unreadable job")
             metrics.event(kind, "failed_permanent")
@@ -134,8 +146,10 @@ async def run_event(
         conversation = kwargs.get("conversation")
         ledger = runtime.ledger(token, ledger_fields)
         try:
-            await dispatch(
+            await run_job(
+                kind,
                 event,
+                kwargs,
                 runtime.registrations,
                 ledger=ledger,
                 context_for=lambda registration, replies: runtime.context(
@@ -144,6 +158,7 @@ async def run_event(
                     conversation=conversation,
                     replies_expected=replies,
                 ),
+                store=runtime.conversations(token, queue),
                 run_sync=runtime.run_sync,
                 metrics=metrics,
             )

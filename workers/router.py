@@ -13,6 +13,11 @@ registers it once per decorator (either filter set matches). Filters within one
 decorator must all hold. Handlers run in registration order; a handler returns
 :data:`STOP` to stop the handlers after it for this event.
 
+Conversations (``workers.converse``): ``router.message(coalesce=Window(…))`` gets a
+contact's burst of messages once, as a ``Burst``; ``router.step(name)`` gets the contact's
+next message after a handler's ``ctx.expect(name, …)``, ``router.timeout(name)`` runs if
+none came in time.
+
 ``router.status_changed(status=…)`` subscribes to folded status changes instead of
 raw status events: the handler gets a :class:`StatusTransition`, once per change,
 whatever duplicates or reordering the portal delivered (the status-tracking
@@ -25,9 +30,10 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from service.model import Event, InboundMessage, StatusUpdate
+from workers.coalesce import Window
 
 __all__ = [
     "STOP",
@@ -38,6 +44,9 @@ __all__ = [
     "Router",
     "StatusTransition",
 ]
+
+#: Registration kinds that no event has: run by ``workers.converse``, never by dispatch.
+STEP, TIMEOUT, MISMATCH = "step", "timeout", "mismatch"
 
 #: Return this from a handler to skip the handlers after it for this event.
 STOP: Final = "wabahooks.stop"
@@ -116,6 +125,10 @@ class Registration:
     router: str = field(default="", compare=False)
     #: Registered by ``status_changed``: runs on the event's StatusTransition, if any.
     transitions: bool = False
+    #: The conversation step a ``step``/``timeout``/``mismatch`` registration belongs to.
+    step: str | None = None
+    #: ``message(coalesce=…)``: messages are gathered and the handler gets a Burst.
+    coalesce: Window | None = None
     #: An ``async def`` handler (run on the event loop; else in the thread pool).
     is_async: bool = field(init=False, compare=False)
 
@@ -182,6 +195,9 @@ class Router:
         replies: bool | ReplyDecision,
         retry: RetryPolicy | None,
         transitions: bool = False,
+        *,
+        step: str | None = None,
+        coalesce: Window | None = None,
     ) -> Callable[[F], F]:
         if when is not None:
             predicates.append(when)
@@ -192,7 +208,16 @@ class Router:
             name = f"{self.name}:{getattr(func, '__qualname__', repr(func))}"
             self._registrations.append(
                 Registration(
-                    func, kind, name, tuple(predicates), replies, retry, self.name, transitions
+                    func,
+                    kind,
+                    name,
+                    tuple(predicates),
+                    replies,
+                    retry,
+                    self.name,
+                    transitions,
+                    step,
+                    coalesce,
                 )
             )
             return func
@@ -211,6 +236,7 @@ class Router:
         when: Callable[[InboundMessage], bool] | None = None,
         replies: bool | ReplyDecision = False,
         retry: RetryPolicy | None = None,
+        coalesce: Window | None = None,
     ) -> Callable[[F], F]:
         """Register a handler for inbound messages.
 
@@ -220,7 +246,9 @@ class Router:
         ``sender``: the contact's number is one of these; ``when``: your own predicate;
         ``replies``: this handler sends a reply (True), or a function deciding it for each
         event before any handler runs (``async def will_reply(event, ctx) -> bool``: it may
-        read ``ctx.store``), so "typing…" is never shown for a reply held back.
+        read ``ctx.store``), so "typing…" is never shown for a reply held back;
+        ``coalesce``: gather the contact's matching messages and call the handler once per
+        burst with a ``workers.Burst`` (``workers.coalesce``).
         """
         predicates: list[Predicate] = []
         types, senders = _one_of(type), _one_of(sender)
@@ -229,7 +257,44 @@ class Router:
         if senders is not None:
             predicates.append(lambda e: e.sender in senders)
         predicates += _text_predicates(text, contains, regex, ignore_case)
-        return self._register(InboundMessage.kind, predicates, when, replies, retry)
+        return self._register(
+            InboundMessage.kind, predicates, when, replies, retry, coalesce=coalesce
+        )
+
+    def step(
+        self,
+        name: str,
+        *,
+        filter: Callable[[InboundMessage], bool] | str | re.Pattern[str] | None = None,  # noqa: A002
+        on_mismatch: Literal["pass"] | Handler = "pass",
+        replies: bool | ReplyDecision = False,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Register the handler of conversation step ``name``: it gets the contact's next
+        message after a handler called ``ctx.expect(name, …)`` (``ctx.conversation.data``:
+        what that call stored), before any other handler.
+
+        ``filter``: a predicate, or a pattern searched in the text; a message that fails it
+        goes to the normal handlers with the step still pending (``on_mismatch="pass"``),
+        or to the function given as ``on_mismatch`` (e.g. to ask again), which gets it
+        like a step handler.
+        """
+        if isinstance(filter, str | re.Pattern):
+            predicates = _text_predicates(None, None, filter, False)
+        else:
+            predicates = [filter] if filter is not None else []
+        if on_mismatch != "pass":
+            if not callable(on_mismatch):
+                raise ValueError(f"on_mismatch must be 'pass' or a handler: {on_mismatch!r}")
+            self._register(MISMATCH, [], None, replies, retry, step=name)(on_mismatch)
+        return self._register(STEP, predicates, None, replies, retry, step=name)
+
+    def timeout(
+        self, name: str, *, replies: bool = True, retry: RetryPolicy | None = None
+    ) -> Callable[[F], F]:
+        """Register the handler run once if step ``name`` got no answer in time: it gets a
+        ``workers.StepTimeout`` (``ctx.conversation.data``: what ``ctx.expect`` stored)."""
+        return self._register(TIMEOUT, [], None, replies, retry, step=name)
 
     def status(
         self,
