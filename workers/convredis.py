@@ -1,6 +1,6 @@
 """Conversation state in Redis: pending steps, bursts, and the jobs that end them.
 
-Keys (``WABAHOOKS_QUEUE_PREFIX``, default ``wabahooks:``), all defined here:
+Keys (``WABAHOOKS_QUEUE_PREFIX``, default ``wabahooks:``; named in ``service.convkeys``):
 
 - ``conv:<phone>`` (hash): the pending ``step``, its ``data`` (JSON), ``gen`` (the
   generation), ``deadline`` (epoch s), ``timer`` (its timeout job's id), ``handler``
@@ -28,6 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from service.convkeys import burst_key, burst_pattern, conversation_key
 from service.intake import CHAIN_LUA, tail_key
 from service.jobs import JOB_FUNCTION
 from service.settings import DEFAULT_QUEUE_PREFIX, DEFAULT_STORE_TTL
@@ -50,21 +51,6 @@ __all__ = [
 #: The job format version of flush and timeout jobs: workers that speak only version 1
 #: refuse them ("upgrade the workers") into the failed registry instead of guessing.
 CONVERSATION_VERSION = 2
-
-
-def conversation_key(prefix: str, phone: str) -> str:
-    """The hash of a contact's pending step."""
-    return f"{prefix}conv:{phone}"
-
-
-def burst_key(prefix: str, phone: str, handler: str) -> str:
-    """The hash of the burst a coalescing ``handler`` gathers for a contact."""
-    return f"{prefix}burst:{phone}:{handler}"
-
-
-def burst_pattern(prefix: str, phone: str) -> str:
-    """A SCAN pattern matching every burst of a contact (a phone has no glob characters)."""
-    return f"{prefix}burst:{phone}:*"
 
 
 def job_data(kind: str, **kwargs: Any) -> tuple[str, str]:

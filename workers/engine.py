@@ -230,6 +230,9 @@ class Engine:
                         await asyncio.wait_for(self._slot_freed.wait(), left)
                 free = self._free()
             ids = [uuid.uuid4().hex for _ in range(min(free, MAX_BATCH))]
+            # Burst mode ends only on an empty queue seen with nothing open before the look:
+            # an ending committed while it was in flight may have queued a chained event.
+            idle_before = self._open == 0
             try:
                 jobs = await self.state.start(ids)
             except _TRANSIENT as exc:
@@ -241,7 +244,7 @@ class Engine:
                 for job in jobs:
                     self._launch(job)
                 continue
-            if self.burst and self._open == 0:
+            if self.burst and idle_before and self._open == 0:
                 self.stop()
                 return
             self._slot_freed.clear()
