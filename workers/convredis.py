@@ -111,7 +111,9 @@ class RedisConversations:
         self, contact: str, step: str, *, timeout: float, data: Any, record: tuple[str, str]
     ) -> int:
         timer = os.urandom(16).hex()
-        job, description = job_data("timeout", conversation=contact, step=step)
+        job, description = job_data(
+            "timeout", event_key=f"timeout:{timer}", conversation=contact, step=step
+        )
         reply = await self._s.expect(
             keys=[
                 conversation_key(self._s.prefix, contact),
@@ -159,7 +161,9 @@ class RedisConversations:
         self, contact: str, handler: str, window: Window, message: dict[str, Any]
     ) -> bool:
         flush = os.urandom(16).hex()
-        job, description = job_data("flush", conversation=contact, handler=handler)
+        job, description = job_data(
+            "flush", event_key=f"flush:{flush}", conversation=contact, handler=handler
+        )
         envelope = message["envelope"]
         message_id = str(envelope.get("data", {}).get("messageId") or message["event_key"])
         reply = await self._s.append(
