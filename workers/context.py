@@ -34,7 +34,6 @@ from workers.conversation import (
     BlockingConversation,
     ConversationView,
     NoConversation,
-    no_conversation,
 )
 from workers.effects import BlockingEffects, Effects
 
@@ -194,16 +193,14 @@ class Context:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
-    conversation: BlockingConversation | None = None
+    conversation: BlockingConversation = field(
+        default_factory=lambda: BlockingConversation(NO_CONVERSATION, None)
+    )
 
     def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
         """Route the contact's next message to ``@router.step(step)`` (once per event)."""
-        if self.conversation is None:
-            raise no_conversation("ctx.expect")
         self.conversation.expect(step, timeout=timeout, data=data)
 
     def cancel(self) -> None:
         """End the contact's pending step, if any (its timeout will not run)."""
-        if self.conversation is None:
-            raise no_conversation("ctx.cancel")
         self.conversation.cancel()

@@ -176,16 +176,20 @@ class ConversationView:
 class BlockingConversation:
     """:class:`ConversationView` for a plain ``def`` handler: its calls block."""
 
-    def __init__(self, view: ConversationView | NoConversation, bridge: Bridge) -> None:
+    def __init__(self, view: ConversationView | NoConversation, bridge: Bridge | None) -> None:
         self._view = view
         self._bridge = bridge
         self.step = view.step
         self.data = view.data
 
     def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        if self._bridge is None or isinstance(self._view, NoConversation):
+            raise no_conversation("ctx.expect")
         self._bridge.run(self._view.expect(step, timeout=timeout, data=data))
 
     def cancel(self) -> None:
+        if self._bridge is None or isinstance(self._view, NoConversation):
+            raise no_conversation("ctx.cancel")
         self._bridge.run(self._view.cancel())
 
 

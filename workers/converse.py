@@ -167,7 +167,9 @@ async def route(
         handler, step, data = target
         run.answered[handler.name] = (step, data)
         marks = [r for r in registrations if r.router == MARK_READ and r.matches(event)]
-        return await run.dispatch(event, [*marks, replace(handler, kind=event.kind)])
+        # Its filter was decided (and the answer recorded) already: it runs unconditionally.
+        chosen = replace(handler, kind=event.kind, predicates=())
+        return await run.dispatch(event, [*marks, chosen])
     coalescing = [r for r in registrations if r.coalesce is not None and r.matches(event)]
     for registration in coalescing:
         assert registration.coalesce is not None

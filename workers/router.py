@@ -289,12 +289,10 @@ class Router:
             self._register(MISMATCH, [], None, replies, retry, step=name)(on_mismatch)
         return self._register(STEP, predicates, None, replies, retry, step=name)
 
-    def timeout(
-        self, name: str, *, replies: bool = True, retry: RetryPolicy | None = None
-    ) -> Callable[[F], F]:
+    def timeout(self, name: str, *, retry: RetryPolicy | None = None) -> Callable[[F], F]:
         """Register the handler run once if step ``name`` got no answer in time: it gets a
         ``workers.StepTimeout`` (``ctx.conversation.data``: what ``ctx.expect`` stored)."""
-        return self._register(TIMEOUT, [], None, replies, retry, step=name)
+        return self._register(TIMEOUT, [], None, False, retry, step=name)
 
     def status(
         self,

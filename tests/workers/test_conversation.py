@@ -31,8 +31,11 @@ from workers import (
     StepTimeout,
     Window,
 )
-from workers.convredis import cancel_conversation
+from workers.coalesce import message_record
+from workers.convredis import ConversationScripts, cancel_conversation
+from workers.execution import ExecutionToken, Superseded
 from workers.rqstate import RQState
+from workers.testing import inbound_text
 
 ME, OTHER = "919876543210", "919812345678"
 MESSAGES = "wabahooks:messages"
@@ -94,7 +97,7 @@ def bot(style: str = "async") -> Router:
 
         @router.step("number", filter=r"^\d+$", replies=True)
         def on_number_sync(event: InboundMessage, ctx: Context) -> None:
-            data = ctx.conversation.data if ctx.conversation else None
+            data = ctx.conversation.data
             ctx.portal.send_text(event.sender, f"number {event.text} (asked {data['n']})")
 
         @router.timeout("number")
@@ -351,3 +354,32 @@ def test_conversation_show_without_state_and_with_a_bad_number(redis_url: str) -
     assert nothing.output.strip() == f"{OTHER}: no pending step, no burst (generation 0)."
     bad = show(redis_url, "+44 abc")
     assert bad.exit_code == 2 and "PHONE" in bad.output
+
+
+def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
+    r: redis.Redis, redis_url: str
+) -> None:
+    r.hset("rq:job:j1", mapping={"wh:holder": "e2", "origin": MESSAGES})
+    message = message_record(inbound_text("hi"))
+
+    async def main() -> list[bool]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            scripts = ConversationScripts(client, prefix="wabahooks:", ttl=60)
+            stale = scripts.for_job(ExecutionToken("j1", "e1"), MESSAGES)
+            with pytest.raises(Superseded):
+                await stale.expect(ME, "x", timeout=10, data=None, record=("h", "expect#1"))
+            with pytest.raises(Superseded):
+                await stale.append(ME, "h", Window(), message)
+            with pytest.raises(Superseded):
+                await stale.advance(ME, how="cancel", gen=None, record=("h", "cancel#1"))
+            assert not await client.keys("wabahooks:*") and not await client.zcard(SCHEDULED)
+            current = scripts.for_job(ExecutionToken("j1", "e2"), MESSAGES)
+            return [await current.append(ME, "h", Window(), message) for _ in range(2)]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [True, False]  # the same message id enters once
+    assert r.hget(burst_key("wabahooks:", ME, "h"), "n") == b"1"
+    assert r.zcard(SCHEDULED) == 1
+    assert r.hexists("rq:job:j1", "wh:s:h:coalesce")  # recorded in the job's ledger

@@ -108,7 +108,7 @@ def steps(style: str) -> Router:
 
         @router.step("name", filter=lambda m: m.text != "start", replies=True)
         def name_sync(event: InboundMessage, ctx: Context) -> None:
-            data = ctx.conversation.data if ctx.conversation else {}
+            data = ctx.conversation.data
             ctx.portal.send_text(event.sender, f"hi {event.text} #{data['n']}")
 
         @router.timeout("name")
