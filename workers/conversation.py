@@ -30,6 +30,7 @@ This module holds the types; ``workers.convredis`` (Redis) and ``workers.convmem
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol
@@ -156,6 +157,10 @@ class ConversationView:
         limit = seconds(timeout)
         if limit <= 0:
             raise ValueError(f"ctx.expect({step!r}): the timeout must be positive, not {limit}")
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"ctx.expect({step!r}, data=…): data must be JSON ({exc})") from exc
         tag = self._tag("expect")
         if await self._ledger.get(self._handler, tag) is not None:
             return  # done in an earlier attempt of this job
