@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from service.model import Contact, InboundMessage, parse_event
+from service.typedevents import Contact, InboundMessage, parse_event
 
 __all__ = ["Burst", "Window"]
 

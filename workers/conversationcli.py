@@ -14,9 +14,9 @@ from typing import Any
 import click
 import redis
 
-from service.convkeys import burst_pattern, conversation_key
+from service.cli.common import connect, settings_or_exit
+from service.keys import Keys
 from service.portal.validation import check_phone
-from workers.cli import _connect, settings_or_exit
 
 __all__ = ["conversation", "describe"]
 
@@ -41,7 +41,7 @@ def _job_status(connection: redis.Redis, job_id: str | None) -> str | None:
 
 def describe(connection: redis.Redis, phone: str, prefix: str) -> dict[str, Any]:
     """Return the contact's pending step (or None) and bursts, JSON-ready."""
-    raw: Any = connection.hgetall(conversation_key(prefix, phone))
+    raw: Any = connection.hgetall(Keys(prefix).conversation(phone))
     fields = {_text(k): _text(v) for k, v in raw.items()}
     step = None
     if "step" in fields:
@@ -55,7 +55,7 @@ def describe(connection: redis.Redis, phone: str, prefix: str) -> dict[str, Any]
             "timeout_job_status": _job_status(connection, fields.get("timer")),
         }
     bursts = []
-    for key in sorted(_text(k) for k in connection.scan_iter(match=burst_pattern(prefix, phone))):
+    for key in sorted(_text(k) for k in connection.scan_iter(match=Keys(prefix).bursts(phone))):
         burst = {_text(k): _text(v) for k, v in connection.hgetall(key).items()}
         count = int(burst.get("n", "0"))
         texts = []
@@ -93,7 +93,7 @@ def show(phone: str, as_json: bool) -> None:
     if problem := check_phone(phone):
         raise click.BadParameter(f"{phone!r}: {problem.detail}", param_hint="PHONE")
     settings = settings_or_exit()
-    state = describe(_connect(settings), phone, settings.queue_prefix)
+    state = describe(connect(settings), phone, settings.queue_prefix)
     if as_json:
         click.echo(json.dumps(state, ensure_ascii=False))
         return

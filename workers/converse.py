@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import structlog
 
-from service.model import Event, InboundMessage
+from service.typedevents import Event, InboundMessage
 from workers.builtins.mark_read import NAME as MARK_READ
 from workers.coalesce import Burst, message_record
 from workers.context import AsyncContext
@@ -51,7 +51,7 @@ from workers.dispatch import (
     run_in_default_executor,
 )
 from workers.ledger import Ledger
-from workers.router import MISMATCH, STEP, TIMEOUT, Registration
+from workers.router import MISMATCH, STEP, TIMEOUT, Registration, StepKind
 
 __all__ = ["JOB_KINDS", "UnknownHandler", "route", "run_flush", "run_job", "run_timeout"]
 
@@ -216,7 +216,7 @@ async def run_flush(
     burst = Burst.from_records(records)
     log.info("burst.flush", handler=name, messages=len(burst.messages))
     run = _Run(contact, store, ledger, context_for, run_sync, metrics)
-    flushed = replace(handler, kind=Burst.kind, predicates=(), coalesce=None)
+    flushed = replace(handler, kind=StepKind.BURST, predicates=(), coalesce=None)
     if await replies_expected(cast(Event, burst), [flushed], run.context):
         ctx = run.context(flushed, True)
         await ctx.portal.mark_read(burst.last_id, show_typing_indicator=True, step="burst")
@@ -249,7 +249,7 @@ async def run_timeout(
     log.info("step.timeout", step=step, gen=answer["gen"])
     run = _Run(contact, store, ledger, context_for, run_sync, metrics)
     handlers = [
-        replace(r, kind=StepTimeout.kind)
+        replace(r, kind=StepKind.TIMEOUT)
         for r in registrations
         if r.kind == TIMEOUT and r.step == step
     ]

@@ -1,6 +1,6 @@
 """Conversation state in Redis: pending steps, bursts, and the jobs that end them.
 
-Keys (``WABAHOOKS_QUEUE_PREFIX``, default ``wabahooks:``; named in ``service.convkeys``):
+Keys (``WABAHOOKS_QUEUE_PREFIX``, default ``wabahooks:``; named in ``service.keys``):
 
 - ``conv:<phone>`` (hash): the pending ``step``, its ``data`` (JSON), ``gen`` (the
   generation), ``deadline`` (epoch s), ``timer`` (its timeout job's id), ``handler``
@@ -28,23 +28,20 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from service.convkeys import burst_key, burst_pattern, conversation_key
-from service.intake import CHAIN_LUA, tail_key
+from service.intake import CHAIN_LUA
 from service.jobs import JOB_FUNCTION
+from service.keys import Keys, rq_job, rq_scheduled
 from service.settings import DEFAULT_QUEUE_PREFIX, DEFAULT_STORE_TTL
 from workers.coalesce import Window
 from workers.conversation import Pending
 from workers.execution import ExecutionToken, Superseded
-from workers.rqstate import SCHEDULED_KEY, job_key, lua_script, rq_timestamp
+from workers.rqstate import lua_script, rq_timestamp
 
 __all__ = [
     "CONVERSATION_VERSION",
     "ConversationScripts",
     "RedisConversations",
-    "burst_key",
-    "burst_pattern",
     "cancel_conversation",
-    "conversation_key",
     "job_data",
 ]
 
@@ -67,6 +64,7 @@ class ConversationScripts:
     def __init__(self, client: aioredis.Redis, *, prefix: str, ttl: int) -> None:
         self.client = client
         self.prefix = prefix
+        self.keys = Keys(prefix)
         #: Seconds the state is kept after its last change (``WABAHOOKS_STORE_TTL``).
         self.ttl = ttl
         chained = CHAIN_LUA
@@ -91,8 +89,8 @@ class RedisConversations:
     def __init__(self, scripts: ConversationScripts, token: ExecutionToken, queue: str) -> None:
         self._s = scripts
         self._token = token
-        self._job = job_key(token.job_id)
-        self._scheduled = SCHEDULED_KEY.format(queue)
+        self._job = rq_job(token.job_id)
+        self._scheduled = rq_scheduled(queue)
 
     def _check(self, reply: Any) -> Any:
         if reply == -1 or (isinstance(reply, list) and reply and reply[0] == -1):
@@ -100,7 +98,7 @@ class RedisConversations:
         return reply
 
     async def pending(self, contact: str) -> Pending | None:
-        key = conversation_key(self._s.prefix, contact)
+        key = self._s.keys.conversation(contact)
         reply: Any = await self._s.client.hmget(key, ["step", "gen", "data", "deadline"])
         step, gen, data, deadline = reply
         if step is None:
@@ -116,10 +114,10 @@ class RedisConversations:
         )
         reply = await self._s.expect(
             keys=[
-                conversation_key(self._s.prefix, contact),
+                self._s.keys.conversation(contact),
                 self._job,
                 self._scheduled,
-                job_key(timer),
+                rq_job(timer),
             ],
             args=[
                 self._token.execution_id,
@@ -132,7 +130,7 @@ class RedisConversations:
                 job,
                 description,
                 rq_timestamp(),
-                tail_key(self._s.prefix, "message", contact),
+                self._s.keys.tail("message", contact),
                 record[0],
             ],
         )
@@ -142,7 +140,7 @@ class RedisConversations:
         self, contact: str, *, how: str, gen: int | None, record: tuple[str, str] | None
     ) -> dict[str, Any] | None:
         reply = await self._s.advance(
-            keys=[conversation_key(self._s.prefix, contact), self._job, self._scheduled],
+            keys=[self._s.keys.conversation(contact), self._job, self._scheduled],
             args=[
                 self._token.execution_id,
                 how,
@@ -168,10 +166,10 @@ class RedisConversations:
         message_id = str(envelope.get("data", {}).get("messageId") or message["event_key"])
         reply = await self._s.append(
             keys=[
-                burst_key(self._s.prefix, contact, handler),
+                self._s.keys.burst(contact, handler),
                 self._job,
                 self._scheduled,
-                job_key(flush),
+                rq_job(flush),
             ],
             args=[
                 self._token.execution_id,
@@ -186,14 +184,14 @@ class RedisConversations:
                 job,
                 description,
                 rq_timestamp(),
-                tail_key(self._s.prefix, "message", contact),
+                self._s.keys.tail("message", contact),
             ],
         )
         return int(self._check(reply)) > 0
 
     async def seal(self, contact: str, handler: str) -> list[dict[str, Any]] | None:
         reply = await self._s.seal(
-            keys=[burst_key(self._s.prefix, contact, handler), self._job],
+            keys=[self._s.keys.burst(contact, handler), self._job],
             args=[self._token.execution_id, self._token.job_id, "wh:s:conversation:burst"],
         )
         if reply is None:
@@ -217,7 +215,7 @@ async def cancel_conversation(
     ``queue``: the messages queue's suffix (its scheduled registry holds the timeout)."""
     scripts = ConversationScripts(client, prefix=prefix, ttl=ttl)
     reply = await scripts.advance(
-        keys=[conversation_key(prefix, contact), "", SCHEDULED_KEY.format(prefix + queue)],
+        keys=[Keys(prefix).conversation(contact), "", rq_scheduled(prefix + queue)],
         args=["", "cancel", "", "", scripts.ttl],
     )
     if reply[0] != 1:

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.model import Event, InboundMessage, StatusUpdate, parse_event
 from service.portal import Message, Page, SentMessage
+from service.typedevents import Event, InboundMessage, StatusUpdate, parse_event
 from workers.context import AsyncContext, MemoryStore
 from workers.conversation import seconds
 from workers.converse import route, run_flush, run_timeout

@@ -19,9 +19,9 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.cli import main
-from service.convkeys import burst_key, conversation_key
-from service.forget import forget_contact
-from tests.loop import Loop, running_loop
+from service.cli.forget import forget_contact
+from service.keys import Keys
+from tests.support.loop import Loop, running_loop
 from workers import (
     AsyncContext,
     Burst,
@@ -120,7 +120,7 @@ def test_a_burst_gets_one_reply_with_every_text_in_order(redis_url: str) -> None
         assert [(m["messageId"], m["showTypingIndicator"]) for m in history["markReads"]] == [
             (i, False) for i in ids
         ]  # each marked read at once, without typing
-        assert loop.r.hget(burst_key("wabahooks:", ME, "bot:bot.<locals>.on_burst"), "n") == b"3"
+        assert loop.r.hget(Keys().burst(ME, "bot:bot.<locals>.on_burst"), "n") == b"3"
         assert loop.r.zcard(SCHEDULED) == 1  # one flush timer for the conversation
 
         assert fire(loop) == 1
@@ -182,13 +182,13 @@ def test_a_step_takes_the_next_message_and_its_timeout_never_runs(
         loop.work()
         fire(loop)
         loop.work()
-        assert loop.r.hget(conversation_key("wabahooks:", ME), "step") == b"number"
+        assert loop.r.hget(Keys().conversation(ME), "step") == b"number"
         assert loop.r.zcard(SCHEDULED) == 1  # its timeout, out of the chain
         loop.inbound("42")  # not held behind the timeout: answered now
         loop.work()
         assert sent(loop) == ["got: ask", "number 42 (asked 1)"]
         assert loop.r.zcard(SCHEDULED) == 0  # the answer dropped the timeout
-        assert loop.r.hget(conversation_key("wabahooks:", ME), "step") is None
+        assert loop.r.hget(Keys().conversation(ME), "step") is None
         loop.inbound("43")  # no step pending: an ordinary message again (a burst)
         loop.work()
         fire(loop)
@@ -297,11 +297,11 @@ def test_forget_removes_the_conversation_and_its_bursts(redis_url: str) -> None:
         loop.inbound("plain")
         loop.inbound("more")
         loop.work()
-        assert loop.r.exists(conversation_key("wabahooks:", ME))
+        assert loop.r.exists(Keys().conversation(ME))
         assert loop.r.keys(f"wabahooks:burst:{ME}:*")
         gone = forget_contact(loop.r, ME)
         assert gone.counts["conversation step"] == 1 and gone.counts["burst"] == 1
-        assert not loop.r.exists(conversation_key("wabahooks:", ME))
+        assert not loop.r.exists(Keys().conversation(ME))
         assert not loop.r.keys(f"wabahooks:burst:{ME}:*")
 
 
@@ -380,6 +380,6 @@ def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
             await client.aclose()
 
     assert asyncio.run(main()) == [True, False]  # the same message id enters once
-    assert r.hget(burst_key("wabahooks:", ME, "h"), "n") == b"1"
+    assert r.hget(Keys().burst(ME, "h"), "n") == b"1"
     assert r.zcard(SCHEDULED) == 1
     assert r.hexists("rq:job:j1", "wh:s:h:coalesce")  # recorded in the job's ledger

@@ -16,8 +16,8 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from tests.service.conftest import Receiver
-from tests.workers.conftest import wait_for
+from tests.support.receiver import Receiver
+from tests.support.workers import wait_for
 from tests.workers.test_processes import MESSAGES, portal_env, sent, simulator, workers
 
 HANDLERS = "tests.workers.conversation_handlers:bot"
