@@ -12,7 +12,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from workers import AsyncContext, Burst, InboundMessage, Router, StepTimeout, Window
+from workers import AsyncContext, Burst, Context, InboundMessage, Router, StepTimeout, Window
 
 bot = Router("convbot")
 _clients: dict[str, Any] = {}
@@ -49,3 +49,26 @@ async def on_answer(event: InboundMessage, ctx: AsyncContext) -> None:
 async def on_timeout(event: StepTimeout, ctx: AsyncContext) -> None:
     await _redis().rpush(f"test:timeouts:{event.sender}", event.step)
     await ctx.portal.send_text(event.sender, "timed out")
+
+
+bot_sync = Router("convbot-sync")
+
+
+@bot_sync.message(coalesce=Window(quiet=1, max_wait=6), replies=True)
+def on_burst_sync(burst: Burst, ctx: Context) -> None:
+    """The same bot as plain def handlers, in the worker's thread pool."""
+    ctx.portal.send_text(burst.sender, "got: " + " | ".join(burst.texts))
+    if "ask" in burst.texts:
+        wait = timedelta(seconds=float(os.environ.get("TEST_STEP_TIMEOUT", "3")))
+        ctx.expect("answer", timeout=wait, data={"texts": burst.texts})
+
+
+@bot_sync.step("answer", replies=True)
+def on_answer_sync(event: InboundMessage, ctx: Context) -> None:
+    asked = " | ".join(ctx.conversation.data["texts"])
+    ctx.portal.send_text(event.sender, f"answer: {event.text} to {asked}")
+
+
+@bot_sync.timeout("answer")
+def on_timeout_sync(event: StepTimeout, ctx: Context) -> None:
+    ctx.portal.send_text(event.sender, "timed out")

@@ -298,7 +298,10 @@ def test_forget_removes_the_conversation_and_its_bursts(redis_url: str) -> None:
         loop.inbound("more")
         loop.work()
         assert loop.r.exists(Keys().conversation(ME))
-        assert loop.r.keys(f"wabahooks:burst:{ME}:*")
+        (burst,) = loop.r.keys(f"wabahooks:burst:{ME}:*")
+        month = 30 * 24 * 3600  # WABAHOOKS_STORE_TTL's default: both expire, as ctx.store does
+        assert month - 60 < loop.r.ttl(Keys().conversation(ME)) <= month
+        assert month - 60 < loop.r.ttl(burst) <= month
         gone = forget_contact(loop.r, ME)
         assert gone.counts["conversation step"] == 1 and gone.counts["burst"] == 1
         assert not loop.r.exists(Keys().conversation(ME))

@@ -1,8 +1,9 @@
 """Conversations with real worker processes, the receiver and the portal simulator.
 
 Bursts, steps and timeouts across several `wabahooks worker` processes, a SIGKILL in the
-middle of a burst or of its flush, and a restart between a question and its answer. The
-handlers are ``tests/workers/conversation_handlers.py``; the workers promote due flushes
+middle of a burst or of its flush, and a restart between a question and its answer, with
+async handlers (and plain ``def`` ones for a burst and a step). The handlers are
+``tests/workers/conversation_handlers.py``; the workers promote due flushes
 and timeouts themselves (every second), so these tests wait in real time.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import signal
 
 import httpx
+import pytest
 import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
@@ -21,6 +23,7 @@ from tests.support.workers import wait_for
 from tests.workers.test_processes import MESSAGES, portal_env, sent, simulator, workers
 
 HANDLERS = "tests.workers.conversation_handlers:bot"
+SYNC_HANDLERS = "tests.workers.conversation_handlers:bot_sync"
 ANA, BEN = "447700900001", "447700900002"
 
 
@@ -40,11 +43,12 @@ def no_failures(r: redis.Redis) -> bool:
     return FailedJobRegistry(MESSAGES, connection=r, serializer=JSONSerializer).count == 0
 
 
+@pytest.mark.parametrize("handlers", [HANDLERS, SYNC_HANDLERS])
 def test_a_three_message_burst_gets_one_reply_with_all_three_texts(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: redis.Redis, redis_url: str, handlers: str
 ) -> None:
     with simulator(receiver) as sim:
-        with workers(2, portal_env(sim, redis_url, HANDLERS)):
+        with workers(2, portal_env(sim, redis_url, handlers)):
             say(sim, ANA, "hi", "I have a problem", "with order 4521")
             wait_for(lambda: sent(sim, ANA), "the reply")
             wait_for(lambda: finished(r, 4), "three messages and one flush finished")
@@ -87,11 +91,12 @@ def test_a_flush_killed_after_its_reply_is_redriven_without_a_second_reply(
         assert no_failures(r)
 
 
+@pytest.mark.parametrize("handlers", [HANDLERS, SYNC_HANDLERS])
 def test_a_step_is_answered_after_a_worker_restart(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: redis.Redis, redis_url: str, handlers: str
 ) -> None:
     with simulator(receiver) as sim:
-        env = {**portal_env(sim, redis_url, HANDLERS), "TEST_STEP_TIMEOUT": "120"}
+        env = {**portal_env(sim, redis_url, handlers), "TEST_STEP_TIMEOUT": "120"}
         with workers(1, env):
             say(sim, ANA, "ask")
             wait_for(lambda: r.hexists(f"wabahooks:conv:{ANA}", "step"), "the pending step")
