@@ -118,6 +118,11 @@ async def _step_target(
     entry = await run.ledger.get(CONVERSATION, "answer")
     answer = entry.result if entry is not None else None
     if answer is None:
+        missed = await run.ledger.get(CONVERSATION, "mismatch")
+        if missed is not None and missed.result is not None:  # a retry: as decided then
+            step = str(missed.result["step"])
+            handler = _find(steps, MISMATCH, step)
+            return None if handler is None else (handler, step, missed.result["data"])
         pending = await run.store.pending(run.contact)
         if pending is None:
             return None
@@ -127,7 +132,14 @@ async def _step_target(
             return None  # no handler for it (any more): the ordinary handlers get it
         if not all(predicate(event) for predicate in handler.predicates):
             mismatch = _find(steps, MISMATCH, pending.step)
-            return None if mismatch is None else (mismatch, pending.step, pending.data)
+            if mismatch is None:
+                return None
+            # Recorded: a retry gives the mismatch handler the same step and data, even if
+            # it asked again (a new step) before a later failure.
+            decided = {"step": pending.step, "data": pending.data, "gen": pending.gen}
+            await run.ledger.complete(CONVERSATION, "mismatch", decided)
+            log.info("step.mismatch", step=pending.step, gen=pending.gen)
+            return mismatch, pending.step, pending.data
         run.ledger.ensure_current()
         answer = await run.store.advance(
             run.contact, how="answer", gen=pending.gen, record=(CONVERSATION, "answer")

@@ -6,7 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from workers import AsyncContext, Burst, Context, InboundMessage, Router, StepTimeout, Window
+from workers import (
+    AsyncContext,
+    Burst,
+    Context,
+    HandlerFailed,
+    InboundMessage,
+    Router,
+    StepTimeout,
+    Window,
+)
 from workers.testing import Harness, inbound_text, status_update
 
 ME = "919876543210"
@@ -162,3 +171,35 @@ def test_expect_outside_a_conversation_says_why() -> None:
 def test_a_window_is_checked() -> None:
     with pytest.raises(ValueError, match="quiet <= max_wait"):
         Window(quiet=10, max_wait=5)
+
+
+def test_a_retried_mismatch_handler_sees_the_step_it_missed() -> None:
+    router = Router("again")
+    attempts: list[int] = []
+
+    @router.message(text="go")
+    async def go(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.expect("n", timeout=60, data={"tries": 1})
+
+    async def ask_again(event: InboundMessage, ctx: AsyncContext) -> None:
+        tries = ctx.conversation.data["tries"]
+        await ctx.expect("n", timeout=60, data={"tries": tries + 1})
+        if not attempts:
+            attempts.append(1)
+            raise RuntimeError("fails after asking again")
+        await ctx.portal.send_text(event.sender, f"try {tries}")
+
+    @router.step("n", filter=r"^\d+$", on_mismatch=ask_again)
+    async def number(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, "ok")
+
+    bot = Harness(router)
+    bot.deliver(inbound_text("go"))
+    wrong = inbound_text("x")
+    with pytest.raises(HandlerFailed):
+        bot.deliver(wrong)
+    bot.deliver(wrong)  # the job's retry: the same step and data as the first attempt
+    assert bot.portal.sent == [(ME, "try 1")]
+    assert bot.conversations.steps[ME]["data"] == '{"tries": 2}'  # asked again once
+    bot.deliver(inbound_text("7"))
+    assert bot.portal.sent[-1] == (ME, "ok")
