@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from workers.bridge import Bridge
@@ -47,6 +48,7 @@ __all__ = [
     "ConversationView",
     "NoConversation",
     "Pending",
+    "StepKind",
     "StepTimeout",
     "no_conversation",
     "seconds",
@@ -54,6 +56,17 @@ __all__ = [
 
 #: The ledger's handler name for a job's own conversation records (its answer, its burst).
 CONVERSATION = "conversation"
+
+
+class StepKind(StrEnum):
+    """Registration kinds of the conversation features: no webhook event has them, so
+    dispatch never runs them on one; ``workers.converse`` does (as a burst, a step's answer
+    or mismatch, a step's timeout)."""
+
+    STEP = "step"
+    MISMATCH = "mismatch"
+    TIMEOUT = "timeout"
+    BURST = "burst"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from workers.conversation import (
     CONVERSATION,
     ConversationStore,
     ConversationView,
+    StepKind,
     StepTimeout,
 )
 from workers.dispatch import (
@@ -51,7 +52,7 @@ from workers.dispatch import (
     run_in_default_executor,
 )
 from workers.ledger import Ledger
-from workers.router import MISMATCH, STEP, TIMEOUT, Registration, StepKind
+from workers.router import MISMATCH, STEP, TIMEOUT, Registration
 
 __all__ = ["JOB_KINDS", "UnknownHandler", "route", "run_flush", "run_job", "run_timeout"]
 

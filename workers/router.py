@@ -31,7 +31,6 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Final, Literal, TypeVar
 
 from service.identity import Kind
@@ -43,6 +42,7 @@ from service.settings import (
 )
 from service.typedevents import Event, InboundMessage, StatusUpdate
 from workers.coalesce import Window
+from workers.conversation import StepKind
 
 __all__ = [
     "STOP",
@@ -52,20 +52,7 @@ __all__ = [
     "RetryPolicy",
     "Router",
     "StatusTransition",
-    "StepKind",
 ]
-
-
-class StepKind(StrEnum):
-    """Registration kinds of the conversation features: no webhook event has them, so
-    dispatch never runs them on one; ``workers.converse`` does (as a burst, a step's answer
-    or mismatch, a step's timeout)."""
-
-    STEP = "step"
-    MISMATCH = "mismatch"
-    TIMEOUT = "timeout"
-    BURST = "burst"
-
 
 STEP, TIMEOUT, MISMATCH = StepKind.STEP, StepKind.TIMEOUT, StepKind.MISMATCH
 
@@ -296,15 +283,11 @@ class Router:
         replies: bool | ReplyDecision = False,
         retry: RetryPolicy | None = None,
     ) -> Callable[[F], F]:
-        """Register the handler of conversation step ``name``: it gets the contact's next
-        message after a handler called ``ctx.expect(name, …)`` (``ctx.conversation.data``:
-        what that call stored), before any other handler.
-
-        ``filter``: a predicate, or a pattern searched in the text; a message that fails it
-        goes to the normal handlers with the step still pending (``on_mismatch="pass"``),
-        or to the function given as ``on_mismatch`` (e.g. to ask again), which gets it
-        like a step handler.
-        """
+        """Register the handler of step ``name``: it gets the contact's next message after a
+        ``ctx.expect(name, …)`` (``ctx.conversation.data``: what that stored), first.
+        ``filter`` (a predicate, or a pattern searched in the text) failed: the message goes
+        to the other handlers, the step still pending (``on_mismatch="pass"``), or to the
+        ``on_mismatch`` function (e.g. to ask again), like a step handler."""
         if isinstance(filter, str | re.Pattern):
             predicates = _text_predicates(None, None, filter, False)
         else:
