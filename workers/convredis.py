@@ -28,6 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from service import tracing
 from service.intake import CHAIN_LUA
 from service.jobs import JOB_FUNCTION
 from service.keys import Keys, rq_job, rq_scheduled
@@ -53,6 +54,9 @@ CONVERSATION_VERSION = 2
 def job_data(kind: str, **kwargs: Any) -> tuple[str, str]:
     """Return a flush or timeout job's RQ ``data`` and its description (no phone number)."""
     call = {"kind": kind, "version": CONVERSATION_VERSION, **kwargs}
+    parent = tracing.traceparent()  # the job that asked (a flush: its burst's first message)
+    if parent is not None:
+        call["traceparent"] = parent
     data = json.dumps([JOB_FUNCTION, None, [], call])
     label = kwargs.get("handler") or kwargs.get("step")
     return data, f"{kind} {label}"

@@ -14,6 +14,8 @@ import pytest
 import redis
 import redis.asyncio
 from click.testing import CliRunner, Result
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
 from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
@@ -22,6 +24,7 @@ from service.cli import main
 from service.cli.forget import forget_contact
 from service.keys import Keys
 from tests.support.loop import Loop, running_loop
+from tests.workers.test_tracing import finished, provider  # noqa: F401 - a fixture
 from workers import (
     AsyncContext,
     Burst,
@@ -386,3 +389,36 @@ def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
     assert r.hget(Keys().burst(ME, "h"), "n") == b"1"
     assert r.zcard(SCHEDULED) == 1
     assert r.hexists("rq:job:j1", "wh:s:h:coalesce")  # recorded in the job's ledger
+
+
+def test_a_flush_and_a_timeout_are_traced_as_children_of_the_jobs_that_made_them(
+    redis_url: str,
+    provider: TracerProvider,  # noqa: F811 - the fixture imported above
+) -> None:
+    with running_loop(redis_url, bot()) as loop:
+        loop.inbound("ask")
+        loop.inbound("more")
+        loop.work()
+        fire(loop)  # the flush
+        loop.work()
+        fire(loop)  # the step's timeout
+        loop.work()
+        assert sent(loop) == ["got: ask | more", "too late for number"]
+    spans = finished(provider)
+    consumers = {
+        str((s.attributes or {}).get("wabahooks.kind")): s
+        for s in spans
+        if s.kind == SpanKind.CONSUMER
+        and (s.attributes or {}).get("wabahooks.kind") in ("flush", "timeout")
+    }
+    messages = [
+        s
+        for s in spans
+        if s.kind == SpanKind.CONSUMER and (s.attributes or {}).get("wabahooks.kind") == "message"
+    ]
+    first = min(messages, key=lambda s: s.start_time or 0)
+    flush, timeout = consumers["flush"], consumers["timeout"]
+    assert flush.parent is not None and flush.parent.span_id == first.context.span_id
+    (asked,) = [s for s in spans if s.name == "handler bot:bot.<locals>.on_burst"]
+    assert asked.context.trace_id == flush.context.trace_id
+    assert timeout.parent is not None and timeout.parent.span_id == asked.context.span_id
