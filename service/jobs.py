@@ -106,9 +106,13 @@ def build_job(
     failure_ttl: int = DEFAULT_FAILURE_TTL,
     now: datetime | None = None,
     traceparent: str | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> JobSpec:
     """Return the RQ job (format version 1) carrying a verified ``envelope`` (and the trace
-    context ``traceparent``, if given)."""
+    context ``traceparent``, if given).
+
+    ``replay``: for ``wabahooks replay`` only, the optional ``replay`` keyword argument
+    (``scope``, ``of``: the archived job, ``handlers``: the only ones to run, or None)."""
     now = now or datetime.now(UTC)
     stamp = now.strftime(_RQ_TIME_FORMAT)
     kwargs = {
@@ -121,6 +125,8 @@ def build_job(
     }
     if traceparent is not None:
         kwargs["traceparent"] = traceparent
+    if replay is not None:
+        kwargs["replay"] = replay
     # RQ's job data: (func_name, instance, args, kwargs) through the serializer. RQ itself
     # zlib-compresses it, and its Job.restore() reads uncompressed data as is (a JSON array
     # is never a valid zlib stream); compressing cost 15-55 us a request on the hot path to

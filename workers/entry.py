@@ -23,6 +23,7 @@ import structlog
 from service.identity import Kind
 from service.portal import RateLimited
 from service.typedevents import Event, parse_event
+from workers.archive import Journey, replayed_registrations
 from workers.converse import JOB_KINDS, run_job
 from workers.convredis import CONVERSATION_VERSION
 from workers.dispatch import HandlerFailed
@@ -107,17 +108,19 @@ async def run_event(
     ledger_fields: Mapping[str, str] | None,
     attempt: int,
     token: ExecutionToken,
+    journey: Journey | None = None,
 ) -> Done | RetryLater | Failed:
     """Run the handlers for one job's event; return what the engine should do with the job.
 
     ``kwargs``: the job's keyword arguments (format version 1, ``service.jobs``);
     ``ledger_fields``: the job hash's ``wh:…`` fields as fetched (prefix stripped), or
     None to read them; ``attempt``: 1-based, counted by the engine (kills count);
-    ``token``: this execution (the ledger refuses writes once it is superseded).
+    ``token``: this execution (the ledger refuses writes once it is superseded);
+    ``journey``: records the handlers' outcomes and the ledger for the archive.
     """
     kind = str(kwargs.get("kind", ""))
     event_key = str(kwargs.get("event_key", ""))
-    metrics = runtime.metrics
+    metrics = runtime.metrics if journey is None else journey
     with structlog.contextvars.bound_contextvars(
         event_key=event_key, job_id=job_id, queue=queue, kind=kind, attempt=attempt
     ):
@@ -141,12 +144,14 @@ async def run_event(
             return Failed("permanent", _traceback(exc))
         conversation = kwargs.get("conversation")
         ledger = runtime.ledger(token, ledger_fields)
+        if journey is not None:
+            journey.attach(ledger)
         try:
             await run_job(
                 kind,
                 event,
                 kwargs,
-                runtime.registrations,
+                replayed_registrations(runtime.registrations, kwargs),
                 ledger=ledger,
                 context_for=lambda registration, replies: runtime.context(
                     registration,

@@ -85,17 +85,16 @@ def rq_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).strftime(_RQ_TIME_FORMAT)
 
 
-def lua_script(name: str) -> str:
-    """The Lua script ``workers/lua/<name>.lua``, after the shared ``common.lua``."""
+def lua_script(name: str, *helpers: str) -> str:
+    """The Lua script ``workers/lua/<name>.lua``, after ``common.lua`` and ``helpers``."""
     folder = files("workers").joinpath("lua")
-    return folder.joinpath("common.lua").read_text(encoding="utf-8") + folder.joinpath(
-        f"{name}.lua"
-    ).read_text(encoding="utf-8")
+    parts = ["common", *helpers, name]
+    return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
 # Each script's KEYS, ARGV and reply are described at the top of its file.
 START = lua_script("start")
-FINISH = lua_script("finish")
+FINISH = lua_script("finish", "archive")
 HEARTBEAT = lua_script("heartbeat")
 REDRIVE = lua_script("redrive")
 #: Prepended the chain step (``service/chain.lua``): a firing flush or timeout joins its chain.
@@ -185,8 +184,10 @@ class Ending:
     #: into those sets (with ``sent_ttl``) with the job's end.
     sent: tuple[tuple[str, str], ...] = ()
     sent_ttl: int = 0
+    #: The event's archive entry, written with the ending (``workers.archive``; b'': none).
+    archive: bytes = b""
 
-    def args(self) -> list[str | int | float]:
+    def args(self) -> list[str | int | float | bytes]:
         ttl = self.job.result_ttl if self.outcome == "done" else self.job.failure_ttl
         return [
             self.outcome,
@@ -201,6 +202,7 @@ class Ending:
             "" if self.value is None else base64.b64encode(_json(self.value)).decode(),
             "\n".join(f"{key}\t{message_id}" for key, message_id in self.sent),
             self.sent_ttl,
+            self.archive,
         ]
 
 

@@ -22,6 +22,7 @@ from service.settings import (
     Settings,
 )
 from workers import builtins
+from workers.archive import Archive
 from workers.config import DEFAULT_CONFIG_FILE, load_config
 from workers.context import AsyncContext, RedisStore
 from workers.convredis import ConversationScripts, RedisConversations
@@ -77,6 +78,8 @@ class Runtime:
     metrics: Metrics = NO_METRICS
     #: The bounded pool plain ``def`` handlers run in (see :data:`DEFAULT_SYNC_THREADS`).
     threads: Threads = field(default_factory=Threads)
+    #: Where each event's journey is recorded (``WABAHOOKS_ARCHIVE``); None: not recorded.
+    archive: Archive | None = None
     #: Closed with the runtime (the Redis client, the portal are always closed).
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
     _conversations: ConversationScripts | None = field(default=None, repr=False)
@@ -130,6 +133,7 @@ class Runtime:
         config = load_config(env)  # the built-ins' sections are validated here
         routers = builtins.routers(config, load_routers(env.get("WABAHOOKS_HANDLERS", "")))
         retention = settings.retention
+        archive = Archive.from_env(env, settings.queue_prefix)
         return cls(
             redis=client,
             portal=portal,
@@ -141,6 +145,7 @@ class Runtime:
             store_ttl=retention.store_ttl,
             metrics=metrics if metrics is not None else NO_METRICS,
             threads=Threads(sync_threads),
+            archive=archive,
             _closers=closers,
         )
 

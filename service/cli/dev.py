@@ -251,6 +251,9 @@ def _banner(
             (".venv/bin/wabahooks trigger status", "statuses of the latest reply"),
         ]
     tries.append((". .wabahooks/dev.env && .venv/bin/wabahooks status", "queues and workers"))
+    tries.append(
+        (". .wabahooks/dev.env && .venv/bin/wabahooks events tail", "each event, live (archive)")
+    )
     width = max(len(command) for command, _ in tries)
     lines += [f"  {command.ljust(width)}  # {what}" for command, what in tries]
     lines += ["", "Ctrl-C stops everything.", ""]
@@ -276,6 +279,7 @@ def run_dev(port: int, sim_port: int = 8090, simulator: bool = True) -> int:
     env = dict(os.environ)
     env.setdefault("WABA_WEBHOOK_SECRET", _dev_secret())
     env.setdefault("WABAHOOKS_LOG_FORMAT", "console")
+    env.setdefault("WABAHOOKS_ARCHIVE", "on")  # `wabahooks events tail` works out of the box
     env["PYTHONUNBUFFERED"] = "1"  # children's lines reach the terminal as they are written
     webhook = f"http://127.0.0.1:{port}/webhook"
     sim_url = f"http://127.0.0.1:{sim_port}" if simulator else None

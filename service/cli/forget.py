@@ -13,7 +13,8 @@ Removed, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
   ``tail:status:wamid.*``;
 - failed jobs of the contact (their ``conversation`` is the number or one of those message
   ids, or the envelope is from or to the number), with their ledgers (``wh:`` fields of the
-  job's hash) and results.
+  job's hash) and results;
+- the contact's archived events (``service.archive``), found through its keyed-hash index.
 
 Not removed: jobs still queued or running (they would fail; run it again once they are
 done), finished jobs until RQ expires them, the claims that deduplicate deliveries (their
@@ -34,9 +35,11 @@ import click
 import redis
 from rq.job import Job
 
+from service.archive import forget_archive
 from service.cli.admin import QUEUES, connect
 from service.cli.common import failed_jobs
 from service.keys import DEFAULT_PREFIX, Keys
+from service.logs import id_key
 from service.portal.validation import check_phone
 
 __all__ = ["Forgotten", "forget", "forget_contact", "wamid_phone"]
@@ -98,9 +101,15 @@ def forget_contact(
     prefix: str = DEFAULT_PREFIX,
     queues: Iterable[str] = QUEUES,
     progress: Callable[[str], None] = lambda _line: None,
+    archive_key: bytes | None = None,
 ) -> Forgotten:
-    """Remove what Redis keeps about the contact ``phone``; return what was removed."""
+    """Remove what Redis keeps about the contact ``phone``; return what was removed.
+
+    ``archive_key``: the key the archive's contact index is hashed with (``id_key()``);
+    without it, archived events cannot be found and stay until they expire."""
     gone = Forgotten()
+    if archive_key is not None:
+        gone.add("archived event", forget_archive(connection, phone, archive_key, prefix))
     keys = Keys(prefix)
     sent_key = keys.sent(phone)
     members: Any = connection.smembers(sent_key)
@@ -151,7 +160,16 @@ def forget(phone: str, yes: bool) -> None:
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
-    gone = forget_contact(connection, phone, prefix=settings.queue_prefix, progress=progress)
+    archive_key = id_key()
+    if archive_key is None:
+        click.echo(
+            "Archived events (WABAHOOKS_ARCHIVE) are not removed: they are indexed by a keyed "
+            "hash; set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the workers have it",
+            err=True,
+        )
+    gone = forget_contact(
+        connection, phone, prefix=settings.queue_prefix, progress=progress, archive_key=archive_key
+    )
     if not gone.total:
         click.echo(f"Nothing stored about {phone}.")
         return

@@ -34,6 +34,7 @@ from workers import (
     StepTimeout,
     Window,
 )
+from workers.archive import contact_of
 from workers.coalesce import message_record
 from workers.convredis import ConversationScripts, cancel_conversation
 from workers.execution import ExecutionToken, Superseded
@@ -422,3 +423,10 @@ def test_a_flush_and_a_timeout_are_traced_as_children_of_the_jobs_that_made_them
     (asked,) = [s for s in spans if s.name == "handler bot:bot.<locals>.on_burst"]
     assert asked.context.trace_id == flush.context.trace_id
     assert timeout.parent is not None and timeout.parent.span_id == asked.context.span_id
+
+
+def test_the_archive_files_a_flush_and_a_timeout_under_their_contact() -> None:
+    # Their ledgers hold the burst's messages: forget must find them by the number.
+    assert contact_of({"kind": "flush", "conversation": ME, "handler": "h"}) == ME
+    assert contact_of({"kind": "timeout", "conversation": ME, "step": "s"}) == ME
+    assert contact_of({"kind": "timeout", "conversation": "not a number"}) is None
