@@ -28,7 +28,9 @@ from service.typedevents import (
     TestEvent,
     UnknownEvent,
 )
+from workers.coalesce import Burst, Window
 from workers.context import AsyncContext, AsyncStore, Context, Store
+from workers.conversation import StepTimeout
 from workers.dispatch import HandlerFailed, Permanent
 from workers.execution import Superseded
 from workers.router import STOP, RetryPolicy, Router, StatusTransition
@@ -37,6 +39,7 @@ __all__ = [
     "STOP",
     "AsyncContext",
     "AsyncStore",
+    "Burst",
     "Contact",
     "Context",
     "Event",
@@ -49,8 +52,10 @@ __all__ = [
     "Router",
     "StatusTransition",
     "StatusUpdate",
+    "StepTimeout",
     "Store",
     "Superseded",
     "TestEvent",
     "UnknownEvent",
+    "Window",
 ]

@@ -11,6 +11,9 @@ job's event loop: ``workers.bridge``).
 ``ctx.store``    a small key-value store scoped to the conversation (JSON values)
 ``ctx.config``   this handler module's section of the configuration file
 ``ctx.replies_expected``  whether a handler matching this event declared ``replies=True``
+``ctx.expect(step, timeout=…, data=…)`` / ``ctx.cancel()``  wait for the contact's next
+                 message / end the pending step (``workers.conversation``);
+                 ``ctx.conversation.step`` / ``.data``: the step this event answers
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import redis.asyncio
@@ -26,6 +30,12 @@ import structlog
 from service.keys import DEFAULT_PREFIX, Keys
 from service.settings import DEFAULT_STORE_TTL
 from workers.bridge import Bridge
+from workers.conversation import (
+    NO_CONVERSATION,
+    BlockingConversation,
+    ConversationView,
+    NoConversation,
+)
 from workers.effects import BlockingEffects, Effects
 
 __all__ = [
@@ -130,6 +140,16 @@ class AsyncContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
+    #: The contact's conversation: the step this event answers, expect() and cancel().
+    conversation: ConversationView | NoConversation = NO_CONVERSATION
+
+    async def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
+        await self.conversation.expect(step, timeout=timeout, data=data)
+
+    async def cancel(self) -> None:
+        """End the contact's pending step, if any (its timeout will not run)."""
+        await self.conversation.cancel()
 
     @classmethod
     def build(
@@ -160,6 +180,7 @@ class AsyncContext:
             config=self.config,
             replies_expected=self.replies_expected,
             handler=self.handler,
+            conversation=BlockingConversation(self.conversation, bridge),
         )
 
 
@@ -173,3 +194,14 @@ class Context:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
+    conversation: BlockingConversation = field(
+        default_factory=lambda: BlockingConversation(NO_CONVERSATION, None)
+    )
+
+    def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
+        self.conversation.expect(step, timeout=timeout, data=data)
+
+    def cancel(self) -> None:
+        """End the contact's pending step, if any (its timeout will not run)."""
+        self.conversation.cancel()

@@ -41,12 +41,14 @@ from workers.router import STOP, Registration, RetryPolicy, StatusTransition
 
 __all__ = [
     "NO_METRICS",
+    "ContextFactory",
     "HandlerFailed",
     "Metrics",
     "NoMetrics",
     "Permanent",
     "RunSync",
     "dispatch",
+    "replies_expected",
     "run_in_default_executor",
 ]
 
@@ -138,7 +140,7 @@ async def _recorded_transition(ledger: Ledger, handler: str) -> StatusTransition
     return StatusTransition.from_json(entry.result)
 
 
-async def _replies_expected(
+async def replies_expected(
     event: Event, matching: Sequence[Registration], context_for: ContextFactory
 ) -> bool:
     """Whether a matching handler will reply: declared, or decided now (before any runs)."""
@@ -193,7 +195,7 @@ async def dispatch(
         log.info("event.unhandled", kind=event.kind)
         metrics.unhandled(event.kind)
         return 0
-    replies_expected = await _replies_expected(event, matching, context_for)
+    expected = await replies_expected(event, matching, context_for)
     transition: StatusTransition | None = None
     ran = 0
     for registration in matching:
@@ -211,7 +213,7 @@ async def dispatch(
         argument = transition if registration.transitions else event
         started = time.perf_counter()
         try:
-            ctx = context_for(registration, replies_expected)
+            ctx = context_for(registration, expected)
             result = await _call(registration, argument, ctx, run_sync)
         except Superseded:
             log.warning("handler.superseded", handler=registration.label)

@@ -25,6 +25,7 @@ from workers import builtins
 from workers.archive import Archive
 from workers.config import DEFAULT_CONFIG_FILE
 from workers.context import AsyncContext, RedisStore
+from workers.convredis import ConversationScripts, RedisConversations
 from workers.dispatch import NO_METRICS, Metrics, Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.execution import ExecutionToken
@@ -82,6 +83,7 @@ class Runtime:
     archive: Archive | None = None
     #: Closed with the runtime (the Redis client, the portal are always closed).
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+    _conversations: ConversationScripts | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(
@@ -184,6 +186,15 @@ class Runtime:
         return RedisLedger(
             self.redis, token, fields=fields, prefix=self.prefix, sent_ttl=self.sent_ttl
         )
+
+    def conversations(self, token: ExecutionToken, queue: str) -> RedisConversations:
+        """Return the contacts' conversation state, for one execution of a job of ``queue``
+        (steps and bursts are kept as long as ``ctx.store``: ``WABAHOOKS_STORE_TTL``)."""
+        if self._conversations is None:
+            self._conversations = ConversationScripts(
+                self.redis, prefix=self.prefix, ttl=self.store_ttl
+            )
+        return self._conversations.for_job(token, queue)
 
     def context(
         self,

@@ -4,6 +4,8 @@ Removed, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
 
 - ``store:<phone>``: the conversation's handler state;
 - ``tail:message:<phone>``: the conversation's latest job id;
+- ``conv:<phone>`` and ``burst:<phone>:*``: its pending step and the bursts being gathered
+  (Conversations);
 - ``sent:<phone>``: ids of messages sent to the contact and, for each of those messages,
   its status conversation (``store:<id>``, folded statuses among it, and ``tail:status:<id>``);
 - status conversations of other messages to the contact, found by their id (a WhatsApp
@@ -120,6 +122,9 @@ def forget_contact(
                 message_ids.add(message_id)
     gone.add("conversation state", connection.delete(keys.store(phone)))
     gone.add("conversation tail", connection.delete(keys.tail("message", phone)))
+    gone.add("conversation step", connection.delete(keys.conversation(phone)))
+    for key in _scan(connection, keys.bursts(phone)):
+        gone.add("burst", connection.delete(key))
     gone.add("sent-message id set", connection.delete(sent_key))
     for message_id in sorted(message_ids):
         gone.add("message status record", connection.delete(keys.store(message_id)))
@@ -139,7 +144,8 @@ def forget(phone: str, yes: bool) -> None:
     """Remove a contact's data from Redis (a data-protection request).
 
     PHONE is the number as the portal sends it: digits with country code, no +.
-    Removes the conversation state, its tail, the sent-message ids, status records
+    Removes the conversation state, its tail, its pending step and bursts, the
+    sent-message ids, status records
     of messages to the contact, and the contact's failed jobs with their ledgers.
     Jobs still queued or running, finished jobs (until they expire), deduplication
     claims and the portal's own history are not touched.

@@ -11,6 +11,7 @@ def test_public_api_is_pinned() -> None:
             "STOP",
             "AsyncContext",
             "AsyncStore",
+            "Burst",
             "Contact",
             "Context",
             "Event",
@@ -23,10 +24,12 @@ def test_public_api_is_pinned() -> None:
             "Router",
             "StatusTransition",
             "StatusUpdate",
+            "StepTimeout",
             "Store",
             "Superseded",
             "TestEvent",
             "UnknownEvent",
+            "Window",
         ]
     )
     for name in workers.__all__:
