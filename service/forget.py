@@ -11,7 +11,11 @@ Removed, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
   ``tail:status:wamid.*``;
 - failed jobs of the contact (their ``conversation`` is the number or one of those message
   ids, or the envelope is from or to the number), with their ledgers (``wh:`` fields of the
-  job's hash) and results.
+  job's hash) and results;
+- the conversation policy's records (``service.policystore``): window and handover, open
+  send intents, forwarded-message links, nudge markers. An opt-out entry loses the number
+  but keeps its keyed hash, so the contact is still not messaged (``keep_optout=False``,
+  ``--drop-optout``: removed too).
 
 Not removed: jobs still queued or running (they would fail; run it again once they are
 done), finished jobs until RQ expires them, the claims that deduplicate deliveries (their
@@ -35,6 +39,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.admin import QUEUES, connect
+from service.policystore import Keys, forget_policy
 from service.portal.validation import check_phone
 
 __all__ = ["Forgotten", "forget", "forget_contact", "wamid_phone"]
@@ -110,9 +115,13 @@ def forget_contact(
     prefix: str = "wabahooks:",
     queues: Iterable[str] = QUEUES,
     progress: Callable[[str], None] = lambda _line: None,
+    keep_optout: bool = True,
 ) -> Forgotten:
     """Remove what Redis keeps about the contact ``phone``; return what was removed."""
     gone = Forgotten()
+    policy = forget_policy(connection, phone, Keys(prefix), keep_optout=keep_optout)
+    for kind, count in policy.items():
+        gone.add(kind, count)
     sent_key = f"{prefix}sent:{phone}"
     members: Any = connection.smembers(sent_key)
     message_ids = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
@@ -141,12 +150,20 @@ def forget_contact(
 @click.command()
 @click.argument("phone")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def forget(phone: str, yes: bool) -> None:
+@click.option(
+    "--drop-optout",
+    is_flag=True,
+    help="Also remove the contact from the opt-out list (by default its keyed hash is kept, "
+    "so a contact who sent STOP is still not messaged).",
+)
+def forget(phone: str, yes: bool, drop_optout: bool) -> None:
     """Remove a contact's data from Redis (a data-protection request).
 
     PHONE is the number as the portal sends it: digits with country code, no +.
     Removes the conversation state, its tail, the sent-message ids, status records
     of messages to the contact, and the contact's failed jobs with their ledgers.
+    The conversation policy's records go too, but a contact who opted out stays on
+    the opt-out list as a keyed hash of the number (--drop-optout removes that too).
     Jobs still queued or running, finished jobs (until they expire), deduplication
     claims and the portal's own history are not touched.
     """
@@ -160,7 +177,13 @@ def forget(phone: str, yes: bool) -> None:
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
-    gone = forget_contact(connection, phone, prefix=settings.queue_prefix, progress=progress)
+    gone = forget_contact(
+        connection,
+        phone,
+        prefix=settings.queue_prefix,
+        progress=progress,
+        keep_optout=not drop_optout,
+    )
     if not gone.total:
         click.echo(f"Nothing stored about {phone}.")
         return

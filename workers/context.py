@@ -11,6 +11,8 @@ job's event loop: ``workers.bridge``).
 ``ctx.store``    a small key-value store scoped to the conversation (JSON values)
 ``ctx.config``   this handler module's section of the configuration file
 ``ctx.replies_expected``  whether a handler matching this event declared ``replies=True``
+``ctx.window``   the contact's 24-hour window: ``.open``, ``.until`` (``workers.policy``)
+``ctx.handover()``  hand the contact's conversation to a human (``on=False``: back)
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import redis.asyncio
 import structlog
 
 from service.settings import DEFAULT_STORE_TTL
-from workers.bridge import Bridge
+from workers.bridge import BlockingProxy, Bridge
 from workers.effects import BlockingEffects, Effects
+from workers.policy.state import Window
 
 __all__ = [
     "AsyncContext",
@@ -35,7 +38,13 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "Store",
+    "Window",
 ]
+
+_NO_POLICY = (
+    "ctx.handover() needs the conversation policy: add a [policy] table to the "
+    "configuration file (see the README's Conversation policy)"
+)
 
 # DEFAULT_STORE_TTL (WABAHOOKS_STORE_TTL) is one of the retention defaults in service.settings.
 
@@ -129,6 +138,8 @@ class AsyncContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
+    #: The event's conversation policy (``workers.policy.scope.EventScope``), if enabled.
+    policy: Any = None
 
     @classmethod
     def build(
@@ -139,6 +150,7 @@ class AsyncContext:
         config: Mapping[str, Any],
         replies_expected: bool,
         handler: str,
+        policy: Any = None,
     ) -> AsyncContext:
         """Return a context whose logger is bound to ``handler`` (and the job's context)."""
         return cls(
@@ -148,7 +160,19 @@ class AsyncContext:
             config=config,
             replies_expected=replies_expected,
             handler=handler,
+            policy=policy,
         )
+
+    @property
+    def window(self) -> Window:
+        """The contact's 24-hour window (unknown and closed without ``[policy]``)."""
+        return Window(False, None, known=False) if self.policy is None else self.policy.window()
+
+    async def handover(self, on: bool = True) -> None:
+        """Hand the contact's conversation to a human (automated replies pause), or back."""
+        if self.policy is None:
+            raise RuntimeError(_NO_POLICY)
+        await self.policy.handover_from_handler(on, self.handler)
 
     def blocking(self, bridge: Bridge) -> Context:
         """Return the same collaborators for a plain ``def`` handler running in a thread."""
@@ -159,6 +183,7 @@ class AsyncContext:
             config=self.config,
             replies_expected=self.replies_expected,
             handler=self.handler,
+            policy=None if self.policy is None else BlockingProxy(self.policy, bridge),
         )
 
 
@@ -172,3 +197,16 @@ class Context:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
+    #: The event's conversation policy, its calls blocking (None without ``[policy]``).
+    policy: Any = None
+
+    @property
+    def window(self) -> Window:
+        """The contact's 24-hour window (unknown and closed without ``[policy]``)."""
+        return Window(False, None, known=False) if self.policy is None else self.policy.window()
+
+    def handover(self, on: bool = True) -> None:
+        """Hand the contact's conversation to a human (automated replies pause), or back."""
+        if self.policy is None:
+            raise RuntimeError(_NO_POLICY)
+        self.policy.handover_from_handler(on, self.handler)

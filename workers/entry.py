@@ -134,18 +134,24 @@ async def run_event(
         conversation = kwargs.get("conversation")
         ledger = runtime.ledger(token, ledger_fields)
         try:
+            policy = runtime.policy
+            scope = (
+                None if policy is None else await policy.scope(event, job_id=job_id, ledger=ledger)
+            )
             await dispatch(
                 event,
-                runtime.registrations,
+                runtime.registrations_for(kind),
                 ledger=ledger,
                 context_for=lambda registration, replies: runtime.context(
                     registration,
                     ledger=ledger,
                     conversation=conversation,
                     replies_expected=replies,
+                    policy=scope,
                 ),
                 run_sync=runtime.run_sync,
                 metrics=metrics,
+                gate=None if scope is None else scope.gate,
             )
         except Superseded as exc:
             log.warning("event.superseded", execution=token.execution_id)

@@ -1,0 +1,109 @@
+"""`wabahooks optout list`, `wabahooks handover` and `forget`'s keyed hash, on real Valkey."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from service.cli import main
+from service.policystore import Keys, optout_entries
+from tests.loop import running_loop
+from tests.workers.policy.test_optout_end_to_end import CONFIG
+from tests.workers.test_end_to_end import sent_texts
+from workers.policy.config import STOP_REPLY
+
+ANN = "919876543210"
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delenv("WABAHOOKS_OPTOUT_KEY", raising=False)
+    config = tmp_path / "wabahooks.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    monkeypatch.setenv("WABAHOOKS_CONFIG", str(config))
+    return config
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_optout_list_masks_numbers_unless_asked(redis_url: str) -> None:
+    with running_loop(redis_url, config=CONFIG) as loop:
+        loop.inbound("STOP")
+        loop.work()
+
+    masked, full = cli("optout", "list"), cli("optout", "list", "--full")
+
+    assert (
+        masked.exit_code == 0 and "+********3210\t" in masked.stdout and "\tstop" in masked.stdout
+    )
+    assert ANN not in masked.stdout
+    assert f"+{ANN}\t" in full.stdout
+
+
+def test_forget_keeps_the_keyed_hash_so_the_contact_stays_opted_out(
+    redis_url: str, r: redis.Redis
+) -> None:
+    with running_loop(redis_url, config=CONFIG) as loop:
+        loop.inbound("STOP")
+        loop.work()
+        forgotten = cli("forget", ANN, "--yes")
+        listed = cli("optout", "list", "--full")
+        loop.inbound("hello again")  # a forgotten contact who opted out gets no reply
+        loop.work()
+        texts = sent_texts(loop.history())
+    entries = optout_entries(r, Keys())
+
+    assert forgotten.exit_code == 0, forgotten.output
+    assert "opt-out number (its keyed hash kept)" in forgotten.stdout
+    assert "(forgotten)" in listed.stdout and ANN not in listed.stdout
+    assert [e.phone for e in entries] == [None]
+    assert ANN.encode() not in b"".join(r.hvals(Keys().optout))
+    assert texts == [STOP_REPLY]
+
+
+def test_forget_drop_optout_removes_the_entry(redis_url: str, r: redis.Redis) -> None:
+    with running_loop(redis_url, config=CONFIG) as loop:
+        loop.inbound("STOP")
+        loop.work()
+    result = cli("forget", ANN, "--yes", "--drop-optout")
+
+    assert result.exit_code == 0
+    assert optout_entries(r, Keys()) == []
+
+
+def test_handover_cli_pauses_and_resumes_auto_reply(redis_url: str) -> None:
+    with running_loop(redis_url, config=CONFIG) as loop:
+        on = cli("handover", f"+{ANN}", "--on")
+        loop.inbound("first")
+        loop.work()
+        paused = sent_texts(loop.history())
+        off = cli("handover", ANN, "--off")
+        loop.inbound("second")
+        loop.work()
+        resumed = sent_texts(loop.history())
+
+    assert on.exit_code == 0 and off.exit_code == 0
+    assert paused == []
+    assert resumed == ["Thanks, we got it."]
+
+
+def test_handover_cli_without_policy_exits_2(env: Path) -> None:
+    env.write_text("[handlers.auto_reply]\ndefault = 'hi'\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["handover", ANN, "--on"])
+
+    assert result.exit_code == 2
+    assert "add a [policy] table" in result.stderr
+
+
+def test_handover_cli_refuses_a_bad_number() -> None:
+    result = CliRunner().invoke(main, ["handover", "12ab", "--on"])
+
+    assert result.exit_code == 2
+    assert "PHONE" in result.output

@@ -1,0 +1,105 @@
+"""``wabahooks optout list`` and ``wabahooks handover PHONE --on/--off``: the policy by hand.
+
+They read and write the policy's records in Redis (``service.policystore``) directly;
+a running worker sees the change at the contact's next event. ``handover`` needs the
+``[policy]`` table (its ``idle`` time applies); ``optout list`` works without it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+
+from service.admin import connect
+from service.events import mask_phone
+from service.policystore import CONTACT_TTL, Keys, optout_entries
+from service.portal.validation import check_phone
+from service.settings import ConfigError
+from workers.config import load_config
+from workers.policy.config import PolicyConfig, policy_config
+
+__all__ = ["handover", "optout"]
+
+
+def _phone(value: str) -> str:
+    phone = value.strip().removeprefix("+").replace(" ", "")
+    if problem := check_phone(phone):
+        raise click.BadParameter(f"{phone!r}: {problem.detail}", param_hint="PHONE")
+    return phone
+
+
+def _policy() -> PolicyConfig:
+    try:
+        config = policy_config(load_config().raw)
+    except ConfigError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+        sys.exit(2)
+    if config is None:
+        click.echo(
+            "wabahooks: the conversation policy is off: add a [policy] table to the "
+            "configuration file (WABAHOOKS_CONFIG, default wabahooks.toml)",
+            err=True,
+        )
+        sys.exit(2)
+    return config
+
+
+@click.group()
+def optout() -> None:
+    """The opt-out list: contacts who sent STOP (or another stop word)."""
+
+
+@optout.command("list")
+@click.option("--full", is_flag=True, help="Show whole numbers (masked by default).")
+def optout_list(full: bool) -> None:
+    """List opted-out contacts, oldest first: number, since when, the word they sent.
+
+    A contact removed by `wabahooks forget` shows as "(forgotten)" with the start of
+    the keyed hash that still keeps them from being messaged.
+    """
+    settings, connection = connect()
+    entries = optout_entries(connection, Keys(settings.queue_prefix))
+    if not entries:
+        click.echo("No contact has opted out.")
+        return
+    for entry in entries:
+        if entry.phone is None:
+            who = f"(forgotten) {entry.digest[:12]}…"
+        else:
+            who = "+" + (entry.phone if full else mask_phone(entry.phone) or "")
+        since = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        click.echo(f"{who}\t{since}\t{entry.word}")
+    click.echo(f"{len(entries)} opted out", err=True)
+
+
+@click.command()
+@click.argument("phone")
+@click.option("--on/--off", "on", required=True, help="Hand the conversation to a human, or back.")
+def handover(phone: str, on: bool) -> None:
+    """Hand PHONE's conversation to a human (automated replies pause) or back to the bot.
+
+    --on lasts until `handover PHONE --off`, `#done` from an agent, or [policy.handover]
+    idle seconds without activity. No notice is sent to the contact from here.
+    """
+    phone = _phone(phone)
+    config = _policy()
+    settings, connection = connect()
+    keys = Keys(settings.queue_prefix)
+    now = time.time()
+    if on:
+        fields = {"handover": "1", "handover_by": "cli", "handover_since": now,
+                  "handover_until": now + config.handover.idle}  # fmt: skip
+        pipe = connection.pipeline(transaction=True)
+        pipe.hset(keys.contact(phone), mapping=fields)
+        pipe.expire(keys.contact(phone), CONTACT_TTL)
+        pipe.zadd(keys.open, {phone: now})
+        pipe.execute()
+        click.echo(f"+{phone} handed over to a human for up to {config.handover.idle} s idle.")
+    else:
+        connection.hdel(
+            keys.contact(phone), "handover", "handover_by", "handover_since", "handover_until"
+        )
+        click.echo(f"+{phone} is back with the bot.")
