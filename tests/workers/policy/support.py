@@ -66,3 +66,17 @@ def send_from_portal_inbox(loop: Loop, to: str, text: str) -> str:
 def failed(loop: Loop, queue: str = "wabahooks:messages") -> list[str]:
     registry = Queue(queue, connection=loop.r, serializer=JSONSerializer).failed_job_registry
     return list(registry.get_job_ids())
+
+
+def advance(loop: Loop, seconds: float) -> None:
+    """Move the simulator's clock (the portal's, and the time stamped on messages)."""
+    loop.sim.post("/sim/clock", json={"advance": seconds}).raise_for_status()
+
+
+def written_ago(loop: Loop, sender: str, text: str, seconds: float) -> str:
+    """``sender`` wrote ``text`` ``seconds`` ago (the simulator's clock, moved and back)."""
+    advance(loop, -seconds)
+    try:
+        return reply(loop, sender, text)
+    finally:
+        advance(loop, seconds)
