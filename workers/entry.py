@@ -134,10 +134,10 @@ async def run_event(
         conversation = kwargs.get("conversation")
         ledger = runtime.ledger(token, ledger_fields)
         try:
-            policy = runtime.policy
-            scope = (
-                None if policy is None else await policy.scope(event, job_id=job_id, ledger=ledger)
-            )
+            conduct = runtime.policy  # the conversation policy (not a RetryPolicy)
+            scope = None
+            if conduct is not None:
+                scope = await conduct.scope(event, job_id=job_id, ledger=ledger)
             await dispatch(
                 event,
                 runtime.registrations_for(kind),

@@ -90,10 +90,14 @@ def handover(phone: str, on: bool) -> None:
     keys = Keys(settings.queue_prefix)
     now = time.time()
     if on:
-        fields = {"handover": "1", "handover_by": "cli", "handover_since": now,
-                  "handover_until": now + config.handover.idle}  # fmt: skip
+        fields: dict[str, str | float] = {
+            "handover": "1",
+            "handover_by": "cli",
+            "handover_since": now,
+            "handover_until": now + config.handover.idle,
+        }
         pipe = connection.pipeline(transaction=True)
-        pipe.hset(keys.contact(phone), mapping=fields)
+        pipe.hset(keys.contact(phone), mapping=fields)  # type: ignore[arg-type]
         pipe.expire(keys.contact(phone), CONTACT_TTL)
         pipe.zadd(keys.open, {phone: now})
         pipe.execute()

@@ -109,7 +109,7 @@ class PolicyStore:
 
     async def _write(self, phone: str, fields: Mapping[str, str | float]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.contact(phone), mapping=dict(fields))
+            pipe.hset(self.keys.contact(phone), mapping=dict(fields))  # type: ignore[arg-type]
             pipe.expire(self.keys.contact(phone), CONTACT_TTL)
             await pipe.execute()
 
@@ -127,8 +127,12 @@ class PolicyStore:
         record.handover, record.handover_by = on, by if on else ""
         record.handover_until = now + idle if on else None
         if on:
-            fields = {"handover": "1", "handover_by": by, "handover_since": now,
-                      "handover_until": now + idle}  # fmt: skip
+            fields: dict[str, str | float] = {
+                "handover": "1",
+                "handover_by": by,
+                "handover_since": now,
+                "handover_until": now + idle,
+            }
             await self._write(record.phone, fields)
             await self.redis.zadd(self.keys.open, {record.phone: now})
         else:

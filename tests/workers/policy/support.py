@@ -58,7 +58,9 @@ def reply(loop: Loop, sender: str, text: str, context: str | None = None) -> str
 
 def send_from_portal_inbox(loop: Loop, to: str, text: str) -> str:
     """Someone answers through the portal itself (its API, outside wabahooks)."""
-    settings = PortalSettings(api_url=str(loop.sim.base_url).rstrip("/") + "/api/v1", api_key=API_KEY)
+    settings = PortalSettings(
+        api_url=str(loop.sim.base_url).rstrip("/") + "/api/v1", api_key=API_KEY
+    )
     with PortalClient(settings) as client:
         return client.send_text(to, text).message_id
 
