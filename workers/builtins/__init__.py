@@ -30,7 +30,7 @@ def routers(config: Config, user: Sequence[Router] = ()) -> list[Router]:
     from workers.policy import router as policy_router
     from workers.policy.config import policy_config
 
-    clash = sorted({r.name for r in user} & set(BUILTINS))
+    clash = sorted({r.name for r in user} & {*BUILTINS, policy_router.NAME})
     if clash:
         raise HandlerLoadError(
             f"router names {', '.join(clash)} belong to the built-ins: rename your router"

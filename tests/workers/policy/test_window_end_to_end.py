@@ -116,3 +116,33 @@ def test_no_nudge_when_the_agent_wrote_since(redis_url: str) -> None:
         to_agent = [m["message"] for m in sent_to(loop, AGENT)]
 
     assert NUDGE not in to_agent
+
+
+def test_ctx_window_says_whether_and_until_when(redis_url: str) -> None:
+    from workers import AsyncContext, Context, InboundMessage, Router
+
+    seen: list[tuple[str, bool, float | None]] = []
+    probe = Router("probe")
+
+    @probe.message()
+    def blocking(event: InboundMessage, ctx: Context) -> None:
+        until = ctx.window.until
+        seen.append(("sync", ctx.window.open, until.timestamp() if until else None))
+
+    @probe.message()
+    async def asynchronous(event: InboundMessage, ctx: AsyncContext) -> None:
+        until = ctx.window.until
+        seen.append(("async", ctx.window.open, until.timestamp() if until else None))
+
+    with running_loop(redis_url, probe, config=config()) as loop:
+        reply(loop, CUSTOMER, "now")
+        wrote = time.time()
+        loop.work()
+        written_ago(loop, CUSTOMER, "yesterday's, delivered late", 25 * HOUR)
+        loop.work()
+
+    (_, now_open, now_until), (_, async_open, _) = seen[0], seen[1]
+    assert now_open and async_open
+    assert now_until is not None and abs(now_until - (wrote + 24 * HOUR - 300)) < 5
+    # the stored window (from "now") still holds for the late message: the latest counts
+    assert [s[1] for s in seen[2:]] == [True, True]
