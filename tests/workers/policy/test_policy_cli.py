@@ -9,7 +9,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from service.cli import main
-from service.policystore import Keys, optout_entries
+from service.policystore import Keys, hash_number, optout_entries
 from tests.loop import running_loop
 from tests.workers.policy.test_optout_end_to_end import CONFIG
 from tests.workers.test_end_to_end import sent_texts
@@ -107,3 +107,17 @@ def test_handover_cli_refuses_a_bad_number() -> None:
 
     assert result.exit_code == 2
     assert "PHONE" in result.output
+
+
+def test_the_configured_key_hashes_the_list_and_none_is_kept_in_redis(
+    redis_url: str, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WABAHOOKS_OPTOUT_KEY", "a-key-kept-elsewhere")
+    with running_loop(redis_url, config=CONFIG) as loop:
+        loop.inbound("STOP")
+        loop.work()
+
+    assert r.exists(Keys().optout_key) == 0
+    assert [e.digest for e in optout_entries(r, Keys())] == [
+        hash_number(b"a-key-kept-elsewhere", ANN)
+    ]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from tests.workers.conftest import WorkerProcess
 from workers import builtins
 from workers.config import parse_config
 from workers.loading import HandlerLoadError
@@ -101,3 +104,14 @@ def test_the_policy_router_runs_after_mark_read_before_user_routers() -> None:
     config = parse_config(tomllib.loads("[policy]\n[handlers.mark_read]\n"), env={})
     names = [r.name for r in builtins.routers(config, [Router("mine")])]
     assert names == ["mark_read", "policy", "mine"]
+
+
+def test_a_bad_policy_stops_the_worker_naming_the_file_and_key(
+    tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    path = tmp_path / "wabahooks.toml"
+    path.write_text("[policy.handover]\nidle = 'long'\n")
+    worker = start_worker("--queue", "messages", "--burst", WABAHOOKS_CONFIG=str(path))
+    output = worker.output()
+    assert worker.proc.returncode == 2
+    assert f"{path}: policy.handover.idle: must be a whole number" in output
