@@ -31,6 +31,8 @@ from service.model import (
 from workers.context import AsyncContext, AsyncStore, Context, Store
 from workers.dispatch import HandlerFailed, Permanent
 from workers.execution import Superseded
+from workers.policy.errors import OptedOut
+from workers.policy.state import Window
 from workers.router import STOP, RetryPolicy, Router, StatusTransition
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "InboundMessage",
     "Location",
     "Media",
+    "OptedOut",
     "Permanent",
     "RetryPolicy",
     "Router",
@@ -53,4 +56,5 @@ __all__ = [
     "Superseded",
     "TestEvent",
     "UnknownEvent",
+    "Window",
 ]

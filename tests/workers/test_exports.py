@@ -18,6 +18,7 @@ def test_public_api_is_pinned() -> None:
             "InboundMessage",
             "Location",
             "Media",
+            "OptedOut",  # the conversation policy (issue 13): a send to an opted-out contact
             "Permanent",
             "RetryPolicy",
             "Router",
@@ -27,6 +28,7 @@ def test_public_api_is_pinned() -> None:
             "Superseded",
             "TestEvent",
             "UnknownEvent",
+            "Window",  # ctx.window (issue 13)
         ]
     )
     for name in workers.__all__:

@@ -18,6 +18,7 @@ from service.events import mask_phone
 from service.model import Event, InboundMessage
 from service.policystore import Keys
 from service.portal import PortalError
+from workers.dispatch import Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.ledger import Ledger
 from workers.policy import handover as handover_hooks
@@ -167,7 +168,7 @@ class EventScope:
         phone, current = self.record.phone, self.event.message_id
         try:
             page = await self.policy.portal.messages(phone, limit=INBOX_PAGE)
-        except PortalError as exc:
+        except (PortalError, Permanent) as exc:  # Permanent: the portal is not configured
             log.warning("policy.inbox.unread", error=f"{type(exc).__name__}: {exc}")
             self._inbox = False
             return False
