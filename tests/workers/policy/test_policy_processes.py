@@ -1,0 +1,94 @@
+"""The policy with real `wabahooks worker` processes: relay, handover, STOP, and the nudge
+promoted from RQ's scheduled registry by the engine itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from tests.service.conftest import Receiver
+from tests.workers.conftest import wait_for
+from tests.workers.policy.support import AGENT, CUSTOMER, THANKS, config
+from tests.workers.test_processes import portal_env, sent, simulator
+from workers.policy.config import NUDGE, STOP_REPLY
+
+ROOT = Path(__file__).resolve().parents[3]
+HOUR = 3600
+
+
+@contextmanager
+def worker_processes(env: dict[str, str], *queues: str) -> Iterator[None]:
+    """One `wabahooks worker --queue Q` process per queue; stopped (SIGTERM) after."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "service", "worker", "--queue", queue],
+            env={**os.environ, "PYTHONPATH": str(ROOT), "WABAHOOKS_LOG_FORMAT": "json", **env},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+        for queue in queues
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def write(sim: httpx.Client, sender: str, text: str) -> None:
+    body = {"from": sender, "name": "Test", "type": "text", "content": text}
+    sim.post("/sim/inbound", json=body).raise_for_status()
+    assert sim.post("/sim/deliveries/wait", json={"timeout": 30}).json() == {"pending": 0}
+
+
+def finished(r: redis.Redis, queue: str = "wabahooks:messages") -> int:
+    return Queue(queue, connection=r, serializer=JSONSerializer).finished_job_registry.count
+
+
+def test_relay_handover_stop_and_the_nudge_with_worker_processes(
+    receiver: Receiver, r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "wabahooks.toml"
+    path.write_text(config(), encoding="utf-8")
+    with simulator(receiver) as sim:
+        env = {**portal_env(sim, redis_url, ""), "WABAHOOKS_CONFIG": str(path)}
+        with worker_processes(env, "messages", "other"):
+            # The agent last wrote 23.5 h ago: their window closes within the nudge margin.
+            sim.post("/sim/clock", json={"advance": -23.5 * HOUR}).raise_for_status()
+            write(sim, AGENT, "on shift")
+            sim.post("/sim/clock", json={"advance": 23.5 * HOUR}).raise_for_status()
+            write(sim, CUSTOMER, "where is my order?")
+            wait_for(lambda: finished(r) == 2, "the first messages")
+            wait_for(lambda: NUDGE in sent(sim, AGENT), "the nudge, promoted and sent", 30)
+            write(sim, AGENT, "#3210 It ships today.")
+            wait_for(lambda: finished(r) == 3, "the relay")
+            write(sim, CUSTOMER, "thanks!")  # handed over: no auto-reply
+            write(sim, CUSTOMER, "STOP")
+            wait_for(lambda: finished(r) == 5, "the customer's messages")
+            write(sim, CUSTOMER, "#done from the wrong side")
+            wait_for(lambda: finished(r) == 6, "the last message")
+
+        to_agent = sent(sim, AGENT)
+        assert sent(sim, CUSTOMER) == [THANKS, "It ships today.", STOP_REPLY]
+        assert to_agent.count(NUDGE) == 1
+        assert [t for t in to_agent if t.startswith("From ")] == [
+            f"From Test (+********3210): {text}"
+            for text in ("where is my order?", "thanks!", "STOP", "#done from the wrong side")
+        ]
+        assert finished(r, "wabahooks:other") == 1
