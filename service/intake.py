@@ -31,15 +31,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from service.events import Classified
+from service.identity import Classified
 from service.jobs import JobSpec
+from service.keys import RQ_QUEUES, Keys, rq_deferred, rq_job, rq_queue
 from service.metrics import ReceiverMetrics
 
 __all__ = ["Intake", "IntakeResult", "IntakeUnavailable", "connect"]
 
 _SCRIPT = files("service").joinpath("intake.lua").read_text(encoding="utf-8")
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8")).hexdigest()
-_RQ_QUEUES_KEY = "rq:queues"
 
 
 class IntakeUnavailable(Exception):
@@ -95,7 +95,7 @@ class Intake:
         metrics: ReceiverMetrics | None = None,
     ) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._keys = Keys(prefix)
         self._dedupe_ttl = dedupe_ttl
         self._deadline = deadline
         self._wait_aof = wait_aof
@@ -107,13 +107,13 @@ class Intake:
 
     def claim_key(self, event_key: str) -> str:
         """Return the Redis key that records ``event_key`` as received."""
-        return f"{self._prefix}claim:{event_key}"
+        return self._keys.claim(event_key)
 
     def tail_key(self, classified: Classified) -> str:
         """Return the key pointing at the conversation's latest job ('' if it has none)."""
         if classified.conversation is None:
             return ""
-        return f"{self._prefix}tail:{classified.kind.value}:{classified.conversation}"
+        return self._keys.tail(classified.kind.value, classified.conversation)
 
     async def submit(self, classified: Classified, job: JobSpec) -> IntakeResult:
         """Claim ``classified.event_key`` and write ``job``.
@@ -125,11 +125,11 @@ class Intake:
             _SCRIPT_SHA,
             6,
             self.claim_key(classified.event_key),
-            "rq:job:" + job.job_id,
-            "rq:queue:" + job.queue,
-            _RQ_QUEUES_KEY,
+            rq_job(job.job_id),
+            rq_queue(job.queue),
+            RQ_QUEUES,
             self.tail_key(classified),
-            "rq:deferred:" + job.queue,
+            rq_deferred(job.queue),
             job.job_id,
             self._dedupe_ttl,
             self._dedupe_ttl,

@@ -30,7 +30,8 @@ from typing import Any
 
 import orjson
 
-from service.events import Classified, Kind
+from service.identity import Classified, Kind
+from service.keys import Keys
 from service.settings import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL
 
 __all__ = [
@@ -65,7 +66,7 @@ def _dumps(value: Any) -> bytes:
 
 def queue_name(prefix: str, kind: Kind) -> str:
     """Return the RQ queue name events of ``kind`` go to."""
-    return prefix + QUEUE_NAMES[kind]
+    return Keys(prefix).queue(QUEUE_NAMES[kind])
 
 
 @dataclass(frozen=True, slots=True)

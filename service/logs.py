@@ -29,7 +29,9 @@ from typing import Any
 import orjson
 import structlog
 
-__all__ = ["IdHasher", "configure_logging", "id_key", "redact"]
+from service.settings import parse_secrets
+
+__all__ = ["IdHasher", "configure_logging", "id_key", "mask_phone", "redact"]
 
 _FORBIDDEN = frozenset(
     {"secret", "secrets", "signature", "body", "raw_body", "api_key", "authorization"}
@@ -40,6 +42,13 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+def mask_phone(number: str | None) -> str | None:
+    """Return ``number`` with all but its last 4 characters masked, for logs."""
+    if not number:
+        return number
+    return "*" * max(len(number) - 4, 0) + number[-4:]
 
 
 def redact(
@@ -62,7 +71,7 @@ def id_key(env: Mapping[str, str] | None = None) -> bytes | None:
     ``WABA_WEBHOOK_SECRET`` (a secret every process already has); None if neither is set."""
     env = os.environ if env is None else env
     configured = env.get("WABAHOOKS_LOG_KEY", "").strip() or next(
-        (s.strip() for s in env.get("WABA_WEBHOOK_SECRET", "").split(",") if s.strip()), ""
+        iter(parse_secrets(env.get("WABA_WEBHOOK_SECRET", ""))), ""
     )
     if not configured:
         return None

@@ -38,11 +38,13 @@ from typing import Any
 
 import redis
 
+from service.keys import DEFAULT_PREFIX
+
 __all__ = [
     "CONTACT_TTL",
     "FORWARD_TTL",
     "KEY_ENV",
-    "Keys",
+    "PolicyKeys",
     "OptOut",
     "forget_policy",
     "hash_number",
@@ -59,10 +61,11 @@ FORWARD_TTL = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
-class Keys:
-    """The policy's key names under ``prefix``."""
+class PolicyKeys:
+    """The policy's key names under ``prefix`` (``WABAHOOKS_QUEUE_PREFIX``; the rest of
+    wabahooks' keys are in ``service.keys``)."""
 
-    prefix: str = "wabahooks:"
+    prefix: str = DEFAULT_PREFIX
 
     @property
     def optout(self) -> str:
@@ -101,7 +104,7 @@ def configured_key(env: Mapping[str, str] | None = None) -> bytes | None:
 
 
 def sync_hash_key(
-    connection: redis.Redis, keys: Keys, env: Mapping[str, str] | None = None
+    connection: redis.Redis, keys: PolicyKeys, env: Mapping[str, str] | None = None
 ) -> bytes:
     """The hash key: the environment's, else the one kept in Redis (made on first use)."""
     key = configured_key(env)
@@ -127,7 +130,7 @@ class OptOut:
         return cls(digest, obj.get("phone"), float(obj.get("at", 0)), str(obj.get("word", "")))
 
 
-def optout_entries(connection: redis.Redis, keys: Keys) -> list[OptOut]:
+def optout_entries(connection: redis.Redis, keys: PolicyKeys) -> list[OptOut]:
     """Every opted-out contact, oldest first."""
     raw: Any = connection.hgetall(keys.optout)
     entries = [OptOut.parse(d.decode() if isinstance(d, bytes) else d, v) for d, v in raw.items()]
@@ -137,7 +140,7 @@ def optout_entries(connection: redis.Redis, keys: Keys) -> list[OptOut]:
 def forget_policy(
     connection: redis.Redis,
     phone: str,
-    keys: Keys,
+    keys: PolicyKeys,
     *,
     keep_optout: bool = True,
     env: Mapping[str, str] | None = None,

@@ -11,7 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-__all__ = ["ConfigError", "Retention", "Settings", "env_float"]
+from service.keys import DEFAULT_PREFIX, Keys
+
+__all__ = [
+    "ConfigError",
+    "Retention",
+    "Settings",
+    "env_bool",
+    "env_float",
+    "parse_bool",
+    "parse_secrets",
+]
 
 DEFAULT_WEBHOOK_PATH = "/webhook"
 # Request limits (README "Limits"): the portal sends one event per request, a few KiB; the
@@ -31,7 +41,8 @@ DEFAULT_UNPARSED_CAP = 1000
 # The portal's retry policy is undocumented; WhatsApp behind it retries for up to 7 days.
 DEFAULT_DEDUPE_TTL = 7 * 24 * 3600
 DEFAULT_INTAKE_DEADLINE = 2.0
-DEFAULT_QUEUE_PREFIX = "wabahooks:"
+#: Defined with the key names it prefixes (service/keys.py).
+DEFAULT_QUEUE_PREFIX = DEFAULT_PREFIX
 DEFAULT_JOB_TIMEOUT = 180
 DEFAULT_WAITAOF_TIMEOUT_MS = 1000
 #: Events are refused above this fraction of Redis's maxmemory; the rest is kept for what
@@ -49,8 +60,15 @@ DEFAULT_STORE_TTL = 30 * 24 * 3600
 #: A contact's set of message ids already attributed to sends (the ledger's
 #: reconciliation), after its last write: as long as a retry could still look.
 DEFAULT_SENT_TTL = 7 * 24 * 3600
-# Folded statuses: WABAHOOKS_STATUS_RETENTION, read with the built-in's configuration
-# (workers/config.py), which the README's "Retention" lists with these.
+#: A message's folded status (the status-tracking built-in), after its last change:
+#: ``WABAHOOKS_STATUS_RETENTION``, read with the built-in's configuration (workers/config.py).
+DEFAULT_STATUS_RETENTION = 30 * 24 * 3600
+
+# A failing handler's event (workers.RetryPolicy, README "Retries"): attempts in all, and the
+# exponential backoff between them, with full jitter (service/portal/backoff.py).
+DEFAULT_HANDLER_ATTEMPTS = 5
+DEFAULT_HANDLER_BACKOFF = 5.0
+DEFAULT_HANDLER_BACKOFF_CAP = 600.0
 
 
 class ConfigError(Exception):
@@ -92,13 +110,37 @@ def env_float(
     return value
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
+_FALSE, _TRUE = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
+
+
+def parse_bool(raw: str) -> bool:
+    """Return ``raw`` as a boolean: 1/true/yes/on or 0/false/no/off, any case.
+
+    Raise ``ValueError`` for anything else (callers name the setting in their error).
+    """
+    value = raw.strip().lower()
+    if value in _TRUE:
         return True
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    if value in _FALSE:
+        return False
+    raise ValueError(f"must be true or false (1/0, yes/no, on/off), got {raw!r}")
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """Return ``env[name]`` as a boolean, ``default`` when unset or empty."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_bool(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} {exc}") from None
+
+
+def parse_secrets(raw: str) -> tuple[str, ...]:
+    """Return the secrets of ``WABA_WEBHOOK_SECRET``: comma-separated while rotating, the
+    current one first; blanks ignored."""
+    return tuple(s.strip() for s in raw.split(",") if s.strip())
 
 
 @dataclass(frozen=True)
@@ -131,7 +173,8 @@ class Retention:
 class Settings:
     """The receiver's configuration. Build it with :meth:`from_env`."""
 
-    secrets: tuple[str, ...] = field(repr=False)
+    #: ``WABA_WEBHOOK_SECRET``: needed by what verifies or signs (:meth:`require_secrets`).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     redis_url: str | None = None
     webhook_path: str = DEFAULT_WEBHOOK_PATH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -153,18 +196,16 @@ class Settings:
     #: Start even when Redis's maxmemory-policy can evict our keys (service.redisguard).
     allow_eviction: bool = False
 
+    @property
+    def keys(self) -> Keys:
+        """Our Redis keys and queue names under :attr:`queue_prefix`."""
+        return Keys(self.queue_prefix)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``env`` (default ``os.environ``); raise :class:`ConfigError`."""
         env = os.environ if env is None else env
-        secrets = tuple(
-            s.strip() for s in env.get("WABA_WEBHOOK_SECRET", "").split(",") if s.strip()
-        )
-        if not secrets:
-            raise ConfigError(
-                "WABA_WEBHOOK_SECRET is not set: set it to the webhook secret the portal returned "
-                "(several, comma-separated, while rotating)"
-            )
+        secrets = parse_secrets(env.get("WABA_WEBHOOK_SECRET", ""))
         path = env.get("WABAHOOKS_WEBHOOK_PATH", "").strip() or DEFAULT_WEBHOOK_PATH
         if not path.startswith("/"):
             raise ConfigError(f"WABAHOOKS_WEBHOOK_PATH must start with '/', got {path!r}")
@@ -210,13 +251,22 @@ class Settings:
             replay_tolerance=tolerance or None,
             queue_prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
             job_timeout=_int(env, "WABAHOOKS_JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT, 1),
-            wait_aof=_bool(env, "WABAHOOKS_WAITAOF"),
+            wait_aof=env_bool(env, "WABAHOOKS_WAITAOF"),
             log_format=log_format,
             log_level=log_level,
             retention=Retention.from_env(env),
             memory_high_water=high_water,
-            allow_eviction=_bool(env, "WABAHOOKS_ALLOW_EVICTION"),
+            allow_eviction=env_bool(env, "WABAHOOKS_ALLOW_EVICTION"),
         )
+
+    def require_secrets(self) -> tuple[str, ...]:
+        """Return the webhook secrets or raise :class:`ConfigError` saying they are needed."""
+        if not self.secrets:
+            raise ConfigError(
+                "WABA_WEBHOOK_SECRET is not set: set it to the webhook secret the portal returned "
+                "(several, comma-separated, while rotating)"
+            )
+        return self.secrets
 
     def require_redis_url(self) -> str:
         """Return ``REDIS_URL`` or raise :class:`ConfigError` saying it is needed."""

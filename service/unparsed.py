@@ -22,17 +22,16 @@ from datetime import UTC, datetime
 import redis
 import redis.asyncio as aioredis
 
-__all__ = ["KEY", "count", "keep"]
+from service.keys import Keys
 
-#: The stream's name after the queue prefix: ``wabahooks:unparsed`` by default.
-KEY = "unparsed"
+__all__ = ["count", "keep"]
 
 
 async def keep(
     client: aioredis.Redis, prefix: str, body: bytes, reason: str, *, cap: int, ttl: int
 ) -> str:
     """Append ``body`` to the unparsed stream; return the entry id. Raises ``RedisError``."""
-    key = prefix + KEY
+    key = Keys(prefix).unparsed()
     received_at = datetime.now(UTC).isoformat()
     async with client.pipeline(transaction=True) as pipe:
         pipe.xadd(
@@ -48,4 +47,4 @@ async def keep(
 
 def count(connection: redis.Redis, prefix: str) -> int:
     """Return how many unparsed bodies are kept. Raises ``RedisError``."""
-    return int(connection.xlen(prefix + KEY))
+    return int(connection.xlen(Keys(prefix).unparsed()))

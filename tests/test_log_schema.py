@@ -21,10 +21,10 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
-from tests import payloads
-from tests.portal.support import API_KEY, serve
+from service.sim.app import create_sim_app
+from service.sim.config import SimConfig
+from tests.support import payloads
+from tests.support.portal import API_KEY, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "log-schema-secret-5f1c"

@@ -14,7 +14,6 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from service.portal.sim import create_sim_app
 from service.settings import (
     DEFAULT_FAILURE_TTL,
     DEFAULT_RESULT_TTL,
@@ -24,10 +23,11 @@ from service.settings import (
     Retention,
     Settings,
 )
-from tests.loop import sim_delivering_to
-from tests.portal.support import API_KEY, serve
-from tests.service.conftest import SECRET, Receiver, start_receiver  # noqa: F401 - fixture
-from tests.workers.conftest import WorkerProcess, start_worker  # noqa: F401 - fixture
+from service.sim.app import create_sim_app
+from tests.support.loop import sim_delivering_to
+from tests.support.portal import API_KEY, serve
+from tests.support.receiver import SECRET, Receiver
+from tests.support.workers import WorkerProcess
 
 ALICE, BOB = "447700900001", "447700900002"
 
@@ -46,7 +46,7 @@ def assert_expires(r: redis.Redis, key: str, configured: int) -> None:
 
 @pytest.fixture
 def sim_for(
-    start_receiver: Callable[..., Receiver],  # noqa: F811 - the fixture imported above
+    start_receiver: Callable[..., Receiver],
 ) -> Iterator[Callable[..., tuple[str, httpx.Client]]]:
     """Start a receiver (with ``Settings`` overrides) and the simulator delivering to it."""
     from contextlib import ExitStack
@@ -65,7 +65,7 @@ def sim_for(
 
 def test_every_key_of_an_events_journey_gets_its_configured_ttl(
     sim_for: Callable[..., tuple[str, httpx.Client]],
-    start_worker: Callable[..., WorkerProcess],  # noqa: F811 - the fixture imported above
+    start_worker: Callable[..., WorkerProcess],
     r: redis.Redis,
 ) -> None:
     sim_url, sim = sim_for(dedupe_ttl=300, retention=Retention(result_ttl=120, failure_ttl=240))

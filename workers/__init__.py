@@ -18,7 +18,7 @@ Enable it with ``WABAHOOKS_HANDLERS=myapp.greetings``; unit-test it with
 ``workers.testing.Harness``.
 """
 
-from service.model import (
+from service.typedevents import (
     Contact,
     Event,
     InboundMessage,

@@ -9,7 +9,6 @@ is added. Every job is read with RQ's ``JSONSerializer``, as the receiver writes
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
@@ -27,6 +26,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from service.jobs import QUEUE_NAMES
+from service.keys import Keys
 from service.settings import ConfigError, Settings
 
 __all__ = [
@@ -43,19 +43,15 @@ __all__ = [
 QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
 #: The queue a worker serves when none is named.
 DEFAULT_QUEUE = "messages"
-# A placeholder for the one setting workers do not use (the webhook secret).
-_NO_SECRET = "(not used by workers)"
 
 
 def load_worker_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Return the settings a worker reads, without requiring ``WABA_WEBHOOK_SECRET``.
+    """Return the settings a worker reads (verifying signatures is the receiver's job: no
+    ``WABA_WEBHOOK_SECRET`` needed).
 
     Raise :class:`ConfigError` for a missing ``REDIS_URL`` or a malformed setting.
     """
-    values = dict(os.environ if env is None else env)
-    if not values.get("WABA_WEBHOOK_SECRET", "").strip():
-        values["WABA_WEBHOOK_SECRET"] = _NO_SECRET  # verifying signatures is the receiver's job
-    settings = Settings.from_env(values)
+    settings = Settings.from_env(env)
     settings.require_redis_url()
     return settings
 
@@ -109,7 +105,7 @@ def metrics(host: str, port: int) -> None:
         )
         sys.exit(2)
     connection = _connect(settings)
-    queues = [settings.queue_prefix + name for name in QUEUES]
+    queues = [settings.keys.queue(name) for name in QUEUES]
     structlog.get_logger("wabahooks.metrics").info(
         "metrics.started", url=f"http://{host}:{port}/metrics", directory=path
     )
@@ -125,9 +121,9 @@ def failed() -> None:
     """List, requeue or purge failed jobs (RQ's failed registries)."""
 
 
-def _queues(connection: redis.Redis, prefix: str, only: str | None) -> list[Queue]:
+def _queues(connection: redis.Redis, keys: Keys, only: str | None) -> list[Queue]:
     names = [only] if only else list(QUEUES)
-    return [Queue(prefix + n, connection=connection, serializer=JSONSerializer) for n in names]
+    return [Queue(keys.queue(n), connection=connection, serializer=JSONSerializer) for n in names]
 
 
 def _failed_jobs(queues: list[Queue]) -> Iterator[tuple[Queue, Job]]:
@@ -164,7 +160,7 @@ def list_failed(queue: str | None) -> None:
     """Show failed jobs: id, queue, event key, when, the error's last line."""
     settings = settings_or_exit()
     rows = []
-    for q, job in _failed_jobs(_queues(_connect(settings), settings.queue_prefix, queue)):
+    for q, job in _failed_jobs(_queues(_connect(settings), settings.keys, queue)):
         rows.append((job.id, q.name, _event_key(job), *_failure(job)))
     if not rows:
         click.echo("No failed jobs.")
@@ -197,7 +193,7 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None) -> None:
         raise click.UsageError("--queue goes with --all; job ids already say their queue")
     settings = settings_or_exit()
     connection = _connect(settings)
-    queues = _queues(connection, settings.queue_prefix, queue)
+    queues = _queues(connection, settings.keys, queue)
     targets: list[tuple[str | None, str]]
     if all_:
         targets = [(q.name, job.id) for q, job in _failed_jobs(queues)]
@@ -231,7 +227,7 @@ def purge(queue: str | None, yes: bool) -> None:
     """Delete failed jobs for good (their events stay claimed: a portal retry is a duplicate)."""
     settings = settings_or_exit()
     connection = _connect(settings)
-    queues = _queues(connection, settings.queue_prefix, queue)
+    queues = _queues(connection, settings.keys, queue)
     registries = [FailedJobRegistry(queue=q) for q in queues]
     count = sum(len(registry.get_job_ids()) for registry in registries)
     if not count:

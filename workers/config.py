@@ -30,17 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.settings import parse_bool
+from workers.replyrules import AutoReplyConfig, BusinessHours, Rule, auto_reply_section
 from workers.sections import (
-    AutoReplyConfig,
-    BusinessHours,
     ConfigError,
     ForwardConfig,
     HttpTarget,
     MarkReadConfig,
     NumberTarget,
-    Rule,
     StatusTrackingConfig,
-    auto_reply_section,
     forward_section,
     mark_read_section,
     only_known,
@@ -123,9 +121,10 @@ def _env_value(name: str, dotted: str, raw: str) -> Any:
         except ValueError:
             raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}") from None
     if dotted.endswith(".allow_private_targets"):
-        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
-        return raw.lower() in ("1", "true", "yes")
+        try:
+            return parse_bool(raw)
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
     return raw
 
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import redis.asyncio
 import structlog
 
+from service.keys import DEFAULT_PREFIX, Keys
 from service.settings import DEFAULT_STORE_TTL
 from workers.bridge import BlockingProxy, Bridge
 from workers.effects import BlockingEffects, Effects
@@ -73,11 +74,11 @@ class RedisStore:
         client: redis.asyncio.Redis,
         conversation: str | None,
         *,
-        prefix: str = "wabahooks:",
+        prefix: str = DEFAULT_PREFIX,
         ttl: int = DEFAULT_STORE_TTL,
     ) -> None:
         self._redis = client
-        self._key = f"{prefix}store:{conversation or '-'}"
+        self._key = Keys(prefix).store(conversation or "-")
         self._ttl = ttl
 
     async def get(self, key: str, default: Any = None) -> Any:

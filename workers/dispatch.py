@@ -30,8 +30,8 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from service.model import Event
 from service.portal import OutcomeUnknown, PortalError
+from service.typedevents import Event
 from workers.bridge import Bridge
 from workers.context import AsyncContext
 from workers.execution import Superseded

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from service.portal import Message, OutcomeUnknown, Page, PortalError, SentMessage
+from service.portal.endpoints import found_sent
 from workers.bridge import BlockingProxy, Bridge
 from workers.ledger import Ledger
 
@@ -227,18 +228,9 @@ class Effects:
             page = await self.client.messages(to, cursor=cursor)
             if since is None:
                 since = search_from(intended_at, page.server_time, asked, time.time())
-            for item in page.items:
-                if item.timestamp < since:
-                    return None
-                item_id = item.wa_message_id or item.id
-                if (
-                    item.direction == "outbound"
-                    and item.text == message
-                    and item_id not in attributed
-                ):
-                    return item_id
-            if not page.has_more or not page.next_cursor:
-                return None
+            found, stop = found_sent(page, message, since, attributed)
+            if stop:
+                return None if found is None else found.wa_message_id or found.id
             cursor = page.next_cursor
 
     def __getattr__(self, name: str) -> Any:

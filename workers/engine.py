@@ -41,6 +41,7 @@ import redis.exceptions
 import structlog
 
 from workers.execution import ExecutionToken
+from workers.router import RetryPolicy
 from workers.rqstate import Ending, RQState, StartedJob
 from workers.threads import DEFAULT_SYNC_THREADS, Threads
 
@@ -371,5 +372,5 @@ class Engine:
 
 
 def _backoff(attempt: int) -> int:
-    """Seconds before a timed-out job's next attempt: 5 s doubling, full jitter, at most 600."""
-    return max(1, round(random.uniform(0, min(600, 5 * 2 ** (attempt - 1)))))
+    """Seconds before a timed-out job's next attempt: the default handler backoff."""
+    return RetryPolicy().delay(attempt)

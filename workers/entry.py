@@ -13,8 +13,6 @@ handler's exception, so the failed registry shows why (:class:`Failed`).
 
 from __future__ import annotations
 
-import math
-import random
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,8 +21,8 @@ from typing import Any, Literal
 import structlog
 
 from service.jobs import FORMAT_VERSION
-from service.model import parse_event
 from service.portal import RateLimited
+from service.typedevents import parse_event
 from workers.dispatch import HandlerFailed, dispatch
 from workers.execution import ExecutionToken, Superseded
 from workers.router import RetryPolicy
@@ -82,12 +80,10 @@ Outcome = Done | RetryLater | Failed
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, error: BaseException) -> int:
-    """Seconds to wait before attempt ``attempt + 1``: full jitter, at least Retry-After."""
-    ceiling = min(policy.cap, policy.base * 2 ** (attempt - 1))
-    delay = random.uniform(0, ceiling)
-    if isinstance(error, RateLimited) and error.retry_after:
-        delay = max(delay, error.retry_after)
-    return max(1, math.ceil(delay))  # RQ schedules in whole seconds; 0 would not wait
+    """Seconds to wait before attempt ``attempt + 1``: the policy's backoff, at least the
+    portal's Retry-After when it rate-limited us."""
+    retry_after = error.retry_after if isinstance(error, RateLimited) else None
+    return policy.delay(attempt, retry_after or None)
 
 
 def _traceback(error: BaseException) -> str:

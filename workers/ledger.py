@@ -39,9 +39,9 @@ from typing import Any, Literal, Protocol
 
 import redis.asyncio
 
+from service.keys import DEFAULT_PREFIX, Keys, rq_job
 from service.settings import DEFAULT_SENT_TTL
 from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
-from workers.rqstate import job_key
 
 __all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "MemoryLedger", "RedisLedger", "ledger_fields"]
 
@@ -143,13 +143,13 @@ class RedisLedger:
         token: ExecutionToken,
         *,
         fields: Mapping[str, str] | None = None,
-        prefix: str = "wabahooks:",
+        prefix: str = DEFAULT_PREFIX,
         sent_ttl: int = DEFAULT_SENT_TTL,
     ) -> None:
         self._redis = client
         self._token = token
-        self._key = job_key(token.job_id)
-        self._sent_prefix = f"{prefix}sent:"
+        self._key = rq_job(token.job_id)
+        self._sent_prefix = Keys(prefix).sent_prefix()
         self._sent_ttl = sent_ttl
         self._fields = None if fields is None else dict(fields)
         #: Deferred records (full field name → value), written with the next write.

@@ -39,6 +39,7 @@ from prometheus_client.exposition import start_wsgi_server
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from service.keys import RQ_STATE_KEYS
 from service.settings import ConfigError
 
 __all__ = [
@@ -55,14 +56,7 @@ __all__ = [
 #: prometheus-client's variable: the directory every process of a host writes its values to.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: ``state`` label → the RQ key holding a queue's jobs in that state (LLEN or ZCARD).
-QUEUE_STATES = {
-    "queued": "rq:queue:{}",
-    "deferred": "rq:deferred:{}",  # waiting for their conversation's previous job
-    "scheduled": "rq:scheduled:{}",  # waiting for a retry's delay
-    "started": "rq:wip:{}",
-    "failed": "rq:failed:{}",
-    "finished": "rq:finished:{}",
-}
+QUEUE_STATES = RQ_STATE_KEYS
 
 _HANDLER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _PORTAL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
@@ -208,8 +202,8 @@ class QueueDepthCollector:
         )
         with self._redis.pipeline(transaction=False) as pipe:
             for queue in self._queues:
-                for state, template in QUEUE_STATES.items():
-                    key = template.format(queue)
+                for state, key_of in QUEUE_STATES.items():
+                    key = key_of(queue)
                     if state == "queued":
                         pipe.llen(key)
                     else:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import click
 
-from service.admin import connect
-from service.events import mask_phone
-from service.policystore import CONTACT_TTL, Keys, optout_entries
+from service.cli.admin import connect
+from service.logs import mask_phone
+from service.policystore import CONTACT_TTL, PolicyKeys, optout_entries
 from service.portal.validation import check_phone
 from service.settings import ConfigError
 from workers.config import load_config
@@ -61,7 +61,7 @@ def optout_list(full: bool) -> None:
     the keyed hash that still keeps them from being messaged.
     """
     settings, connection = connect()
-    entries = optout_entries(connection, Keys(settings.queue_prefix))
+    entries = optout_entries(connection, PolicyKeys(settings.queue_prefix))
     if not entries:
         click.echo("No contact has opted out.")
         return
@@ -87,7 +87,7 @@ def handover(phone: str, on: bool) -> None:
     phone = _phone(phone)
     config = _policy()
     settings, connection = connect()
-    keys = Keys(settings.queue_prefix)
+    keys = PolicyKeys(settings.queue_prefix)
     now = time.time()
     if on:
         fields: dict[str, str | float] = {

@@ -22,12 +22,20 @@ built-in computes it and returns it; dispatch hands it to the handlers after).
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from service.model import Event, InboundMessage, StatusUpdate
+from service.identity import Kind
+from service.portal.backoff import full_jitter
+from service.settings import (
+    DEFAULT_HANDLER_ATTEMPTS,
+    DEFAULT_HANDLER_BACKOFF,
+    DEFAULT_HANDLER_BACKOFF_CAP,
+)
+from service.typedevents import Event, InboundMessage, StatusUpdate
 
 __all__ = [
     "STOP",
@@ -57,9 +65,14 @@ class RetryPolicy:
     """How a failing handler's event is retried: ``max_attempts`` in all, exponential
     backoff from ``base`` seconds up to ``cap``, with full jitter."""
 
-    max_attempts: int = 5
-    base: float = 5.0
-    cap: float = 600.0
+    max_attempts: int = DEFAULT_HANDLER_ATTEMPTS
+    base: float = DEFAULT_HANDLER_BACKOFF
+    cap: float = DEFAULT_HANDLER_BACKOFF_CAP
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> int:
+        """Whole seconds before attempt ``attempt + 1`` (RQ schedules in seconds; at least 1,
+        since 0 would not wait): full jitter, at least ``retry_after``."""
+        return max(1, math.ceil(full_jitter(attempt, self.base, self.cap, retry_after)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +119,7 @@ class Registration:
     """One registered handler: the function, the kind it handles, and its filters."""
 
     func: Handler
-    kind: str
+    kind: Kind
     name: str
     predicates: tuple[Predicate, ...] = ()
     #: Declared by handlers that send a reply (the mark-read built-in shows typing then):
@@ -176,7 +189,7 @@ class Router:
 
     def _register(
         self,
-        kind: str,
+        kind: Kind,
         predicates: list[Predicate],
         when: Predicate | None,
         replies: bool | ReplyDecision,
@@ -268,10 +281,10 @@ class Router:
         self, *, when: Predicate | None = None, retry: RetryPolicy | None = None
     ) -> Callable[[F], F]:
         """Register a handler for the portal's webhook test event."""
-        return self._register("test", [], when, False, retry)
+        return self._register(Kind.TEST, [], when, False, retry)
 
     def unknown(
         self, *, when: Predicate | None = None, retry: RetryPolicy | None = None
     ) -> Callable[[F], F]:
         """Register a handler for signed events of a kind this version does not know."""
-        return self._register("other", [], when, False, retry)
+        return self._register(Kind.OTHER, [], when, False, retry)

@@ -1,4 +1,4 @@
-"""RQ's job layout, written by our own scripts: the only module that knows RQ's keys.
+"""RQ's job layout, written by our own scripts: the only module that writes RQ's job states.
 
 The engine (``workers.engine``) runs many jobs at once on one event loop, which RQ 2.12's
 workers cannot (its ``Worker`` runs one job; its timeouts are SIGALRM, main thread only).
@@ -51,12 +51,23 @@ from typing import Any
 import redis.asyncio as aioredis
 import rq
 
+from service.keys import (
+    RQ_QUEUES,
+    RQ_SUSPENDED,
+    RQ_WORKERS,
+    rq_failed,
+    rq_queue,
+    rq_queue_workers,
+    rq_scheduled,
+    rq_started,
+    rq_worker,
+)
+
 __all__ = [
     "RQ_MARGIN",
     "Ending",
     "RQState",
     "StartedJob",
-    "job_key",
     "rq_timestamp",
 ]
 
@@ -64,21 +75,6 @@ __all__ = [
 RQ_MARGIN = 600
 #: RQ's timestamp format (``rq.utils.utcformat``).
 _RQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-# RQ's key names (rq 2.12; pinned by tests/workers/test_rq_surface.py).
-JOB_KEY = "rq:job:{0}"
-QUEUE_KEY = "rq:queue:{0}"
-STARTED_KEY = "rq:wip:{0}"
-SCHEDULED_KEY = "rq:scheduled:{0}"
-WORKER_KEY = "rq:worker:{0}"
-WORKERS_KEY = "rq:workers"
-QUEUE_WORKERS_KEY = "rq:workers:{0}"
-SUSPENDED_KEY = "rq:suspended"
-
-
-def job_key(job_id: str) -> str:
-    """Return the Redis key of a job's hash."""
-    return JOB_KEY.format(job_id)
 
 
 def rq_timestamp(moment: datetime | None = None) -> str:
@@ -222,11 +218,11 @@ class RQState:
         #: Seconds an execution's lease lasts without a heartbeat.
         self.lease = lease
         self.max_attempts = max_attempts
-        self._queue_key = QUEUE_KEY.format(queue)
-        self._started_key = STARTED_KEY.format(queue)
-        self._scheduled_key = SCHEDULED_KEY.format(queue)
-        self._failed_key = f"rq:failed:{queue}"
-        self._worker_key = WORKER_KEY.format(worker_name)
+        self._queue_key = rq_queue(queue)
+        self._started_key = rq_started(queue)
+        self._scheduled_key = rq_scheduled(queue)
+        self._failed_key = rq_failed(queue)
+        self._worker_key = rq_worker(worker_name)
         self._start = client.register_script(START)
         self._finish = client.register_script(FINISH)
         self._heartbeat = client.register_script(HEARTBEAT)
@@ -242,7 +238,7 @@ class RQState:
         """Pop and start up to ``len(execution_ids)`` jobs; [] if none wait (or `rq suspend`)."""
         # retries_left: what RQ's own cleanup needs to re-queue rather than fail (docstring).
         reply: Any = await self._start(
-            keys=[self._queue_key, self._started_key, SUSPENDED_KEY],
+            keys=[self._queue_key, self._started_key, RQ_SUSPENDED],
             args=[
                 self.worker_name,
                 rq_timestamp(),
@@ -331,17 +327,17 @@ class RQState:
                 "state": "busy",
             },
         )
-        pipe.sadd(WORKERS_KEY, self._worker_key)
-        pipe.sadd(QUEUE_WORKERS_KEY.format(self.queue), self._worker_key)
-        pipe.sadd("rq:queues", self._queue_key)
+        pipe.sadd(RQ_WORKERS, self._worker_key)
+        pipe.sadd(rq_queue_workers(self.queue), self._worker_key)
+        pipe.sadd(RQ_QUEUES, self._queue_key)
         pipe.expire(self._worker_key, self.lease + 60)
         await pipe.execute()
 
     async def register_death(self) -> None:
         """Unregister this worker (RQ's ``register_death``)."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.srem(WORKERS_KEY, self._worker_key)
-        pipe.srem(QUEUE_WORKERS_KEY.format(self.queue), self._worker_key)
+        pipe.srem(RQ_WORKERS, self._worker_key)
+        pipe.srem(rq_queue_workers(self.queue), self._worker_key)
         pipe.hset(self._worker_key, "death", rq_timestamp())
         pipe.expire(self._worker_key, 60)
         await pipe.execute()

@@ -19,8 +19,7 @@ from service.settings import (
     DEFAULT_QUEUE_PREFIX,
     DEFAULT_SENT_TTL,
     DEFAULT_STORE_TTL,
-    ConfigError,
-    Retention,
+    Settings,
 )
 from workers import builtins
 from workers.config import DEFAULT_CONFIG_FILE, load_config
@@ -106,33 +105,51 @@ class Runtime:
         metrics: WorkerMetrics | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
     ) -> Runtime:
-        """Build the runtime from the environment (see the README's Configuration).
+        """Build the runtime from the environment: :meth:`from_settings` with the settings
+        read from ``env``."""
+        env = os.environ if env is None else env
+        return cls.from_settings(
+            Settings.from_env(env), env, redis=redis, metrics=metrics, sync_threads=sync_threads
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        env: Mapping[str, str] | None = None,
+        *,
+        redis: AsyncRedis | None = None,
+        metrics: WorkerMetrics | None = None,
+        sync_threads: int = DEFAULT_SYNC_THREADS,
+    ) -> Runtime:
+        """Build the runtime from ``settings`` (Redis, key prefix, retention) and what only
+        workers read from ``env``: the portal's ``WABA_API_*``, the handler modules and the
+        configuration file (see the README's Configuration).
 
         ``redis``: the worker's own client, shared; else one for ``REDIS_URL``.
         ``metrics``: where to count (the portal client reports its calls there too).
         ``sync_threads``: the thread pool's size for plain ``def`` handlers.
         """
         env = os.environ if env is None else env
-        url = env.get("REDIS_URL", "").strip()
-        if redis is None and not url:
-            raise ConfigError("REDIS_URL is not set: the worker reads its jobs from Redis")
-        client = redis if redis is not None else _async_from_url(url)
+        client = redis if redis is not None else _async_from_url(settings.require_redis_url())
         closers: list[Callable[[], Any]] = []
         portal: AsyncPortalAPI
         if env.get("WABA_API_URL") or env.get("WABA_API_KEY"):
-            settings = PortalSettings.from_env(env)
-            limiter = AsyncRateLimiter.from_settings(client, settings)
-            portal = AsyncPortalClient(settings, limiter=limiter, observer=metrics)
+            portal_settings = PortalSettings.from_env(env)
+            limiter = AsyncRateLimiter.from_settings(
+                client, portal_settings, prefix=settings.keys.portal()
+            )
+            portal = AsyncPortalClient(portal_settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
         config = load_config(env)  # the built-ins' sections are validated here
         routers = builtins.routers(config, load_routers(env.get("WABAHOOKS_HANDLERS", "")))
-        retention = Retention.from_env(env)
+        retention = settings.retention
         return cls(
             redis=client,
             portal=portal,
             registrations=registrations(routers),
-            prefix=env.get("WABAHOOKS_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
+            prefix=settings.queue_prefix,
             config=config.raw,
             store_ttls=builtins.store_ttls(config),
             sent_ttl=retention.sent_ttl,

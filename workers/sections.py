@@ -1,4 +1,6 @@
-"""The built-ins' configuration sections: typed, and validated with errors that name the key.
+"""The built-ins' configuration sections: typed, and validated with errors that name the key
+(auto-reply's, the largest, in ``workers.replyrules``; the value readers in
+``workers.configvalues``).
 
 ``workers.config`` reads the file and applies the environment overrides; each built-in's
 section (``[handlers.mark_read]``, ``[handlers.auto_reply]``, ``[handlers.forward]``,
@@ -9,21 +11,26 @@ raises :class:`ConfigError` naming the key, e.g.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Literal
 
 import httpx
 
 from service import settings
-from service.portal.validation import check_phone
+from service.identity import Kind
+from workers.configvalues import (
+    ConfigError,
+    only_known,
+    phone_numbers,
+    strings_at,
+    table_at,
+    value_at,
+)
 
 __all__ = [
     "FORWARD_EVENTS",
-    "auto_reply_section",
     "forward_section",
     "mark_read_section",
     "only_known",
@@ -32,37 +39,18 @@ __all__ = [
     "strings_at",
     "table_at",
     "value_at",
-    "PLACEHOLDER",
-    "AutoReplyConfig",
-    "BusinessHours",
     "ConfigError",
     "ForwardConfig",
     "HttpTarget",
     "MarkReadConfig",
     "NumberTarget",
-    "Rule",
     "StatusTrackingConfig",
 ]
 
 MARK_READ_MODES = ("always", "when-replying", "never")
-DEFAULT_COOLDOWN = 600
-DEFAULT_STATUS_RETENTION = 30 * 24 * 3600
+DEFAULT_STATUS_RETENTION = settings.DEFAULT_STATUS_RETENTION
 DEFAULT_FORWARD_TIMEOUT = 5.0
-FORWARD_EVENTS = ("message", "status", "test", "other")
-#: Placeholders a reply template may use, e.g. "Hi {first_name}!"; ``{{``/``}}`` are braces.
-TEMPLATE_FIELDS = ("name", "first_name", "number", "text", "type", "payload", "caption")
-PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class ConfigError(settings.ConfigError):
-    """The configuration file (or an override) is wrong; ``key`` names where."""
-
-    def __init__(self, key: str, problem: str, *, source: str = "") -> None:
-        self.key = key
-        self.problem = problem
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: {problem}")
+FORWARD_EVENTS = tuple(kind.value for kind in Kind)
 
 
 # -- typed configuration ------------------------------------------------------------------
@@ -73,55 +61,6 @@ class MarkReadConfig:
     """``[handlers.mark_read]``: when to show "typing…" while marking read."""
 
     mode: Literal["always", "when-replying", "never"] = "when-replying"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One ``[[handlers.auto_reply.rules]]``: every matcher given must hold."""
-
-    key: str
-    reply: str
-    text: frozenset[str] = frozenset()
-    contains: tuple[str, ...] = ()
-    regex: re.Pattern[str] | None = None
-    payload: frozenset[str] = frozenset()
-    types: frozenset[str] | None = None
-    ignore_case: bool = True
-    #: Reply to the configured agent numbers too.
-    agents: bool = False
-
-
-@dataclass(frozen=True)
-class BusinessHours:
-    """Opening hours in a time zone: ``days`` (0 = Monday), from ``opens`` until ``closes``."""
-
-    timezone: ZoneInfo
-    days: frozenset[int]
-    opens: dt.time
-    closes: dt.time
-
-    def is_open(self, moment: dt.datetime) -> bool:
-        """Return whether the business is open at ``moment`` (an aware datetime)."""
-        local = moment.astimezone(self.timezone)
-        now = local.time().replace(tzinfo=None)
-        if self.opens <= self.closes:
-            return local.weekday() in self.days and self.opens <= now < self.closes
-        # Past midnight: the evening belongs to today, the early morning to yesterday.
-        if now >= self.opens:
-            return local.weekday() in self.days
-        return now < self.closes and (local.weekday() - 1) % 7 in self.days
-
-
-@dataclass(frozen=True)
-class AutoReplyConfig:
-    """``[handlers.auto_reply]``: rules (first match wins), a default, hours, cooldown."""
-
-    rules: tuple[Rule, ...] = ()
-    default: str | None = None
-    hours: BusinessHours | None = None
-    out_of_hours: str | None = None
-    cooldown: int = DEFAULT_COOLDOWN
-    agents: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -165,85 +104,6 @@ class StatusTrackingConfig:
     retention: int = DEFAULT_STATUS_RETENTION
 
 
-# -- reading values -------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-def table_at(value: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a table, got {type(value).__name__}")
-    return value
-
-
-def only_known(section: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
-    for name in section:
-        if name not in allowed:
-            raise ConfigError(f"{key}.{name}", f"unknown key; known keys: {', '.join(allowed)}")
-
-
-_KINDS: dict[type, str] = {
-    int: "a whole number",
-    float: "a number",
-    str: "a string",
-    bool: "true or false",
-    list: "an array",
-}
-
-
-def value_at(section: Mapping[str, Any], key: str, name: str, kind: type[T], default: T) -> T:
-    value = section.get(name, default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        wanted = _KINDS.get(kind, kind.__name__)
-        raise ConfigError(f"{key}.{name}", f"must be {wanted}, got {value!r}")
-    return value
-
-
-def strings_at(section: Mapping[str, Any], key: str, name: str) -> tuple[str, ...] | None:
-    """A string or a list of strings (``None`` when absent)."""
-    value = section.get(name)
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-        raise ConfigError(f"{key}.{name}", "must be a non-empty string or a list of them")
-    if not items:
-        raise ConfigError(f"{key}.{name}", "must not be an empty list")
-    return tuple(items)
-
-
-def phone_numbers(values: tuple[str, ...] | None, key: str) -> frozenset[str]:
-    numbers = [v.strip().lstrip("+").replace(" ", "") for v in values or ()]
-    for index, number in enumerate(numbers):
-        # The portal's own rule (one definition): a number it would refuse is refused here.
-        if (problem := check_phone(number)) is not None:
-            raise ConfigError(
-                key,
-                f"phone numbers are digits the portal accepts; entry {index + 1} is not: "
-                f"{problem.detail}",
-            )
-    return frozenset(numbers)
-
-
-def _template(section: Mapping[str, Any], key: str, name: str) -> str | None:
-    value = section.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}.{name}", "must be a non-empty string")
-    for match in PLACEHOLDER.finditer(value):
-        placeholder = match.group(1)
-        if placeholder is not None and placeholder not in TEMPLATE_FIELDS:
-            raise ConfigError(
-                f"{key}.{name}",
-                f"unknown placeholder {{{placeholder}}}; use {', '.join(TEMPLATE_FIELDS)} "
-                "(write {{ and }} for literal braces)",
-            )
-    return value
-
-
 # -- the built-ins' sections ----------------------------------------------------------------
 
 
@@ -255,103 +115,6 @@ def mark_read_section(section: Mapping[str, Any], key: str) -> MarkReadConfig:
             f"{key}.mode", f"must be one of {', '.join(MARK_READ_MODES)}, got {mode!r}"
         )
     return MarkReadConfig(mode)  # type: ignore[arg-type]  # checked just above
-
-
-def _time(value: Any, key: str) -> dt.time:
-    if isinstance(value, dt.time):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.time.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ConfigError(key, f'must be a time of day such as "09:00", got {value!r}')
-
-
-def _hours(section: Mapping[str, Any], key: str) -> BusinessHours:
-    only_known(section, key, ("timezone", "days", "open", "close"))
-    zone = value_at(section, key, "timezone", str, "UTC")
-    try:
-        timezone = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{key}.timezone", f"unknown time zone {zone!r}; use an IANA name like Europe/Berlin"
-        ) from None
-    days = strings_at(section, key, "days") or _DAYS[:5]
-    for day in days:
-        if day.lower()[:3] not in _DAYS:
-            raise ConfigError(f"{key}.days", f"unknown day {day!r}; use {', '.join(_DAYS)}")
-    if "open" not in section or "close" not in section:
-        raise ConfigError(key, 'needs both open and close, e.g. open = "09:00", close = "18:00"')
-    opens, closes = _time(section["open"], f"{key}.open"), _time(section["close"], f"{key}.close")
-    if opens == closes:
-        raise ConfigError(f"{key}.close", "must differ from open")
-    return BusinessHours(
-        timezone, frozenset(_DAYS.index(d.lower()[:3]) for d in days), opens, closes
-    )
-
-
-_RULE_KEYS = ("text", "contains", "regex", "payload", "type", "ignore_case", "agents", "reply")
-
-
-def _rule(section: Mapping[str, Any], key: str, ignore_case: bool) -> Rule:
-    only_known(section, key, _RULE_KEYS)
-    reply = _template(section, key, "reply")
-    if reply is None:
-        raise ConfigError(f"{key}.reply", "is required: the text to answer with")
-    fold = value_at(section, key, "ignore_case", bool, ignore_case)
-    norm: Callable[[str], str] = str.casefold if fold else (lambda s: s)
-    text, contains = strings_at(section, key, "text"), strings_at(section, key, "contains")
-    payload, types = strings_at(section, key, "payload"), strings_at(section, key, "type")
-    pattern = None
-    if "regex" in section:
-        source = value_at(section, key, "regex", str, "")
-        try:
-            pattern = re.compile(source, re.IGNORECASE if fold else 0)
-        except re.error as exc:
-            raise ConfigError(f"{key}.regex", f"not a valid regular expression: {exc}") from None
-    if not (text or contains or pattern or payload or types):
-        raise ConfigError(key, "needs a matcher: text, contains, regex, payload or type")
-    return Rule(
-        key=key,
-        reply=reply,
-        text=frozenset(norm(t.strip()) for t in text or ()),
-        contains=tuple(norm(c) for c in contains or ()),
-        regex=pattern,
-        payload=frozenset(payload or ()),
-        types=frozenset(types) if types else None,
-        ignore_case=fold,
-        agents=value_at(section, key, "agents", bool, False),
-    )
-
-
-def auto_reply_section(
-    section: Mapping[str, Any], key: str, agents: frozenset[str]
-) -> AutoReplyConfig:
-    allowed = ("enabled", "ignore_case", "rules", "default", "hours", "out_of_hours", "cooldown")
-    only_known(section, key, allowed)
-    ignore_case = value_at(section, key, "ignore_case", bool, True)
-    rules = section.get("rules", [])
-    if not isinstance(rules, list):
-        raise ConfigError(
-            f"{key}.rules", "must be an array of tables ([[handlers.auto_reply.rules]])"
-        )
-    parsed = tuple(
-        _rule(table_at(r, f"{key}.rules[{i}]"), f"{key}.rules[{i}]", ignore_case)
-        for i, r in enumerate(rules)
-    )
-    hours = None
-    if "hours" in section:
-        hours = _hours(table_at(section["hours"], f"{key}.hours"), f"{key}.hours")
-    out_of_hours = _template(section, key, "out_of_hours")
-    if out_of_hours is not None and hours is None:
-        raise ConfigError(f"{key}.out_of_hours", f"needs [{key}.hours] to know when you are closed")
-    cooldown = value_at(section, key, "cooldown", int, DEFAULT_COOLDOWN)
-    if cooldown < 0:
-        raise ConfigError(f"{key}.cooldown", "must be 0 (off) or more seconds")
-    return AutoReplyConfig(
-        parsed, _template(section, key, "default"), hours, out_of_hours, cooldown, agents
-    )
 
 
 def _url(value: str, key: str, allow_private: bool) -> httpx.URL:

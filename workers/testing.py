@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from service.model import Event, InboundMessage, StatusUpdate, parse_event
 from service.portal import Message, Page, SentMessage
+from service.typedevents import Event, InboundMessage, StatusUpdate, parse_event
 from workers.context import AsyncContext, MemoryStore
 from workers.dispatch import dispatch, run_in_default_executor
 from workers.effects import Effects

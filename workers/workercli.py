@@ -83,7 +83,7 @@ def worker(
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     options = _EngineOptions(
-        queue=settings.queue_prefix + name,
+        queue=settings.keys.queue(name),
         concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
         grace=grace if grace is not None else _env_int("WABAHOOKS_GRACE", int(DEFAULT_GRACE), 0),
         lease=_env_int("WABAHOOKS_LEASE", DEFAULT_LEASE, 5),
@@ -153,7 +153,9 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
         # Handlers load now, so a module that fails to import stops start-up.
-        runtime = Runtime.from_env(redis=client, metrics=meter, sync_threads=options.sync_threads)
+        runtime = Runtime.from_settings(
+            settings, redis=client, metrics=meter, sync_threads=options.sync_threads
+        )
     except ConfigError as exc:
         await client.aclose()
         raise _StartupError(str(exc), 2) from exc

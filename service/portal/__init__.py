@@ -1,16 +1,17 @@
-"""The WABA Portal, both sides: the API client workers call, and a simulator to run against.
+"""The WABA Portal's API client, shared by the receiver's commands and the workers.
 
 ``PortalClient`` (blocking) and ``AsyncPortalClient`` (asyncio) share one implementation of the
 portal's rules (``rules.py``, ``endpoints.py``); ``RateLimiter``/``AsyncRateLimiter`` share the
 send rate every worker process learns (``ratelimit.py``).
 
 ``service`` and ``workers`` both import from here (``service`` never imports ``workers``).
-Errors: see ``service.portal.errors``; the simulator's control API: ``service.portal.sim``.
+Errors: see ``service.portal.errors``; the simulator that serves the same contract: ``service.sim``.
 """
 
 from __future__ import annotations
 
 from service.portal.aclient import AsyncPortalClient
+from service.portal.aratelimit import AsyncRateLimiter
 from service.portal.backoff import RetryPolicy
 from service.portal.client import Limiter, PortalClient
 from service.portal.config import PortalSettings
@@ -43,7 +44,7 @@ from service.portal.models import (
     WebhookConfig,
     WebhookTestResult,
 )
-from service.portal.ratelimit import AsyncRateLimiter, LimiterState, RateLimiter, limiter_state
+from service.portal.ratelimit import LimiterState, RateLimiter, limiter_state
 from service.portal.rules import AsyncLimiter
 
 __all__ = [

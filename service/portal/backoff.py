@@ -11,17 +11,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+from service.portal.config import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BUDGET
+
+__all__ = ["RetryPolicy", "full_jitter", "parse_retry_after"]
+
+
+def full_jitter(
+    attempt: int,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based): a uniform draw below
+    ``min(cap, base * 2 ** (attempt - 1))`` ("full jitter"), and at least ``retry_after``.
+
+    The one backoff of the project: portal calls and handler retries both wait by it.
+    """
+    jittered = rand() * min(cap, base * float(2 ** (attempt - 1)))
+    return jittered if retry_after is None else max(retry_after, jittered)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``max_attempts`` tries within ``budget`` seconds; waits grow from ``base``."""
+    """A portal call's retries: at most ``max_attempts`` tries within ``budget`` seconds;
+    waits grow from ``base`` (the defaults of attempts and budget: ``service/portal/config.py``)."""
 
-    max_attempts: int = 5
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base: float = 0.5
     cap: float = 8.0
-    budget: float = 30.0
+    budget: float = DEFAULT_RETRY_BUDGET
 
     def delay(
         self,
@@ -30,9 +49,7 @@ class RetryPolicy:
         rand: Callable[[], float] = random.random,
     ) -> float:
         """Seconds to wait after failed ``attempt`` (1-based): full jitter, at least Retry-After."""
-        ceiling = min(self.cap, self.base * float(2 ** (attempt - 1)))
-        jittered = rand() * ceiling
-        return jittered if retry_after is None else max(retry_after, jittered)
+        return full_jitter(attempt, self.base, self.cap, retry_after, rand)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

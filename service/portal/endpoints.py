@@ -12,7 +12,7 @@ no Redis round trip), but every call waits out the shared hold-off after a 429.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import structlog
 
-from service.events import mask_phone
+from service.logs import mask_phone
 from service.portal.errors import invalid_request
 from service.portal.models import (
     Conversation,
@@ -138,15 +138,23 @@ def messages(phone_number: str, cursor: str | None, limit: int) -> Call[Page[Mes
     return Call("messages", "GET", path, _message_page, params=_params(cursor, limit))
 
 
-def found_sent(page: Page[Message], message: str, since: datetime) -> tuple[Message | None, bool]:
-    """Look through one page (newest first) for our ``message`` sent at or after ``since``.
+def found_sent(
+    page: Page[Message], message: str, since: datetime, attributed: Collection[str] = ()
+) -> tuple[Message | None, bool]:
+    """Look through one page (newest first) for our ``message`` sent at or after ``since``,
+    skipping messages whose id is already ``attributed`` to other sends.
 
-    Return (the message or None, whether to stop looking).
+    Return (the message or None, whether to stop looking). The one lost-send search: the
+    clients' ``find_sent`` and the ledger's reconciliation (``workers.effects``) both use it.
     """
     for item in page.items:
         if item.timestamp < since:
             return None, True
-        if item.direction == "outbound" and item.text == message:
+        if (
+            item.direction == "outbound"
+            and item.text == message
+            and (item.wa_message_id or item.id) not in attributed
+        ):
             return item, True
     return None, not page.has_more or not page.next_cursor
 

@@ -40,24 +40,24 @@ still answers 429 if we are too fast, and the client backs off on its own.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 import structlog
 
+from service.keys import Keys, limiter_contact, limiter_keys
 from service.portal.config import DEFAULT_CONTACT_BURST, PortalSettings
 
-__all__ = ["AsyncRateLimiter", "LimiterState", "RateLimiter", "alimiter_state", "limiter_state"]
+__all__ = ["LimiterState", "RateLimiter", "limiter_state"]
 
 log = structlog.get_logger("wabahooks.portal.ratelimit")
 
-DEFAULT_PREFIX = "wabahooks:portal:"
+DEFAULT_PREFIX = Keys().portal()
 #: Seconds' worth of tokens one process may take at once (and must use within).
 BATCH_WINDOW = 0.05
 #: The most tokens one process takes at once.
@@ -71,103 +71,18 @@ CLIMB_SECONDS = 60.0
 #: After a hold-off ends, 429s within this many seconds do not halve the rate again.
 CALM_SECONDS = 1.0
 
-# The effective rate: `rate` as of `ts` (set by the last cut), plus the climb since, capped.
-# KEYS[rate_key]; ARGV ceiling, climb (per second).
-_EFFECTIVE = """
-local function now_s()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local function effective(key, ceiling, climb, now)
-  local s = redis.call('HMGET', key, 'rate', 'ts')
-  local rate = tonumber(s[1])
-  if not rate then return ceiling end
-  return math.min(ceiling, rate + math.max(0, now - tonumber(s[2])) * climb)
-end
-"""
 
-# KEYS: bucket, blocked-until, rate[, contact bucket].
-# ARGV: ceiling, burst at the ceiling, tokens wanted, climb[, contact rate, contact burst].
-# Returns "<granted> <seconds to wait> <why: ok|held|rate|contact> <effective rate>".
-_ACQUIRE = (
-    _EFFECTIVE
-    + """
-local now = now_s()
-local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
-if blocked > now then return '0 ' .. tostring(blocked - now) .. ' held 0' end
-local ceiling = tonumber(ARGV[1])
-local rate = effective(KEYS[3], ceiling, tonumber(ARGV[4]), now)
-local burst = math.max(1, tonumber(ARGV[2]) * rate / ceiling)
-local ctokens = nil
-if KEYS[4] then
-  local crate, cburst = tonumber(ARGV[5]), tonumber(ARGV[6])
-  local c = redis.call('HMGET', KEYS[4], 'tokens', 'ts')
-  local elapsed = math.max(0, now - (tonumber(c[2]) or now))
-  ctokens = math.min(cburst, (tonumber(c[1]) or cburst) + elapsed * crate)
-  if ctokens < 1 then
-    return '0 ' .. tostring((1 - ctokens) / crate) .. ' contact ' .. tostring(rate)
-  end
-end
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait, granted, why = 0, 0, 'ok'
-if tokens >= 1 then
-  granted = math.min(tonumber(ARGV[3]), math.floor(tokens))
-  tokens = tokens - granted
-else
-  wait, why = (1 - tokens) / rate, 'rate'
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-if ctokens and granted > 0 then
-  redis.call('HSET', KEYS[4], 'tokens', tostring(ctokens - 1), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[4], math.ceil(tonumber(ARGV[6]) / tonumber(ARGV[5]) * 1000) + 1000)
-end
-return tostring(granted) .. ' ' .. tostring(wait) .. ' ' .. why .. ' ' .. tostring(rate)
-"""
-)
+def _script(name: str) -> str:
+    """The Lua script ``service/portal/lua/<name>.lua``, after the shared ``common.lua``
+    (Redis' clock and the effective rate)."""
+    folder = files("service.portal").joinpath("lua")
+    common = folder.joinpath("common.lua").read_text(encoding="utf-8")
+    return common + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
-# KEYS: blocked-until, rate, bucket. ARGV: seconds, ceiling, climb, floor, calm.
-# Moves the pause forward (never back); halves the rate unless a cut is still calming down.
-# Returns the seconds every process must now hold back.
-_HOLD_OFF = (
-    _EFFECTIVE
-    + """
-local now = now_s()
-local seconds = tonumber(ARGV[1])
-local until_ = now + seconds
-local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ > blocked then
-  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(seconds * 1000) + 1)
-  blocked = until_
-end
-local ceiling, climb = tonumber(ARGV[2]), tonumber(ARGV[3])
-local calm = tonumber(redis.call('HGET', KEYS[2], 'calm') or '0')
-if now >= calm then
-  local rate = math.max(tonumber(ARGV[4]), effective(KEYS[2], ceiling, climb, now) / 2)
-  redis.call('HSET', KEYS[2], 'rate', tostring(rate), 'ts', tostring(blocked),
-             'calm', tostring(blocked + tonumber(ARGV[5])))
-  local recovered = blocked - now + (ceiling - rate) / climb
-  redis.call('PEXPIRE', KEYS[2], math.ceil(recovered * 1000) + 1000)
-  redis.call('HSET', KEYS[3], 'tokens', '0', 'ts', tostring(blocked))
-  redis.call('PEXPIRE', KEYS[3], math.ceil((blocked - now + 1 / rate) * 1000) + 1000)
-end
-return tostring(blocked - now)
-"""
-)
 
-# KEYS: blocked-until, rate. ARGV: ceiling, climb. Returns "<effective rate> <hold-off left>".
-_STATE = (
-    _EFFECTIVE
-    + """
-local now = now_s()
-local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
-local rate = effective(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), now)
-return tostring(rate) .. ' ' .. tostring(math.max(0, blocked - now))
-"""
-)
+_ACQUIRE = _script("acquire")
+_HOLD_OFF = _script("hold_off")
+_STATE = _script("state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +125,7 @@ class _Limiter:
         self.contact_interval = contact_interval
         self.contact_burst = max(1.0, contact_burst)
         self._prefix = prefix
-        self._keys = [f"{prefix}bucket", f"{prefix}blocked-until", f"{prefix}rate"]
+        self._keys = limiter_keys(prefix)
         self._climb = rate / CLIMB_SECONDS
         self._batch = max(1, min(MAX_BATCH, int(self.rate * BATCH_WINDOW)))
         self._clock = clock
@@ -228,7 +143,7 @@ class _Limiter:
             args[2] = self._batch
             return self._keys, args
         args += [repr(1.0 / self.contact_interval), repr(self.contact_burst)]
-        return [*self._keys, f"{self._prefix}contact:{contact}"], args
+        return [*self._keys, limiter_contact(self._prefix, contact)], args
 
     def _paced_per_contact(self, contact: str | None) -> bool:
         return contact is not None and self.contact_interval is not None
@@ -359,99 +274,6 @@ class RateLimiter(_Limiter):
         return LimiterState(rate=rate, ceiling=self.rate, held=held)
 
 
-class AsyncRateLimiter(_Limiter):
-    """:class:`RateLimiter` on ``redis.asyncio``, for ``AsyncPortalClient`` (the same scripts).
-
-    Build one per event loop (its refill lock belongs to the loop that first waits on it).
-    Size the Redis client's pool for the tasks in flight: ``redis.asyncio`` raises when its
-    pool is full instead of waiting.
-    """
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        rate: float,
-        burst: float | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        contact_interval: float | None = None,
-        contact_burst: float = DEFAULT_CONTACT_BURST,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            rate=rate,
-            burst=burst,
-            prefix=prefix,
-            contact_interval=contact_interval,
-            contact_burst=contact_burst,
-            clock=clock,
-        )
-        self._refill = asyncio.Lock()  # one refill at a time; the rest is never interrupted
-        self._acquire = client.register_script(_ACQUIRE)
-        self._hold_off = client.register_script(_HOLD_OFF)
-        self._state = client.register_script(_STATE)
-
-    @classmethod
-    def from_settings(
-        cls, client: aioredis.Redis, settings: PortalSettings, *, prefix: str = DEFAULT_PREFIX
-    ) -> AsyncRateLimiter:
-        """Return the limiter ``settings`` describe (rate, burst, per-contact pacing)."""
-        return cls(client, prefix=prefix, **_options(settings))
-
-    async def acquire(self, contact: str | None = None) -> float:
-        """Take a permit to send: 0.0 if the send may go now, else the seconds to wait."""
-        if self._paced_per_contact(contact):
-            return await self._run_acquire(contact)
-        if self._take_local():
-            return 0.0
-        async with self._refill:
-            if self._take_local():  # another task refilled while this one waited
-                return 0.0
-            return await self._run_acquire(None)
-
-    async def _run_acquire(self, contact: str | None) -> float:
-        keys, args = self._acquire_args(contact)
-        try:
-            reply = await self._acquire(keys=keys, args=args)
-        except redis.RedisError as exc:
-            _unavailable(exc)
-            return 0.0
-        return self._granted(reply, batch=contact is None)
-
-    async def held(self) -> float:
-        """Return the seconds every call must still hold back after a 429 (0.0: none)."""
-        cached = self._held_cached()
-        if cached is not None:
-            return cached
-        async with self._refill:  # one read for all the calls that missed the cache at once
-            cached = self._held_cached()
-            if cached is not None:
-                return cached
-            try:
-                reply = await self._state(keys=self._keys[1:], args=self._state_args())
-                _rate, held = _split(reply)
-            except redis.RedisError as exc:
-                _unavailable(exc)
-                held = 0.0
-            self._saw_hold(held, self._clock())
-            return held
-
-    async def hold_off(self, seconds: float) -> None:
-        """Make every process wait ``seconds`` from now, and halve the shared send rate."""
-        if seconds <= 0:
-            return
-        keys, args = self._hold_off_args(seconds)
-        try:
-            await self._hold_off(keys=keys, args=args)
-        except redis.RedisError as exc:
-            _unavailable(exc)
-
-    async def state(self) -> LimiterState:
-        """Return the effective send rate and hold-off, as every process sees them."""
-        rate, held = _split(await self._state(keys=self._keys[1:], args=self._state_args()))
-        return LimiterState(rate=rate, ceiling=self.rate, held=held)
-
-
 def _options(settings: PortalSettings) -> dict[str, Any]:
     return {
         "rate": settings.rate,
@@ -472,10 +294,3 @@ def limiter_state(
 ) -> LimiterState:
     """Return the shared send rate and hold-off now, for a ``ceiling`` (``WABA_API_RATE``)."""
     return RateLimiter(client, rate=ceiling, prefix=prefix).state()
-
-
-async def alimiter_state(
-    client: aioredis.Redis, ceiling: float, *, prefix: str = DEFAULT_PREFIX
-) -> LimiterState:
-    """:func:`limiter_state` on ``redis.asyncio``."""
-    return await AsyncRateLimiter(client, rate=ceiling, prefix=prefix).state()

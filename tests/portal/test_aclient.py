@@ -14,7 +14,7 @@ import pytest
 
 from service.portal import AsyncPortalClient, OutcomeUnknown, PortalSettings, TransportError
 from service.portal.backoff import RetryPolicy
-from tests.portal.support import API_KEY, FAST_RETRY, inbound
+from tests.support.portal import API_KEY, FAST_RETRY, inbound
 
 PHONE = "919876543210"
 T = TypeVar("T")

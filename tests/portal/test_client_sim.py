@@ -23,7 +23,7 @@ from service.portal.errors import (
     ServerError,
     TemplateNotFound,
 )
-from tests.portal.support import FAST_RETRY, READONLY_KEY, Collector, inbound
+from tests.support.portal import FAST_RETRY, READONLY_KEY, Collector, inbound
 
 PHONE = "919876543210"
 BODY = {

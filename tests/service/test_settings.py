@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.settings import ConfigError, Settings
+from service.app import create_app
+from service.settings import ConfigError, Settings, parse_bool
+from workers.config import parse_config
 
 
 def test_defaults_with_only_the_secret() -> None:
@@ -31,11 +33,31 @@ def test_rotation_secrets_are_comma_separated() -> None:
 
 
 @pytest.mark.parametrize("value", [None, "", " , "])
-def test_missing_or_empty_secret_names_the_variable(value: str | None) -> None:
+def test_the_secret_is_required_where_it_is_needed(value: str | None) -> None:
     env = {} if value is None else {"WABA_WEBHOOK_SECRET": value}
+    settings = Settings.from_env(env)  # workers and Redis-only commands need no secret
 
+    assert settings.secrets == ()
     with pytest.raises(ConfigError, match="^WABA_WEBHOOK_SECRET is not set"):
-        Settings.from_env(env)
+        settings.require_secrets()
+    with pytest.raises(ConfigError, match="^WABA_WEBHOOK_SECRET is not set"):
+        create_app(settings)  # the receiver verifies every delivery
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("TRUE", True), (" yes ", True), ("on", True)]
+    + [("0", False), ("false", False), ("No", False), ("off", False)],
+)
+def test_one_boolean_reading_for_every_setting(raw: str, expected: bool) -> None:
+    assert parse_bool(raw) is expected
+    assert Settings.from_env({"WABAHOOKS_WAITAOF": raw}).wait_aof is expected
+    target = {"name": "t", "url": "https://x.test/h", "secret": "s"}
+    forwarded = parse_config(
+        {"handlers": {"forward": {"http": [target]}}},
+        {"WABAHOOKS_FORWARD_ALLOW_PRIVATE": raw},
+    )
+    assert forwarded.raw["handlers"]["forward"]["allow_private_targets"] is expected
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,11 @@ from rq.registry import DeferredJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.cli import main
-from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
 from service.samples import new_message_id, out_of_order
-from tests.portal.support import serve
-from tests.service.conftest import SECRET, Receiver
+from service.sim.app import create_sim_app
+from service.sim.config import SimConfig
+from tests.support.portal import serve
+from tests.support.receiver import SECRET, Receiver
 
 
 @pytest.fixture(autouse=True)

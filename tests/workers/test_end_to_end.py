@@ -6,7 +6,7 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from tests.loop import running_loop
+from tests.support.loop import running_loop
 from tests.workers.example_handlers import router
 from workers import Context, InboundMessage, Permanent, Router
 

@@ -14,8 +14,8 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.cli import main
+from tests.support.workers import PREFIX, ROOT, drain, worker_env
 from tests.workers import jobs
-from tests.workers.conftest import PREFIX, ROOT, drain, worker_env
 
 
 def run(redis_url: str | None, *args: str, input: str | None = None) -> Result:

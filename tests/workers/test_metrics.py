@@ -15,12 +15,12 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.portal.sim import create_sim_app
-from tests import payloads
-from tests.loop import sim_delivering_to
-from tests.portal.support import API_KEY, serve
-from tests.service.conftest import SECRET, Receiver
-from tests.workers.conftest import ROOT, WorkerProcess, wait_for, worker_env
+from service.sim.app import create_sim_app
+from tests.support import payloads
+from tests.support.loop import sim_delivering_to
+from tests.support.portal import API_KEY, serve
+from tests.support.receiver import SECRET, Receiver
+from tests.support.workers import ROOT, WorkerProcess, wait_for, worker_env
 from workers.metrics import QueueDepthCollector, scrape_registry
 
 HANDLER = "metered:answer"

@@ -22,11 +22,11 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.portal.sim import create_sim_app
-from tests.loop import sim_delivering_to
-from tests.portal.support import API_KEY, serve
-from tests.service.conftest import SECRET, Receiver
-from tests.workers.conftest import wait_for
+from service.sim.app import create_sim_app
+from tests.support.loop import sim_delivering_to
+from tests.support.portal import API_KEY, serve
+from tests.support.receiver import SECRET, Receiver
+from tests.support.workers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = "wabahooks:messages"

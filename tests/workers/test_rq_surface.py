@@ -35,6 +35,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key, utcformat
 
+from service import keys
 from tests.workers import jobs
 from workers import rqstate
 from workers.engine import Engine
@@ -56,20 +57,23 @@ def test_rq_version_is_the_one_the_scripts_were_checked_against() -> None:
 
 
 def test_key_names_match_rqs() -> None:
+    """service/keys.py names RQ's keys; these are RQ's own spellings of them."""
     q = Queue("q", connection=redis.Redis(), serializer=JSONSerializer)
-    assert q.key == rqstate.QUEUE_KEY.format("q")
-    assert Job.key_for("j") == rqstate.JOB_KEY.format("j")
-    assert StartedJobRegistry.key_template == rqstate.STARTED_KEY
-    assert ScheduledJobRegistry.key_template == rqstate.SCHEDULED_KEY
-    assert FinishedJobRegistry.key_template == "rq:finished:{0}"
-    assert FailedJobRegistry.key_template == "rq:failed:{0}"
-    assert DeferredJobRegistry.key_template == "rq:deferred:{0}"
+    assert q.key == keys.rq_queue("q")
+    assert Queue.redis_queues_keys == keys.RQ_QUEUES
+    assert Job.key_for("j") == keys.rq_job("j")
+    assert StartedJobRegistry.key_template.format("q") == keys.rq_started("q")
+    assert ScheduledJobRegistry.key_template.format("q") == keys.rq_scheduled("q")
+    assert FinishedJobRegistry.key_template.format("q") == keys.rq_finished("q")
+    assert FailedJobRegistry.key_template.format("q") == keys.rq_failed("q")
+    assert DeferredJobRegistry.key_template.format("q") == keys.rq_deferred("q")
     assert ExecutionRegistry.key_template == "rq:executions:{0}"
     assert Execution("e", "j", connection=redis.Redis()).key == "rq:execution:j:e"
     assert Result.get_key("j") == "rq:results:j"
-    assert rq.worker.Worker.redis_worker_namespace_prefix + "w" == rqstate.WORKER_KEY.format("w")
-    assert rq.worker.Worker.redis_workers_keys == rqstate.WORKERS_KEY
-    assert rq.suspension.WORKERS_SUSPENDED == rqstate.SUSPENDED_KEY
+    assert rq.worker.Worker.redis_worker_namespace_prefix + "w" == keys.rq_worker("w")
+    assert rq.worker.Worker.redis_workers_keys == keys.RQ_WORKERS
+    assert rq.suspension.WORKERS_SUSPENDED == keys.RQ_SUSPENDED
+    assert rq.worker_registration.WORKERS_BY_QUEUE_KEY % "q" == keys.rq_queue_workers("q")
 
 
 def test_formats_and_signatures_match_rqs() -> None:

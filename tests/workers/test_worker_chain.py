@@ -12,9 +12,9 @@ from rq.job import Job, JobStatus
 from rq.registry import DeferredJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from tests import payloads
-from tests.service.conftest import SECRET, Receiver
-from tests.workers.conftest import PREFIX, WorkerProcess
+from tests.support import payloads
+from tests.support.receiver import SECRET, Receiver
+from tests.support.workers import PREFIX, WorkerProcess
 
 
 def deliver(receiver: Receiver, envelope: object) -> None:

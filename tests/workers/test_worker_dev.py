@@ -18,8 +18,8 @@ from rq.job import JobStatus
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
-from tests import payloads
-from tests.workers.conftest import PREFIX, wait_for, worker_env
+from tests.support import payloads
+from tests.support.workers import PREFIX, wait_for, worker_env
 
 SECRET = "dev-test-secret"
 

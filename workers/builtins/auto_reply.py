@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from service.portal.validation import fit_text
 from workers import AsyncContext, InboundMessage, Router
-from workers.sections import PLACEHOLDER, AutoReplyConfig, Rule
+from workers.replyrules import PLACEHOLDER, AutoReplyConfig, Rule
 
 __all__ = ["NAME", "build", "choose", "render"]
 

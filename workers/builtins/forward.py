@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import httpx
 
-from service.events import mask_phone
+from service.identity import Kind
+from service.logs import mask_phone
 from service.portal import OutsideMessagingWindow
 from service.portal.validation import fit_text
 from service.signature import js_stringify, sign
@@ -40,7 +41,7 @@ EVENT_KEY_HEADER = "X-Wabahooks-Event-Key"
 
 
 def _wants(target: HttpTarget | NumberTarget, event: Event) -> bool:
-    events = target.events if isinstance(target, HttpTarget) else frozenset({"message"})
+    events = target.events if isinstance(target, HttpTarget) else frozenset({Kind.MESSAGE})
     if events is not None and event.kind not in events:
         return False
     if target.types is not None and isinstance(event, InboundMessage):
@@ -129,13 +130,13 @@ def build(
             return any(_wants(t, event) for t in config.http)
 
         # One function under each kind a target wants: it still runs once per event.
-        if "message" in kinds:
+        if Kind.MESSAGE in kinds:
             router.message(when=wanted)(forward_http)
-        if "status" in kinds:
+        if Kind.STATUS in kinds:
             router.status(when=wanted)(forward_http)
-        if "test" in kinds:
+        if Kind.TEST in kinds:
             router.test(when=wanted)(forward_http)
-        if "other" in kinds:
+        if Kind.OTHER in kinds:
             router.unknown(when=wanted)(forward_http)
 
     def to_numbers(event: InboundMessage) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from service.events import mask_phone
+from service.logs import mask_phone
 from workers import AsyncContext, Router, StatusTransition, StatusUpdate
 from workers.sections import StatusTrackingConfig
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.events import mask_phone
-from service.model import InboundMessage
+from service.logs import mask_phone
 from service.portal import OutsideMessagingWindow
+from service.typedevents import InboundMessage
 from workers.policy.config import fold
 from workers.policy.errors import OptedOut
 from workers.policy.state import DAY

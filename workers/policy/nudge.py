@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from service.events import Kind, mask_phone
+from service.identity import Kind
 from service.jobs import FORMAT_VERSION, JOB_FUNCTION, queue_name
+from service.keys import RQ_QUEUES, rq_job, rq_queue, rq_scheduled
+from service.logs import mask_phone
 from service.settings import DEFAULT_FAILURE_TTL, DEFAULT_JOB_TIMEOUT, DEFAULT_RESULT_TTL
 from workers.router import Router
-from workers.rqstate import QUEUE_KEY, SCHEDULED_KEY, job_key, rq_timestamp
+from workers.rqstate import rq_timestamp
 
 if TYPE_CHECKING:
     from workers.policy.scope import EventScope
@@ -80,8 +82,8 @@ async def schedule(scope: EventScope, agent: str) -> bool:
         "started_at": "", "ended_at": "", "last_heartbeat": "", "worker_name": "", "group_id": "",
     }  # fmt: skip
     redis = scope.store.redis
-    keys = [scope.store.keys.nudge(agent, anchor), job_key(job_id),
-            SCHEDULED_KEY.format(queue), "rq:queues", QUEUE_KEY.format(queue)]  # fmt: skip
+    keys = [scope.store.keys.nudge(agent, anchor), rq_job(job_id),
+            rq_scheduled(queue), RQ_QUEUES, rq_queue(queue)]  # fmt: skip
     ttl = int(closes - now) + 24 * 3600
     flat = [item for pair in fields.items() for item in pair]
     done = await redis.eval(_SCHEDULE, len(keys), *keys, ttl, int(at), *flat)

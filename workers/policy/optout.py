@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from service.events import mask_phone
-from service.model import InboundMessage
+from service.logs import mask_phone
+from service.typedevents import InboundMessage
 from workers.policy.config import fold
 
 if TYPE_CHECKING:

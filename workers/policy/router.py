@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.model import InboundMessage
+from service.typedevents import InboundMessage
 from workers.policy import agents, handover, optout
 from workers.policy.scope import EventScope, message_time
 from workers.router import Router

@@ -14,10 +14,10 @@ from typing import Any
 
 import structlog
 
-from service.events import mask_phone
-from service.model import Event, InboundMessage
-from service.policystore import Keys
+from service.logs import mask_phone
+from service.policystore import PolicyKeys
 from service.portal import PortalError
+from service.typedevents import Event, InboundMessage
 from workers.dispatch import Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.ledger import Ledger
@@ -60,7 +60,7 @@ class Policy:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.store = PolicyStore(redis, Keys(prefix))
+        self.store = PolicyStore(redis, PolicyKeys(prefix))
         self.portal = portal
         self.prefix = prefix
         self.clock = clock

@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.policystore import CONTACT_TTL, FORWARD_TTL, Keys, configured_key, hash_number
+from service.policystore import CONTACT_TTL, FORWARD_TTL, PolicyKeys, configured_key, hash_number
 
 __all__ = ["DAY", "ContactRecord", "PolicyStore", "Window", "window_of"]
 
@@ -75,7 +75,9 @@ class ContactRecord:
 class PolicyStore:
     """Async reads and writes of the policy's keys."""
 
-    def __init__(self, redis: Redis, keys: Keys, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, redis: Redis, keys: PolicyKeys, env: Mapping[str, str] | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self._hash_key = configured_key(env)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tomllib
 from datetime import UTC, datetime, timedelta
 
-from tests.loop import running_loop
-from tests.workers.builtins.support import AGENT, CUSTOMER, config, harness, inbound, text
+from tests.support.builtins import AGENT, CUSTOMER, config, harness, inbound, text
+from tests.support.loop import running_loop
 from workers.builtins import auto_reply
 from workers.config import parse_config
 from workers.testing import Harness, status_update

@@ -10,9 +10,9 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from service.signature import verify
-from tests.loop import running_loop
-from tests.portal.support import Collector, serve
-from tests.workers.builtins.support import AGENT, CUSTOMER, config, inbound, text
+from tests.support.builtins import AGENT, CUSTOMER, config, inbound, text
+from tests.support.loop import running_loop
+from tests.support.portal import Collector, serve
 from workers import HandlerFailed
 from workers.builtins import forward, safehttp
 from workers.testing import Harness, status_update

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.loop import running_loop
-from tests.workers.builtins.support import harness, text
+from tests.support.builtins import harness, text
+from tests.support.loop import running_loop
 from workers import AsyncContext, Context, InboundMessage, Router
 from workers.testing import status_update
 

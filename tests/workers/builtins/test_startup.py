@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis.asyncio
 
-from tests.workers.conftest import WorkerProcess
+from tests.support.workers import WorkerProcess
 from workers.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[3]

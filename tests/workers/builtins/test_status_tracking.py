@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from structlog.testing import capture_logs
 
-from tests.loop import running_loop
-from tests.workers.builtins.support import harness
+from tests.support.builtins import harness
+from tests.support.loop import running_loop
 from workers import Context, HandlerFailed, Router, StatusTransition, StatusUpdate
 from workers.builtins.status_tracking import advances
 from workers.testing import status_update

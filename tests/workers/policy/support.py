@@ -8,8 +8,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from service.portal import PortalClient, PortalSettings
-from tests.loop import Loop
-from tests.portal.support import API_KEY
+from tests.support.loop import Loop
+from tests.support.portal import API_KEY
 
 CUSTOMER, AGENT = "919876543210", "14155550123"
 THANKS = "Thanks, we got it."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.loop import running_loop
+from tests.support.loop import running_loop
 from tests.workers.policy.support import (
     AGENT,
     CUSTOMER,

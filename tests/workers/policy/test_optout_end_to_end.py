@@ -6,7 +6,7 @@ import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from tests.loop import running_loop
+from tests.support.loop import running_loop
 from tests.workers.test_end_to_end import sent_texts
 from workers import Context, InboundMessage, Router
 from workers.policy.config import START_REPLY, STOP_REPLY

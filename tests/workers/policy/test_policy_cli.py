@@ -9,8 +9,8 @@ import redis
 from click.testing import CliRunner, Result
 
 from service.cli import main
-from service.policystore import Keys, hash_number, optout_entries
-from tests.loop import running_loop
+from service.policystore import PolicyKeys, hash_number, optout_entries
+from tests.support.loop import running_loop
 from tests.workers.policy.test_optout_end_to_end import CONFIG
 from tests.workers.test_end_to_end import sent_texts
 from workers.policy.config import STOP_REPLY
@@ -58,13 +58,13 @@ def test_forget_keeps_the_keyed_hash_so_the_contact_stays_opted_out(
         loop.inbound("hello again")  # a forgotten contact who opted out gets no reply
         loop.work()
         texts = sent_texts(loop.history())
-    entries = optout_entries(r, Keys())
+    entries = optout_entries(r, PolicyKeys())
 
     assert forgotten.exit_code == 0, forgotten.output
     assert "opt-out number (its keyed hash kept)" in forgotten.stdout
     assert "(forgotten)" in listed.stdout and ANN not in listed.stdout
     assert [e.phone for e in entries] == [None]
-    assert ANN.encode() not in b"".join(r.hvals(Keys().optout))
+    assert ANN.encode() not in b"".join(r.hvals(PolicyKeys().optout))
     assert texts == [STOP_REPLY]
 
 
@@ -75,7 +75,7 @@ def test_forget_drop_optout_removes_the_entry(redis_url: str, r: redis.Redis) ->
     result = cli("forget", ANN, "--yes", "--drop-optout")
 
     assert result.exit_code == 0
-    assert optout_entries(r, Keys()) == []
+    assert optout_entries(r, PolicyKeys()) == []
 
 
 def test_handover_cli_pauses_and_resumes_auto_reply(redis_url: str) -> None:
@@ -117,7 +117,7 @@ def test_the_configured_key_hashes_the_list_and_none_is_kept_in_redis(
         loop.inbound("STOP")
         loop.work()
 
-    assert r.exists(Keys().optout_key) == 0
-    assert [e.digest for e in optout_entries(r, Keys())] == [
+    assert r.exists(PolicyKeys().optout_key) == 0
+    assert [e.digest for e in optout_entries(r, PolicyKeys())] == [
         hash_number(b"a-key-kept-elsewhere", ANN)
     ]

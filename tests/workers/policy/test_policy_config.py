@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import WorkerProcess
+from tests.support.workers import WorkerProcess
 from workers import builtins
 from workers.config import parse_config
 from workers.loading import HandlerLoadError

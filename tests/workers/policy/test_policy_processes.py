@@ -16,8 +16,8 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from tests.service.conftest import Receiver
-from tests.workers.conftest import wait_for
+from tests.support.receiver import Receiver
+from tests.support.workers import wait_for
 from tests.workers.policy.support import AGENT, CUSTOMER, THANKS, config
 from tests.workers.test_processes import portal_env, sent, simulator
 from workers.policy.config import NUDGE, STOP_REPLY

@@ -1,14 +1,10 @@
-"""Fixtures for the receiver: the real app under uvicorn on 127.0.0.1, in a thread."""
+"""The receiver under test: the real app under uvicorn on 127.0.0.1, in a thread."""
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Any
 
-import pytest
 import uvicorn
 
 from service.app import create_app
@@ -46,25 +42,3 @@ class Receiver:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
-
-
-@pytest.fixture
-def start_receiver(redis_url: str) -> Iterator[Callable[..., Receiver]]:
-    """Start receivers with ``Settings`` overrides; all are stopped after the test."""
-    started: list[Receiver] = []
-
-    def start(**overrides: Any) -> Receiver:
-        settings = replace(Settings(secrets=(SECRET,), redis_url=redis_url), **overrides)
-        receiver = Receiver(settings)
-        started.append(receiver)
-        return receiver
-
-    yield start
-    for receiver in started:
-        receiver.stop()
-
-
-@pytest.fixture
-def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
-    """A receiver with the default settings and secret ``SECRET``."""
-    return start_receiver()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.portal.simconfig import Refusal
 from service.portal.validation import check_category, check_components, check_template
+from service.sim.config import Refusal
 
 __all__ = ["TemplateStore"]
 

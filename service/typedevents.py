@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from service.identity import Kind
+
 __all__ = [
     "Contact",
     "Event",
@@ -84,7 +86,7 @@ class _Base:
 class InboundMessage(_Base):
     """A message a contact sent to the business."""
 
-    kind: ClassVar[str] = "message"
+    kind: ClassVar[Kind] = Kind.MESSAGE
 
     message_id: str = ""
     #: The contact's number (``data.from``): digits with country code.
@@ -108,7 +110,7 @@ class InboundMessage(_Base):
 class StatusUpdate(_Base):
     """A change in the delivery status of a message the business sent."""
 
-    kind: ClassVar[str] = "status"
+    kind: ClassVar[Kind] = Kind.STATUS
 
     message_id: str = ""
     status: str = ""
@@ -121,7 +123,7 @@ class StatusUpdate(_Base):
 class TestEvent(_Base):
     """The portal's webhook test (``POST /api/v1/webhook/test``)."""
 
-    kind: ClassVar[str] = "test"
+    kind: ClassVar[Kind] = Kind.TEST
     __test__: ClassVar[bool] = False  # not a pytest test class, though its name says Test…
 
     test_id: str = ""
@@ -132,7 +134,7 @@ class TestEvent(_Base):
 class UnknownEvent(_Base):
     """A signed event of a kind this version does not know; see ``envelope``."""
 
-    kind: ClassVar[str] = "other"
+    kind: ClassVar[Kind] = Kind.OTHER
 
 
 Event = InboundMessage | StatusUpdate | TestEvent | UnknownEvent
@@ -182,11 +184,12 @@ def _message(event_key: str, envelope: Any, data: Mapping[str, Any]) -> InboundM
 
 
 def parse_event(envelope: Any, *, kind: str, event_key: str) -> Event:
+    # ``kind`` is the job's field, a :class:`Kind` value (compared as the str it is).
     """Return the typed event for a job's ``envelope`` (``kind`` as the receiver classified it)."""
     data = _obj(_obj(envelope).get("data"))
-    if kind == "message":
+    if kind == Kind.MESSAGE:
         return _message(event_key, envelope, data)
-    if kind == "status":
+    if kind == Kind.STATUS:
         errors = data.get("errors")
         return StatusUpdate(
             event_key=event_key,
@@ -198,7 +201,7 @@ def parse_event(envelope: Any, *, kind: str, event_key: str) -> Event:
             if isinstance(errors, list)
             else (),
         )
-    if kind == "test":
+    if kind == Kind.TEST:
         return TestEvent(
             event_key=event_key,
             envelope=envelope,

@@ -37,7 +37,7 @@ from typing import IO, Any
 import click
 import httpx
 
-from service.devstate import (
+from service.cli.devstate import (
     STATE_DIR,
     DevState,
     dev_secret_file,
@@ -46,6 +46,7 @@ from service.devstate import (
     write_dev_state,
 )
 from service.jobs import QUEUE_NAMES
+from service.settings import parse_secrets
 
 __all__ = ["DEV_CONFIG", "DEV_REPLY", "SIM_API_KEY", "run_dev"]
 
@@ -298,7 +299,7 @@ def run_dev(port: int, sim_port: int = 8090, simulator: bool = True) -> int:
     status = 0
     try:
         if sim_url:
-            secret = env["WABA_WEBHOOK_SECRET"].split(",")[0].strip()
+            secret = parse_secrets(env["WABA_WEBHOOK_SECRET"])[0]
             children.start(
                 "portal-sim",
                 [

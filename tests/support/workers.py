@@ -1,21 +1,15 @@
-"""Fixtures for the worker tests: worker processes (ended by PID), and an in-process drain."""
+"""Workers under test: ``wabahooks worker`` processes (ended by PID), and an in-process drain."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-import pytest
 import redis
-
-# The receiver under uvicorn in a thread, for tests that build jobs through it.
-from tests.service.conftest import receiver, start_receiver  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "wabahooks:"
@@ -82,32 +76,6 @@ class WorkerProcess:
         self.proc.wait()
         self._log.seek(0)
         return self._log.read().decode("utf-8", "replace")
-
-
-@pytest.fixture
-def start_worker(redis_url: str, r: redis.Redis) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``wabahooks worker`` processes; every one ends after the test."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str, **env: str) -> WorkerProcess:
-        log = tempfile.TemporaryFile()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker", *args],
-            cwd=ROOT,
-            env=worker_env(redis_url, **env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        worker = WorkerProcess(proc, log, r)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-        worker.proc.wait()
-        worker._log.close()
 
 
 def drain(r: redis.Redis, queue: str) -> bool:

@@ -1,104 +1,36 @@
 """The simulator's state: contacts, messages, webhook configuration, chaos, clock and history.
 
 Pure: no I/O. Operations either return values or raise :class:`Refusal` carrying the HTTP
-status and the portal's ``{"error": …}`` text; ``service.portal.sim`` turns these into
-responses and hands the webhook payloads they produce to ``service.portal.simdelivery``.
+status and the portal's ``{"error": …}`` text; ``service.sim.app`` turns these into
+responses and hands the webhook payloads they produce to ``service.sim.delivery``.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 import random
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from service.portal.simconfig import Refusal, SimConfig, iso
-from service.portal.simtemplates import TemplateStore
 from service.portal.validation import (
-    CONVERSATIONS_MAX_LIMIT,
-    MESSAGES_MAX_LIMIT,
-    check_limit,
     check_phone,
     check_text,
     check_webhook_events,
 )
+from service.sim.config import Refusal, SimConfig, iso
+from service.sim.messages import StoredMessage, conversations_page, messages_page
+from service.sim.templates import TemplateStore
 
-__all__ = ["SimState", "StoredMessage"]
+__all__ = ["SimState"]
 
 WINDOW = timedelta(hours=24)
 NOT_VERIFIED = "The phone number must be verified by WhatsApp before webhooks can be configured"
 STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-@dataclass
-class StoredMessage:
-    """A message in a conversation, as the portal keeps it."""
-
-    seq: int
-    id: str
-    wa_message_id: str
-    phone: str
-    direction: str
-    type: str
-    content: dict[str, Any]
-    status: str
-    timestamp: datetime
-    contact_name: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "waMessageId": self.wa_message_id,
-            "direction": self.direction,
-            "type": self.type,
-            "content": self.content,
-            "status": self.status,
-            "timestamp": iso(self.timestamp),
-            "contactName": self.contact_name,
-        }
-
-    def summary(self) -> str:
-        body = self.content.get(self.type)
-        if isinstance(body, dict):
-            for key in ("body", "caption", "text"):
-                if isinstance(body.get(key), str):
-                    return str(body[key])
-        return f"[{self.type}]"
-
-
-def _encode_cursor(message: StoredMessage) -> str:
-    raw = json.dumps(
-        {"timestamp": iso(message.timestamp), "seq": message.seq}, separators=(",", ":")
-    )
-    return base64.b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        seq = json.loads(base64.b64decode(cursor, validate=True))["seq"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise Refusal(400, "Invalid parameter") from None
-    if not isinstance(seq, int):
-        raise Refusal(400, "Invalid parameter")
-    return seq
-
-
-def _limit(raw: str | None, default: int, maximum: int) -> int:
-    if raw is None:
-        return default
-    value = int(raw) if raw.isdigit() else -1
-    if check_limit(value, maximum):
-        raise Refusal(400, "Invalid parameter")
-    return value
 
 
 class SimState:
@@ -262,54 +194,14 @@ class SimState:
         )  # fmt: skip
 
     def conversations(self, cursor: str | None, limit: str | None) -> dict[str, Any]:
-        size = _limit(limit, 20, CONVERSATIONS_MAX_LIMIT)
-        before = _decode_cursor(cursor)
-        last: dict[str, StoredMessage] = {}
-        for message in self.messages:
-            last[message.phone] = message
-        ordered = sorted(last.values(), key=lambda m: m.seq, reverse=True)
-        if before is not None:
-            ordered = [m for m in ordered if m.seq < before]
-        page = ordered[:size]
-        data = [
-            {
-                "phoneNumber": m.phone,
-                "contactName": self.contacts.get(m.phone, (None, None))[0],
-                "lastMessage": {
-                    "id": m.id,
-                    "content": m.summary(),
-                    "type": m.type,
-                    "direction": m.direction,
-                    "timestamp": iso(m.timestamp),
-                },  # fmt: skip
-                "unreadCount": sum(
-                    1
-                    for x in self.messages
-                    if x.phone == m.phone and x.direction == "inbound" and x.status != "read"
-                ),  # fmt: skip
-            }
-            for m in page
-        ]
-        return self._paged(data, page, len(ordered) > size)
+        """GET /conversations: a page of conversations, the latest first."""
+        return conversations_page(self.messages, self.contacts, cursor, limit)
 
     def conversation_messages(
         self, phone: str, cursor: str | None, limit: str | None
     ) -> dict[str, Any]:
-        if check_phone(phone):
-            raise Refusal(400, "Invalid phone number format")
-        size = _limit(limit, 30, MESSAGES_MAX_LIMIT)
-        before = _decode_cursor(cursor)
-        ordered = [
-            m for m in reversed(self.messages)
-            if m.phone == phone and (before is None or m.seq < before)
-        ]  # fmt: skip
-        page = ordered[:size]
-        return self._paged([m.to_json() for m in page], page, len(ordered) > size)
-
-    @staticmethod
-    def _paged(data: list[Any], page: list[StoredMessage], more: bool) -> dict[str, Any]:
-        cursor = _encode_cursor(page[-1]) if more and page else None
-        return {"data": data, "pagination": {"nextCursor": cursor, "hasMore": more}}
+        """GET /conversations/:phone/messages: a page of its messages, the latest first."""
+        return messages_page(self.messages, phone, cursor, limit)
 
     # -- webhook configuration ----------------------------------------------------------
 

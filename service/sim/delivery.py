@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 
-from service.portal.simstate import SimState, StoredMessage
 from service.signature import js_stringify, sign
+from service.sim.messages import StoredMessage
+from service.sim.state import SimState
 
 __all__ = ["Deliverer", "PostResult"]
 

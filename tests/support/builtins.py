@@ -6,7 +6,7 @@ import itertools
 import tomllib
 from typing import Any
 
-from service.model import InboundMessage
+from service.typedevents import InboundMessage
 from workers import Router, testing
 from workers.builtins import routers
 from workers.config import Config, parse_config

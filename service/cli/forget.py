@@ -35,16 +35,15 @@ from typing import Any
 import click
 import redis
 from rq.job import Job
-from rq.registry import FailedJobRegistry
-from rq.serializers import JSONSerializer
 
-from service.admin import QUEUES, connect
-from service.policystore import Keys, forget_policy
+from service.cli.admin import QUEUES, connect
+from service.cli.common import failed_jobs
+from service.keys import DEFAULT_PREFIX, Keys
+from service.policystore import PolicyKeys, forget_policy
 from service.portal.validation import check_phone
 
 __all__ = ["Forgotten", "forget", "forget_contact", "wamid_phone"]
 
-_BATCH = 200
 _DIGITS = re.compile(rb"\d{6,}")
 
 
@@ -95,55 +94,41 @@ def _contact_of(job: Job) -> tuple[Any, Any, Any]:
     return kwargs.get("conversation"), data.get("from"), data.get("recipient")
 
 
-def _failed_jobs(
-    connection: redis.Redis, queue: str, progress: Callable[[str], None]
-) -> Iterator[Job]:
-    registry = FailedJobRegistry(queue, connection=connection, serializer=JSONSerializer)
-    ids = registry.get_job_ids()
-    for start in range(0, len(ids), _BATCH):
-        progress(f"scanning failed jobs of {queue}: {min(start + _BATCH, len(ids))}/{len(ids)}")
-        batch = ids[start : start + _BATCH]
-        for job in Job.fetch_many(batch, connection=connection, serializer=JSONSerializer):
-            if job is not None:
-                yield job
-
-
 def forget_contact(
     connection: redis.Redis,
     phone: str,
     *,
-    prefix: str = "wabahooks:",
+    prefix: str = DEFAULT_PREFIX,
     queues: Iterable[str] = QUEUES,
     progress: Callable[[str], None] = lambda _line: None,
     keep_optout: bool = True,
 ) -> Forgotten:
     """Remove what Redis keeps about the contact ``phone``; return what was removed."""
     gone = Forgotten()
-    policy = forget_policy(connection, phone, Keys(prefix), keep_optout=keep_optout)
+    policy = forget_policy(connection, phone, PolicyKeys(prefix), keep_optout=keep_optout)
     for kind, count in policy.items():
         gone.add(kind, count)
-    sent_key = f"{prefix}sent:{phone}"
+    keys = Keys(prefix)
+    sent_key = keys.sent(phone)
     members: Any = connection.smembers(sent_key)
     message_ids = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
     progress("scanning status records")
-    for pattern in (f"{prefix}store:wamid.*", f"{prefix}tail:status:wamid.*"):
+    for pattern in (keys.store("wamid.*"), keys.tail("status", "wamid.*")):
         for key in _scan(connection, pattern):
             message_id = key.rsplit(":", 1)[1]
             if phone in wamid_phone(message_id):
                 message_ids.add(message_id)
-    gone.add("conversation state", connection.delete(f"{prefix}store:{phone}"))
-    gone.add("conversation tail", connection.delete(f"{prefix}tail:message:{phone}"))
+    gone.add("conversation state", connection.delete(keys.store(phone)))
+    gone.add("conversation tail", connection.delete(keys.tail("message", phone)))
     gone.add("sent-message id set", connection.delete(sent_key))
     for message_id in sorted(message_ids):
-        gone.add("message status record", connection.delete(f"{prefix}store:{message_id}"))
-        gone.add("message status tail", connection.delete(f"{prefix}tail:status:{message_id}"))
-    for queue in queues:
-        name = prefix + queue
-        for job in _failed_jobs(connection, name, progress):
-            conversation, sender, recipient = _contact_of(job)
-            if phone in (conversation, sender, recipient) or conversation in message_ids:
-                job.delete()  # its hash (ledger fields included), results, registry entry
-                gone.add("failed job")
+        gone.add("message status record", connection.delete(keys.store(message_id)))
+        gone.add("message status tail", connection.delete(keys.tail("status", message_id)))
+    for _queue, job in failed_jobs(connection, [keys.queue(q) for q in queues], progress):
+        conversation, sender, recipient = _contact_of(job)
+        if phone in (conversation, sender, recipient) or conversation in message_ids:
+            job.delete()  # its hash (ledger fields included), results, registry entry
+            gone.add("failed job")
     return gone
 
 

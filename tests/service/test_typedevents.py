@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.model import InboundMessage, StatusUpdate, TestEvent, UnknownEvent, parse_event
+from service.typedevents import InboundMessage, StatusUpdate, TestEvent, UnknownEvent, parse_event
 
 
 def message(kind: str, body: dict[str, Any], **extra: Any) -> InboundMessage:

@@ -16,12 +16,13 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
 
-from service.devstate import dev_secret_file, read_dev_state
+from service.cli.common import fail
+from service.cli.devstate import dev_secret_file, read_dev_state
 from service.samples import (
     MESSAGE_TYPES,
     STATUSES,
@@ -32,6 +33,7 @@ from service.samples import (
     test_envelope,
 )
 from service.samples import out_of_order as shuffled
+from service.settings import parse_secrets
 from service.signature import js_stringify, sign
 
 __all__ = ["DEFAULT_URL", "trigger"]
@@ -53,11 +55,9 @@ class Target:
 
 
 def _secret(given: str | None) -> str:
-    if given:
-        return given.split(",")[0].strip()
-    env = os.environ.get("WABA_WEBHOOK_SECRET", "").split(",")[0].strip()
-    if env:
-        return env
+    for value in (given or "", os.environ.get("WABA_WEBHOOK_SECRET", "")):
+        if secrets := parse_secrets(value):
+            return secrets[0]
     path = dev_secret_file()
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
@@ -127,9 +127,8 @@ def _describe(envelope: dict[str, Any]) -> str:
     return f"test {data['testId']}"
 
 
-def _fail(message: str) -> None:
-    click.echo(f"wabahooks: {message}", err=True)
-    sys.exit(1)
+def _fail(message: str) -> NoReturn:
+    fail(message, 1)
 
 
 def send_direct(target: Target, envelopes: list[dict[str, Any]], times: int) -> bool:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
@@ -30,65 +29,23 @@ from rq.registry import (
 from rq.serializers import JSONSerializer
 
 from service import unparsed
+from service.cli.common import connect as connect_redis
+from service.cli.common import fail, safe_url, settings_or_exit, table
 from service.jobs import QUEUE_NAMES
 from service.redisguard import eviction_problem, memory_state
-from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings
+from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings, parse_secrets
 
-__all__ = ["check", "connect", "redis_settings", "status", "table"]
+__all__ = ["check", "connect", "status"]
 
 QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
 #: Oldest Redis (and Valkey, which reports its Redis compatibility version) we support.
 MIN_REDIS = (6, 2)
-_PLACEHOLDER_SECRET = "(not needed by this command)"
-
-
-def redis_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Return the settings of a command that needs Redis but not the webhook secret."""
-    values = dict(os.environ if env is None else env)
-    if not values.get("WABA_WEBHOOK_SECRET", "").strip():
-        values["WABA_WEBHOOK_SECRET"] = _PLACEHOLDER_SECRET
-    settings = Settings.from_env(values)
-    settings.require_redis_url()
-    return settings
-
-
-def safe_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def connect() -> tuple[Settings, redis.Redis]:
     """Return the settings and a Redis connection that answered, or exit with why not."""
-    try:
-        settings = redis_settings()
-    except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
-    url = settings.require_redis_url()
-    connection = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        click.echo(
-            f"wabahooks: cannot reach Redis at {safe_url(url)} ({exc}); is it running? "
-            "(for `wabahooks dev`: `. .wabahooks/dev.env` sets REDIS_URL)",
-            err=True,
-        )
-        sys.exit(1)
-    return settings, connection
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> Iterator[str]:
-    """Yield aligned lines: the header, then the rows."""
-    cells = [[str(cell) for cell in row] for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+    settings = settings_or_exit()
+    return settings, connect_redis(settings)
 
 
 def _ago(when: datetime | None) -> str:
@@ -108,14 +65,11 @@ def status() -> None:
     try:
         ceiling = api_rate(os.environ)
     except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     rows = []
     failed = 0
     for name in QUEUES:
-        queue = Queue(
-            settings.queue_prefix + name, connection=connection, serializer=JSONSerializer
-        )
+        queue = Queue(settings.keys.queue(name), connection=connection, serializer=JSONSerializer)
         counts = [
             queue.count,
             DeferredJobRegistry(queue=queue).count,
@@ -129,7 +83,7 @@ def status() -> None:
         rows.append([queue.name, *counts])
     header = ["QUEUE", "QUEUED", "DEFERRED", "SCHEDULED", "STARTED", "FAILED", "FINISHED"]
     click.echo("\n".join(table(header, rows)))
-    ours = {settings.queue_prefix + name for name in QUEUES}
+    ours = {settings.keys.queue(name) for name in QUEUES}
     workers = [w for w in Worker.all(connection=connection) if ours.intersection(w.queue_names())]
     click.echo("")
     if workers:
@@ -144,12 +98,12 @@ def status() -> None:
         )
     click.echo(f"\n{failed} failed job(s)." + (" See: wabahooks failed list" if failed else ""))
     kept = unparsed.count(connection, settings.queue_prefix)
-    where = f": redis-cli XRANGE {settings.queue_prefix}{unparsed.KEY} - +" if kept else ""
+    where = f": redis-cli XRANGE {settings.keys.unparsed()} - +" if kept else ""
     click.echo(f"{kept} unparsed signed body(ies) kept raw{where}")
     memory = memory_state(connection, settings.memory_high_water)
     verdict = "admitting events" if memory.admitting else "REFUSING events (503) until drained"
     click.echo(f"Redis memory: {memory.describe()}: {verdict}.")
-    click.echo(limiter_state(connection, ceiling).describe())
+    click.echo(limiter_state(connection, ceiling, prefix=settings.keys.portal()).describe())
 
 
 @dataclass(frozen=True)
@@ -282,13 +236,11 @@ def check_portal(env: Mapping[str, str], secrets: Sequence[str]) -> list[Result]
 
 def run_checks(env: Mapping[str, str]) -> list[Result]:
     """Run every check against ``env``; return the results in order."""
-    given = tuple(x.strip() for x in env.get("WABA_WEBHOOK_SECRET", "").split(",") if x.strip())
+    given = parse_secrets(env.get("WABA_WEBHOOK_SECRET", ""))
     results: list[Result] = []
     settings: Settings | None = None
     try:
-        settings = Settings.from_env(
-            {**env, "WABA_WEBHOOK_SECRET": ",".join(given) or _PLACEHOLDER_SECRET}
-        )
+        settings = Settings.from_env(env)
         results.append(Result("ok", "settings", "every variable parses"))
     except ConfigError as exc:
         results.append(Result("fail", "settings", str(exc)))

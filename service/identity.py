@@ -21,7 +21,7 @@ from typing import Any
 
 from service.signature import js_stringify
 
-__all__ = ["Classified", "Kind", "classify", "mask_phone"]
+__all__ = ["Classified", "Kind", "classify"]
 
 
 class Kind(StrEnum):
@@ -65,10 +65,3 @@ def classify(envelope: Any) -> Classified:
             return Classified(Kind.TEST, f"test:{test_id}", None)
     digest = hashlib.sha256(js_stringify(envelope)).hexdigest()
     return Classified(Kind.OTHER, f"other:{digest}", None)
-
-
-def mask_phone(number: str | None) -> str | None:
-    """Return ``number`` with all but its last 4 characters masked, for logs."""
-    if not number:
-        return number
-    return "*" * max(len(number) - 4, 0) + number[-4:]

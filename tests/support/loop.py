@@ -24,11 +24,11 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.portal import AsyncPortalClient, PortalSettings
-from service.portal.sim import create_sim_app
-from service.portal.simconfig import SimConfig
 from service.settings import Settings
-from tests.portal.support import API_KEY, FAST_RETRY, serve
-from tests.service.conftest import Receiver
+from service.sim.app import create_sim_app
+from service.sim.config import SimConfig
+from tests.support.portal import API_KEY, FAST_RETRY, serve
+from tests.support.receiver import Receiver
 from workers import builtins
 from workers.config import Config, parse_config
 from workers.engine import Engine

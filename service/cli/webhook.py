@@ -13,9 +13,10 @@ from contextlib import contextmanager
 
 import click
 
+from service.cli.common import fail
 from service.portal import PortalClient, PortalError, PortalSettings
 from service.portal.models import WebhookConfig
-from service.settings import ConfigError
+from service.settings import ConfigError, parse_secrets
 
 __all__ = ["webhook"]
 
@@ -27,14 +28,12 @@ def _portal() -> Iterator[PortalClient]:
     try:
         settings = PortalSettings.from_env()
     except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     try:
         with PortalClient(settings) as portal:
             yield portal
     except PortalError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc), 1)
 
 
 def _mask(secret: str | None) -> str:
@@ -91,7 +90,7 @@ def set_(url: str, events: str, disable: bool) -> None:
     secret = config.webhook_secret
     if not secret:
         return
-    current = [s.strip() for s in os.environ.get("WABA_WEBHOOK_SECRET", "").split(",") if s]
+    current = parse_secrets(os.environ.get("WABA_WEBHOOK_SECRET", ""))
     click.echo("")
     if secret in current:
         click.echo("WABA_WEBHOOK_SECRET already accepts this secret.")

@@ -19,12 +19,13 @@ from typing import BinaryIO
 
 import click
 
-from service.admin import check, status
-from service.forget import forget
-from service.portal.simcli import portal_sim
+from service.cli.admin import check, status
+from service.cli.common import fail, safe_url, settings_or_exit
+from service.cli.forget import forget
+from service.cli.portal_sim import portal_sim
+from service.cli.trigger import trigger
+from service.cli.webhook import webhook
 from service.settings import ConfigError, Settings
-from service.trigger import trigger
-from service.webhookcli import webhook
 
 __all__ = ["PLUGIN_GROUP", "main"]
 
@@ -34,11 +35,7 @@ PLUGIN_GROUP = "wabahooks.cli"
 
 def load_settings() -> Settings:
     """Return the settings, or exit with the configuration error on one line."""
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+    return settings_or_exit(redis_url=False)
 
 
 class _PluginGroup(click.Group):
@@ -83,10 +80,10 @@ def serve(host: str, port: int) -> None:
 
     settings = load_settings()
     try:
+        settings.require_secrets()
         url = settings.require_redis_url()
     except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     refuse_eviction(url, settings.allow_eviction)
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
@@ -110,7 +107,6 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
     answers 503 meanwhile), but the policy then goes unchecked, which is said."""
     import redis
 
-    from service.admin import safe_url
     from service.redisguard import eviction_problem
 
     connection = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
@@ -126,8 +122,7 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
     finally:
         connection.close()
     if problem is not None:
-        click.echo(f"wabahooks: {problem}", err=True)
-        sys.exit(2)
+        fail(problem)
 
 
 @main.command()
@@ -156,12 +151,10 @@ def log_id(message_id: str) -> None:
 
     key = id_key()
     if key is None:
-        click.echo(
-            "wabahooks: set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the processes "
-            "that wrote the logs had it",
-            err=True,
+        fail(
+            "set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the processes "
+            "that wrote the logs had it"
         )
-        sys.exit(2)
     click.echo(IdHasher(key).scrub(message_id))
 
 
@@ -182,7 +175,7 @@ def dev(port: int, sim_port: int, no_sim: bool) -> None:
 
     Valkey is embedded (data in .wabahooks/) unless REDIS_URL is set.
     """
-    from service.dev import run_dev
+    from service.cli.dev import run_dev
 
     sys.exit(run_dev(port=port, sim_port=sim_port, simulator=not no_sim))
 

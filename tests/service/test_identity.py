@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from service.events import Kind, classify, mask_phone
-from tests import payloads
+from service.identity import Kind, classify
+from service.logs import mask_phone
+from tests.support import payloads
 
 
 def test_message_identity_is_its_message_id_and_conversation_the_sender() -> None:

@@ -1,13 +1,12 @@
-"""``wabahooks portal-sim``: run the WABA Portal simulator (see ``service.portal.sim``)."""
+"""``wabahooks portal-sim``: run the WABA Portal simulator (see ``service.sim.app``)."""
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from service.portal.simconfig import Chaos, Refusal, SimConfig
-from service.portal.simstate import SimState
+from service.cli.common import fail
+from service.sim.config import Chaos, Refusal, SimConfig
+from service.sim.state import SimState
 
 __all__ = ["portal_sim"]
 
@@ -77,7 +76,7 @@ def portal_sim(
     """Run a WABA Portal simulator: the documented API, webhooks, chaos, a control API at /sim."""
     import uvicorn
 
-    from service.portal.sim import create_sim_app
+    from service.sim.app import create_sim_app
 
     config = SimConfig(
         api_key=api_key,
@@ -107,14 +106,13 @@ def portal_sim(
     try:
         SimState(config)  # refuses a bad --webhook-url before the server starts
     except Refusal as exc:
-        click.echo(f"wabahooks: --webhook-url: {exc.error}", err=True)
-        sys.exit(2)
+        fail(f"--webhook-url: {exc.error}")
     app = create_sim_app(config)
     base = f"http://{host}:{port}"
     click.echo(f"portal-sim: WABA_API_URL={base}/api/v1 WABA_API_KEY={api_key}", err=True)
     if webhook_url:
         click.echo(f"portal-sim: delivering to {webhook_url}", err=True)
         click.echo(f"portal-sim: WABA_WEBHOOK_SECRET={app.state.sim.webhook_secret}", err=True)
-    click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.portal.sim`)", err=True)
+    click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.sim.app`)", err=True)
     # The simulator sends its own Date header, on its (possibly skewed) clock.
     uvicorn.run(app, host=host, port=port, log_level="info", ws="none", date_header=False)

@@ -1,0 +1,159 @@
+"""Every Redis key wabahooks reads or writes, named once.
+
+Two families share the server:
+
+- **Ours**, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:`` by default): :class:`Keys` builds
+  them from the prefix. The receiver writes claims and tails, the workers the conversation
+  store, the sent-id sets and the portal limiter's keys, ``forget`` removes a contact's, and the
+  queue names themselves carry the prefix (``wabahooks:messages``…).
+- **RQ's**, in RQ 2.x's layout (``rq:job:<id>``, ``rq:queue:<name>``…): the functions below, used
+  by the intake, the worker's state module and the metrics. The Lua scripts
+  (``service/intake.lua``, ``workers/lua/*.lua``) spell the same names; the tests compare what
+  they leave with what RQ itself writes (``tests/workers/test_rq_surface.py``).
+
+The README's "Redis keys" table lists both; change a name here and there, or not at all: keys
+outlive deploys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RQ_QUEUES",
+    "RQ_STATE_KEYS",
+    "RQ_SUSPENDED",
+    "RQ_WORKERS",
+    "Keys",
+    "limiter_contact",
+    "limiter_keys",
+    "rq_deferred",
+    "rq_failed",
+    "rq_finished",
+    "rq_job",
+    "rq_queue",
+    "rq_queue_workers",
+    "rq_scheduled",
+    "rq_started",
+    "rq_worker",
+]
+
+#: The default ``WABAHOOKS_QUEUE_PREFIX``: our keys and our queue names start with it.
+DEFAULT_PREFIX = "wabahooks:"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Our keys under one prefix (``WABAHOOKS_QUEUE_PREFIX``)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def queue(self, name: str) -> str:
+        """The RQ queue ``name`` (``messages``, ``statuses``, ``other``) as deployed."""
+        return self.prefix + name
+
+    def claim(self, event_key: str) -> str:
+        """Marks a delivery's identity as received, for the dedupe window."""
+        return f"{self.prefix}claim:{event_key}"
+
+    def tail(self, kind: str, conversation: str) -> str:
+        """The id of a conversation's latest job: the next event of ``kind`` waits for it."""
+        return f"{self.prefix}tail:{kind}:{conversation}"
+
+    def store(self, conversation: str) -> str:
+        """A conversation's handler state (``ctx.store``): a contact's number or a message id."""
+        return f"{self.prefix}store:{conversation}"
+
+    def sent_prefix(self) -> str:
+        """What :meth:`sent` puts before the number (the ledger appends numbers itself)."""
+        return f"{self.prefix}sent:"
+
+    def sent(self, phone: str) -> str:
+        """Ids of the messages sent to ``phone`` (status records are found through them)."""
+        return self.sent_prefix() + phone
+
+    def portal(self) -> str:
+        """The prefix of the shared portal rate limiter's keys (:func:`limiter_keys`)."""
+        return f"{self.prefix}portal:"
+
+    def unparsed(self) -> str:
+        """The stream of verified deliveries no event model could read."""
+        return f"{self.prefix}unparsed"
+
+
+def limiter_keys(portal: str) -> list[str]:
+    """The shared limiter's keys under ``portal`` (:meth:`Keys.portal`): its token bucket, the
+    time a 429 blocks sends until, and the learnt rate."""
+    return [f"{portal}bucket", f"{portal}blocked-until", f"{portal}rate"]
+
+
+def limiter_contact(portal: str, contact: str) -> str:
+    """The limiter's pacing of sends to one contact."""
+    return f"{portal}contact:{contact}"
+
+
+#: RQ's set of every queue's key.
+RQ_QUEUES = "rq:queues"
+
+
+def rq_job(job_id: str) -> str:
+    """A job's hash."""
+    return f"rq:job:{job_id}"
+
+
+def rq_queue(queue: str) -> str:
+    """A queue's list of job ids ready to run."""
+    return f"rq:queue:{queue}"
+
+
+def rq_deferred(queue: str) -> str:
+    """Jobs waiting for their dependency (the conversation's previous job)."""
+    return f"rq:deferred:{queue}"
+
+
+def rq_scheduled(queue: str) -> str:
+    """Jobs waiting for a time (a retry's delay), scored by it."""
+    return f"rq:scheduled:{queue}"
+
+
+def rq_started(queue: str) -> str:
+    """Jobs running, scored by their lease's end (RQ 2's ``wip`` registry)."""
+    return f"rq:wip:{queue}"
+
+
+def rq_failed(queue: str) -> str:
+    """Failed jobs, scored by their expiry."""
+    return f"rq:failed:{queue}"
+
+
+def rq_finished(queue: str) -> str:
+    """Finished jobs, scored by their expiry."""
+    return f"rq:finished:{queue}"
+
+
+#: A queue's jobs by state (the ``state`` label of ``wabahooks_jobs``): LLEN for ``queued``,
+#: ZCARD for the others.
+RQ_STATE_KEYS = {
+    "queued": rq_queue,
+    "deferred": rq_deferred,
+    "scheduled": rq_scheduled,
+    "started": rq_started,
+    "failed": rq_failed,
+    "finished": rq_finished,
+}
+
+
+#: RQ's set of registered workers, a worker's hash, a queue's workers, the suspension flag.
+RQ_WORKERS = "rq:workers"
+RQ_SUSPENDED = "rq:suspended"
+
+
+def rq_worker(name: str) -> str:
+    """A worker's hash (name, queues, birth, heartbeat)."""
+    return f"rq:worker:{name}"
+
+
+def rq_queue_workers(queue: str) -> str:
+    """The workers listening on ``queue``."""
+    return f"rq:workers:{queue}"

@@ -1,0 +1,1 @@
+"""Test support: the fixtures plugin and the helpers tests import (see ``plugin``)."""
