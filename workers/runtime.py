@@ -93,7 +93,8 @@ class Runtime:
             self._nudge = registrations([nudge.build(scope_of)])
 
     def registrations_for(self, kind: str) -> list[Registration]:
-        """The handlers a job of ``kind`` runs: the policy's own for its nudge jobs."""
+        """The handlers a job of ``kind`` runs: the policy's own for its nudge jobs (none
+        once the policy is off: a nudge left scheduled then is dropped, never yours)."""
         return self._nudge if kind == nudge.NUDGE_KIND else self.registrations
 
     @classmethod

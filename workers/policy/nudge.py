@@ -12,6 +12,7 @@ wrote since (their window moved: a later forward schedules the next nudge).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -49,6 +50,11 @@ return 1
 """
 
 
+def _ref(agent: str, anchor: int) -> str:
+    """The nudge's identity without the number (event keys are logged with every line)."""
+    return hashlib.sha256(f"{agent}:{anchor}".encode()).hexdigest()[:24]
+
+
 async def schedule(scope: EventScope, agent: str) -> bool:
     """Schedule ``agent``'s nudge for their current window (once); return if scheduled now."""
     anchor_at = await scope.store.inbound_at(agent)
@@ -68,9 +74,13 @@ async def schedule(scope: EventScope, agent: str) -> bool:
     }
     stamp = rq_timestamp()
     kwargs = {
-        "envelope": envelope, "event_key": f"{NUDGE_KIND}:{agent}:{anchor}", "kind": NUDGE_KIND,
-        "conversation": None, "received_at": stamp, "version": FORMAT_VERSION,
-    }  # fmt: skip
+        "envelope": envelope,
+        "event_key": f"{NUDGE_KIND}:{_ref(agent, anchor)}",
+        "kind": NUDGE_KIND,
+        "conversation": None,
+        "received_at": stamp,
+        "version": FORMAT_VERSION,
+    }
     queue = queue_name(scope.policy.prefix, Kind.OTHER)
     job_id = os.urandom(16).hex()
     fields: dict[str, Any] = {

@@ -39,12 +39,13 @@ BUILTIN_REPLIERS = frozenset({"auto_reply"})
 INBOX_PAGE = 20
 
 
-def message_time(event: InboundMessage, default: float) -> float:
-    """The message's own time (``data.timestamp``, epoch seconds), else ``default``."""
+def message_time(event: InboundMessage, now: float) -> float:
+    """The message's own time (``data.timestamp``, epoch seconds), never later than ``now``
+    (a portal clock ahead of ours must not lengthen the window); ``now`` without one."""
     try:
-        return float(event.data.get("timestamp"))  # type: ignore[arg-type]
+        return min(float(event.data.get("timestamp")), now)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return default
+        return now
 
 
 class Policy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rq import Queue
@@ -10,6 +11,7 @@ from rq.serializers import JSONSerializer
 from service.portal import PortalClient, PortalSettings
 from tests.support.loop import Loop
 from tests.support.portal import API_KEY
+from workers.runtime import Runtime
 
 CUSTOMER, AGENT = "919876543210", "14155550123"
 THANKS = "Thanks, we got it."
@@ -87,3 +89,26 @@ def written_ago(loop: Loop, sender: str, text: str, seconds: float) -> str:
 # One message, then one burst of the workers: a burst engine can stop before a finished job's
 # follower (same contact) is released onto the queue, leaving it for the next burst, so these
 # tests work after each message rather than after several.
+
+
+class Clock:
+    """The policy's clock in a test: our time plus ``offset`` seconds (moved by the test)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def use_clock(loop: Loop, clock: Clock) -> None:
+    """Give every worker runtime the loop builds from now on the policy clock ``clock``."""
+    build = loop.runtime
+
+    def with_clock() -> Runtime:
+        runtime = build()
+        assert runtime.policy is not None, "the loop's configuration has no [policy]"
+        runtime.policy.clock = clock
+        return runtime
+
+    loop.runtime = with_clock

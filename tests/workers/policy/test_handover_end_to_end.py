@@ -2,42 +2,48 @@
 
 from __future__ import annotations
 
-import time
-
 from tests.support.loop import running_loop
 from tests.workers.policy.support import (
     AGENT,
     CUSTOMER,
     THANKS,
+    Clock,
     config,
     failed,
     reply,
     send_from_portal_inbox,
     sent_to,
     texts,
+    use_clock,
 )
 from workers import AsyncContext, InboundMessage, Router
 
 
 def test_the_keyword_pauses_auto_reply_and_idle_resumes_it(redis_url: str) -> None:
-    with running_loop(redis_url, config=config(idle=1)) as loop:
+    clock = Clock()
+    with running_loop(redis_url, config=config(idle=1800)) as loop:
+        use_clock(loop, clock)
         reply(loop, AGENT, "on shift")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "hello")
         loop.work()
         reply(loop, CUSTOMER, "  Human ")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
+        clock.offset = 1700  # within the idle time: still handed over (and renewed)
         reply(loop, CUSTOMER, "are you there?")
+        loop.work()
+        clock.offset = 3400  # past the first idle end, within the renewed one
+        reply(loop, CUSTOMER, "hello??")
         loop.work()
         paused = texts(loop)
         forwarded = len(sent_to(loop, AGENT))
-        time.sleep(1.2)  # past the idle time: the next message ends the handover
+        clock.offset = 3400 + 1801  # past the idle time: the next message ends the handover
         reply(loop, CUSTOMER, "anyone?")
         loop.work()
         resumed = texts(loop)
 
     assert paused == [THANKS]  # neither "Human" nor the next message was auto-answered
-    assert forwarded == 3  # forwarding went on
+    assert forwarded == 4  # forwarding went on
     assert resumed == [THANKS, THANKS]
 
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import redis
@@ -27,14 +28,16 @@ HOUR = 3600
 
 
 @contextmanager
-def worker_processes(env: dict[str, str], *queues: str) -> Iterator[None]:
-    """One `wabahooks worker --queue Q` process per queue; stopped (SIGTERM) after."""
+def worker_processes(env: dict[str, str], log: IO[bytes], *queues: str) -> Iterator[None]:
+    """One `wabahooks worker --queue Q` process per queue, logging to ``log``; stopped
+    (SIGTERM) after."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "service", "worker", "--queue", queue],
             env={**os.environ, "PYTHONPATH": str(ROOT), "WABAHOOKS_LOG_FORMAT": "json", **env},
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         for queue in queues
     ]
@@ -68,7 +71,8 @@ def test_relay_handover_stop_and_the_nudge_with_worker_processes(
     path.write_text(config(), encoding="utf-8")
     with simulator(receiver) as sim:
         env = {**portal_env(sim, redis_url, ""), "WABAHOOKS_CONFIG": str(path)}
-        with worker_processes(env, "messages", "other"):
+        log = stack_log = (tmp_path / "workers.log").open("wb")
+        with stack_log, worker_processes(env, log, "messages", "other"):
             # The agent last wrote 23.5 h ago: their window closes within the nudge margin.
             sim.post("/sim/clock", json={"advance": -23.5 * HOUR}).raise_for_status()
             write(sim, AGENT, "on shift")
@@ -92,3 +96,6 @@ def test_relay_handover_stop_and_the_nudge_with_worker_processes(
             for text in ("where is my order?", "thanks!", "STOP", "#done from the wrong side")
         ]
         assert finished(r, "wabahooks:other") == 1
+        output = (tmp_path / "workers.log").read_text(encoding="utf-8")
+        assert "policy.nudge.sent" in output and "policy.relay.sent" in output
+        assert CUSTOMER not in output and AGENT not in output  # numbers are masked in logs
