@@ -17,6 +17,8 @@ key is under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
                                (where ``#<digits>`` looks)
 ``policy:intents:<phone>``     sorted set: sends to the contact begun but not settled
                                (unknown outcomes among them), by time
+``policy:ours:<phone>``        ids of our sends to the contact, written as each send returns
+                               (the ledger's ``sent:`` set is written only as the job ends)
 ``policy:nudge:<agent>:<t>``   the agent nudge scheduled for the window opened at ``t``
 =============================  ==========================================================
 
@@ -87,6 +89,9 @@ class PolicyKeys:
 
     def intents(self, phone: str) -> str:
         return f"{self.prefix}policy:intents:{phone}"
+
+    def ours(self, phone: str) -> str:
+        return f"{self.prefix}policy:ours:{phone}"
 
     def nudge(self, agent: str, anchor: int) -> str:
         return f"{self.prefix}policy:nudge:{agent}:{anchor}"
@@ -165,6 +170,7 @@ def forget_policy(
     gone["policy record"] = int(connection.delete(keys.contact(phone)))
     gone["open conversation"] = int(connection.zrem(keys.open, phone))
     gone["send intent set"] = int(connection.delete(keys.intents(phone)))
+    gone["sent-by-us id set"] = int(connection.delete(keys.ours(phone)))
     forwards = 0
     for key in connection.scan_iter(match=keys.forwarded("*"), count=1000):
         value: Any = connection.get(key)

@@ -64,7 +64,7 @@ class SendPolicy(Protocol):
 
     async def before_send(self, to: str, *, transactional: bool) -> None: ...
     async def intending(self, to: str, step: str) -> None: ...
-    async def settled(self, to: str, step: str) -> None: ...
+    async def settled(self, to: str, step: str, message_id: str | None) -> None: ...
 
 
 def search_from(
@@ -134,7 +134,7 @@ class Effects:
             if found is not None:
                 await self._ledger.record_sent(self._handler, name, to, found)
                 if policy is not None:
-                    await policy.settled(to, ref)
+                    await policy.settled(to, ref, found)
                 return SentMessage(message_id=found)
         # Conditional on holding the job: a superseded execution stops here, before sending.
         await self._ledger.intend(self._handler, name)
@@ -149,11 +149,11 @@ class Effects:
             # reach the portal): nothing went out.
             await self._ledger.abandon(self._handler, name)
             if policy is not None:
-                await policy.settled(to, ref)
+                await policy.settled(to, ref, None)
             raise
         await self._ledger.record_sent(self._handler, name, to, sent.message_id)
         if policy is not None:
-            await policy.settled(to, ref)
+            await policy.settled(to, ref, sent.message_id)
         return sent
 
     async def mark_read(

@@ -17,6 +17,7 @@ import structlog
 from service.logs import mask_phone
 from service.policystore import PolicyKeys
 from service.portal import PortalError
+from service.settings import DEFAULT_SENT_TTL
 from service.typedevents import Event, InboundMessage
 from workers.dispatch import Permanent
 from workers.effects import AsyncPortalAPI, Effects
@@ -58,10 +59,11 @@ class Policy:
         portal: AsyncPortalAPI,
         *,
         prefix: str = "wabahooks:",
+        sent_ttl: int = DEFAULT_SENT_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.store = PolicyStore(redis, PolicyKeys(prefix))
+        self.store = PolicyStore(redis, PolicyKeys(prefix), sent_ttl=sent_ttl)
         self.portal = portal
         self.prefix = prefix
         self.clock = clock
@@ -183,7 +185,7 @@ class EventScope:
                 passed = item_id == current
                 continue
             candidates.append(item_id)
-        ours = await self.ledger.sent_ids(phone)
+        ours = await self.ledger.sent_ids(phone) | await self.store.ours(phone)
         foreign = [c for c in candidates if c not in ours]
         self._inbox = bool(foreign) and len(foreign) > await self.store.open_intents(
             phone, self.now() - DAY
@@ -261,6 +263,9 @@ class EventScope:
         if self.config.handover.detect_inbox:
             await self.store.intend(to, f"{self.job_id}:{step}", self.now())
 
-    async def settled(self, to: str, step: str) -> None:
+    async def settled(self, to: str, step: str, message_id: str | None) -> None:
+        """The send's outcome is known: its intent goes, its id is recorded as ours at once
+        (the ledger writes it only as the job ends; a worker killed before then must not
+        leave our own message looking like someone else's)."""
         if self.config.handover.detect_inbox:
-            await self.store.settle(to, f"{self.job_id}:{step}")
+            await self.store.settle(to, f"{self.job_id}:{step}", message_id)

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from service.policystore import CONTACT_TTL, FORWARD_TTL, PolicyKeys, configured_key, hash_number
+from service.settings import DEFAULT_SENT_TTL
 
 __all__ = ["DAY", "ContactRecord", "PolicyStore", "Window", "window_of"]
 
@@ -76,10 +77,16 @@ class PolicyStore:
     """Async reads and writes of the policy's keys."""
 
     def __init__(
-        self, redis: Redis, keys: PolicyKeys, env: Mapping[str, str] | None = None
+        self,
+        redis: Redis,
+        keys: PolicyKeys,
+        env: Mapping[str, str] | None = None,
+        *,
+        sent_ttl: int = DEFAULT_SENT_TTL,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.sent_ttl = sent_ttl
         self._hash_key = configured_key(env)
 
     async def hash_key(self) -> bytes:
@@ -190,8 +197,21 @@ class PolicyStore:
             pipe.expire(self.keys.intents(phone), DAY)
             await pipe.execute()
 
-    async def settle(self, phone: str, member: str) -> None:
-        await self.redis.zrem(self.keys.intents(phone), member)
+    async def settle(self, phone: str, member: str, message_id: str | None) -> None:
+        """A send's outcome is known: drop its intent; a sent id joins the policy's own set
+        of our ids at once. (Not the ledger's sent set: an id there counts as attributed,
+        and the retry of a send whose record was lost would no longer find it.)"""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.intents(phone), member)
+            if message_id is not None:
+                pipe.sadd(self.keys.ours(phone), message_id)
+                pipe.expire(self.keys.ours(phone), self.sent_ttl)
+            await pipe.execute()
+
+    async def ours(self, phone: str) -> set[str]:
+        """Ids of our sends to ``phone`` recorded by :meth:`settle`."""
+        members: Any = await self.redis.smembers(self.keys.ours(phone))
+        return {m.decode() for m in members}
 
     async def open_intents(self, phone: str, since: float) -> int:
         """Sends to ``phone`` begun since ``since`` whose outcome is not settled."""

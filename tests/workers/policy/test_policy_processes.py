@@ -28,7 +28,9 @@ HOUR = 3600
 
 
 @contextmanager
-def worker_processes(env: dict[str, str], log: IO[bytes], *queues: str) -> Iterator[None]:
+def worker_processes(
+    env: dict[str, str], log: IO[bytes], *queues: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """One `wabahooks worker --queue Q` process per queue, logging to ``log``; stopped
     (SIGTERM) after."""
     procs = [
@@ -42,10 +44,11 @@ def worker_processes(env: dict[str, str], log: IO[bytes], *queues: str) -> Itera
         for queue in queues
     ]
     try:
-        yield
+        yield procs
     finally:
         for proc in procs:
-            proc.send_signal(signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(timeout=30)
@@ -99,3 +102,32 @@ def test_relay_handover_stop_and_the_nudge_with_worker_processes(
         output = (tmp_path / "workers.log").read_text(encoding="utf-8")
         assert "policy.nudge.sent" in output and "policy.relay.sent" in output
         assert CUSTOMER not in output and AGENT not in output  # numbers are masked in logs
+
+
+def test_a_worker_killed_after_its_reply_does_not_take_that_reply_for_a_human(
+    receiver: Receiver, r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "wabahooks.toml"
+    path.write_text("[policy]\n", encoding="utf-8")
+    with simulator(receiver) as sim:
+        env = {
+            **portal_env(sim, redis_url, "tests.workers.process_handlers:crash"),
+            "WABAHOOKS_CONFIG": str(path),
+        }
+        with (tmp_path / "workers.log").open("wb") as log:
+            with worker_processes(env, log, "messages") as (worker,):
+                write(sim, CUSTOMER, "refund?")
+                wait_for(lambda: sent(sim, CUSTOMER) == ["Got it: refund?"], "the reply")
+                wait_for(lambda: r.hexists(f"wabahooks:store:{CUSTOMER}", "hung"), "the hang")
+                worker.kill()  # SIGKILL after the send: the ledger never wrote its id
+                worker.wait()
+            with worker_processes(env, log, "messages"):  # the re-drive runs the job again
+                wait_for(lambda: finished(r) == 1, "the re-drive", timeout=60)
+                write(sim, CUSTOMER, "thanks")
+                wait_for(lambda: finished(r) == 2, "the next message")
+        texts = sent(sim, CUSTOMER)
+
+    # Our own reply, sent before the kill, was not taken for someone answering from the
+    # portal's inbox: the conversation was not handed over, the next message is answered.
+    assert texts == ["Got it: refund?", "Got it: thanks"]
+    assert r.hget(f"wabahooks:policy:contact:{CUSTOMER}", "handover") is None
