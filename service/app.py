@@ -27,7 +27,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -48,6 +47,16 @@ from service.jobs import build_job
 from service.logs import mask_phone
 from service.metrics import CONTENT_TYPE, ReceiverMetrics
 from service.redisguard import MemoryWatch
+from service.request import (
+    Incoming,
+    Refusal,
+    check_length,
+    check_replay,
+    is_json,
+    json_response,
+    read_body,
+    send_json,
+)
 from service.settings import Settings
 from service.signature import InvalidJSON, parse_json, verify_raw, verify_reformatted
 from service.unparsed import keep as keep_unparsed
@@ -59,124 +68,6 @@ log = structlog.get_logger("wabahooks.receiver")
 _ACCEPTED = b'{"received":true}'
 _DUPLICATE = b'{"received":true,"duplicate":true}'
 _UNPARSED = b'{"received":true,"unparsed":true}'
-
-
-class Refusal(Exception):
-    """A request we answer with an error status and a one-sentence reason."""
-
-    def __init__(self, status: int, outcome: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.outcome = outcome
-        self.message = message
-
-
-def _json(status: int, body: bytes) -> Response:
-    return Response(body, status_code=status, media_type="application/json")
-
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    """Send a whole JSON response (plain ASGI: two messages, nothing else)."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    if status == 503:
-        headers.append((b"retry-after", b"1"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _too_large(limit: int) -> Refusal:
-    return Refusal(413, "too_large", f"Request body is larger than the {limit}-byte limit")
-
-
-class Incoming:
-    """What the webhook route reads of a request's head: three headers (raw ASGI bytes)."""
-
-    __slots__ = ("content_length", "content_type", "signature")
-
-    def __init__(self, scope: Scope) -> None:
-        self.content_length: bytes | None = None
-        self.content_type: bytes | None = None
-        self.signature: bytes | None = None
-        for name, value in scope["headers"]:  # ASGI header names are lower case
-            if name == b"content-length":
-                self.content_length = value
-            elif name == b"content-type":
-                self.content_type = value
-            elif name == b"x-webhook-signature":
-                self.signature = value
-
-
-def _check_length(length: bytes | None, limit: int) -> None:
-    if length is not None:
-        if not length.isdigit():
-            raise Refusal(400, "bad_request", "Content-Length is not a number")
-        if int(length) > limit:
-            raise _too_large(limit)
-
-
-async def _read_body(receive: Receive, limit: int, timeout: float) -> bytes:
-    """The body, at most ``limit`` bytes, all of it within ``timeout`` seconds.
-
-    Memory: at most ``limit`` bytes here (plus uvicorn's 64 KiB read buffer) per request
-    whose body is arriving, and such requests last at most ``timeout``."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise Refusal(400, "bad_request", "The client left before its body arrived")
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:  # chunked bodies: stop reading as soon as the limit is passed
-                    raise _too_large(limit)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
-        raise Refusal(
-            408,
-            "body_timeout",
-            f"Request body did not arrive within {timeout:g} s ({size} bytes came); "
-            "send it whole and at once",
-        ) from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    if not content_type:
-        return False
-    if content_type == b"application/json":  # what the portal sends: the fast path
-        return True
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or (
-        media.startswith(b"application/") and media.endswith(b"+json")
-    )
-
-
-def _check_replay(envelope: Any, tolerance: int) -> None:
-    stamp = envelope.get("timestamp") if isinstance(envelope, dict) else None
-    try:
-        sent = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-    except ValueError:
-        sent = None
-    if sent is None:
-        raise Refusal(
-            401,
-            "bad_timestamp",
-            "Webhook timestamp is missing or not ISO-8601 (replay tolerance is on)",
-        )
-    if sent.tzinfo is None:
-        sent = sent.replace(tzinfo=UTC)
-    skew = abs((datetime.now(UTC) - sent).total_seconds())
-    if skew > tolerance:
-        raise Refusal(
-            401,
-            "bad_timestamp",
-            f"Webhook timestamp is {skew:.0f} s away from now, "
-            f"outside the {tolerance} s replay tolerance",
-        )
 
 
 def create_app(
@@ -218,10 +109,10 @@ def create_app(
     async def receive(
         incoming: Incoming, read: Receive, fields: dict[str, Any]
     ) -> tuple[int, bytes]:
-        _check_length(incoming.content_length, settings.max_body_bytes)
-        if not _is_json(incoming.content_type):
+        check_length(incoming.content_length, settings.max_body_bytes)
+        if not is_json(incoming.content_type):
             raise Refusal(415, "bad_content_type", "Content-Type must be application/json")
-        body = await _read_body(read, settings.max_body_bytes, settings.body_timeout)
+        body = await read_body(read, settings.max_body_bytes, settings.body_timeout)
         raw_signature = incoming.signature
         signature = raw_signature.decode("latin-1") if raw_signature is not None else None
         if not verify_raw(body, signature, settings.secrets):
@@ -240,7 +131,7 @@ def create_app(
         except InvalidJSON as exc:
             return await unparsed(body, str(exc), fields)
         if settings.replay_tolerance is not None:
-            _check_replay(envelope, settings.replay_tolerance)
+            check_replay(envelope, settings.replay_tolerance)
         classified: Classified = classify(envelope)
         fields.update(event_key=classified.event_key, kind=classified.kind.value)
         if classified.conversation and classified.kind.value == "message":
@@ -317,7 +208,7 @@ def create_app(
         except Refusal as refusal:
             fields["outcome"] = refusal.outcome
             status, body = refusal.status, orjson.dumps({"error": refusal.message})
-        await _send_json(send, status, body)
+        await send_json(send, status, body)
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         count(fields["outcome"])
         emit = log.warning if status >= 500 or fields["outcome"] == "unparsed" else log.info
@@ -331,7 +222,7 @@ def create_app(
         return Response(meter.render(), media_type=CONTENT_TYPE)
 
     async def healthz(_request: Request) -> Response:
-        return _json(200, b'{"alive":true}')
+        return json_response(200, b'{"alive":true}')
 
     async def readyz(_request: Request) -> Response:
         try:

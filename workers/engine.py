@@ -117,6 +117,8 @@ class Engine:
         self._ending_ready = asyncio.Event()
         #: Executions started and not yet ended in Redis (running, or their ending queued).
         self._open = 0
+        #: Endings committed so far: a burst run stops only when none landed during its last look.
+        self._committed = 0
         self._stopping = False
         self._closing = False
         self._handing_back = False
@@ -231,6 +233,7 @@ class Engine:
                         await asyncio.wait_for(self._slot_freed.wait(), left)
                 free = self._free()
             ids = [uuid.uuid4().hex for _ in range(min(free, MAX_BATCH))]
+            committed = self._committed
             try:
                 jobs = await self.state.start(ids)
             except _TRANSIENT as exc:
@@ -242,7 +245,9 @@ class Engine:
                 for job in jobs:
                     self._launch(job)
                 continue
-            if self.burst and self._open == 0:
+            if self.burst and self._open == 0 and self._committed == committed:
+                # Nothing left, and no ending committed while we looked (one may have queued
+                # a contact's next event after our look).
                 self.stop()
                 return
             self._slot_freed.clear()
@@ -320,6 +325,7 @@ class Engine:
                 except BaseException:
                     self._endings[:0] = batch  # cancelled mid-flight: keep them for the next try
                     raise
+                self._committed += len(batch)
                 self._slot_freed.set()  # the contacts' next events may be queued now
                 for ending, status in zip(batch, statuses, strict=True):
                     if status == "superseded":
