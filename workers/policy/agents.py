@@ -37,6 +37,8 @@ __all__ = ["COMMAND", "agent_message", "distinguish"]
 
 log = structlog.get_logger("wabahooks.policy")
 
+#: At most this many matches are listed back to the agent.
+LISTED = 10
 #: ``#<last digits> text`` (2 to 15 digits).
 COMMAND = re.compile(r"#(\d{2,15})(?![\d])[ \t]*(.*)\Z", re.S)
 
@@ -64,7 +66,9 @@ async def agent_message(scope: EventScope, event: InboundMessage) -> None:
         digits, body = command.group(1), command.group(2).strip()
         found = await scope.store.open_ending(digits, scope.now() - DAY)
         if len(found) != 1:
-            listed = ", ".join(distinguish(found, digits)) if found else ""
+            shown = distinguish(found, digits)[:LISTED] if found else []
+            more = f" and {len(found) - LISTED} more" if len(found) > LISTED else ""
+            listed = ", ".join(shown) + more
             answer = (
                 f"#{digits} matches {len(found)} open conversations: {listed}. "
                 "Use more digits, or reply to the forwarded message."

@@ -86,9 +86,8 @@ def written_ago(loop: Loop, sender: str, text: str, seconds: float) -> str:
         advance(loop, seconds)
 
 
-# One message, then one burst of the workers: a burst engine can stop before a finished job's
-# follower (same contact) is released onto the queue, leaving it for the next burst, so these
-# tests work after each message rather than after several.
+# The tests run one burst of the workers after each message: an agent's message and a
+# customer's are different conversations and would otherwise run concurrently, in no set order.
 
 
 class Clock:

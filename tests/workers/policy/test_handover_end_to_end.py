@@ -52,7 +52,7 @@ def test_a_button_payload_hands_over_and_notices_are_sent(redis_url: str) -> Non
     extra += 'off_notice = "You are back with our assistant."'
     with running_loop(redis_url, config=config(extra=extra)) as loop:
         reply(loop, AGENT, "on shift")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "hello")
         loop.work()
         body = {"from": CUSTOMER, "type": "button",
@@ -73,7 +73,7 @@ def test_an_agent_reply_is_relayed_once_pauses_auto_reply_and_done_resumes(
 ) -> None:
     with running_loop(redis_url, config=config()) as loop:
         reply(loop, AGENT, "on shift")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "where is my order?")
         loop.work()
         forward_id = sent_to(loop, AGENT)[-1]["messageId"]
@@ -107,7 +107,7 @@ def test_an_answer_from_the_portal_inbox_pauses_auto_reply(redis_url: str) -> No
         loop.work()
         send_from_portal_inbox(loop, CUSTOMER, "Hi, Maria from support here.")
         reply(loop, CUSTOMER, "hi Maria")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "my order is late")
         loop.work()
         customer = texts(loop)
@@ -152,7 +152,7 @@ def test_a_handler_hands_over_with_ctx_handover(redis_url: str) -> None:
 
     with running_loop(redis_url, escalate, config=config()) as loop:
         reply(loop, CUSTOMER, "I want a refund")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "now")
         loop.work()
         customer = texts(loop)
@@ -164,9 +164,9 @@ def test_hash_digits_relay_and_ambiguous_digits_are_refused(redis_url: str) -> N
     other = "919876003210"  # ends in 3210 too
     with running_loop(redis_url, config=config()) as loop:
         reply(loop, AGENT, "on shift")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "hello")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, other, "hello too")
         loop.work()
         reply(loop, AGENT, "#3210 Which one of you?")

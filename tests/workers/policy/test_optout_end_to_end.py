@@ -32,12 +32,12 @@ def test_stop_confirms_once_suppresses_and_start_restores(redis_url: str) -> Non
         loop.inbound("  Stop ")
         loop.work()
         loop.inbound("STOP")  # already out: no second confirmation
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         loop.inbound("anything")  # no automated reply to an opted-out contact
         loop.work()
         during = sent_texts(loop.history())
         loop.inbound("start")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         loop.inbound("hi again")
         loop.work()
         after = sent_texts(loop.history())
@@ -76,9 +76,9 @@ def test_send_text_refuses_an_opted_out_contact_unless_transactional(redis_url: 
 
     with running_loop(redis_url, shop, config="[policy]\n") as loop:
         loop.inbound("stop")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         loop.inbound("promo")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         loop.inbound("receipt")
         loop.work()
         texts = sent_texts(loop.history())
@@ -96,9 +96,9 @@ def test_send_text_refuses_an_opted_out_contact_unless_transactional(redis_url: 
 def test_other_languages_stop_too(redis_url: str, word: str) -> None:
     with running_loop(redis_url, config=CONFIG) as loop:
         loop.inbound("hello")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         loop.inbound(word)
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         loop.inbound("more")
         loop.work()
         texts = sent_texts(loop.history())

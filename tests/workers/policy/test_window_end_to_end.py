@@ -56,7 +56,7 @@ def test_forwards_to_an_agent_with_a_closed_window_are_skipped_not_failed(
         reply(loop, CUSTOMER, "nobody's window is known yet")  # the portal refuses: skipped
         loop.work()
         written_ago(loop, AGENT, "on shift yesterday", 25 * HOUR)
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "known closed: not even tried")
         loop.work()
         customer, agent = texts(loop), sent_to(loop, AGENT)
@@ -74,7 +74,7 @@ def test_the_agent_nudge_is_scheduled_at_the_margin(redis_url: str) -> None:
         after = time.time()
         loop.work()
         reply(loop, CUSTOMER, "hello")
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "again")  # the same window: one nudge
         loop.work()
         jobs = scheduled(loop)
@@ -88,7 +88,7 @@ def test_the_agent_nudge_is_scheduled_at_the_margin(redis_url: str) -> None:
 def test_the_agent_nudge_is_sent_once_before_the_window_closes(redis_url: str) -> None:
     with running_loop(redis_url, config=config()) as loop:
         written_ago(loop, AGENT, "on shift", 23.5 * HOUR)  # closes in 30 min: nudge now
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "hello")
         loop.work()
         loop.chaos(error_after_send_next=1)  # the nudge goes out, answered 500
@@ -112,7 +112,7 @@ def test_the_agent_nudge_is_sent_once_before_the_window_closes(redis_url: str) -
 def test_no_nudge_when_the_agent_wrote_since(redis_url: str) -> None:
     with running_loop(redis_url, config=config()) as loop:
         written_ago(loop, AGENT, "on shift", 23.5 * HOUR)
-        loop.work()  # one at a time: see tests/workers/policy/support.py
+        loop.work()
         reply(loop, CUSTOMER, "hello")
         loop.work()
         reply(loop, AGENT, "still here")  # the window moved: the scheduled nudge is stale
