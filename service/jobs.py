@@ -12,6 +12,8 @@ queue of its kind, calling :data:`JOB_FUNCTION` with keyword arguments:
 ``conversation`` the contact's number (messages), the message id (statuses), or None
 ``received_at`` ISO-8601 UTC time the receiver accepted it
 ``version``    ``1``
+``traceparent`` optional: the W3C trace context of the webhook request (``service.tracing``),
+               only while traces are on; a job without it starts a trace of its own
 ============== ==========================================================
 
 The receiver writes the job hash itself (inside the intake script, see
@@ -99,8 +101,10 @@ def build_job(
     result_ttl: int = DEFAULT_RESULT_TTL,
     failure_ttl: int = DEFAULT_FAILURE_TTL,
     now: datetime | None = None,
+    traceparent: str | None = None,
 ) -> JobSpec:
-    """Return the RQ job (format version 1) carrying a verified ``envelope``."""
+    """Return the RQ job (format version 1) carrying a verified ``envelope`` (and the trace
+    context ``traceparent``, if given)."""
     now = now or datetime.now(UTC)
     stamp = now.strftime(_RQ_TIME_FORMAT)
     kwargs = {
@@ -111,6 +115,8 @@ def build_job(
         "received_at": stamp,
         "version": FORMAT_VERSION,
     }
+    if traceparent is not None:
+        kwargs["traceparent"] = traceparent
     # RQ's job data: (func_name, instance, args, kwargs) through the serializer. RQ itself
     # zlib-compresses it, and its Job.restore() reads uncompressed data as is (a JSON array
     # is never a valid zlib stream); compressing cost 15-55 us a request on the hot path to

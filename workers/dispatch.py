@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from service import tracing
 from service.portal import OutcomeUnknown, PortalError
 from service.typedevents import Event
 from workers.bridge import Bridge
@@ -166,10 +167,11 @@ async def _replies_expected(
 async def _call(
     registration: Registration, argument: object, ctx: AsyncContext, run_sync: RunSync
 ) -> object:
-    if registration.is_async:
-        return await registration.func(argument, ctx)  # type: ignore[misc]  # checked: async
-    bridge = Bridge(asyncio.get_running_loop())
-    return await run_sync(registration.func, argument, ctx.blocking(bridge))
+    with tracing.handler_span(registration.name):  # a shared no-op unless traces are on
+        if registration.is_async:
+            return await registration.func(argument, ctx)  # type: ignore[misc]  # checked: async
+        bridge = Bridge(asyncio.get_running_loop())
+        return await run_sync(registration.func, argument, ctx.blocking(bridge))
 
 
 async def dispatch(

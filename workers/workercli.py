@@ -72,7 +72,9 @@ def worker(
     in flight finish for up to --grace seconds, then hands the rest back to the
     queue; a second signal hands them back at once. Nothing is lost either way.
     """
+    from service.cli.common import fail
     from service.logs import configure_logging
+    from service.tracingsetup import configure_tracing, shutdown_tracing
 
     if len(queue_names) > 1:
         raise click.UsageError(
@@ -82,6 +84,10 @@ def worker(
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
+    try:
+        configure_tracing("wabahooks-worker")  # off unless OTEL_* ask (README "Traces")
+    except ConfigError as exc:
+        fail(str(exc))
     options = _EngineOptions(
         queue=settings.keys.queue(name),
         concurrency=concurrency or _env_int("WABAHOOKS_CONCURRENCY", DEFAULT_CONCURRENCY, 1),
@@ -101,6 +107,7 @@ def worker(
     if threads_left:
         # A sync handler's thread cannot be stopped, and Python waits for every pool thread
         # at exit: its job was handed back and its effects are refused, so leave now.
+        shutdown_tracing()  # (os._exit skips the exit handlers that export the last spans)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

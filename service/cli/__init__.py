@@ -77,6 +77,7 @@ def serve(host: str, port: int) -> None:
 
     from service.app import create_app
     from service.logs import configure_logging
+    from service.tracingsetup import configure_tracing
 
     settings = load_settings()
     try:
@@ -86,6 +87,10 @@ def serve(host: str, port: int) -> None:
         fail(str(exc))
     refuse_eviction(url, settings.allow_eviction)
     configure_logging(settings.log_format, settings.log_level)
+    try:
+        configure_tracing("wabahooks-receiver")  # off unless OTEL_* ask (README "Traces")
+    except ConfigError as exc:
+        fail(str(exc))
     uvicorn.run(
         create_app(settings),
         host=host,
