@@ -11,7 +11,8 @@ key is under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
 ``policy:optout-key``          the hash key, when ``WABAHOOKS_OPTOUT_KEY`` is not set
 ``policy:contact:<phone>``     hash: ``inbound_at`` (the last inbound message's own time),
                                ``handover``/``handover_by``/``handover_since``/
-                               ``handover_until``; expires ``CONTACT_TTL`` after a write
+                               ``handover_until``, ``handover_ended``; expires
+                               ``CONTACT_TTL`` after a write
 ``policy:fwd:<message id>``    the customer a message forwarded to an agent was about
 ``policy:open``                sorted set: customers forwarded or handed over, by time
                                (where ``#<digits>`` looks)

@@ -103,7 +103,11 @@ def handover(phone: str, on: bool) -> None:
         pipe.execute()
         click.echo(f"+{phone} handed over to a human for up to {config.handover.idle} s idle.")
     else:
-        connection.hdel(
+        pipe = connection.pipeline(transaction=True)
+        pipe.hdel(
             keys.contact(phone), "handover", "handover_by", "handover_since", "handover_until"
         )
+        pipe.hset(keys.contact(phone), "handover_ended", time.time())
+        pipe.expire(keys.contact(phone), CONTACT_TTL)
+        pipe.execute()
         click.echo(f"+{phone} is back with the bot.")

@@ -175,6 +175,7 @@ class EventScope:
             log.warning("policy.inbox.unread", error=f"{type(exc).__name__}: {exc}")
             self._inbox = False
             return False
+        ended = self.record.handover_ended
         candidates: list[str] = []
         passed = False
         for item in page.items:  # newest first
@@ -184,7 +185,8 @@ class EventScope:
                     break  # the previous inbound message: older answers are not news
                 passed = item_id == current
                 continue
-            candidates.append(item_id)
+            if ended is None or item.timestamp.timestamp() > ended:
+                candidates.append(item_id)  # (before a handover's end: that human's, known)
         ours = await self.ledger.sent_ids(phone) | await self.store.ours(phone)
         foreign = [c for c in candidates if c not in ours]
         self._inbox = bool(foreign) and len(foreign) > await self.store.open_intents(

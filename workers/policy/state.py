@@ -63,6 +63,8 @@ class ContactRecord:
     handover_by: str = ""
     handover_until: float | None = None
     suppressed: bool = False
+    #: When the last handover ended: answers older than this were the human's, not news.
+    handover_ended: float | None = None
 
     def handover_active(self, now: float) -> bool:
         """On, and not idle past its end."""
@@ -114,6 +116,7 @@ class PolicyStore:
             (raw.get(b"handover_by") or b"").decode(),
             _float(raw, "handover_until"),
             bool(suppressed),
+            _float(raw, "handover_ended"),
         )
 
     async def _write(self, phone: str, fields: Mapping[str, str | float]) -> None:
@@ -133,6 +136,7 @@ class PolicyStore:
         self, record: ContactRecord, on: bool, *, by: str, now: float, idle: int
     ) -> None:
         """Turn the contact's handover on (until ``now + idle``) or off."""
+        ended = min(now, record.handover_until or now)  # a lapsed one ended at its idle end
         record.handover, record.handover_by = on, by if on else ""
         record.handover_until = now + idle if on else None
         if on:
@@ -145,10 +149,15 @@ class PolicyStore:
             await self._write(record.phone, fields)
             await self.redis.zadd(self.keys.open, {record.phone: now})
         else:
-            await self.redis.hdel(
-                self.keys.contact(record.phone),
-                "handover", "handover_by", "handover_since", "handover_until",
-            )  # fmt: skip
+            record.handover_ended = ended
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(
+                    self.keys.contact(record.phone),
+                    "handover", "handover_by", "handover_since", "handover_until",
+                )  # fmt: skip
+                pipe.hset(self.keys.contact(record.phone), "handover_ended", ended)
+                pipe.expire(self.keys.contact(record.phone), CONTACT_TTL)
+                await pipe.execute()
 
     async def touch_handover(self, record: ContactRecord, now: float, idle: int) -> None:
         """Activity in a handed-over conversation: its idle end moves."""

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from service.cli import main
 from service.policystore import PolicyKeys, hash_number, optout_entries
 from tests.support.loop import running_loop
+from tests.workers.policy.support import send_from_portal_inbox
 from tests.workers.policy.test_optout_end_to_end import CONFIG
 from tests.workers.test_end_to_end import sent_texts
 from workers.policy.config import STOP_REPLY
@@ -121,3 +122,17 @@ def test_the_configured_key_hashes_the_list_and_none_is_kept_in_redis(
     assert [e.digest for e in optout_entries(r, PolicyKeys())] == [
         hash_number(b"a-key-kept-elsewhere", ANN)
     ]
+
+
+def test_handover_off_is_not_undone_by_the_humans_earlier_answer(redis_url: str) -> None:
+    with running_loop(redis_url, config=CONFIG) as loop:
+        loop.inbound("hello")
+        loop.work()
+        send_from_portal_inbox(loop, ANN, "Hi, Maria here. All sorted!")
+        off = cli("handover", ANN, "--off")  # Maria hands the conversation back at once
+        loop.inbound("thanks Maria")
+        loop.work()
+        texts = sent_texts(loop.history())
+
+    assert off.exit_code == 0
+    assert texts == ["Thanks, we got it.", "Hi, Maria here. All sorted!", "Thanks, we got it."]
