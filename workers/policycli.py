@@ -7,15 +7,25 @@ a running worker sees the change at the contact's next event. ``handover`` needs
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import UTC, datetime
 
 import click
+import redis
 
 from service.cli.admin import connect
 from service.logs import mask_phone
-from service.policystore import CONTACT_TTL, PolicyKeys, optout_entries
+from service.policystore import (
+    CONTACT_TTL,
+    PolicyKeys,
+    hash_number,
+    optout_entries,
+    sync_hash_key,
+)
+from service.portal import PortalClient, PortalError, PortalSettings
+from service.portal.ratelimit import RateLimiter
 from service.portal.validation import check_phone
 from service.settings import ConfigError
 from workers.config import load_config
@@ -75,14 +85,46 @@ def optout_list(full: bool) -> None:
     click.echo(f"{len(entries)} opted out", err=True)
 
 
+def _notice(
+    connection: redis.Redis, keys: PolicyKeys, phone: str, text: str, config: PolicyConfig
+) -> str:
+    """Send the configured notice if it may go now; return a sentence saying what happened.
+
+    Not through the ledger (there is no job): run once, it is sent once."""
+    if not text:
+        return ""
+    if not (os.environ.get("WABA_API_URL") and os.environ.get("WABA_API_KEY")):
+        return " No notice sent: WABA_API_URL and WABA_API_KEY are not set."
+    raw = connection.hget(keys.contact(phone), "inbound_at")
+    if raw is None or float(raw) + 24 * 3600 - config.window.margin <= time.time():
+        return " No notice sent: the contact's 24-hour window is closed."
+    if connection.hexists(keys.optout, hash_number(sync_hash_key(connection, keys), phone)):
+        return " No notice sent: the contact opted out."
+    try:
+        settings = PortalSettings.from_env()
+        limiter = RateLimiter.from_settings(connection, settings, prefix=keys.prefix)
+        with PortalClient(settings, limiter=limiter) as client:
+            client.send_text(phone, text)
+    except (ConfigError, PortalError) as exc:
+        return f" The notice was not sent: {exc}"
+    return " Notice sent."
+
+
 @click.command()
 @click.argument("phone")
 @click.option("--on/--off", "on", required=True, help="Hand the conversation to a human, or back.")
-def handover(phone: str, on: bool) -> None:
+@click.option(
+    "--notice/--no-notice",
+    default=True,
+    help="Send [policy.handover] on_notice / off_notice, if configured (default: yes).",
+)
+def handover(phone: str, on: bool, notice: bool) -> None:
     """Hand PHONE's conversation to a human (automated replies pause) or back to the bot.
 
     --on lasts until `handover PHONE --off`, `#done` from an agent, or [policy.handover]
-    idle seconds without activity. No notice is sent to the contact from here.
+    idle seconds without activity. The configured notice goes to the contact (inside
+    their 24-hour window, unless they opted out; needs WABA_API_URL and WABA_API_KEY)
+    unless --no-notice.
     """
     phone = _phone(phone)
     config = _policy()
@@ -101,7 +143,10 @@ def handover(phone: str, on: bool) -> None:
         pipe.expire(keys.contact(phone), CONTACT_TTL)
         pipe.zadd(keys.open, {phone: now})
         pipe.execute()
-        click.echo(f"+{phone} handed over to a human for up to {config.handover.idle} s idle.")
+        sent = _notice(connection, keys, phone, config.handover.on_notice, config) if notice else ""
+        click.echo(
+            f"+{phone} handed over to a human for up to {config.handover.idle} s idle.{sent}"
+        )
     else:
         pipe = connection.pipeline(transaction=True)
         pipe.hdel(
@@ -110,4 +155,7 @@ def handover(phone: str, on: bool) -> None:
         pipe.hset(keys.contact(phone), "handover_ended", time.time())
         pipe.expire(keys.contact(phone), CONTACT_TTL)
         pipe.execute()
-        click.echo(f"+{phone} is back with the bot.")
+        sent = (
+            _notice(connection, keys, phone, config.handover.off_notice, config) if notice else ""
+        )
+        click.echo(f"+{phone} is back with the bot.{sent}")

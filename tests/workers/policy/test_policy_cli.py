@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from service.cli import main
 from service.policystore import PolicyKeys, hash_number, optout_entries
 from tests.support.loop import running_loop
+from tests.support.portal import API_KEY
 from tests.workers.policy.support import send_from_portal_inbox
 from tests.workers.policy.test_optout_end_to_end import CONFIG
 from tests.workers.test_end_to_end import sent_texts
@@ -136,3 +137,25 @@ def test_handover_off_is_not_undone_by_the_humans_earlier_answer(redis_url: str)
 
     assert off.exit_code == 0
     assert texts == ["Thanks, we got it.", "Hi, Maria here. All sorted!", "Thanks, we got it."]
+
+
+def test_handover_cli_sends_the_configured_notices(
+    redis_url: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notices = '[policy.handover]\non_notice = "A person will answer."\noff_notice = "Bot again."\n'
+    env.write_text(CONFIG.replace("[policy]\n", "[policy]\n" + notices), encoding="utf-8")
+    with running_loop(redis_url, config=env.read_text(encoding="utf-8")) as loop:
+        monkeypatch.setenv("WABA_API_URL", str(loop.sim.base_url).rstrip("/") + "/api/v1")
+        monkeypatch.setenv("WABA_API_KEY", API_KEY)
+        unknown = cli("handover", ANN, "--on")  # the contact never wrote: no window
+        loop.inbound("hello")
+        loop.work()
+        on = cli("handover", ANN, "--on")
+        quiet = cli("handover", ANN, "--off", "--no-notice")
+        off = cli("handover", ANN, "--off")
+        texts = sent_texts(loop.history())
+
+    assert "No notice sent: the contact's 24-hour window is closed." in unknown.stdout
+    assert on.stdout.endswith("Notice sent.\n") and off.stdout.endswith("Notice sent.\n")
+    assert "Notice" not in quiet.stdout
+    assert texts == ["A person will answer.", "Bot again."]  # handed over: no auto-reply
