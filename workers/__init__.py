@@ -33,6 +33,8 @@ from workers.context import AsyncContext, AsyncStore, Context, Store
 from workers.conversation import StepTimeout
 from workers.dispatch import HandlerFailed, Permanent
 from workers.execution import Superseded
+from workers.policy.errors import OptedOut
+from workers.policy.state import MessagingWindow
 from workers.router import STOP, RetryPolicy, Router, StatusTransition
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "InboundMessage",
     "Location",
     "Media",
+    "MessagingWindow",
+    "OptedOut",
     "Permanent",
     "RetryPolicy",
     "Router",

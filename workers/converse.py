@@ -45,6 +45,7 @@ from workers.conversation import (
 from workers.dispatch import (
     NO_METRICS,
     ContextFactory,
+    Gate,
     Metrics,
     RunSync,
     dispatch,
@@ -77,6 +78,7 @@ class _Run:
         context_for: ContextFactory,
         run_sync: RunSync,
         metrics: Metrics,
+        gate: Gate | None = None,
     ) -> None:
         self.contact = contact
         self.store = store
@@ -84,6 +86,7 @@ class _Run:
         self._context_for = context_for
         self.run_sync = run_sync
         self.metrics = metrics
+        self.gate = gate
         #: The step (name, data) a handler's event answers or timed out, by handler name.
         self.answered: dict[str, tuple[str, Any]] = {}
 
@@ -104,6 +107,7 @@ class _Run:
             context_for=self.context,
             run_sync=self.run_sync,
             metrics=self.metrics,
+            gate=self.gate,
         )
 
 
@@ -163,6 +167,7 @@ async def route(
     store: ConversationStore,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run one event's handlers (see the module docstring); return how many ran or took it."""
     if not isinstance(event, InboundMessage) or not event.sender:
@@ -173,8 +178,9 @@ async def route(
             context_for=context_for,
             run_sync=run_sync,
             metrics=metrics,
+            gate=gate,
         )
-    run = _Run(event.sender, store, ledger, context_for, run_sync, metrics)
+    run = _Run(event.sender, store, ledger, context_for, run_sync, metrics, gate)
     steps = [r for r in registrations if r.kind in (STEP, MISMATCH)]
     if steps and (target := await _step_target(run, event, steps)) is not None:
         handler, step, data = target
@@ -208,6 +214,7 @@ async def run_flush(
     store: ConversationStore,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run a flush job: the coalescing handler, once, on its burst; return 1 (0: empty)."""
     contact, name = str(kwargs["conversation"]), str(kwargs["handler"])
@@ -228,7 +235,7 @@ async def run_flush(
         return 0
     burst = Burst.from_records(records)
     log.info("burst.flush", handler=name, messages=len(burst.messages))
-    run = _Run(contact, store, ledger, context_for, run_sync, metrics)
+    run = _Run(contact, store, ledger, context_for, run_sync, metrics, gate)
     flushed = replace(handler, kind=StepKind.BURST, predicates=(), coalesce=None)
     if await replies_expected(cast(Event, burst), [flushed], run.context):
         ctx = run.context(flushed, True)
@@ -245,6 +252,7 @@ async def run_timeout(
     store: ConversationStore,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run a step's timeout job: its handlers, if the step is still pending; return how many."""
     contact = str(kwargs["conversation"])
@@ -260,7 +268,7 @@ async def run_timeout(
         return 0
     step, data = str(answer["step"]), json.loads(answer["data"])
     log.info("step.timeout", step=step, gen=answer["gen"])
-    run = _Run(contact, store, ledger, context_for, run_sync, metrics)
+    run = _Run(contact, store, ledger, context_for, run_sync, metrics, gate)
     handlers = [
         replace(r, kind=StepKind.TIMEOUT)
         for r in registrations
@@ -282,6 +290,7 @@ async def run_job(
     store: ConversationStore,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run one job: a flush, a step timeout, or an event (``event``)."""
     common: dict[str, Any] = {
@@ -290,6 +299,7 @@ async def run_job(
         "store": store,
         "run_sync": run_sync,
         "metrics": metrics,
+        "gate": gate,
     }
     if kind == "flush":
         return await run_flush(kwargs, registrations, **common)

@@ -47,6 +47,7 @@ __all__ = [
     "NoMetrics",
     "Permanent",
     "RunSync",
+    "Gate",
     "dispatch",
     "replies_expected",
     "run_in_default_executor",
@@ -128,6 +129,9 @@ async def run_in_default_executor(fn: Callable[..., T], /, *args: Any) -> T:
 
 
 ContextFactory = Callable[[Registration, bool], AsyncContext]
+#: Why a handler that declared ``replies=`` must not run now (None: it may); called with
+#: None first, for any reply (whether "typing…" may be shown). ``workers.policy``'s gate.
+Gate = Callable[[Event, Registration | None], Awaitable[str | None]]
 
 #: The ledger step under which a publishing handler's transition is kept.
 TRANSITION_STEP = "published:transition"
@@ -181,8 +185,12 @@ async def dispatch(
     context_for: ContextFactory,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run the handlers that match ``event``; return how many ran.
+
+    ``gate``: asked before each handler that declared ``replies=`` (the conversation
+    policy: handover, opt-out, the 24-hour window); a reason skips it, logged.
 
     Raise :class:`HandlerFailed` (a handler raised) or
     :class:`~workers.execution.Superseded` (this execution may no longer act).
@@ -196,6 +204,8 @@ async def dispatch(
         metrics.unhandled(event.kind)
         return 0
     expected = await replies_expected(event, matching, context_for)
+    if expected and gate is not None and await gate(event, None) is not None:
+        expected = False  # held back: no "typing…"
     transition: StatusTransition | None = None
     ran = 0
     for registration in matching:
@@ -203,6 +213,12 @@ async def dispatch(
             transition is None or not registration.matches_transition(transition)
         ):
             continue
+        if gate is not None and registration.replies is not False:
+            reason = await gate(event, registration)
+            if reason is not None:
+                log.info("handler.skipped", handler=registration.label, reason=reason)
+                metrics.handler(registration.name, "skipped")
+                continue
         if await ledger.handler_done(registration.name):
             log.info(
                 "handler.skipped", handler=registration.label, reason="done in an earlier attempt"

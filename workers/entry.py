@@ -28,6 +28,7 @@ from workers.converse import JOB_KINDS, run_job
 from workers.convredis import CONVERSATION_VERSION
 from workers.dispatch import HandlerFailed
 from workers.execution import ExecutionToken, Superseded
+from workers.policy.nudge import NUDGE_KIND
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 
@@ -50,8 +51,9 @@ class UnsupportedJobFormat(Exception):
 
 #: The newest job format this worker reads: 1 (events), 2 (flush and timeout jobs).
 READS_VERSION = CONVERSATION_VERSION
-#: Every job kind this worker knows.
-KNOWN_KINDS = frozenset([*(k.value for k in Kind), *JOB_KINDS])
+#: Every job kind this worker knows: the events', conversations' flush and timeout, and the
+#: conversation policy's agent nudge (an envelope like an event's, format 1).
+KNOWN_KINDS = frozenset([*(k.value for k in Kind), *JOB_KINDS, NUDGE_KIND])
 
 
 @dataclass(frozen=True)
@@ -147,21 +149,27 @@ async def run_event(
         if journey is not None:
             journey.attach(ledger)
         try:
+            conduct = runtime.policy  # the conversation policy (not a RetryPolicy)
+            scope = None
+            if conduct is not None and event is not None:
+                scope = await conduct.scope(event, job_id=job_id, ledger=ledger)
             await run_job(
                 kind,
                 event,
                 kwargs,
-                replayed_registrations(runtime.registrations, kwargs),
+                replayed_registrations(runtime.registrations_for(kind), kwargs),
                 ledger=ledger,
                 context_for=lambda registration, replies: runtime.context(
                     registration,
                     ledger=ledger,
                     conversation=conversation,
                     replies_expected=replies,
+                    policy=scope,
                 ),
                 store=runtime.conversations(token, queue),
                 run_sync=runtime.run_sync,
                 metrics=metrics,
+                gate=None if scope is None else scope.gate,
             )
         except Superseded as exc:
             log.warning("event.superseded", execution=token.execution_id)
