@@ -53,6 +53,7 @@ from workers.dispatch import (
     run_in_default_executor,
 )
 from workers.ledger import Ledger
+from workers.policy.router import NAME as POLICY
 from workers.router import MISMATCH, STEP, TIMEOUT, Registration
 
 __all__ = ["JOB_KINDS", "UnknownHandler", "route", "run_flush", "run_job", "run_timeout"]
@@ -61,6 +62,8 @@ log = structlog.get_logger("wabahooks.conversation")
 
 #: The job kinds that are not events (job format version 2).
 JOB_KINDS = ("flush", "timeout")
+#: Routers that see every message, a step's answer too: mark-read, the conversation policy.
+ALWAYS = (MARK_READ, POLICY)
 
 
 class UnknownHandler(Exception):
@@ -185,7 +188,8 @@ async def route(
     if steps and (target := await _step_target(run, event, steps)) is not None:
         handler, step, data = target
         run.answered[handler.name] = (step, data)
-        marks = [r for r in registrations if r.router == MARK_READ and r.matches(event)]
+        # Mark-read and the conversation policy (its window, relays) see every message.
+        marks = [r for r in registrations if r.router in ALWAYS and r.matches(event)]
         # Its filter was decided (and the answer recorded) already: it runs unconditionally.
         chosen = replace(handler, kind=event.kind, predicates=())
         return await run.dispatch(event, [*marks, chosen])

@@ -29,6 +29,7 @@ from workers.convredis import CONVERSATION_VERSION
 from workers.dispatch import HandlerFailed
 from workers.execution import ExecutionToken, Superseded
 from workers.policy.nudge import NUDGE_KIND
+from workers.policy.router import clear_steps
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 
@@ -153,6 +154,7 @@ async def run_event(
             scope = None
             if conduct is not None and event is not None:
                 scope = await conduct.scope(event, job_id=job_id, ledger=ledger)
+                await clear_steps(scope)  # a STOP or "agent" is no step's answer
             await run_job(
                 kind,
                 event,

@@ -181,3 +181,41 @@ def test_hash_digits_relay_and_ambiguous_digits_are_refused(redis_url: str) -> N
     assert "+*******03210" in refusal[0] and "+*******43210" in refusal[0]
     assert customer == [THANKS, "Your parcel left."]
     assert second == [THANKS]
+
+
+def test_a_handover_cancels_the_pending_step(redis_url: str) -> None:
+    """The bot asked for an order number; the contact asks for a human instead: the step is
+    cancelled (its answer and its timeout never run), and the next message is not taken for
+    the step's answer."""
+    orders = Router("orders")
+    answered: list[str] = []
+
+    @orders.message(contains="order", ignore_case=True, replies=True)
+    async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, "Your order number?")
+        await ctx.expect("order_number", timeout=600)
+
+    @orders.step("order_number")
+    async def number(event: InboundMessage, ctx: AsyncContext) -> None:
+        answered.append(event.text or "")
+
+    with running_loop(redis_url, orders, config=config()) as loop:
+        reply(loop, AGENT, "on shift")
+        loop.work()
+        reply(loop, CUSTOMER, "where is my order")
+        loop.work()
+        before = texts(loop)
+        step_before = loop.r.hget("wabahooks:conv:" + CUSTOMER, "step")
+        reply(loop, CUSTOMER, "human")
+        loop.work()
+        reply(loop, CUSTOMER, "4521")
+        loop.work()
+        step_after = loop.r.hget("wabahooks:conv:" + CUSTOMER, "step")
+        timeouts = loop.r.zcard("rq:scheduled:wabahooks:messages")
+        customer = texts(loop)
+
+    assert step_before == b"order_number"
+    assert step_after is None and timeouts == 0  # the step and its timeout job are gone
+    assert answered == []  # "human" and "4521" went to the person, not to the step
+    assert "Your order number?" in before
+    assert customer == before  # handed over: nothing automated answered "human" or "4521"
