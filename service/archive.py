@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import redis
 
-from service.keys import DEFAULT_PREFIX
+from service.keys import ArchiveKeys
 from service.logs import id_key
 from service.settings import ConfigError, env_bool
 
@@ -91,27 +91,6 @@ def contact_token(phone: str, key: bytes) -> str:
     """Return the keyed hash a contact's number is indexed by (16 hex digits)."""
     digest = hashlib.blake2b(b"tel:" + phone.encode("utf-8"), key=key, digest_size=8)
     return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class ArchiveKeys:
-    """The archive's Redis keys under one prefix (see the module docstring)."""
-
-    prefix: str = DEFAULT_PREFIX
-
-    def entry(self, job_id: str) -> str:
-        return f"{self.prefix}archive:event:{job_id}"
-
-    @property
-    def time(self) -> str:
-        return f"{self.prefix}archive:time"
-
-    @property
-    def feed(self) -> str:
-        return f"{self.prefix}archive:feed"
-
-    def contact(self, token: str) -> str:
-        return f"{self.prefix}archive:contact:{token}"
 
 
 def encode_entry(raw_json: bytes) -> bytes:

@@ -5,7 +5,9 @@ Two families share the server:
 - **Ours**, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:`` by default): :class:`Keys` builds
   them from the prefix. The receiver writes claims and tails, the workers the conversation
   store, the sent-id sets and the portal limiter's keys, ``forget`` removes a contact's, and the
-  queue names themselves carry the prefix (``wabahooks:messages``…).
+  queue names themselves carry the prefix (``wabahooks:messages``…). Features with a family of
+  their own name it here too: the conversation's step and bursts (:class:`Keys`), the event
+  archive (:class:`ArchiveKeys`), the conversation policy (:class:`PolicyKeys`).
 - **RQ's**, in RQ 2.x's layout (``rq:job:<id>``, ``rq:queue:<name>``…): the functions below, used
   by the intake, the worker's state module and the metrics. The Lua scripts
   (``service/intake.lua``, ``workers/lua/*.lua``) spell the same names; the tests compare what
@@ -25,7 +27,9 @@ __all__ = [
     "RQ_STATE_KEYS",
     "RQ_SUSPENDED",
     "RQ_WORKERS",
+    "ArchiveKeys",
     "Keys",
+    "PolicyKeys",
     "limiter_contact",
     "limiter_keys",
     "rq_deferred",
@@ -103,6 +107,64 @@ def limiter_keys(portal: str) -> list[str]:
 def limiter_contact(portal: str, contact: str) -> str:
     """The limiter's pacing of sends to one contact."""
     return f"{portal}contact:{contact}"
+
+
+# -- feature families under the prefix: their layout is documented with the feature ---------------
+
+
+@dataclass(frozen=True)
+class ArchiveKeys:
+    """The event archive's keys (``service.archive``; README "Event archive")."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def entry(self, job_id: str) -> str:
+        return f"{self.prefix}archive:event:{job_id}"
+
+    @property
+    def time(self) -> str:
+        return f"{self.prefix}archive:time"
+
+    @property
+    def feed(self) -> str:
+        return f"{self.prefix}archive:feed"
+
+    def contact(self, token: str) -> str:
+        return f"{self.prefix}archive:contact:{token}"
+
+
+@dataclass(frozen=True)
+class PolicyKeys:
+    """The conversation policy's keys (``service.policystore``; README "Conversation policy")."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def optout(self) -> str:
+        return f"{self.prefix}policy:optout"
+
+    @property
+    def optout_key(self) -> str:
+        return f"{self.prefix}policy:optout-key"
+
+    @property
+    def open(self) -> str:
+        return f"{self.prefix}policy:open"
+
+    def contact(self, phone: str) -> str:
+        return f"{self.prefix}policy:contact:{phone}"
+
+    def forwarded(self, message_id: str) -> str:
+        return f"{self.prefix}policy:fwd:{message_id}"
+
+    def intents(self, phone: str) -> str:
+        return f"{self.prefix}policy:intents:{phone}"
+
+    def ours(self, phone: str) -> str:
+        return f"{self.prefix}policy:ours:{phone}"
+
+    def nudge(self, agent: str, anchor: int) -> str:
+        return f"{self.prefix}policy:nudge:{agent}:{anchor}"
 
 
 #: RQ's set of every queue's key.

@@ -41,7 +41,7 @@ from typing import Any
 
 import redis
 
-from service.keys import DEFAULT_PREFIX
+from service.keys import PolicyKeys
 
 __all__ = [
     "CONTACT_TTL",
@@ -61,41 +61,6 @@ KEY_ENV = "WABAHOOKS_OPTOUT_KEY"
 CONTACT_TTL = 48 * 3600
 #: How long a forwarded message can still be answered by replying to it.
 FORWARD_TTL = 7 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class PolicyKeys:
-    """The policy's key names under ``prefix`` (``WABAHOOKS_QUEUE_PREFIX``; the rest of
-    wabahooks' keys are in ``service.keys``)."""
-
-    prefix: str = DEFAULT_PREFIX
-
-    @property
-    def optout(self) -> str:
-        return f"{self.prefix}policy:optout"
-
-    @property
-    def optout_key(self) -> str:
-        return f"{self.prefix}policy:optout-key"
-
-    @property
-    def open(self) -> str:
-        return f"{self.prefix}policy:open"
-
-    def contact(self, phone: str) -> str:
-        return f"{self.prefix}policy:contact:{phone}"
-
-    def forwarded(self, message_id: str) -> str:
-        return f"{self.prefix}policy:fwd:{message_id}"
-
-    def intents(self, phone: str) -> str:
-        return f"{self.prefix}policy:intents:{phone}"
-
-    def ours(self, phone: str) -> str:
-        return f"{self.prefix}policy:ours:{phone}"
-
-    def nudge(self, agent: str, anchor: int) -> str:
-        return f"{self.prefix}policy:nudge:{agent}:{anchor}"
 
 
 def hash_number(key: bytes, phone: str) -> str:
