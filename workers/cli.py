@@ -10,7 +10,7 @@ is added. Every job is read with RQ's ``JSONSerializer``, as the receiver writes
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import suppress
 
 import click
@@ -23,53 +23,24 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from service.cli.common import connect, fail, failed_jobs, settings_or_exit, table
 from service.jobs import QUEUE_NAMES
 from service.keys import Keys
-from service.settings import ConfigError, Settings
+from service.settings import ConfigError
 
 __all__ = [
     "DEFAULT_QUEUE",
     "QUEUES",
     "QUEUE_CHOICE",
     "failed",
-    "load_worker_settings",
     "metrics",
-    "settings_or_exit",
+    "settings_or_exit",  # service.cli.common's, re-exported for the workers' commands
 ]
 
 #: Queue suffixes, in the order the README lists them.
 QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
 #: The queue a worker serves when none is named.
 DEFAULT_QUEUE = "messages"
-
-
-def load_worker_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Return the settings a worker reads (verifying signatures is the receiver's job: no
-    ``WABA_WEBHOOK_SECRET`` needed).
-
-    Raise :class:`ConfigError` for a missing ``REDIS_URL`` or a malformed setting.
-    """
-    settings = Settings.from_env(env)
-    settings.require_redis_url()
-    return settings
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_worker_settings()
-    except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
-
-
-def _connect(settings: Settings) -> redis.Redis:
-    connection = redis.Redis.from_url(settings.require_redis_url())
-    try:
-        connection.ping()
-    except redis.RedisError as exc:
-        click.echo(f"wabahooks: cannot reach Redis at REDIS_URL ({exc}); is it running?", err=True)
-        sys.exit(1)
-    return connection
 
 
 QUEUE_CHOICE = click.Choice(QUEUES)
@@ -93,16 +64,13 @@ def metrics(host: str, port: int) -> None:
     try:
         path = multiprocess_dir()
     except ConfigError as exc:
-        click.echo(f"wabahooks: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     if path is None:
-        click.echo(
-            f"wabahooks: {MULTIPROC_ENV} is not set: set it, for this command and every "
-            "worker on the host, to one directory the workers write their metrics to",
-            err=True,
+        fail(
+            f"{MULTIPROC_ENV} is not set: set it, for this command and every "
+            "worker on the host, to one directory the workers write their metrics to"
         )
-        sys.exit(2)
-    connection = _connect(settings)
+    connection = connect(settings)
     queues = [settings.keys.queue(name) for name in QUEUES]
     structlog.get_logger("wabahooks.metrics").info(
         "metrics.started", url=f"http://{host}:{port}/metrics", directory=path
@@ -110,8 +78,7 @@ def metrics(host: str, port: int) -> None:
     try:
         serve(scrape_registry(path, connection, queues), host, port)
     except OSError as exc:
-        click.echo(f"wabahooks: cannot listen on {host}:{port} ({exc})", err=True)
-        sys.exit(1)
+        fail(f"cannot listen on {host}:{port} ({exc})", 1)
 
 
 @click.group()
@@ -125,12 +92,12 @@ def _queues(connection: redis.Redis, keys: Keys, only: str | None) -> list[Queue
 
 
 def _failed_jobs(queues: list[Queue]) -> Iterator[tuple[Queue, Job]]:
-    for queue in queues:
-        registry = FailedJobRegistry(queue=queue)
-        ids = registry.get_job_ids()
-        for job in Job.fetch_many(ids, connection=queue.connection, serializer=JSONSerializer):
-            if job is not None:
-                yield queue, job
+    """Every failed job of ``queues`` (the one scanner, ``service.cli.common.failed_jobs``)."""
+    if not queues:
+        return
+    by_name = {q.name: q for q in queues}
+    for name, job in failed_jobs(queues[0].connection, by_name):
+        yield by_name[name], job
 
 
 def _event_key(job: Job) -> str:
@@ -147,7 +114,7 @@ def list_failed(queue: str | None) -> None:
     from workers.failedshow import failure_of
 
     settings = settings_or_exit()
-    connection = _connect(settings)
+    connection = connect(settings)
     rows = []
     for q, job in _failed_jobs(_queues(connection, settings.keys, queue)):
         failure = failure_of(connection, job)
@@ -158,10 +125,7 @@ def list_failed(queue: str | None) -> None:
         click.echo("No failed jobs.")
         return
     header = ("JOB ID", "QUEUE", "EVENT KEY", "FAILED AT", "WHAT HAPPENED", "ERROR")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
-    for row in [header, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[5]]))
+    click.echo("\n".join(table(header, rows)))
     click.echo(
         f"\n{len(rows)} failed job(s): they are not retried any more. Details: wabahooks failed "
         "show ID. Once the cause is fixed: wabahooks failed requeue ID... | --all"
@@ -187,7 +151,7 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None) -> None:
     if queue and not all_:
         raise click.UsageError("--queue goes with --all; job ids already say their queue")
     settings = settings_or_exit()
-    connection = _connect(settings)
+    connection = connect(settings)
     queues = _queues(connection, settings.keys, queue)
     targets: list[tuple[str | None, str]]
     if all_:
@@ -221,7 +185,7 @@ def _origin(connection: redis.Redis, job_id: str) -> str | None:
 def purge(queue: str | None, yes: bool) -> None:
     """Delete failed jobs for good (their events stay claimed: a portal retry is a duplicate)."""
     settings = settings_or_exit()
-    connection = _connect(settings)
+    connection = connect(settings)
     queues = _queues(connection, settings.keys, queue)
     registries = [FailedJobRegistry(queue=q) for q in queues]
     count = sum(len(registry.get_job_ids()) for registry in registries)

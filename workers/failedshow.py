@@ -103,10 +103,10 @@ def mask_event(value: Any, hasher: IdHasher, key: str = "") -> Any:
 @click.argument("job_id")
 def show(job_id: str) -> None:
     """Show one failed job: why, its traceback, attempts, handlers done, the event (masked)."""
-    from workers.cli import _connect, settings_or_exit
+    from service.cli.common import connect, settings_or_exit
 
     settings = settings_or_exit()
-    connection = _connect(settings)
+    connection = connect(settings)
     try:
         job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:
