@@ -216,14 +216,10 @@ async def dispatch(
         if gate is not None and registration.replies is not False:
             reason = await gate(event, registration)
             if reason is not None:
-                log.info("handler.skipped", handler=registration.label, reason=reason)
-                metrics.handler(registration.name, "skipped")
+                _report(metrics, registration, "skipped", reason=reason)
                 continue
         if await ledger.handler_done(registration.name):
-            log.info(
-                "handler.skipped", handler=registration.label, reason="done in an earlier attempt"
-            )
-            metrics.handler(registration.name, "skipped")
+            _report(metrics, registration, "skipped", reason="done in an earlier attempt")
             transition = transition or await _recorded_transition(ledger, registration.name)
             continue
         argument = transition if registration.transitions else event
@@ -235,17 +231,9 @@ async def dispatch(
             log.warning("handler.superseded", handler=registration.label)
             raise
         except Exception as exc:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
             failure = HandlerFailed(registration, exc)
             outcome = "permanent" if failure.permanent else "retry"
-            log.warning(
-                "handler.failed",
-                handler=registration.label,
-                outcome=outcome,
-                duration_ms=duration_ms,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            metrics.handler(registration.name, outcome, duration_ms / 1000)
+            _report(metrics, registration, outcome, started=started, error=exc)
             raise failure from exc
         if isinstance(result, StatusTransition):
             transition = result
@@ -257,13 +245,41 @@ async def dispatch(
             # the ledger's step records still keep its sends from repeating.)
             await ledger.mark_handler_done(registration.name)
         ran += 1
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
         stopped = result == STOP
-        outcome = "stop" if stopped else "ok"
-        log.info(
-            "handler.done", handler=registration.label, outcome=outcome, duration_ms=duration_ms
-        )
-        metrics.handler(registration.name, outcome, duration_ms / 1000)
+        _report(metrics, registration, "stop" if stopped else "ok", started=started)
         if stopped:
             break
     return ran
+
+
+def _report(
+    metrics: Metrics,
+    registration: Registration,
+    outcome: str,
+    *,
+    started: float = 0.0,
+    reason: str | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Log and count one handler's outcome, in one place: ``skipped`` (``handler.skipped``,
+    with ``reason``), ``ok``/``stop`` (``handler.done``), ``retry``/``permanent``
+    (``handler.failed``, with ``error``); ``started``: its ``perf_counter()`` start."""
+    handler = registration.label
+    if outcome == "skipped":
+        log.info("handler.skipped", handler=handler, reason=reason)
+        metrics.handler(registration.name, outcome)
+        return
+    seconds = time.perf_counter() - started
+    duration_ms = round(seconds * 1000, 2)
+    if error is None:
+        log.info("handler.done", handler=handler, outcome=outcome, duration_ms=duration_ms)
+    else:
+        error_text = f"{type(error).__name__}: {error}"
+        log.warning(
+            "handler.failed",
+            handler=handler,
+            outcome=outcome,
+            duration_ms=duration_ms,
+            error=error_text,
+        )
+    metrics.handler(registration.name, outcome, seconds)
