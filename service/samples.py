@@ -1,4 +1,5 @@
-"""Realistic webhook envelopes (spec §5), as the portal sends them: for ``wabahooks trigger``.
+"""Realistic webhook envelopes (spec §5), as the portal sends them: the one envelope builder
+of ``wabahooks trigger``, the simulator, ``workers.testing`` and the tests.
 
 Pure: values in, envelopes out. Message ids look like the portal's (``wamid.`` and base64).
 """
@@ -13,6 +14,8 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_ERROR",
+    "envelope",
+    "message_data",
     "MESSAGE_TYPES",
     "STATUSES",
     "message_content",
@@ -118,14 +121,52 @@ def message_content(
     raise ValueError(f"unknown message type {kind!r}: one of {', '.join(MESSAGE_TYPES)}")
 
 
-def _envelope(event: str, data: dict[str, Any], when: datetime) -> dict[str, Any]:
-    return {"event": event, "timestamp": _iso(when), "projectId": PROJECT_ID, "data": data}
+def envelope(
+    event: str,
+    data: dict[str, Any],
+    *,
+    when: datetime | None = None,
+    project_id: str = PROJECT_ID,
+) -> dict[str, Any]:
+    """The portal's envelope around ``data``: ``event``, ``timestamp`` (``when``, default now),
+    ``projectId``."""
+    return {
+        "event": event,
+        "timestamp": _iso(when or _now()),
+        "projectId": project_id,
+        "data": data,
+    }
+
+
+def message_data(
+    *,
+    sender: str,
+    name: str | None,
+    kind: str,
+    content: dict[str, Any],
+    message_id: str,
+    when: datetime,
+    context: str | None = None,
+) -> dict[str, Any]:
+    """A message event's ``data``: who wrote, when (the message's own time), its type's object
+    under the type's name, and ``context.id`` (the message it replies to), if any."""
+    data: dict[str, Any] = {
+        "from": sender,
+        "messageId": message_id,
+        "timestamp": str(int(when.timestamp())),
+        "type": kind,
+        "contact": {"name": name, "wa_id": sender},
+        kind: content,
+    }
+    if context:
+        data["context"] = {"id": context}
+    return data
 
 
 def message_envelope(
     *,
     sender: str,
-    name: str,
+    name: str | None,
     kind: str = "text",
     text: str | None = None,
     payload: str | None = None,
@@ -133,23 +174,25 @@ def message_envelope(
     message_id: str | None = None,
     content: dict[str, Any] | None = None,
     list_reply: bool = False,
+    when: datetime | None = None,
+    project_id: str = PROJECT_ID,
 ) -> dict[str, Any]:
     """Return an inbound message envelope from ``sender`` (``content``: the type's object as
     given, instead of one made from ``text`` and ``payload``)."""
-    when = _now()
+    when = when or _now()
     if content is None:
         content = message_content(kind, text, payload, reply_to=reply_to, list_reply=list_reply)
-    data: dict[str, Any] = {
-        "from": sender,
-        "messageId": message_id or new_message_id(sender),
-        "timestamp": str(int(when.timestamp())),
-        "type": kind,
-        "contact": {"name": name, "wa_id": sender},
-        kind: content,
-    }
-    if reply_to and kind != "reaction":  # a reaction names its message in its own object
-        data["context"] = {"id": reply_to}
-    return _envelope("message", data, when)
+    data = message_data(
+        sender=sender,
+        name=name,
+        kind=kind,
+        content=content,
+        message_id=message_id or new_message_id(sender),
+        when=when,
+        # a reaction names its message in its own object
+        context=reply_to if kind != "reaction" else None,
+    )
+    return envelope("message", data, when=when, project_id=project_id)
 
 
 def status_envelope(
@@ -158,9 +201,11 @@ def status_envelope(
     *,
     recipient: str | None = None,
     errors: list[dict[str, Any]] | None = None,
+    when: datetime | None = None,
+    project_id: str = PROJECT_ID,
 ) -> dict[str, Any]:
     """Return a status envelope for the outbound message ``message_id``."""
-    when = _now()
+    when = when or _now()
     data: dict[str, Any] = {
         "messageId": message_id,
         "status": status,
@@ -170,7 +215,7 @@ def status_envelope(
         data["recipient"] = recipient
     if status == "failed":
         data["errors"] = errors if errors is not None else [dict(DEFAULT_ERROR)]
-    return _envelope("status", data, when)
+    return envelope("status", data, when=when, project_id=project_id)
 
 
 def test_envelope(test_id: str | None = None) -> dict[str, Any]:
@@ -179,7 +224,7 @@ def test_envelope(test_id: str | None = None) -> dict[str, Any]:
         "message": "This is a test webhook from WABA Portal",
         "testId": test_id or secrets.token_hex(8),
     }
-    return _envelope("test", data, _now())
+    return envelope("test", data)
 
 
 def out_of_order(sequence: list[str], rand: random.Random | None = None) -> list[str]:

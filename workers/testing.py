@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.portal import Message, Page, SentMessage
+from service.samples import message_envelope
 from service.typedevents import Event, InboundMessage, StatusUpdate, parse_event
 from workers.context import AsyncContext, MemoryStore
 from workers.conversation import seconds
@@ -100,19 +101,9 @@ def inbound(
     """An inbound message event of any WhatsApp ``type`` (``body``: that type's object,
     e.g. ``inbound("image", {"id": "1", "caption": "receipt"})``), as a worker sees it."""
     mid = message_id or f"wamid.TEST{next(_ids):06d}"
-    envelope = {
-        "event": "message",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "projectId": "test",
-        "data": {
-            "from": sender,
-            "messageId": mid,
-            "timestamp": str(int(datetime.now(UTC).timestamp())),
-            "type": type,
-            "contact": {"name": name, "wa_id": sender},
-            type: dict(body),
-        },
-    }
+    envelope = message_envelope(
+        sender=sender, name=name, kind=type, content=dict(body), message_id=mid, project_id="test"
+    )
     event = parse_event(envelope, kind="message", event_key=f"message:{mid}")
     assert isinstance(event, InboundMessage)
     return event

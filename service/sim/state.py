@@ -21,6 +21,7 @@ from service.portal.validation import (
     check_text,
     check_webhook_events,
 )
+from service.samples import envelope, message_data
 from service.sim.config import Refusal, SimConfig, iso
 from service.sim.messages import StoredMessage, conversations_page, messages_page
 from service.sim.templates import TemplateStore
@@ -116,25 +117,20 @@ class SimState:
         return self._store(sender, "inbound", kind, {kind: content}, "received")
 
     def inbound_payload(self, message: StoredMessage, context: str | None) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "from": message.phone,
-            "messageId": message.wa_message_id,
-            "timestamp": str(int(message.timestamp.timestamp())),
-            "type": message.type,
-            "contact": {"name": message.contact_name or "", "wa_id": message.phone},
-            message.type: message.content[message.type],
-        }
-        if context:
-            data["context"] = {"id": context}
+        data = message_data(
+            sender=message.phone,
+            name=message.contact_name or "",
+            kind=message.type,
+            content=message.content[message.type],
+            message_id=message.wa_message_id,
+            when=message.timestamp,
+            context=context,
+        )
         return self.envelope("message", data)
 
     def envelope(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "event": event,
-            "timestamp": iso(self.now()),
-            "projectId": self.settings.project_id,
-            "data": data,
-        }
+        """The envelope the simulator delivers ``data`` in: now, on its clock."""
+        return envelope(event, data, when=self.now(), project_id=self.settings.project_id)
 
     def send_text(self, body: Any) -> StoredMessage:
         """Accept an outbound text, or refuse it as the portal does."""

@@ -3,41 +3,36 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service import samples
 from service.signature import js_stringify, sign
 
 _counter = itertools.count(1)
 
 
+#: The instant every test envelope carries (a fixed past: replay-tolerance tests rely on it).
+WHEN = datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
+PROJECT = "test-project"
+
+
 def message(
     sender: str = "919876543210", text: str = "Hello", message_id: str | None = None
 ) -> dict[str, Any]:
-    """An inbound text message envelope with a fresh message id."""
+    """An inbound text message envelope with a fresh message id (the one envelope builder,
+    ``service.samples``, at :data:`WHEN`)."""
     mid = message_id or f"wamid.TEST{next(_counter):08d}"
-    return {
-        "event": "message",
-        "timestamp": "2024-01-15T10:30:00Z",
-        "projectId": "test-project",
-        "data": {
-            "from": sender,
-            "messageId": mid,
-            "timestamp": "1705314600",
-            "type": "text",
-            "contact": {"name": "John Doe", "wa_id": sender},
-            "text": {"body": text},
-        },
-    }
+    return samples.message_envelope(
+        sender=sender, name="John Doe", text=text, message_id=mid, when=WHEN, project_id=PROJECT
+    )
 
 
 def status(message_id: str, value: str) -> dict[str, Any]:
-    """A status envelope for an outbound message."""
-    return {
-        "event": "status",
-        "timestamp": "2024-01-15T10:30:05Z",
-        "projectId": "test-project",
-        "data": {"messageId": message_id, "status": value, "timestamp": "1705314605"},
-    }
+    """A status envelope for an outbound message, 5 s after :data:`WHEN`."""
+    return samples.status_envelope(
+        message_id, value, when=WHEN + timedelta(seconds=5), project_id=PROJECT
+    )
 
 
 def signed(envelope: Any, secret: str) -> tuple[bytes, dict[str, str]]:
