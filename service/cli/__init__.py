@@ -139,7 +139,7 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
 )
 def sign(file: BinaryIO, secret: str | None) -> None:
     """Print the X-Webhook-Signature for FILE's exact bytes ('-' reads stdin)."""
-    from service.cli.trigger import webhook_secret
+    from service.cli.triggersend import webhook_secret
     from service.signature import sign as hmac_sign
 
     click.echo(hmac_sign(file.read(), webhook_secret(secret)))
