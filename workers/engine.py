@@ -3,7 +3,7 @@
 :class:`Engine` pops jobs in batches (``workers.rqstate``: the pop and RQ's started state
 are one atomic step), runs each as a task (async handlers on the loop, sync ones in a
 bounded thread pool), and ends them in group-committed batches that also release each
-conversation's next event. Beside that, on every worker of the queue:
+conversation's next event. Beside that, on every worker of the queue (``workers.maintenance``):
 
 - **leases**: each execution's lease is renewed every ``lease / 3`` s; one that was
   re-driven elsewhere (this loop stalled past its lease) is cancelled here and its
@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import random
 import socket
 import time
 import traceback
@@ -41,6 +40,7 @@ import redis.exceptions
 import structlog
 
 from workers.execution import ExecutionToken
+from workers.maintenance import TRANSIENT, Maintenance
 from workers.router import RetryPolicy
 from workers.rqstate import Ending, RQState, StartedJob
 from workers.threads import DEFAULT_SYNC_THREADS, Threads
@@ -59,21 +59,13 @@ DEFAULT_LEASE = 30
 DEFAULT_GRACE = 25.0
 #: Most jobs started, or ended, in one round trip.
 MAX_BATCH = 64
-#: Seconds between looks for expired leases (each worker; jittered).
-REDRIVE_EVERY = 5.0
-#: Seconds between moves of due scheduled retries onto the queue.
-PROMOTE_EVERY = 1.0
 #: Under load, wait up to this long (seconds) for a few slots before starting jobs.
 GATHER_WAIT = 0.004
 #: Idle polling of an empty queue: first and longest wait, seconds.
 IDLE_MIN, IDLE_MAX = 0.005, 0.1
 #: Redis errors that pass: unreachable, slow, or full (noeviction refuses writes until the
 #: backlog drains; the receiver's high-water mark keeps room for the workers).
-_TRANSIENT = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.OutOfMemoryError,
-)
+_TRANSIENT = TRANSIENT  # Redis errors waited out (workers.maintenance)
 #: Seconds a cold stop waits for Redis to take the hand-back before leaving anyway.
 COLD_STOP_WAIT = 5.0
 #: Longest wait between attempts while Redis is unreachable.
@@ -121,6 +113,9 @@ class Engine:
         self._committed = 0
         self._stopping = False
         self._closing = False
+        self._maintenance = Maintenance(
+            state, self._inflight, wake=self._slot_freed.set, closing=lambda: self._closing
+        )
         self._handing_back = False
         self._signals = 0
         self._done = asyncio.Event()
@@ -144,7 +139,7 @@ class Engine:
         helpers = [
             asyncio.create_task(self._fetch(), name="fetch"),
             asyncio.create_task(self._commit(), name="commit"),
-            asyncio.create_task(self._maintain(), name="maintain"),
+            asyncio.create_task(self._maintenance.run(), name="maintain"),
         ]
         finished = asyncio.create_task(self._done.wait(), name="done")
         try:
@@ -331,50 +326,6 @@ class Engine:
                     if status == "superseded":
                         log.warning("job.superseded", job_id=ending.job.id, queue=ending.job.origin)
                 self._ended(len(batch))
-
-    # -- leases, re-drive, scheduled retries ------------------------------------------
-
-    async def _maintain(self) -> None:
-        beat_every = max(1.0, self.state.lease / 3)
-        now = time.monotonic()
-        next_beat, next_redrive, next_promote = now, now + random.uniform(0, REDRIVE_EVERY), now
-        while not self._closing:
-            now = time.monotonic()
-            try:
-                if now >= next_beat:
-                    next_beat = now + beat_every
-                    await self._heartbeat()
-                if now >= next_redrive:
-                    next_redrive = now + REDRIVE_EVERY * random.uniform(0.8, 1.2)
-                    redriven, failed = await self.state.redrive()
-                    if redriven or failed:
-                        log.warning(
-                            "job.redriven",
-                            queue=self.state.queue,
-                            redriven=redriven,
-                            failed=failed,
-                        )
-                        self._slot_freed.set()
-                if now >= next_promote:
-                    next_promote = now + PROMOTE_EVERY
-                    if await self.state.promote():
-                        self._slot_freed.set()
-            except _TRANSIENT as exc:
-                log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
-                next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
-            due = min(next_beat, next_redrive, next_promote)
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-
-    async def _heartbeat(self) -> None:
-        lost = await self.state.heartbeat(list(self._inflight))
-        for member in lost:
-            entry = self._inflight.get(member)
-            if entry is None:
-                continue
-            job, token, task = entry
-            log.warning("job.superseded", job_id=job.id, queue=job.origin, reason="lease lost")
-            token.cancelled = True
-            task.cancel()
 
 
 def _backoff(attempt: int) -> int:

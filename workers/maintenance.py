@@ -1,0 +1,100 @@
+"""What an engine does beside running jobs: renew its executions' leases (heartbeat), re-drive
+the jobs of workers that died (their leases lapsed), and move due scheduled jobs (retries,
+conversation flushes and timeouts, agent nudges) onto the queue. Every worker does all three,
+atomically in Redis (``workers.rqstate``), so no scheduler process is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+
+import redis.exceptions
+import structlog
+
+from workers.execution import ExecutionToken
+from workers.rqstate import RQState, StartedJob
+
+__all__ = ["PROMOTE_EVERY", "REDRIVE_EVERY", "TRANSIENT", "Maintenance"]
+
+log = structlog.get_logger("wabahooks.worker")
+
+#: Seconds between looks for expired leases (each worker; jittered).
+REDRIVE_EVERY = 5.0
+#: Seconds between moves of due scheduled retries onto the queue.
+PROMOTE_EVERY = 1.0
+#: Redis errors waited out rather than raised (the server is away, or out of memory).
+TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+)
+
+InFlight = Mapping[str, tuple[StartedJob, ExecutionToken, "asyncio.Task[None]"]]
+
+
+class Maintenance:
+    """The engine's periodic work: ``inflight`` is its executions by member
+    (``<job id>:<execution id>``), ``wake`` tells its fetcher to look again (jobs may have
+    been queued), ``closing`` says when to stop."""
+
+    def __init__(
+        self,
+        state: RQState,
+        inflight: InFlight,
+        *,
+        wake: Callable[[], None],
+        closing: Callable[[], bool],
+    ) -> None:
+        self.state = state
+        self._inflight = inflight
+        self._wake = wake
+        self._closing = closing
+
+    async def run(self) -> None:
+        """Heartbeat every lease/3 (at least 1 s), re-drive every ~5 s (jittered across
+        workers), promote every second, until ``closing``."""
+        beat_every = max(1.0, self.state.lease / 3)
+        now = time.monotonic()
+        next_beat, next_redrive, next_promote = now, now + random.uniform(0, REDRIVE_EVERY), now
+        while not self._closing():
+            now = time.monotonic()
+            try:
+                if now >= next_beat:
+                    next_beat = now + beat_every
+                    await self.heartbeat()
+                if now >= next_redrive:
+                    next_redrive = now + REDRIVE_EVERY * random.uniform(0.8, 1.2)
+                    redriven, failed = await self.state.redrive()
+                    if redriven or failed:
+                        log.warning(
+                            "job.redriven",
+                            queue=self.state.queue,
+                            redriven=redriven,
+                            failed=failed,
+                        )
+                        self._wake()
+                if now >= next_promote:
+                    next_promote = now + PROMOTE_EVERY
+                    if await self.state.promote():
+                        self._wake()
+            except TRANSIENT as exc:
+                log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+                next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
+            due = min(next_beat, next_redrive, next_promote)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+    async def heartbeat(self) -> None:
+        """Renew every lease in flight; cancel the executions whose lease was lost (another
+        worker re-drove the job: this one must not act any more)."""
+        lost = await self.state.heartbeat(list(self._inflight))
+        for member in lost:
+            entry = self._inflight.get(member)
+            if entry is None:
+                continue
+            job, token, task = entry
+            log.warning("job.superseded", job_id=job.id, queue=job.origin, reason="lease lost")
+            token.cancelled = True
+            task.cancel()
