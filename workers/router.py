@@ -27,22 +27,16 @@ built-in computes it and returns it; dispatch hands it to the handlers after).
 from __future__ import annotations
 
 import inspect
-import math
 import re
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
 from service.identity import Kind
-from service.portal.backoff import full_jitter
-from service.settings import (
-    DEFAULT_HANDLER_ATTEMPTS,
-    DEFAULT_HANDLER_BACKOFF,
-    DEFAULT_HANDLER_BACKOFF_CAP,
-)
 from service.typedevents import Event, InboundMessage, StatusUpdate
 from workers.coalesce import Window
 from workers.conversation import StepKind
+from workers.handlerdata import RetryPolicy, StatusTransition
 
 __all__ = [
     "STOP",
@@ -67,54 +61,6 @@ Predicate = Callable[[Any], bool]
 #: (a plain function returning a bool also works; ``ctx.store`` is awaitable either way).
 ReplyDecision = Callable[[Any, Any], "bool | Awaitable[bool]"]
 F = TypeVar("F", bound=Handler)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a failing handler's event is retried: ``max_attempts`` in all, exponential
-    backoff from ``base`` seconds up to ``cap``, with full jitter."""
-
-    max_attempts: int = DEFAULT_HANDLER_ATTEMPTS
-    base: float = DEFAULT_HANDLER_BACKOFF
-    cap: float = DEFAULT_HANDLER_BACKOFF_CAP
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> int:
-        """Whole seconds before attempt ``attempt + 1`` (RQ schedules in seconds; at least 1,
-        since 0 would not wait): full jitter, at least ``retry_after``."""
-        return max(1, math.ceil(full_jitter(attempt, self.base, self.cap, retry_after)))
-
-
-@dataclass(frozen=True, slots=True)
-class StatusTransition:
-    """An outbound message's folded status changed: from ``previous`` (None: first seen)
-    to ``current`` (``sent`` < ``delivered`` < ``read``; ``failed``, with ``errors``, is final)."""
-
-    message_id: str
-    previous: str | None
-    current: str
-    errors: tuple[Mapping[str, Any], ...] = ()
-    recipient: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the transition as a JSON object (how the ledger keeps it)."""
-        return {
-            "message_id": self.message_id,
-            "previous": self.previous,
-            "current": self.current,
-            "errors": [dict(e) for e in self.errors],
-            "recipient": self.recipient,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> StatusTransition:
-        """Return the transition :meth:`to_json` described."""
-        return cls(
-            str(obj["message_id"]),
-            obj.get("previous"),
-            str(obj["current"]),
-            tuple(obj.get("errors") or ()),
-            obj.get("recipient"),
-        )
 
 
 def _one_of(value: str | Collection[str] | None) -> frozenset[str] | None:
