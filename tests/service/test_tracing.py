@@ -161,6 +161,7 @@ def test_serve_and_worker_refuse_a_bad_otel_setting_with_exit_2(
             "REDIS_URL": redis_url,
             "WABA_WEBHOOK_SECRET": "s",
             "WABAHOOKS_CONFIG": "",
+            "WABAHOOKS_ALLOW_NO_HANDLERS": "1",  # the worker would refuse to start without
             "OTEL_TRACES_EXPORTER": "jaeger",
         },
         capture_output=True,
