@@ -8,6 +8,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # manylinux wheels, so no compiler is installed even here; if one ever needs one, it
 # goes into this stage only.
 FROM ${PYTHON_IMAGE} AS build
+# Optional extras, e.g. --build-arg EXTRAS=otel for OpenTelemetry traces (README "Traces").
+ARG EXTRAS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
@@ -16,7 +18,7 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 RUN mkdir service workers \
  && touch service/__init__.py workers/__init__.py \
- && /opt/venv/bin/pip install . \
+ && /opt/venv/bin/pip install ".${EXTRAS:+[$EXTRAS]}" \
  && /opt/venv/bin/pip uninstall --yes wabahooks
 COPY service ./service
 COPY workers ./workers

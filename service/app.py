@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service import tracing
 from service.budget import REFORMAT_CPU_BURST, REFORMAT_CPU_SHARE, CpuBudget
 from service.identity import Classified, classify
 from service.intake import Intake, IntakeUnavailable, connect
@@ -143,6 +144,7 @@ def create_app(
             timeout=settings.job_timeout,
             result_ttl=settings.retention.result_ttl,
             failure_ttl=settings.retention.failure_ttl,
+            traceparent=tracing.traceparent(),
         )
         try:
             result = await state["intake"].submit(classified, job)
@@ -203,12 +205,14 @@ def create_app(
         # middleware stack and the Request/Response objects (issue 10 item 9).
         started = time.perf_counter()
         fields: dict[str, Any] = {}
-        try:
-            status, body = await receive(Incoming(scope), read, fields)
-        except Refusal as refusal:
-            fields["outcome"] = refusal.outcome
-            status, body = refusal.status, orjson.dumps({"error": refusal.message})
-        await send_json(send, status, body)
+        with tracing.server_span(scope) as span:  # a shared no-op unless traces are on
+            try:
+                status, body = await receive(Incoming(scope), read, fields)
+            except Refusal as refusal:
+                fields["outcome"] = refusal.outcome
+                status, body = refusal.status, orjson.dumps({"error": refusal.message})
+            await send_json(send, status, body)
+            span.respond(status, fields)
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         count(fields["outcome"])
         emit = log.warning if status >= 500 or fields["outcome"] == "unparsed" else log.info

@@ -12,6 +12,8 @@ queue of its kind, calling :data:`JOB_FUNCTION` with keyword arguments:
 ``conversation`` the contact's number (messages), the message id (statuses), or None
 ``received_at`` ISO-8601 UTC time the receiver accepted it
 ``version``    ``1``
+``traceparent`` optional: the W3C trace context of the webhook request (``service.tracing``),
+               only while traces are on; a job without it starts a trace of its own
 ============== ==========================================================
 
 The receiver writes the job hash itself (inside the intake script, see
@@ -99,9 +101,11 @@ def build_job(
     result_ttl: int = DEFAULT_RESULT_TTL,
     failure_ttl: int = DEFAULT_FAILURE_TTL,
     now: datetime | None = None,
+    traceparent: str | None = None,
     replay: dict[str, Any] | None = None,
 ) -> JobSpec:
-    """Return the RQ job (format version 1) carrying a verified ``envelope``.
+    """Return the RQ job (format version 1) carrying a verified ``envelope`` (and the trace
+    context ``traceparent``, if given).
 
     ``replay``: for ``wabahooks replay`` only, the optional ``replay`` keyword argument
     (``scope``, ``of``: the archived job, ``handlers``: the only ones to run, or None)."""
@@ -115,6 +119,8 @@ def build_job(
         "received_at": stamp,
         "version": FORMAT_VERSION,
     }
+    if traceparent is not None:
+        kwargs["traceparent"] = traceparent
     if replay is not None:
         kwargs["replay"] = replay
     # RQ's job data: (func_name, instance, args, kwargs) through the serializer. RQ itself

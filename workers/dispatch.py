@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from service import tracing
 from service.portal import OutcomeUnknown, PortalError
 from service.typedevents import Event
 from workers.bridge import Bridge
@@ -65,8 +66,9 @@ class HandlerFailed(Exception):
         self.registration = registration
         self.error = error
         self.permanent = is_permanent(error)
-        advice = "not retried" if self.permanent else "will be retried"
-        super().__init__(f"handler {registration.name} failed ({advice}): {error}")
+        # Whether it *will* be retried depends on the attempts left, known to the caller.
+        advice = " (permanent: not retried)" if self.permanent else ""
+        super().__init__(f"handler {registration.label} failed{advice}: {error}")
 
     @property
     def retry(self) -> RetryPolicy | None:
@@ -162,10 +164,11 @@ async def _replies_expected(
 async def _call(
     registration: Registration, argument: object, ctx: AsyncContext, run_sync: RunSync
 ) -> object:
-    if registration.is_async:
-        return await registration.func(argument, ctx)  # type: ignore[misc]  # checked: async
-    bridge = Bridge(asyncio.get_running_loop())
-    return await run_sync(registration.func, argument, ctx.blocking(bridge))
+    with tracing.handler_span(registration.name):  # a shared no-op unless traces are on
+        if registration.is_async:
+            return await registration.func(argument, ctx)  # type: ignore[misc]  # checked: async
+        bridge = Bridge(asyncio.get_running_loop())
+        return await run_sync(registration.func, argument, ctx.blocking(bridge))
 
 
 async def dispatch(
@@ -200,7 +203,7 @@ async def dispatch(
             continue
         if await ledger.handler_done(registration.name):
             log.info(
-                "handler.skipped", handler=registration.name, reason="done in an earlier attempt"
+                "handler.skipped", handler=registration.label, reason="done in an earlier attempt"
             )
             metrics.handler(registration.name, "skipped")
             transition = transition or await _recorded_transition(ledger, registration.name)
@@ -211,7 +214,7 @@ async def dispatch(
             ctx = context_for(registration, replies_expected)
             result = await _call(registration, argument, ctx, run_sync)
         except Superseded:
-            log.warning("handler.superseded", handler=registration.name)
+            log.warning("handler.superseded", handler=registration.label)
             raise
         except Exception as exc:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -219,7 +222,7 @@ async def dispatch(
             outcome = "permanent" if failure.permanent else "retry"
             log.warning(
                 "handler.failed",
-                handler=registration.name,
+                handler=registration.label,
                 outcome=outcome,
                 duration_ms=duration_ms,
                 error=f"{type(exc).__name__}: {exc}",
@@ -240,7 +243,7 @@ async def dispatch(
         stopped = result == STOP
         outcome = "stop" if stopped else "ok"
         log.info(
-            "handler.done", handler=registration.name, outcome=outcome, duration_ms=duration_ms
+            "handler.done", handler=registration.label, outcome=outcome, duration_ms=duration_ms
         )
         metrics.handler(registration.name, outcome, duration_ms / 1000)
         if stopped:

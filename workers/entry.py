@@ -163,14 +163,14 @@ async def run_event(
             if failure.permanent or attempt >= policy.max_attempts:
                 log.error(
                     "event.failed",
-                    handler=failure.registration.name,
+                    handler=failure.registration.label,
                     reason="not retryable" if failure.permanent else "attempts exhausted",
                 )
                 reason: FailureReason = "permanent" if failure.permanent else "exhausted"
                 metrics.event(kind, f"failed_{reason}")
                 return Failed(reason, _traceback(failure))
             delay = retry_delay(policy, attempt, failure.error)
-            log.warning("event.retry", handler=failure.registration.name, in_seconds=delay)
+            log.warning("event.retry", handler=failure.registration.label, in_seconds=delay)
             metrics.event(kind, "retry")
             return RetryLater(delay, failure.registration.name, str(failure))
         metrics.event(kind, "done")

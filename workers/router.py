@@ -135,6 +135,16 @@ class Registration:
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
 
+    @property
+    def label(self) -> str:
+        """The handler's name as its author wrote it, for logs: ``router:function``.
+
+        :attr:`name` keys the ledger and must not change across deploys, so it keeps the
+        full ``__qualname__`` (``build.<locals>.mark_read`` for a function defined in a
+        factory); the label drops the ``<locals>`` path."""
+        router, _, qualname = self.name.partition(":")
+        return f"{router}:{qualname.rsplit('<locals>.', 1)[-1]}"
+
     def matches(self, event: Event) -> bool:
         """Return whether this handler wants ``event`` (for a transition handler: its kind;
         its filters apply to the transition, see :meth:`matches_transition`)."""

@@ -17,6 +17,7 @@ import structlog
 from rq import Retry
 from rq.utils import import_attribute
 
+from service import tracing
 from service.jobs import JOB_FUNCTION
 from workers.archive import Journey
 from workers.entry import Done, Failed, RetryLater, run_event
@@ -64,16 +65,20 @@ class JobRunner:
         kwargs: dict[str, Any],
         journey: Journey | None,
     ) -> Ending | None:
-        outcome = await run_event(
-            runtime,
-            job_id=job.id,
-            queue=job.origin,
-            kwargs=kwargs,
-            ledger_fields=ledger_fields(job.fields),
-            attempt=job.attempt,
-            token=token,
-            journey=journey,
-        )
+        with tracing.consumer_span(
+            kwargs, job_id=job.id, queue=job.origin, attempt=job.attempt
+        ) as span:  # a shared no-op unless traces are on
+            outcome = await run_event(
+                runtime,
+                job_id=job.id,
+                queue=job.origin,
+                kwargs=kwargs,
+                ledger_fields=ledger_fields(job.fields),
+                attempt=job.attempt,
+                token=token,
+                journey=journey,
+            )
+            span.outcome(*_outcome(outcome))
         if isinstance(outcome, Done):
             return Ending(job, "done", sent=outcome.sent, sent_ttl=runtime.sent_ttl)
         if isinstance(outcome, RetryLater):
@@ -102,3 +107,13 @@ class JobRunner:
             delay = Retry.get_interval(tries, result.intervals)
             return Ending(job, "retry", error="the job asked to be retried", delay=delay)
         return Ending(job, "done", value=result)
+
+
+def _outcome(outcome: Done | RetryLater | Failed) -> tuple[str, bool]:
+    """The trace's name for how a job attempt ended (``wabahooks_events_total``'s), and
+    whether that is a failure."""
+    if isinstance(outcome, Done):
+        return "done", False
+    if isinstance(outcome, RetryLater):
+        return "retry", True
+    return ("superseded" if outcome.reason == "superseded" else f"failed_{outcome.reason}"), True

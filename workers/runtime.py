@@ -23,13 +23,14 @@ from service.settings import (
 )
 from workers import builtins
 from workers.archive import Archive
-from workers.config import DEFAULT_CONFIG_FILE, load_config
+from workers.config import DEFAULT_CONFIG_FILE
 from workers.context import AsyncContext, RedisStore
 from workers.dispatch import NO_METRICS, Metrics, Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.execution import ExecutionToken
+from workers.handlerset import Handlers, load_handlers
 from workers.ledger import RedisLedger
-from workers.loading import load_routers, registrations
+from workers.loading import registrations
 from workers.router import Registration, RetryPolicy
 from workers.threads import DEFAULT_SYNC_THREADS, Threads
 
@@ -90,12 +91,18 @@ class Runtime:
         redis: AsyncRedis | None = None,
         metrics: WorkerMetrics | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
+        handlers: Handlers | None = None,
     ) -> Runtime:
         """Build the runtime from the environment: :meth:`from_settings` with the settings
         read from ``env``."""
         env = os.environ if env is None else env
         return cls.from_settings(
-            Settings.from_env(env), env, redis=redis, metrics=metrics, sync_threads=sync_threads
+            Settings.from_env(env),
+            env,
+            redis=redis,
+            metrics=metrics,
+            sync_threads=sync_threads,
+            handlers=handlers,
         )
 
     @classmethod
@@ -107,6 +114,7 @@ class Runtime:
         redis: AsyncRedis | None = None,
         metrics: WorkerMetrics | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
+        handlers: Handlers | None = None,
     ) -> Runtime:
         """Build the runtime from ``settings`` (Redis, key prefix, retention) and what only
         workers read from ``env``: the portal's ``WABA_API_*``, the handler modules and the
@@ -115,6 +123,7 @@ class Runtime:
         ``redis``: the worker's own client, shared; else one for ``REDIS_URL``.
         ``metrics``: where to count (the portal client reports its calls there too).
         ``sync_threads``: the thread pool's size for plain ``def`` handlers.
+        ``handlers``: already loaded (``workers.handlerset``); else loaded from ``env``.
         """
         env = os.environ if env is None else env
         client = redis if redis is not None else _async_from_url(settings.require_redis_url())
@@ -128,8 +137,9 @@ class Runtime:
             portal = AsyncPortalClient(portal_settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
-        config = load_config(env)  # the built-ins' sections are validated here
-        routers = builtins.routers(config, load_routers(env.get("WABAHOOKS_HANDLERS", "")))
+        if handlers is None:  # the built-ins' sections are validated here
+            handlers = load_handlers(env)
+        config, routers = handlers.config, handlers.routers
         retention = settings.retention
         archive = Archive.from_env(env, settings.queue_prefix)
         return cls(
@@ -194,7 +204,7 @@ class Runtime:
             ),
             config=self.section(registration.router),
             replies_expected=replies_expected,
-            handler=registration.name,
+            handler=registration.label,
         )
 
 

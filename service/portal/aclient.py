@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
+from service import tracing
 from service.portal import endpoints
 from service.portal.aiotransport import portal_transport
 from service.portal.backoff import RetryPolicy
@@ -165,7 +166,8 @@ class AsyncPortalClient:
         rules = call_rules(
             call, self._retry, clock=self._clock, rand=self._rand, observer=self._observer
         )
-        return await adrive(rules, self._http, self._limiter, self._sleep)
+        http = tracing.portal_requester(self._http, call, self._url)  # as is when off
+        return await adrive(rules, http, self._limiter, self._sleep)
 
     # -- messages -----------------------------------------------------------------------
 

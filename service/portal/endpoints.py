@@ -135,7 +135,14 @@ def messages(phone_number: str, cursor: str | None, limit: int) -> Call[Page[Mes
     _refuse("messages", check_phone(phone_number))
     _refuse("messages", check_limit(limit, MESSAGES_MAX_LIMIT))
     path = f"conversations/{phone_number}/messages"
-    return Call("messages", "GET", path, _message_page, params=_params(cursor, limit))
+    return Call(
+        "messages",
+        "GET",
+        path,
+        _message_page,
+        params=_params(cursor, limit),
+        route="conversations/{phone_number}/messages",
+    )
 
 
 def found_sent(
@@ -204,13 +211,16 @@ def edit_template(
     _refuse("edit_template", check_category(category))
     _refuse("edit_template", check_components(list(components)))
     body = {"category": category, "components": [dict(c) for c in components]}
-    return Call("edit_template", "POST", f"templates/{template_id}/edit", _template, body=body)
+    path = f"templates/{template_id}/edit"
+    route = "templates/{template_id}/edit"
+    return Call("edit_template", "POST", path, _template, body=body, route=route)
 
 
 def delete_template(name: str) -> Call[None]:
     if not name:
         _refuse("delete_template", Problem("Invalid parameter", "name must not be empty"))
-    return Call("delete_template", "DELETE", f"templates/{quote(name, safe='')}", _ignore)
+    path = f"templates/{quote(name, safe='')}"
+    return Call("delete_template", "DELETE", path, _ignore, route="templates/{name}")
 
 
 # -- webhook configuration ------------------------------------------------------------------

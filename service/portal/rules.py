@@ -118,7 +118,9 @@ class Call(Generic[R]):
     ``parse(body, server_time)`` gets the decoded JSON (None if empty) and the portal's
     ``Date`` header (None if absent or garbled); it raises ValueError on an unexpected shape.
     ``paced``: the call creates a message to a person, so it waits for a permit from the
-    shared rate (``contact``: to whom, for per-contact pacing).
+    shared rate (``contact``: to whom, for per-contact pacing). ``route``: the path with its
+    parameters named (``conversations/{phone_number}/messages``), for traces, which must not
+    carry them; None when the path has none.
     """
 
     name: str
@@ -130,6 +132,7 @@ class Call(Generic[R]):
     idempotent: bool = True
     paced: bool = False
     contact: str | None = None
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

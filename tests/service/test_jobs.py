@@ -125,3 +125,18 @@ def test_finished_or_missing_predecessors_do_not_hold_a_conversation(
     assert second.depends_on is None
     assert third.depends_on is None
     assert r.hget(f"rq:job:{third.job_id}", "status") == b"queued"
+
+
+def test_the_optional_traceparent_is_one_more_keyword_argument() -> None:
+    # Written only while the receiver traces (README "Traces"); absent otherwise (above).
+    envelope = payloads.message()
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    spec = build_job(
+        envelope, classify(envelope), queue_prefix="wabahooks:", timeout=180, traceparent=parent
+    )
+    call = json.loads(spec.data)
+    assert call[0] == JOB_FUNCTION and call[3]["traceparent"] == parent
+    plain = build_job(envelope, classify(envelope), queue_prefix="wabahooks:", timeout=180)
+    assert {**json.loads(plain.data)[3], "traceparent": parent} == call[3] | {
+        "received_at": json.loads(plain.data)[3]["received_at"]
+    }
