@@ -20,6 +20,10 @@ The receiver writes the job hash itself (inside the intake script, see
 ``service.intake``) rather than through ``Queue.enqueue``, so that claim and job
 are one atomic step. ``tests/service/test_jobs.py`` checks the result against a
 job built by RQ's own API, so an RQ upgrade that changes the layout fails loudly.
+
+The workers write two more kinds on the messages queue, ``flush`` and ``timeout``
+(conversations: ``workers.convredis``), as format version 2, which a worker reading only
+version 1 refuses into the failed registry ("upgrade the workers") rather than guessing.
 """
 
 from __future__ import annotations

@@ -63,11 +63,17 @@ def epoch(stamp: object) -> float:
 
 
 def contact_of(kwargs: Mapping[str, Any]) -> str | None:
-    """The contact's number of a job's event: a message's sender, a status's recipient, or
-    (a status without one) the number its message id encodes, so that ``forget`` finds it."""
+    """The contact's number of a job's event: a message's sender, a status's recipient,
+    (a status without one) the number its message id encodes, or a flush's or timeout's
+    contact, so that ``forget`` finds it."""
     envelope = kwargs.get("envelope")
     data = envelope.get("data") if isinstance(envelope, dict) else None
     if not isinstance(data, dict):
+        # A conversation's flush or step timeout (no envelope): its ``conversation`` is the
+        # number (its ledger holds the burst's messages, which forget must find).
+        conversation = kwargs.get("conversation")
+        if isinstance(conversation, str) and check_phone(conversation) is None:
+            return conversation
         return None
     for name in ("from", "recipient", "recipient_id"):
         value = data.get(name)

@@ -169,6 +169,9 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -
         auto_reply = auto_reply_section(section, "handlers.auto_reply", every_agent)
     if (section := enabled("status_tracking")) is not None:
         status_tracking = status_tracking_section(section, "handlers.status_tracking")
+    from workers.policy.config import policy_config  # [policy]: checked here, built by the runtime
+
+    policy_config(data)
     return Config(data, agents, mark_read, auto_reply, forward, status_tracking)
 
 

@@ -11,6 +11,11 @@ job's event loop: ``workers.bridge``).
 ``ctx.store``    a small key-value store scoped to the conversation (JSON values)
 ``ctx.config``   this handler module's section of the configuration file
 ``ctx.replies_expected``  whether a handler matching this event declared ``replies=True``
+``ctx.expect(step, timeout=…, data=…)`` / ``ctx.cancel()``  wait for the contact's next
+                 message / end the pending step (``workers.conversation``);
+                 ``ctx.conversation.step`` / ``.data``: the step this event answers
+``ctx.window``   the contact's 24-hour window: ``.open``, ``.until`` (``workers.policy``)
+``ctx.handover()``  hand the contact's conversation to a human (``on=False``: back)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import redis.asyncio
@@ -25,8 +31,15 @@ import structlog
 
 from service.keys import DEFAULT_PREFIX, Keys
 from service.settings import DEFAULT_STORE_TTL
-from workers.bridge import Bridge
+from workers.bridge import BlockingProxy, Bridge
+from workers.conversation import (
+    NO_CONVERSATION,
+    BlockingConversation,
+    ConversationView,
+    NoConversation,
+)
 from workers.effects import BlockingEffects, Effects
+from workers.policy.state import MessagingWindow
 
 __all__ = [
     "AsyncContext",
@@ -36,7 +49,13 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "Store",
+    "MessagingWindow",
 ]
+
+_NO_POLICY = (
+    "ctx.handover() needs the conversation policy: add a [policy] table to the "
+    "configuration file (see the README's Conversation policy)"
+)
 
 # DEFAULT_STORE_TTL (WABAHOOKS_STORE_TTL) is one of the retention defaults in service.settings.
 
@@ -130,6 +149,18 @@ class AsyncContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
+    #: The contact's conversation: the step this event answers, expect() and cancel().
+    conversation: ConversationView | NoConversation = NO_CONVERSATION
+    #: The event's conversation policy (``workers.policy.scope.EventScope``), if enabled.
+    policy: Any = None
+
+    async def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
+        await self.conversation.expect(step, timeout=timeout, data=data)
+
+    async def cancel(self) -> None:
+        """End the contact's pending step, if any (its timeout will not run)."""
+        await self.conversation.cancel()
 
     @classmethod
     def build(
@@ -140,6 +171,7 @@ class AsyncContext:
         config: Mapping[str, Any],
         replies_expected: bool,
         handler: str,
+        policy: Any = None,
     ) -> AsyncContext:
         """Return a context whose logger is bound to ``handler`` (and the job's context)."""
         return cls(
@@ -149,7 +181,23 @@ class AsyncContext:
             config=config,
             replies_expected=replies_expected,
             handler=handler,
+            policy=policy,
         )
+
+    @property
+    def window(self) -> MessagingWindow:
+        """The contact's 24-hour window (unknown and closed without ``[policy]``)."""
+        return (
+            MessagingWindow(False, None, known=False)
+            if self.policy is None
+            else self.policy.window()
+        )
+
+    async def handover(self, on: bool = True) -> None:
+        """Hand the contact's conversation to a human (automated replies pause), or back."""
+        if self.policy is None:
+            raise RuntimeError(_NO_POLICY)
+        await self.policy.handover_from_handler(on, self.handler)
 
     def blocking(self, bridge: Bridge) -> Context:
         """Return the same collaborators for a plain ``def`` handler running in a thread."""
@@ -160,6 +208,8 @@ class AsyncContext:
             config=self.config,
             replies_expected=self.replies_expected,
             handler=self.handler,
+            conversation=BlockingConversation(self.conversation, bridge),
+            policy=None if self.policy is None else BlockingProxy(self.policy, bridge),
         )
 
 
@@ -173,3 +223,31 @@ class Context:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
+    conversation: BlockingConversation = field(
+        default_factory=lambda: BlockingConversation(NO_CONVERSATION, None)
+    )
+    #: The event's conversation policy, its calls blocking (None without ``[policy]``).
+    policy: Any = None
+
+    def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
+        self.conversation.expect(step, timeout=timeout, data=data)
+
+    def cancel(self) -> None:
+        """End the contact's pending step, if any (its timeout will not run)."""
+        self.conversation.cancel()
+
+    @property
+    def window(self) -> MessagingWindow:
+        """The contact's 24-hour window (unknown and closed without ``[policy]``)."""
+        return (
+            MessagingWindow(False, None, known=False)
+            if self.policy is None
+            else self.policy.window()
+        )
+
+    def handover(self, on: bool = True) -> None:
+        """Hand the contact's conversation to a human (automated replies pause), or back."""
+        if self.policy is None:
+            raise RuntimeError(_NO_POLICY)
+        self.policy.handover_from_handler(on, self.handler)

@@ -41,12 +41,15 @@ from workers.router import STOP, Registration, RetryPolicy, StatusTransition
 
 __all__ = [
     "NO_METRICS",
+    "ContextFactory",
     "HandlerFailed",
     "Metrics",
     "NoMetrics",
     "Permanent",
     "RunSync",
+    "Gate",
     "dispatch",
+    "replies_expected",
     "run_in_default_executor",
 ]
 
@@ -126,6 +129,9 @@ async def run_in_default_executor(fn: Callable[..., T], /, *args: Any) -> T:
 
 
 ContextFactory = Callable[[Registration, bool], AsyncContext]
+#: Why a handler that declared ``replies=`` must not run now (None: it may); called with
+#: None first, for any reply (whether "typing…" may be shown). ``workers.policy``'s gate.
+Gate = Callable[[Event, Registration | None], Awaitable[str | None]]
 
 #: The ledger step under which a publishing handler's transition is kept.
 TRANSITION_STEP = "published:transition"
@@ -138,7 +144,7 @@ async def _recorded_transition(ledger: Ledger, handler: str) -> StatusTransition
     return StatusTransition.from_json(entry.result)
 
 
-async def _replies_expected(
+async def replies_expected(
     event: Event, matching: Sequence[Registration], context_for: ContextFactory
 ) -> bool:
     """Whether a matching handler will reply: declared, or decided now (before any runs)."""
@@ -179,8 +185,12 @@ async def dispatch(
     context_for: ContextFactory,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run the handlers that match ``event``; return how many ran.
+
+    ``gate``: asked before each handler that declared ``replies=`` (the conversation
+    policy: handover, opt-out, the 24-hour window); a reason skips it, logged.
 
     Raise :class:`HandlerFailed` (a handler raised) or
     :class:`~workers.execution.Superseded` (this execution may no longer act).
@@ -193,7 +203,9 @@ async def dispatch(
         log.info("event.unhandled", kind=event.kind)
         metrics.unhandled(event.kind)
         return 0
-    replies_expected = await _replies_expected(event, matching, context_for)
+    expected = await replies_expected(event, matching, context_for)
+    if expected and gate is not None and await gate(event, None) is not None:
+        expected = False  # held back: no "typing…"
     transition: StatusTransition | None = None
     ran = 0
     for registration in matching:
@@ -201,6 +213,12 @@ async def dispatch(
             transition is None or not registration.matches_transition(transition)
         ):
             continue
+        if gate is not None and registration.replies is not False:
+            reason = await gate(event, registration)
+            if reason is not None:
+                log.info("handler.skipped", handler=registration.label, reason=reason)
+                metrics.handler(registration.name, "skipped")
+                continue
         if await ledger.handler_done(registration.name):
             log.info(
                 "handler.skipped", handler=registration.label, reason="done in an earlier attempt"
@@ -211,7 +229,7 @@ async def dispatch(
         argument = transition if registration.transitions else event
         started = time.perf_counter()
         try:
-            ctx = context_for(registration, replies_expected)
+            ctx = context_for(registration, expected)
             result = await _call(registration, argument, ctx, run_sync)
         except Superseded:
             log.warning("handler.superseded", handler=registration.label)

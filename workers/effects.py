@@ -31,7 +31,14 @@ from service.portal.endpoints import found_sent
 from workers.bridge import BlockingProxy, Bridge
 from workers.ledger import Ledger
 
-__all__ = ["ANCHOR_MARGIN", "CLOCK_SKEW", "AsyncPortalAPI", "BlockingEffects", "Effects"]
+__all__ = [
+    "ANCHOR_MARGIN",
+    "CLOCK_SKEW",
+    "AsyncPortalAPI",
+    "BlockingEffects",
+    "Effects",
+    "SendPolicy",
+]
 
 #: Without the portal's clock: how far it may be behind ours when looking for a lost send.
 CLOCK_SKEW = timedelta(minutes=10)
@@ -49,6 +56,15 @@ class AsyncPortalAPI(Protocol):
     async def messages(
         self, phone_number: str, *, cursor: str | None = None, limit: int = 30
     ) -> Page[Message]: ...
+
+
+class SendPolicy(Protocol):
+    """What the conversation policy checks around a send (``workers.policy``): refusal of
+    opted-out contacts, and the open intents it counts as ours."""
+
+    async def before_send(self, to: str, *, transactional: bool) -> None: ...
+    async def intending(self, to: str, step: str) -> None: ...
+    async def settled(self, to: str, step: str, message_id: str | None) -> None: ...
 
 
 def search_from(
@@ -77,11 +93,19 @@ Action = Callable[[], "dict[str, Any] | Awaitable[dict[str, Any]]"]
 class Effects:
     """The portal, for one handler run: sends and mark-reads happen at most once per event."""
 
-    def __init__(self, client: AsyncPortalAPI, ledger: Ledger, handler: str) -> None:
+    def __init__(
+        self,
+        client: AsyncPortalAPI,
+        ledger: Ledger,
+        handler: str,
+        *,
+        policy: SendPolicy | None = None,
+    ) -> None:
         #: The raw client, for reads (conversations, templates …): not deduplicated.
         self.client = client
         self._ledger = ledger
         self._handler = handler
+        self._policy = policy
         self._counts: dict[str, int] = {}
 
     def _step(self, kind: str, step: str | None) -> str:
@@ -90,19 +114,32 @@ class Effects:
         self._counts[kind] = self._counts.get(kind, 0) + 1
         return f"{kind}#{self._counts[kind]}"
 
-    async def send_text(self, to: str, message: str, *, step: str | None = None) -> SentMessage:
-        """Send ``message`` to ``to`` once for this event, however often the job runs."""
+    async def send_text(
+        self, to: str, message: str, *, step: str | None = None, transactional: bool = False
+    ) -> SentMessage:
+        """Send ``message`` to ``to`` once for this event, however often the job runs.
+
+        With the conversation policy on, a contact who opted out is refused
+        (``workers.policy.OptedOut``) unless the send is ``transactional`` (something
+        the contact asked for, e.g. the receipt of an order)."""
         name = self._step("send_text", step)
         entry = await self._ledger.get(self._handler, name)
         if entry is not None and entry.state == "done" and entry.result:
             return SentMessage(message_id=str(entry.result["message_id"]))
+        policy, ref = self._policy, f"{self._handler}:{name}"
+        if policy is not None:
+            await policy.before_send(to, transactional=transactional)
         if entry is not None and entry.state == "intent":
             found = await self._find_sent(to, message, entry.at)
             if found is not None:
                 await self._ledger.record_sent(self._handler, name, to, found)
+                if policy is not None:
+                    await policy.settled(to, ref, found)
                 return SentMessage(message_id=found)
         # Conditional on holding the job: a superseded execution stops here, before sending.
         await self._ledger.intend(self._handler, name)
+        if policy is not None:
+            await policy.intending(to, ref)  # an unknown outcome stays counted as ours
         try:
             sent = await self.client.send_text(to, message)
         except OutcomeUnknown:
@@ -111,8 +148,12 @@ class Effects:
             # Refused or never sent (the client retries only what provably did not
             # reach the portal): nothing went out.
             await self._ledger.abandon(self._handler, name)
+            if policy is not None:
+                await policy.settled(to, ref, None)
             raise
         await self._ledger.record_sent(self._handler, name, to, sent.message_id)
+        if policy is not None:
+            await policy.settled(to, ref, sent.message_id)
         return sent
 
     async def mark_read(
@@ -208,9 +249,14 @@ class BlockingEffects:
         #: The raw client, blocking, for reads (not deduplicated).
         self.client: Any = BlockingProxy(effects.client, bridge)
 
-    def send_text(self, to: str, message: str, *, step: str | None = None) -> SentMessage:
-        """Send ``message`` to ``to`` once for this event, however often the job runs."""
-        return self._bridge.run(self._effects.send_text(to, message, step=step))
+    def send_text(
+        self, to: str, message: str, *, step: str | None = None, transactional: bool = False
+    ) -> SentMessage:
+        """Send ``message`` to ``to`` once for this event, however often the job runs
+        (``transactional``: see :meth:`Effects.send_text`)."""
+        return self._bridge.run(
+            self._effects.send_text(to, message, step=step, transactional=transactional)
+        )
 
     def mark_read(
         self, message_id: str, *, show_typing_indicator: bool = False, step: str | None = None

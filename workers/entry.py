@@ -20,12 +20,16 @@ from typing import Any, Literal
 
 import structlog
 
-from service.jobs import FORMAT_VERSION
+from service.identity import Kind
 from service.portal import RateLimited
-from service.typedevents import parse_event
+from service.typedevents import Event, parse_event
 from workers.archive import Journey, replayed_registrations
-from workers.dispatch import HandlerFailed, dispatch
+from workers.converse import JOB_KINDS, run_job
+from workers.convredis import CONVERSATION_VERSION
+from workers.dispatch import HandlerFailed
 from workers.execution import ExecutionToken, Superseded
+from workers.policy.nudge import NUDGE_KIND
+from workers.policy.router import clear_steps
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 
@@ -43,7 +47,14 @@ log = structlog.get_logger("wabahooks.worker")
 
 
 class UnsupportedJobFormat(Exception):
-    """The job was written by a receiver speaking a newer job format."""
+    """The job was written by a receiver (or worker) speaking a newer job format."""
+
+
+#: The newest job format this worker reads: 1 (events), 2 (flush and timeout jobs).
+READS_VERSION = CONVERSATION_VERSION
+#: Every job kind this worker knows: the events', conversations' flush and timeout, and the
+#: conversation policy's agent nudge (an envelope like an event's, format 1).
+KNOWN_KINDS = frozenset([*(k.value for k in Kind), *JOB_KINDS, NUDGE_KIND])
 
 
 @dataclass(frozen=True)
@@ -117,15 +128,19 @@ async def run_event(
         event_key=event_key, job_id=job_id, queue=queue, kind=kind, attempt=attempt
     ):
         version = kwargs.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or version > READS_VERSION or kind not in KNOWN_KINDS:
             error = UnsupportedJobFormat(
-                f"job format {version} is not this worker's {FORMAT_VERSION}: upgrade the workers"
+                f"job format {version} (kind {kind!r}) is not this worker's (format "
+                f"{READS_VERSION}, kinds {', '.join(sorted(KNOWN_KINDS))}): upgrade the "
+                "workers, then `wabahooks failed requeue` it"
             )
             log.error("event.failed", reason="unsupported job format", version=version)
             metrics.event(kind, "failed_unsupported")
             return Failed("unsupported", _traceback(error))
+        event: Event | None = None
         try:
-            event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
+            if kind not in JOB_KINDS:
+                event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
         except Exception as exc:  # a job we wrote ourselves: retrying cannot fix it
             log.error("event.failed", reason="unreadable job")
             metrics.event(kind, "failed_permanent")
@@ -135,18 +150,28 @@ async def run_event(
         if journey is not None:
             journey.attach(ledger)
         try:
-            await dispatch(
+            conduct = runtime.policy  # the conversation policy (not a RetryPolicy)
+            scope = None
+            if conduct is not None and event is not None:
+                scope = await conduct.scope(event, job_id=job_id, ledger=ledger)
+                await clear_steps(scope)  # a STOP or "agent" is no step's answer
+            await run_job(
+                kind,
                 event,
-                replayed_registrations(runtime.registrations, kwargs),
+                kwargs,
+                replayed_registrations(runtime.registrations_for(kind), kwargs),
                 ledger=ledger,
                 context_for=lambda registration, replies: runtime.context(
                     registration,
                     ledger=ledger,
                     conversation=conversation,
                     replies_expected=replies,
+                    policy=scope,
                 ),
+                store=runtime.conversations(token, queue),
                 run_sync=runtime.run_sync,
                 metrics=metrics,
+                gate=None if scope is None else scope.gate,
             )
         except Superseded as exc:
             log.warning("event.superseded", execution=token.execution_id)

@@ -115,11 +115,19 @@ def replay(
     for entry in load_entries(connection, keys, ids):
         if kinds and entry.get("kind") not in kinds:
             continue
-        if entry.get("replay") or entry.get("outcome") == "retrying":
+        if (
+            entry.get("replay")
+            or entry.get("outcome") == "retrying"
+            or not isinstance(entry.get("envelope"), dict)  # a conversation's flush, timeout
+        ):
             left_out += 1
             continue
         entries.append(entry)
-    note = f" ({left_out} replays or events being retried left out)" if left_out else ""
+    note = (
+        f" ({left_out} replays, events being retried, or flushes and timeouts left out)"
+        if left_out
+        else ""
+    )
     if not entries:
         click.echo(f"No archived events match{note}.")
         return

@@ -25,12 +25,17 @@ from workers import builtins
 from workers.archive import Archive
 from workers.config import DEFAULT_CONFIG_FILE
 from workers.context import AsyncContext, RedisStore
+from workers.convredis import ConversationScripts, RedisConversations
 from workers.dispatch import NO_METRICS, Metrics, Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.execution import ExecutionToken
 from workers.handlerset import Handlers, load_handlers
 from workers.ledger import RedisLedger
 from workers.loading import registrations
+from workers.policy import nudge
+from workers.policy.config import policy_config
+from workers.policy.router import scope_of
+from workers.policy.scope import EventScope, Policy
 from workers.router import Registration, RetryPolicy
 from workers.threads import DEFAULT_SYNC_THREADS, Threads
 
@@ -82,6 +87,21 @@ class Runtime:
     archive: Archive | None = None
     #: Closed with the runtime (the Redis client, the portal are always closed).
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+    _conversations: ConversationScripts | None = field(default=None, repr=False)
+    #: The conversation policy (``workers.policy``), built from ``config``'s ``[policy]``.
+    policy: Policy | None = field(default=None, init=False)
+    _nudge: list[Registration] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        settings = policy_config(self.config)  # ConfigError if [policy] is wrong
+        if settings is not None:
+            self.policy = Policy(settings, self.redis, self.portal, prefix=self.prefix)
+            self._nudge = registrations([nudge.build(scope_of)])
+
+    def registrations_for(self, kind: str) -> list[Registration]:
+        """The handlers a job of ``kind`` runs: the policy's own for its nudge jobs (none
+        once the policy is off: a nudge left scheduled then is dropped, never yours)."""
+        return self._nudge if kind == nudge.NUDGE_KIND else self.registrations
 
     @classmethod
     def from_env(
@@ -185,6 +205,15 @@ class Runtime:
             self.redis, token, fields=fields, prefix=self.prefix, sent_ttl=self.sent_ttl
         )
 
+    def conversations(self, token: ExecutionToken, queue: str) -> RedisConversations:
+        """Return the contacts' conversation state, for one execution of a job of ``queue``
+        (steps and bursts are kept as long as ``ctx.store``: ``WABAHOOKS_STORE_TTL``)."""
+        if self._conversations is None:
+            self._conversations = ConversationScripts(
+                self.redis, prefix=self.prefix, ttl=self.store_ttl
+            )
+        return self._conversations.for_job(token, queue)
+
     def context(
         self,
         registration: Registration,
@@ -192,10 +221,11 @@ class Runtime:
         ledger: RedisLedger,
         conversation: str | None,
         replies_expected: bool,
+        policy: EventScope | None = None,
     ) -> AsyncContext:
         """Return the context one handler runs with (``.blocking()`` for a sync one)."""
         return AsyncContext.build(
-            portal=Effects(self.portal, ledger, registration.name),
+            portal=Effects(self.portal, ledger, registration.name, policy=policy),
             store=RedisStore(
                 self.redis,
                 conversation,
@@ -205,6 +235,7 @@ class Runtime:
             config=self.section(registration.router),
             replies_expected=replies_expected,
             handler=registration.label,
+            policy=policy,
         )
 
 

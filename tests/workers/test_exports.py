@@ -11,6 +11,7 @@ def test_public_api_is_pinned() -> None:
             "STOP",
             "AsyncContext",
             "AsyncStore",
+            "Burst",
             "Contact",
             "Context",
             "Event",
@@ -18,15 +19,19 @@ def test_public_api_is_pinned() -> None:
             "InboundMessage",
             "Location",
             "Media",
+            "MessagingWindow",  # ctx.window (issue 13)
+            "OptedOut",  # the conversation policy (issue 13): a send to an opted-out contact
             "Permanent",
             "RetryPolicy",
             "Router",
             "StatusTransition",
             "StatusUpdate",
+            "StepTimeout",
             "Store",
             "Superseded",
             "TestEvent",
             "UnknownEvent",
+            "Window",  # coalesce=Window(...) (issue 12)
         ]
     )
     for name in workers.__all__:

@@ -8,7 +8,8 @@
 ========================  ==================================================================
 
 Dispatch order: status tracking and mark-read first (they must run before your status
-and reply handlers), then your routers, then auto-reply and forwarding (so a handler
+and reply handlers), then the conversation policy (``[policy]``, ``workers.policy``),
+then your routers, then auto-reply and forwarding (so a handler
 of yours may return ``STOP`` to keep them out of an event it has dealt with).
 """
 
@@ -26,8 +27,10 @@ __all__ = ["routers", "store_ttls"]
 def routers(config: Config, user: Sequence[Router] = ()) -> list[Router]:
     """Return every router in dispatch order: the enabled built-ins around ``user``'s."""
     from workers.builtins import auto_reply, forward, mark_read, status_tracking
+    from workers.policy import router as policy_router
+    from workers.policy.config import policy_config
 
-    clash = sorted({r.name for r in user} & set(BUILTINS))
+    clash = sorted({r.name for r in user} & {*BUILTINS, policy_router.NAME})
     if clash:
         raise HandlerLoadError(
             f"router names {', '.join(clash)} belong to the built-ins: rename your router"
@@ -41,6 +44,8 @@ def routers(config: Config, user: Sequence[Router] = ()) -> list[Router]:
         first.append(status_tracking.build(tracking))
     if config.mark_read is not None:
         first.append(mark_read.build(config.mark_read))
+    if policy_config(config.raw) is not None:  # after mark-read, before every reply handler
+        first.append(policy_router.build())
     if config.auto_reply is not None:
         last.append(auto_reply.build(config.auto_reply))
     if config.forward is not None:

@@ -14,7 +14,10 @@ WhatsApp: each ``[[handlers.forward.whatsapp]]`` number gets "From {name} (+{num
 {text}" (a short description for media, locations, reactions …), the number masked
 unless ``number = "full"``. Messages from an agent (``[agents]`` and every forwarding
 number) are never forwarded. The portal allows free text only inside the agent's own
-24-hour window; outside it the job fails once, saying how to reopen the window.
+24-hour window; outside it the job fails once, saying how to reopen the window. With
+the conversation policy (``[policy]``), a forward to an agent whose window is closed is
+skipped and logged instead, each forward is linked to the customer (so the agent can
+answer by replying to it) and the agent is nudged before their window closes.
 """
 
 from __future__ import annotations
@@ -141,14 +144,25 @@ def build(
 
     def forward_whatsapp(event: InboundMessage, ctx: Context) -> None:
         closed: list[str] = []
+        policy = ctx.policy  # with [policy]: skip closed windows, link forwards, nudge agents
         for target in config.whatsapp:
             if not _wants(target, event):
                 continue
+            if policy is not None and not policy.may_forward(target.to):
+                ctx.log.info("forward.whatsapp.skipped", to=mask_phone(target.to),
+                             reason="window closed")  # fmt: skip
+                continue
             try:
-                ctx.portal.send_text(target.to, _line(target, event), step=f"whatsapp:{target.to}")
+                sent = ctx.portal.send_text(
+                    target.to, _line(target, event), step=f"whatsapp:{target.to}"
+                )
             except OutsideMessagingWindow as exc:
                 ctx.log.warning("forward.whatsapp.window_closed", to=mask_phone(target.to))
-                closed.append(f"+{mask_phone(target.to)} ({exc.reason})")
+                if policy is None:
+                    closed.append(f"+{mask_phone(target.to)} ({exc.reason})")
+                continue
+            if policy is not None:
+                policy.forwarded(target.to, event.sender, sent.message_id)
         if closed:
             raise Permanent(
                 f"forwarding to {', '.join(closed)} was refused: the number is outside its "

@@ -30,7 +30,7 @@ def test_the_runtime_puts_tracking_and_mark_read_first_and_replies_after_yours(
     )
     asyncio.run(runtime.aclose())
     routers = list(dict.fromkeys(r.router for r in runtime.registrations))
-    assert routers == ["status_tracking", "mark_read", "example", "auto_reply", "forward"]
+    assert routers == ["status_tracking", "mark_read", "policy", "example", "auto_reply", "forward"]
     assert runtime.store_ttls == {"status_tracking": 3600}
     assert runtime.section("auto_reply")["cooldown"] == 3600
 
