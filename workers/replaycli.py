@@ -192,6 +192,12 @@ def _dry_run(
                     f"{', '.join(sorted(known)) or 'none'} (configured as the workers are: "
                     "WABAHOOKS_HANDLERS, WABAHOOKS_CONFIG)"
                 )
+            if not runtime.registrations:
+                fail(
+                    "no handlers are configured here: run the dry run with the workers' "
+                    "WABAHOOKS_HANDLERS and WABAHOOKS_CONFIG (for `make dev`: "
+                    "`. .wabahooks/dev.env`)"
+                )
             sections = {r.router: runtime.section(r.router) for r in runtime.registrations}
             return await dry_run(
                 client,

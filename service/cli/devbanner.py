@@ -17,7 +17,16 @@ WORKER_QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
 def write_env_file(env: dict[str, str]) -> Path:
     """Write ``.wabahooks/dev.env``: ``. .wabahooks/dev.env`` gives a shell the same settings."""
     path = STATE_DIR / "dev.env"
-    names = ("REDIS_URL", "WABA_WEBHOOK_SECRET", "WABA_API_URL", "WABA_API_KEY")
+    # The handler settings too: `wabahooks replay --dry-run` runs the handlers as the workers do.
+    names = (
+        "REDIS_URL",
+        "WABA_WEBHOOK_SECRET",
+        "WABA_API_URL",
+        "WABA_API_KEY",
+        "WABAHOOKS_CONFIG",
+        "WABAHOOKS_HANDLERS",
+        "WABAHOOKS_APP_DIR",
+    )
     lines = [f"export {name}={shlex.quote(env[name])}" for name in names if env.get(name)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)

@@ -19,6 +19,7 @@ import pytest
 
 from service.cli.dev import DEV_REPLY
 from service.cli.devstate import DevState, read_dev_state
+from service.logs import mask_phone
 
 PHONE = "919812345678"
 
@@ -152,6 +153,29 @@ def test_dev_runs_the_whole_loop_and_ctrl_c_ends_every_process(
         return show.stdout if show.returncode == 0 else None
 
     assert " message " in wait_for(archived, "the message in the event archive")
+    # dev.env carries the handler settings: a dry run replays as dev's workers would.
+    dry = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "replay",
+            "--since",
+            "1h",
+            "--kind",
+            "message",
+            "--dry-run",
+        ],
+        cwd=workdir,
+        env=dev_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert (
+        f"would send to {mask_phone(PHONE)}: " + DEV_REPLY.format(first_name="John") in dry.stdout
+    )
     text = output(log)
     assert '"outcome":"accepted"' in text and "receiver" in text  # the receiver's line
     assert "POST /api/v1/messages/text" in text  # the reply arriving at the simulator

@@ -116,6 +116,7 @@ def test_a_retried_event_is_archived_as_retrying_then_done(redis_url: str, r: re
         [ended] = entries(r)
 
     assert waiting["outcome"] == "retrying" and waiting["handlers"][0]["outcome"] == "failed"
+    assert "handler example:echo failed" in waiting["reason"]
     assert "the portal answered 500" in waiting["reason"]  # the cause, not a wrapper
     assert ended["id"] == waiting["id"]
     assert ended["outcome"] == "done" and ended["attempt"] == 2

@@ -250,12 +250,18 @@ def test_replay_refuses_what_it_cannot_do(redis_url: str) -> None:
     bad_handler = run(redis_url, "replay", "--since", "1h", "--dry-run", "--handler", "nope")
     only_echo = run(redis_url, "replay", "--since", "1h", "--dry-run", "--handler", "example")
     nothing = run(redis_url, "replay", "--since", "2026-01-01", "--until", "2026-01-02")
+    no_handlers = CliRunner().invoke(
+        main,
+        ["replay", "--since", "1h", "--dry-run"],
+        env={"REDIS_URL": redis_url, "WABAHOOKS_HANDLERS": None, "WABAHOOKS_CONFIG": ""},
+    )
 
     assert bad_time.exit_code == 2 and "give a duration ago (30m, 2h, 1d)" in bad_time.output
     assert bad_handler.exit_code == 2 and "no handler named nope" in bad_handler.output
     assert "example:echo" in bad_handler.output
     assert only_echo.exit_code == 0 and "would send to" in only_echo.output
     assert nothing.exit_code == 0 and "No archived events match" in nothing.output
+    assert no_handlers.exit_code == 2 and "no handlers are configured here" in no_handlers.output
 
 
 def test_replay_through_one_handler_runs_only_that_one(redis_url: str, r: redis.Redis) -> None:
