@@ -36,9 +36,12 @@ from service.jobs import JobSpec
 from service.keys import RQ_QUEUES, Keys, rq_deferred, rq_job, rq_queue
 from service.metrics import ReceiverMetrics
 
-__all__ = ["Intake", "IntakeResult", "IntakeUnavailable", "connect"]
+__all__ = ["CHAIN_LUA", "Intake", "IntakeResult", "IntakeUnavailable", "connect"]
 
-_SCRIPT = files("service").joinpath("intake.lua").read_text(encoding="utf-8")
+#: A conversation's chain step (``chain.lua``): prepended to the intake script and to the
+#: workers' scripts that chain a job later (a conversation's flush or step timeout).
+CHAIN_LUA = files("service").joinpath("chain.lua").read_text(encoding="utf-8")
+_SCRIPT = CHAIN_LUA + files("service").joinpath("intake.lua").read_text(encoding="utf-8")
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8")).hexdigest()
 
 

@@ -20,6 +20,10 @@ The receiver writes the job hash itself (inside the intake script, see
 ``service.intake``) rather than through ``Queue.enqueue``, so that claim and job
 are one atomic step. ``tests/service/test_jobs.py`` checks the result against a
 job built by RQ's own API, so an RQ upgrade that changes the layout fails loudly.
+
+The workers write two more kinds on the messages queue, ``flush`` and ``timeout``
+(conversations: ``workers.convredis``), as format version 2, which a worker reading only
+version 1 refuses into the failed registry ("upgrade the workers") rather than guessing.
 """
 
 from __future__ import annotations
@@ -102,9 +106,13 @@ def build_job(
     failure_ttl: int = DEFAULT_FAILURE_TTL,
     now: datetime | None = None,
     traceparent: str | None = None,
+    replay: dict[str, Any] | None = None,
 ) -> JobSpec:
     """Return the RQ job (format version 1) carrying a verified ``envelope`` (and the trace
-    context ``traceparent``, if given)."""
+    context ``traceparent``, if given).
+
+    ``replay``: for ``wabahooks replay`` only, the optional ``replay`` keyword argument
+    (``scope``, ``of``: the archived job, ``handlers``: the only ones to run, or None)."""
     now = now or datetime.now(UTC)
     stamp = now.strftime(_RQ_TIME_FORMAT)
     kwargs = {
@@ -117,6 +125,8 @@ def build_job(
     }
     if traceparent is not None:
         kwargs["traceparent"] = traceparent
+    if replay is not None:
+        kwargs["replay"] = replay
     # RQ's job data: (func_name, instance, args, kwargs) through the serializer. RQ itself
     # zlib-compresses it, and its Job.restore() reads uncompressed data as is (a JSON array
     # is never a valid zlib stream); compressing cost 15-55 us a request on the hot path to

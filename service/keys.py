@@ -73,6 +73,18 @@ class Keys:
         """Ids of the messages sent to ``phone`` (status records are found through them)."""
         return self.sent_prefix() + phone
 
+    def conversation(self, phone: str) -> str:
+        """A contact's pending wait-for-reply step (``ctx.expect``): step, data, generation."""
+        return f"{self.prefix}conv:{phone}"
+
+    def burst(self, phone: str, handler: str) -> str:
+        """The burst of messages a coalescing ``handler`` gathers for a contact."""
+        return f"{self.prefix}burst:{phone}:{handler}"
+
+    def bursts(self, phone: str) -> str:
+        """A SCAN pattern matching every burst of a contact (a number has no glob characters)."""
+        return f"{self.prefix}burst:{phone}:*"
+
     def portal(self) -> str:
         """The prefix of the shared portal rate limiter's keys (:func:`limiter_keys`)."""
         return f"{self.prefix}portal:"

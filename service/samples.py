@@ -23,7 +23,26 @@ __all__ = [
     "test_envelope",
 ]
 
-MESSAGE_TYPES = ("text", "image", "button", "location")
+#: Every message type the model reads (``service.typedevents``), as ``trigger message --type``.
+MESSAGE_TYPES = (
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "button",
+    "interactive",
+    "location",
+    "reaction",
+)
+_MEDIA = {
+    "image": "image/jpeg",
+    "video": "video/mp4",
+    "audio": "audio/ogg; codecs=opus",
+    "document": "application/pdf",
+    "sticker": "image/webp",
+}
 STATUSES = ("sent", "delivered", "read", "failed")
 #: What a ``failed`` status carries when no error is given (WhatsApp's shape).
 DEFAULT_ERROR: dict[str, Any] = {
@@ -49,21 +68,44 @@ def new_message_id(phone: str) -> str:
     return f"wamid.{tail}"
 
 
-def message_content(kind: str, text: str | None, payload: str | None = None) -> dict[str, Any]:
-    """Return the object a message of type ``kind`` carries under its type's name."""
+def message_content(
+    kind: str,
+    text: str | None,
+    payload: str | None = None,
+    *,
+    reply_to: str | None = None,
+    list_reply: bool = False,
+) -> dict[str, Any]:
+    """Return the object a message of type ``kind`` carries under its type's name.
+
+    ``text``: a text's body, a media caption (a document's file name), a button's or an
+    interactive reply's title, a location's name, a reaction's emoji. ``payload``: a
+    button's payload, an interactive reply's id. ``reply_to``: the message a reaction is
+    for. ``list_reply``: an interactive list's reply instead of a reply button's."""
     if kind == "text":
         return {"body": text if text is not None else "Hello"}
-    if kind == "image":
+    if kind in _MEDIA:
         content: dict[str, Any] = {
             "id": str(random.randrange(10**15, 10**16)),
-            "mime_type": "image/jpeg",
+            "mime_type": _MEDIA[kind],
         }
-        if text:
+        if kind == "document":
+            content["filename"] = text or "invoice.pdf"
+        elif kind == "audio":
+            content["voice"] = True
+        elif text:
             content["caption"] = text
         return content
     if kind == "button":
         label = text if text is not None else "Yes"
         return {"text": label, "payload": payload or label.upper().replace(" ", "_")}
+    if kind == "interactive":
+        title = text if text is not None else "Track my order"
+        reply = {"id": payload or title.lower().replace(" ", "_"), "title": title}
+        if list_reply:
+            reply["description"] = ""
+            return {"type": "list_reply", "list_reply": reply}
+        return {"type": "button_reply", "button_reply": reply}
     if kind == "location":
         return {
             "latitude": 12.9716,
@@ -71,6 +113,8 @@ def message_content(kind: str, text: str | None, payload: str | None = None) -> 
             "name": text or "Cubbon Park",
             "address": "Kasturba Road, Bengaluru",
         }
+    if kind == "reaction":
+        return {"message_id": reply_to or "", "emoji": text if text is not None else "\U0001f44d"}
     raise ValueError(f"unknown message type {kind!r}: one of {', '.join(MESSAGE_TYPES)}")
 
 
@@ -87,18 +131,23 @@ def message_envelope(
     payload: str | None = None,
     reply_to: str | None = None,
     message_id: str | None = None,
+    content: dict[str, Any] | None = None,
+    list_reply: bool = False,
 ) -> dict[str, Any]:
-    """Return an inbound message envelope from ``sender``."""
+    """Return an inbound message envelope from ``sender`` (``content``: the type's object as
+    given, instead of one made from ``text`` and ``payload``)."""
     when = _now()
+    if content is None:
+        content = message_content(kind, text, payload, reply_to=reply_to, list_reply=list_reply)
     data: dict[str, Any] = {
         "from": sender,
         "messageId": message_id or new_message_id(sender),
         "timestamp": str(int(when.timestamp())),
         "type": kind,
         "contact": {"name": name, "wa_id": sender},
-        kind: message_content(kind, text, payload),
+        kind: content,
     }
-    if reply_to:
+    if reply_to and kind != "reaction":  # a reaction names its message in its own object
         data["context"] = {"id": reply_to}
     return _envelope("message", data, when)
 

@@ -143,6 +143,15 @@ def parse_secrets(raw: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in raw.split(",") if s.strip())
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    from service.redisurl import redis_url_problem
+
+    url = env.get("REDIS_URL", "").strip() or None
+    if url is not None and (problem := redis_url_problem(url)) is not None:
+        raise ConfigError(problem)
+    return url
+
+
 @dataclass(frozen=True)
 class Retention:
     """Seconds each kind of data is kept in Redis (the claim's is ``Settings.dedupe_ttl``).
@@ -230,7 +239,7 @@ class Settings:
             )
         return cls(
             secrets=secrets,
-            redis_url=env.get("REDIS_URL", "").strip() or None,
+            redis_url=_redis_url(env),
             webhook_path=path,
             max_body_bytes=_int(env, "WABAHOOKS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
             canonical_max_bytes=_int(

@@ -28,17 +28,20 @@ from service.typedevents import (
     TestEvent,
     UnknownEvent,
 )
+from workers.coalesce import Burst, Window
 from workers.context import AsyncContext, AsyncStore, Context, Store
+from workers.conversation import StepTimeout
 from workers.dispatch import HandlerFailed, Permanent
 from workers.execution import Superseded
 from workers.policy.errors import OptedOut
-from workers.policy.state import Window
+from workers.policy.state import MessagingWindow
 from workers.router import STOP, RetryPolicy, Router, StatusTransition
 
 __all__ = [
     "STOP",
     "AsyncContext",
     "AsyncStore",
+    "Burst",
     "Contact",
     "Context",
     "Event",
@@ -46,12 +49,14 @@ __all__ = [
     "InboundMessage",
     "Location",
     "Media",
+    "MessagingWindow",
     "OptedOut",
     "Permanent",
     "RetryPolicy",
     "Router",
     "StatusTransition",
     "StatusUpdate",
+    "StepTimeout",
     "Store",
     "Superseded",
     "TestEvent",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
-from datetime import datetime
 
 import click
 import redis
@@ -22,7 +21,6 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
-from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from service.jobs import QUEUE_NAMES
@@ -118,7 +116,7 @@ def metrics(host: str, port: int) -> None:
 
 @click.group()
 def failed() -> None:
-    """List, requeue or purge failed jobs (RQ's failed registries)."""
+    """List, show, requeue or purge failed jobs (RQ's failed registries)."""
 
 
 def _queues(connection: redis.Redis, keys: Keys, only: str | None) -> list[Queue]:
@@ -142,35 +140,32 @@ def _event_key(job: Job) -> str:
         return "?"
 
 
-def _failure(job: Job) -> tuple[str, str]:
-    """Return when ``job`` failed and the last line of its error."""
-    result = job.latest_result()
-    when: datetime | None = result.created_at if result else job.ended_at
-    stamp = when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "-"
-    if result is not None and result.type == Result.Type.MAX_RETRIES_EXCEEDED:
-        return stamp, "retries exhausted"
-    text = (result.exc_string if result and result.exc_string else None) or ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return stamp, lines[-1] if lines else "-"
-
-
 @failed.command("list")
 @click.option("--queue", type=QUEUE_CHOICE, help="Only this queue [default: all].")
 def list_failed(queue: str | None) -> None:
-    """Show failed jobs: id, queue, event key, when, the error's last line."""
+    """Show failed jobs: id, queue, event key, when, what happened, the error's last line."""
+    from workers.failedshow import failure_of
+
     settings = settings_or_exit()
+    connection = _connect(settings)
     rows = []
-    for q, job in _failed_jobs(_queues(_connect(settings), settings.keys, queue)):
-        rows.append((job.id, q.name, _event_key(job), *_failure(job)))
+    for q, job in _failed_jobs(_queues(connection, settings.keys, queue)):
+        failure = failure_of(connection, job)
+        rows.append(
+            (job.id, q.name, _event_key(job), failure.when, failure.happened, failure.error)
+        )
     if not rows:
         click.echo("No failed jobs.")
         return
-    header = ("JOB ID", "QUEUE", "EVENT KEY", "FAILED AT", "ERROR")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+    header = ("JOB ID", "QUEUE", "EVENT KEY", "FAILED AT", "WHAT HAPPENED", "ERROR")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
         cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[4]]))
-    click.echo(f"\n{len(rows)} failed job(s). Requeue: wabahooks failed requeue ID... | --all")
+        click.echo("  ".join([*cells, row[5]]))
+    click.echo(
+        f"\n{len(rows)} failed job(s): they are not retried any more. Details: wabahooks failed "
+        "show ID. Once the cause is fixed: wabahooks failed requeue ID... | --all"
+    )
 
 
 @failed.command()
@@ -242,3 +237,12 @@ def purge(queue: str | None, yes: bool) -> None:
                 Job.fetch(job_id, connection=connection, serializer=JSONSerializer).delete()
             registry.remove(job_id)
     click.echo(f"Purged {count} failed job(s).")
+
+
+def _add_show() -> None:
+    from workers.failedshow import show
+
+    failed.add_command(show)
+
+
+_add_show()

@@ -13,6 +13,9 @@ job's event loop: ``workers.bridge``).
 ``ctx.replies_expected``  whether a handler matching this event declared ``replies=True``
 ``ctx.window``   the contact's 24-hour window: ``.open``, ``.until`` (``workers.policy``)
 ``ctx.handover()``  hand the contact's conversation to a human (``on=False``: back)
+``ctx.expect(step, timeout=…, data=…)`` / ``ctx.cancel()``  wait for the contact's next
+                 message / end the pending step (``workers.conversation``);
+                 ``ctx.conversation.step`` / ``.data``: the step this event answers
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 import redis.asyncio
@@ -28,8 +32,14 @@ import structlog
 from service.keys import DEFAULT_PREFIX, Keys
 from service.settings import DEFAULT_STORE_TTL
 from workers.bridge import BlockingProxy, Bridge
+from workers.conversation import (
+    NO_CONVERSATION,
+    BlockingConversation,
+    ConversationView,
+    NoConversation,
+)
 from workers.effects import BlockingEffects, Effects
-from workers.policy.state import Window
+from workers.policy.state import MessagingWindow
 
 __all__ = [
     "AsyncContext",
@@ -39,7 +49,7 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "Store",
-    "Window",
+    "MessagingWindow",
 ]
 
 _NO_POLICY = (
@@ -141,6 +151,16 @@ class AsyncContext:
     handler: str = ""
     #: The event's conversation policy (``workers.policy.scope.EventScope``), if enabled.
     policy: Any = None
+    #: The contact's conversation: the step this event answers, expect() and cancel().
+    conversation: ConversationView | NoConversation = NO_CONVERSATION
+
+    async def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
+        await self.conversation.expect(step, timeout=timeout, data=data)
+
+    async def cancel(self) -> None:
+        """End the contact's pending step, if any (its timeout will not run)."""
+        await self.conversation.cancel()
 
     @classmethod
     def build(
@@ -165,9 +185,13 @@ class AsyncContext:
         )
 
     @property
-    def window(self) -> Window:
+    def window(self) -> MessagingWindow:
         """The contact's 24-hour window (unknown and closed without ``[policy]``)."""
-        return Window(False, None, known=False) if self.policy is None else self.policy.window()
+        return (
+            MessagingWindow(False, None, known=False)
+            if self.policy is None
+            else self.policy.window()
+        )
 
     async def handover(self, on: bool = True) -> None:
         """Hand the contact's conversation to a human (automated replies pause), or back."""
@@ -185,6 +209,7 @@ class AsyncContext:
             replies_expected=self.replies_expected,
             handler=self.handler,
             policy=None if self.policy is None else BlockingProxy(self.policy, bridge),
+            conversation=BlockingConversation(self.conversation, bridge),
         )
 
 
@@ -200,14 +225,29 @@ class Context:
     handler: str = ""
     #: The event's conversation policy, its calls blocking (None without ``[policy]``).
     policy: Any = None
+    conversation: BlockingConversation = field(
+        default_factory=lambda: BlockingConversation(NO_CONVERSATION, None)
+    )
 
     @property
-    def window(self) -> Window:
+    def window(self) -> MessagingWindow:
         """The contact's 24-hour window (unknown and closed without ``[policy]``)."""
-        return Window(False, None, known=False) if self.policy is None else self.policy.window()
+        return (
+            MessagingWindow(False, None, known=False)
+            if self.policy is None
+            else self.policy.window()
+        )
 
     def handover(self, on: bool = True) -> None:
         """Hand the contact's conversation to a human (automated replies pause), or back."""
         if self.policy is None:
             raise RuntimeError(_NO_POLICY)
         self.policy.handover_from_handler(on, self.handler)
+
+    def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
+        self.conversation.expect(step, timeout=timeout, data=data)
+
+    def cancel(self) -> None:
+        """End the contact's pending step, if any (its timeout will not run)."""
+        self.conversation.cancel()

@@ -41,6 +41,7 @@ from workers.router import STOP, Registration, RetryPolicy, StatusTransition
 
 __all__ = [
     "NO_METRICS",
+    "ContextFactory",
     "HandlerFailed",
     "Metrics",
     "NoMetrics",
@@ -48,6 +49,7 @@ __all__ = [
     "RunSync",
     "Gate",
     "dispatch",
+    "replies_expected",
     "run_in_default_executor",
 ]
 
@@ -67,8 +69,9 @@ class HandlerFailed(Exception):
         self.registration = registration
         self.error = error
         self.permanent = is_permanent(error)
-        advice = "not retried" if self.permanent else "will be retried"
-        super().__init__(f"handler {registration.name} failed ({advice}): {error}")
+        # Whether it *will* be retried depends on the attempts left, known to the caller.
+        advice = " (permanent: not retried)" if self.permanent else ""
+        super().__init__(f"handler {registration.label} failed{advice}: {error}")
 
     @property
     def retry(self) -> RetryPolicy | None:
@@ -141,7 +144,7 @@ async def _recorded_transition(ledger: Ledger, handler: str) -> StatusTransition
     return StatusTransition.from_json(entry.result)
 
 
-async def _replies_expected(
+async def replies_expected(
     event: Event, matching: Sequence[Registration], context_for: ContextFactory
 ) -> bool:
     """Whether a matching handler will reply: declared, or decided now (before any runs)."""
@@ -200,9 +203,9 @@ async def dispatch(
         log.info("event.unhandled", kind=event.kind)
         metrics.unhandled(event.kind)
         return 0
-    replies_expected = await _replies_expected(event, matching, context_for)
-    if replies_expected and gate is not None and await gate(event, None) is not None:
-        replies_expected = False  # held back: no "typing…"
+    expected = await replies_expected(event, matching, context_for)
+    if expected and gate is not None and await gate(event, None) is not None:
+        expected = False  # held back: no "typing…"
     transition: StatusTransition | None = None
     ran = 0
     for registration in matching:
@@ -218,7 +221,7 @@ async def dispatch(
                 continue
         if await ledger.handler_done(registration.name):
             log.info(
-                "handler.skipped", handler=registration.name, reason="done in an earlier attempt"
+                "handler.skipped", handler=registration.label, reason="done in an earlier attempt"
             )
             metrics.handler(registration.name, "skipped")
             transition = transition or await _recorded_transition(ledger, registration.name)
@@ -226,10 +229,10 @@ async def dispatch(
         argument = transition if registration.transitions else event
         started = time.perf_counter()
         try:
-            ctx = context_for(registration, replies_expected)
+            ctx = context_for(registration, expected)
             result = await _call(registration, argument, ctx, run_sync)
         except Superseded:
-            log.warning("handler.superseded", handler=registration.name)
+            log.warning("handler.superseded", handler=registration.label)
             raise
         except Exception as exc:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -237,7 +240,7 @@ async def dispatch(
             outcome = "permanent" if failure.permanent else "retry"
             log.warning(
                 "handler.failed",
-                handler=registration.name,
+                handler=registration.label,
                 outcome=outcome,
                 duration_ms=duration_ms,
                 error=f"{type(exc).__name__}: {exc}",
@@ -258,7 +261,7 @@ async def dispatch(
         stopped = result == STOP
         outcome = "stop" if stopped else "ok"
         log.info(
-            "handler.done", handler=registration.name, outcome=outcome, duration_ms=duration_ms
+            "handler.done", handler=registration.label, outcome=outcome, duration_ms=duration_ms
         )
         metrics.handler(registration.name, outcome, duration_ms / 1000)
         if stopped:

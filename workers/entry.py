@@ -20,11 +20,15 @@ from typing import Any, Literal
 
 import structlog
 
-from service.jobs import FORMAT_VERSION
+from service.identity import Kind
 from service.portal import RateLimited
-from service.typedevents import parse_event
-from workers.dispatch import HandlerFailed, dispatch
+from service.typedevents import Event, parse_event
+from workers.archive import Journey, replayed_registrations
+from workers.converse import JOB_KINDS, run_job
+from workers.convredis import CONVERSATION_VERSION
+from workers.dispatch import HandlerFailed
 from workers.execution import ExecutionToken, Superseded
+from workers.policy.nudge import NUDGE_KIND
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 
@@ -42,7 +46,13 @@ log = structlog.get_logger("wabahooks.worker")
 
 
 class UnsupportedJobFormat(Exception):
-    """The job was written by a receiver speaking a newer job format."""
+    """The job was written by a receiver (or worker) speaking a newer job format."""
+
+
+#: The newest job format this worker reads: 1 (events), 2 (flush and timeout jobs).
+READS_VERSION = CONVERSATION_VERSION
+#: Every job kind this worker knows.
+KNOWN_KINDS = frozenset([*(k.value for k in Kind), *JOB_KINDS, NUDGE_KIND])
 
 
 @dataclass(frozen=True)
@@ -99,44 +109,54 @@ async def run_event(
     ledger_fields: Mapping[str, str] | None,
     attempt: int,
     token: ExecutionToken,
+    journey: Journey | None = None,
 ) -> Done | RetryLater | Failed:
     """Run the handlers for one job's event; return what the engine should do with the job.
 
     ``kwargs``: the job's keyword arguments (format version 1, ``service.jobs``);
     ``ledger_fields``: the job hash's ``wh:…`` fields as fetched (prefix stripped), or
     None to read them; ``attempt``: 1-based, counted by the engine (kills count);
-    ``token``: this execution (the ledger refuses writes once it is superseded).
+    ``token``: this execution (the ledger refuses writes once it is superseded);
+    ``journey``: records the handlers' outcomes and the ledger for the archive.
     """
     kind = str(kwargs.get("kind", ""))
     event_key = str(kwargs.get("event_key", ""))
-    metrics = runtime.metrics
+    metrics = runtime.metrics if journey is None else journey
     with structlog.contextvars.bound_contextvars(
         event_key=event_key, job_id=job_id, queue=queue, kind=kind, attempt=attempt
     ):
         version = kwargs.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or version > READS_VERSION or kind not in KNOWN_KINDS:
             error = UnsupportedJobFormat(
-                f"job format {version} is not this worker's {FORMAT_VERSION}: upgrade the workers"
+                f"job format {version} (kind {kind!r}) is not this worker's (format "
+                f"{READS_VERSION}, kinds {', '.join(sorted(KNOWN_KINDS))}): upgrade the "
+                "workers, then `wabahooks failed requeue` it"
             )
             log.error("event.failed", reason="unsupported job format", version=version)
             metrics.event(kind, "failed_unsupported")
             return Failed("unsupported", _traceback(error))
+        event: Event | None = None
         try:
-            event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
+            if kind not in JOB_KINDS:
+                event = parse_event(kwargs["envelope"], kind=kind, event_key=event_key)
         except Exception as exc:  # a job we wrote ourselves: retrying cannot fix it
             log.error("event.failed", reason="unreadable job")
             metrics.event(kind, "failed_permanent")
             return Failed("permanent", _traceback(exc))
         conversation = kwargs.get("conversation")
         ledger = runtime.ledger(token, ledger_fields)
+        if journey is not None:
+            journey.attach(ledger)
         try:
             conduct = runtime.policy  # the conversation policy (not a RetryPolicy)
             scope = None
             if conduct is not None:
                 scope = await conduct.scope(event, job_id=job_id, ledger=ledger)
-            await dispatch(
+            await run_job(
+                kind,
                 event,
-                runtime.registrations_for(kind),
+                kwargs,
+                replayed_registrations(runtime.registrations_for(kind), kwargs),
                 ledger=ledger,
                 context_for=lambda registration, replies: runtime.context(
                     registration,
@@ -145,6 +165,7 @@ async def run_event(
                     replies_expected=replies,
                     policy=scope,
                 ),
+                store=runtime.conversations(token, queue),
                 run_sync=runtime.run_sync,
                 metrics=metrics,
                 gate=None if scope is None else scope.gate,
@@ -164,14 +185,14 @@ async def run_event(
             if failure.permanent or attempt >= policy.max_attempts:
                 log.error(
                     "event.failed",
-                    handler=failure.registration.name,
+                    handler=failure.registration.label,
                     reason="not retryable" if failure.permanent else "attempts exhausted",
                 )
                 reason: FailureReason = "permanent" if failure.permanent else "exhausted"
                 metrics.event(kind, f"failed_{reason}")
                 return Failed(reason, _traceback(failure))
             delay = retry_delay(policy, attempt, failure.error)
-            log.warning("event.retry", handler=failure.registration.name, in_seconds=delay)
+            log.warning("event.retry", handler=failure.registration.label, in_seconds=delay)
             metrics.event(kind, "retry")
             return RetryLater(delay, failure.registration.name, str(failure))
         metrics.event(kind, "done")

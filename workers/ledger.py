@@ -218,6 +218,11 @@ class RedisLedger:
         self._pending.clear()
         return sent
 
+    def records(self) -> dict[str, str]:
+        """The ledger's fields as this execution knows them (read, written or deferred),
+        prefix removed: what the archive shows as the event's calls (``workers.archive``)."""
+        return dict(self._fields or {})
+
     async def handler_done(self, handler: str) -> bool:
         return f"h:{handler}" in await self._read()
 

@@ -13,6 +13,11 @@ registers it once per decorator (either filter set matches). Filters within one
 decorator must all hold. Handlers run in registration order; a handler returns
 :data:`STOP` to stop the handlers after it for this event.
 
+Conversations (``workers.converse``): ``router.message(coalesce=Window(…))`` gets a
+contact's burst of messages once, as a ``Burst``; ``router.step(name)`` gets the contact's
+next message after a handler's ``ctx.expect(name, …)``, ``router.timeout(name)`` runs if
+none came in time.
+
 ``router.status_changed(status=…)`` subscribes to folded status changes instead of
 raw status events: the handler gets a :class:`StatusTransition`, once per change,
 whatever duplicates or reordering the portal delivered (the status-tracking
@@ -26,7 +31,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from service.identity import Kind
 from service.portal.backoff import full_jitter
@@ -36,6 +41,8 @@ from service.settings import (
     DEFAULT_HANDLER_BACKOFF_CAP,
 )
 from service.typedevents import Event, InboundMessage, StatusUpdate
+from workers.coalesce import Window
+from workers.conversation import StepKind
 
 __all__ = [
     "STOP",
@@ -46,6 +53,8 @@ __all__ = [
     "Router",
     "StatusTransition",
 ]
+
+STEP, TIMEOUT, MISMATCH = StepKind.STEP, StepKind.TIMEOUT, StepKind.MISMATCH
 
 #: Return this from a handler to skip the handlers after it for this event.
 STOP: Final = "wabahooks.stop"
@@ -119,7 +128,7 @@ class Registration:
     """One registered handler: the function, the kind it handles, and its filters."""
 
     func: Handler
-    kind: Kind
+    kind: Kind | StepKind
     name: str
     predicates: tuple[Predicate, ...] = ()
     #: Declared by handlers that send a reply (the mark-read built-in shows typing then):
@@ -129,11 +138,25 @@ class Registration:
     router: str = field(default="", compare=False)
     #: Registered by ``status_changed``: runs on the event's StatusTransition, if any.
     transitions: bool = False
+    #: The conversation step a ``step``/``timeout``/``mismatch`` registration belongs to.
+    step: str | None = None
+    #: ``message(coalesce=…)``: messages are gathered and the handler gets a Burst.
+    coalesce: Window | None = None
     #: An ``async def`` handler (run on the event loop; else in the thread pool).
     is_async: bool = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
+
+    @property
+    def label(self) -> str:
+        """The handler's name as its author wrote it, for logs: ``router:function``.
+
+        :attr:`name` keys the ledger and must not change across deploys, so it keeps the
+        full ``__qualname__`` (``build.<locals>.mark_read`` for a function defined in a
+        factory); the label drops the ``<locals>`` path."""
+        router, _, qualname = self.name.partition(":")
+        return f"{router}:{qualname.rsplit('<locals>.', 1)[-1]}"
 
     def matches(self, event: Event) -> bool:
         """Return whether this handler wants ``event`` (for a transition handler: its kind;
@@ -189,12 +212,15 @@ class Router:
 
     def _register(
         self,
-        kind: Kind,
+        kind: Kind | StepKind,
         predicates: list[Predicate],
         when: Predicate | None,
         replies: bool | ReplyDecision,
         retry: RetryPolicy | None,
         transitions: bool = False,
+        *,
+        step: str | None = None,
+        coalesce: Window | None = None,
     ) -> Callable[[F], F]:
         if when is not None:
             predicates.append(when)
@@ -205,7 +231,16 @@ class Router:
             name = f"{self.name}:{getattr(func, '__qualname__', repr(func))}"
             self._registrations.append(
                 Registration(
-                    func, kind, name, tuple(predicates), replies, retry, self.name, transitions
+                    func,
+                    kind,
+                    name,
+                    tuple(predicates),
+                    replies,
+                    retry,
+                    self.name,
+                    transitions,
+                    step,
+                    coalesce,
                 )
             )
             return func
@@ -224,6 +259,7 @@ class Router:
         when: Callable[[InboundMessage], bool] | None = None,
         replies: bool | ReplyDecision = False,
         retry: RetryPolicy | None = None,
+        coalesce: Window | None = None,
     ) -> Callable[[F], F]:
         """Register a handler for inbound messages.
 
@@ -233,7 +269,9 @@ class Router:
         ``sender``: the contact's number is one of these; ``when``: your own predicate;
         ``replies``: this handler sends a reply (True), or a function deciding it for each
         event before any handler runs (``async def will_reply(event, ctx) -> bool``: it may
-        read ``ctx.store``), so "typing…" is never shown for a reply held back.
+        read ``ctx.store``), so "typing…" is never shown for a reply held back;
+        ``coalesce``: gather the contact's matching messages and call the handler once per
+        burst with a ``workers.Burst`` (``workers.coalesce``).
         """
         predicates: list[Predicate] = []
         types, senders = _one_of(type), _one_of(sender)
@@ -242,7 +280,38 @@ class Router:
         if senders is not None:
             predicates.append(lambda e: e.sender in senders)
         predicates += _text_predicates(text, contains, regex, ignore_case)
-        return self._register(InboundMessage.kind, predicates, when, replies, retry)
+        return self._register(
+            InboundMessage.kind, predicates, when, replies, retry, coalesce=coalesce
+        )
+
+    def step(
+        self,
+        name: str,
+        *,
+        filter: Callable[[InboundMessage], bool] | str | re.Pattern[str] | None = None,  # noqa: A002
+        on_mismatch: Literal["pass"] | Handler = "pass",
+        replies: bool | ReplyDecision = False,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Register the handler of step ``name``: it gets the contact's next message after a
+        ``ctx.expect(name, …)`` (``ctx.conversation.data``: what that stored), first.
+        ``filter`` (a predicate, or a pattern searched in the text) failed: the message goes
+        to the other handlers, the step still pending (``on_mismatch="pass"``), or to the
+        ``on_mismatch`` function (e.g. to ask again), like a step handler."""
+        if isinstance(filter, str | re.Pattern):
+            predicates = _text_predicates(None, None, filter, False)
+        else:
+            predicates = [filter] if filter is not None else []
+        if on_mismatch != "pass":
+            if not callable(on_mismatch):
+                raise ValueError(f"on_mismatch must be 'pass' or a handler: {on_mismatch!r}")
+            self._register(MISMATCH, [], None, replies, retry, step=name)(on_mismatch)
+        return self._register(STEP, predicates, None, replies, retry, step=name)
+
+    def timeout(self, name: str, *, retry: RetryPolicy | None = None) -> Callable[[F], F]:
+        """Register the handler run once if step ``name`` got no answer in time: it gets a
+        ``workers.StepTimeout`` (``ctx.conversation.data``: what ``ctx.expect`` stored)."""
+        return self._register(TIMEOUT, [], None, False, retry, step=name)
 
     def status(
         self,

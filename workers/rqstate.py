@@ -21,7 +21,8 @@ key, and pins every RQ name used here), batched across the jobs in flight:
   front of their queue, still holding their conversation's place; fail them only when
   their attempts are spent.
 - :data:`PROMOTE`: move due scheduled retries onto the queue (RQ's scheduler's job,
-  done by every worker at once and atomically, so no scheduler process is needed).
+  done by every worker at once and atomically, so no scheduler process is needed); a
+  conversation's flush or step timeout (``workers.conversation``) enters its chain then.
 
 **Leases and RQ's own cleanup.** An execution's score in the started registry is its
 lease's end plus :data:`RQ_MARGIN`. Our re-drive acts once the lease ends (score - margin
@@ -51,6 +52,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import rq
 
+from service.intake import CHAIN_LUA
 from service.keys import (
     RQ_QUEUES,
     RQ_SUSPENDED,
@@ -62,6 +64,7 @@ from service.keys import (
     rq_started,
     rq_worker,
 )
+from service.settings import DEFAULT_DEDUPE_TTL
 
 __all__ = [
     "RQ_MARGIN",
@@ -82,20 +85,20 @@ def rq_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).strftime(_RQ_TIME_FORMAT)
 
 
-def _script(name: str) -> str:
-    """The Lua script ``workers/lua/<name>.lua``, after the shared ``common.lua``."""
+def lua_script(name: str, *helpers: str) -> str:
+    """The Lua script ``workers/lua/<name>.lua``, after ``common.lua`` and ``helpers``."""
     folder = files("workers").joinpath("lua")
-    return folder.joinpath("common.lua").read_text(encoding="utf-8") + folder.joinpath(
-        f"{name}.lua"
-    ).read_text(encoding="utf-8")
+    parts = ["common", *helpers, name]
+    return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
 # Each script's KEYS, ARGV and reply are described at the top of its file.
-START = _script("start")
-FINISH = _script("finish")
-HEARTBEAT = _script("heartbeat")
-REDRIVE = _script("redrive")
-PROMOTE = _script("promote")
+START = lua_script("start")
+FINISH = lua_script("finish", "archive")
+HEARTBEAT = lua_script("heartbeat")
+REDRIVE = lua_script("redrive")
+#: Prepended the chain step (``service/chain.lua``): a firing flush or timeout joins its chain.
+PROMOTE = CHAIN_LUA + lua_script("promote")
 
 
 def _json(value: Any) -> bytes:
@@ -181,8 +184,10 @@ class Ending:
     #: into those sets (with ``sent_ttl``) with the job's end.
     sent: tuple[tuple[str, str], ...] = ()
     sent_ttl: int = 0
+    #: The event's archive entry, written with the ending (``workers.archive``; b'': none).
+    archive: bytes = b""
 
-    def args(self) -> list[str | int | float]:
+    def args(self) -> list[str | int | float | bytes]:
         ttl = self.job.result_ttl if self.outcome == "done" else self.job.failure_ttl
         return [
             self.outcome,
@@ -197,6 +202,7 @@ class Ending:
             "" if self.value is None else base64.b64encode(_json(self.value)).decode(),
             "\n".join(f"{key}\t{message_id}" for key, message_id in self.sent),
             self.sent_ttl,
+            self.archive,
         ]
 
 
@@ -305,7 +311,8 @@ class RQState:
     async def promote(self) -> int:
         """Move due scheduled retries onto the queue; return how many."""
         moved: Any = await self._promote(
-            keys=[self._scheduled_key, self._queue_key], args=[rq_timestamp()]
+            keys=[self._scheduled_key, self._queue_key, f"rq:deferred:{self.queue}"],
+            args=[rq_timestamp(), DEFAULT_DEDUPE_TTL],
         )
         return int(moved)
 

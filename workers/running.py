@@ -19,6 +19,7 @@ from rq.utils import import_attribute
 
 from service import tracing
 from service.jobs import JOB_FUNCTION
+from workers.archive import Journey
 from workers.entry import Done, Failed, RetryLater, run_event
 from workers.execution import ExecutionToken
 from workers.ledger import ledger_fields
@@ -50,6 +51,20 @@ class JobRunner:
     async def _event(
         self, runtime: Runtime, job: StartedJob, token: ExecutionToken, kwargs: dict[str, Any]
     ) -> Ending | None:
+        journey = Journey(runtime.metrics) if runtime.archive is not None else None
+        ending = await self._ending(runtime, job, token, kwargs, journey)
+        if ending is None or runtime.archive is None or journey is None:
+            return ending
+        return runtime.archive.record(ending, kwargs, journey)  # written with the ending
+
+    async def _ending(
+        self,
+        runtime: Runtime,
+        job: StartedJob,
+        token: ExecutionToken,
+        kwargs: dict[str, Any],
+        journey: Journey | None,
+    ) -> Ending | None:
         with tracing.consumer_span(
             kwargs, job_id=job.id, queue=job.origin, attempt=job.attempt
         ) as span:  # a shared no-op unless traces are on
@@ -61,6 +76,7 @@ class JobRunner:
                 ledger_fields=ledger_fields(job.fields),
                 attempt=job.attempt,
                 token=token,
+                journey=journey,
             )
             span.outcome(*_outcome(outcome))
         if isinstance(outcome, Done):

@@ -22,13 +22,16 @@ from service.settings import (
     Settings,
 )
 from workers import builtins
-from workers.config import DEFAULT_CONFIG_FILE, load_config
+from workers.archive import Archive
+from workers.config import DEFAULT_CONFIG_FILE
 from workers.context import AsyncContext, RedisStore
+from workers.convredis import ConversationScripts, RedisConversations
 from workers.dispatch import NO_METRICS, Metrics, Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.execution import ExecutionToken
+from workers.handlerset import Handlers, load_handlers
 from workers.ledger import RedisLedger
-from workers.loading import load_routers, registrations
+from workers.loading import registrations
 from workers.policy import nudge
 from workers.policy.config import policy_config
 from workers.policy.router import scope_of
@@ -80,8 +83,11 @@ class Runtime:
     metrics: Metrics = NO_METRICS
     #: The bounded pool plain ``def`` handlers run in (see :data:`DEFAULT_SYNC_THREADS`).
     threads: Threads = field(default_factory=Threads)
+    #: Where each event's journey is recorded (``WABAHOOKS_ARCHIVE``); None: not recorded.
+    archive: Archive | None = None
     #: Closed with the runtime (the Redis client, the portal are always closed).
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+    _conversations: ConversationScripts | None = field(default=None, repr=False)
     #: The conversation policy (``workers.policy``), built from ``config``'s ``[policy]``.
     policy: Policy | None = field(default=None, init=False)
     _nudge: list[Registration] = field(default_factory=list, init=False, repr=False)
@@ -89,7 +95,9 @@ class Runtime:
     def __post_init__(self) -> None:
         settings = policy_config(self.config)  # ConfigError if [policy] is wrong
         if settings is not None:
-            self.policy = Policy(settings, self.redis, self.portal, prefix=self.prefix)
+            self.policy = Policy(
+                settings, self.redis, self.portal, prefix=self.prefix, sent_ttl=self.sent_ttl
+            )
             self._nudge = registrations([nudge.build(scope_of)])
 
     def registrations_for(self, kind: str) -> list[Registration]:
@@ -105,12 +113,18 @@ class Runtime:
         redis: AsyncRedis | None = None,
         metrics: WorkerMetrics | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
+        handlers: Handlers | None = None,
     ) -> Runtime:
         """Build the runtime from the environment: :meth:`from_settings` with the settings
         read from ``env``."""
         env = os.environ if env is None else env
         return cls.from_settings(
-            Settings.from_env(env), env, redis=redis, metrics=metrics, sync_threads=sync_threads
+            Settings.from_env(env),
+            env,
+            redis=redis,
+            metrics=metrics,
+            sync_threads=sync_threads,
+            handlers=handlers,
         )
 
     @classmethod
@@ -122,6 +136,7 @@ class Runtime:
         redis: AsyncRedis | None = None,
         metrics: WorkerMetrics | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
+        handlers: Handlers | None = None,
     ) -> Runtime:
         """Build the runtime from ``settings`` (Redis, key prefix, retention) and what only
         workers read from ``env``: the portal's ``WABA_API_*``, the handler modules and the
@@ -130,6 +145,7 @@ class Runtime:
         ``redis``: the worker's own client, shared; else one for ``REDIS_URL``.
         ``metrics``: where to count (the portal client reports its calls there too).
         ``sync_threads``: the thread pool's size for plain ``def`` handlers.
+        ``handlers``: already loaded (``workers.handlerset``); else loaded from ``env``.
         """
         env = os.environ if env is None else env
         client = redis if redis is not None else _async_from_url(settings.require_redis_url())
@@ -143,9 +159,11 @@ class Runtime:
             portal = AsyncPortalClient(portal_settings, limiter=limiter, observer=metrics)
         else:
             portal = UnconfiguredPortal()
-        config = load_config(env)  # the built-ins' sections are validated here
-        routers = builtins.routers(config, load_routers(env.get("WABAHOOKS_HANDLERS", "")))
+        if handlers is None:  # the built-ins' sections are validated here
+            handlers = load_handlers(env)
+        config, routers = handlers.config, handlers.routers
         retention = settings.retention
+        archive = Archive.from_env(env, settings.queue_prefix)
         return cls(
             redis=client,
             portal=portal,
@@ -157,6 +175,7 @@ class Runtime:
             store_ttl=retention.store_ttl,
             metrics=metrics if metrics is not None else NO_METRICS,
             threads=Threads(sync_threads),
+            archive=archive,
             _closers=closers,
         )
 
@@ -188,6 +207,15 @@ class Runtime:
             self.redis, token, fields=fields, prefix=self.prefix, sent_ttl=self.sent_ttl
         )
 
+    def conversations(self, token: ExecutionToken, queue: str) -> RedisConversations:
+        """Return the contacts' conversation state, for one execution of a job of ``queue``
+        (steps and bursts are kept as long as ``ctx.store``: ``WABAHOOKS_STORE_TTL``)."""
+        if self._conversations is None:
+            self._conversations = ConversationScripts(
+                self.redis, prefix=self.prefix, ttl=self.store_ttl
+            )
+        return self._conversations.for_job(token, queue)
+
     def context(
         self,
         registration: Registration,
@@ -208,7 +236,7 @@ class Runtime:
             ),
             config=self.section(registration.router),
             replies_expected=replies_expected,
-            handler=registration.name,
+            handler=registration.label,
             policy=policy,
         )
 

@@ -16,6 +16,12 @@ the same event replays it as a retried job would (done handlers are skipped).
 ``deliver`` runs the event on an event loop of its own (``asyncio.run``), plain
 ``def`` handlers in a thread as in the worker; from an async test, ``await
 harness.adeliver(event)`` instead.
+
+Conversations (``ctx.expect`` steps, coalesced bursts) run on the harness's clock
+(:class:`~workers.convmemory.Clock`, ``harness.clock.now``): it moves only through
+``advance(seconds or timedelta)``, which runs each burst flush and step timeout that falls
+due, in order, as the workers would. ``deliver_burst(*events)`` delivers messages a second
+apart and then lets their burst flush.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.portal import Message, Page, SentMessage
 from service.typedevents import Event, InboundMessage, StatusUpdate, parse_event
 from workers.context import AsyncContext, MemoryStore
-from workers.dispatch import dispatch, run_in_default_executor
+from workers.conversation import seconds
+from workers.converse import route, run_flush, run_timeout
+from workers.convmemory import Clock, MemoryConversations, Timer
+from workers.dispatch import ContextFactory, run_in_default_executor
 from workers.effects import Effects
 from workers.ledger import MemoryLedger
 from workers.router import Registration, Router
@@ -150,6 +159,9 @@ class Harness:
         self.config = config or {}
         self.ledgers: dict[str, MemoryLedger] = {}
         self.stores: dict[str | None, MemoryStore] = {}
+        #: The harness's time: moved by :meth:`advance` (flushes and timeouts fall due).
+        self.clock = Clock()
+        self.conversations = MemoryConversations(self.clock)
 
     def store(self, conversation: str | None) -> StoreView:
         """The store of one conversation (a contact's number, or a message id), to read or
@@ -168,7 +180,16 @@ class Harness:
         """:meth:`deliver`, on the running event loop (for async tests)."""
         ledger = self.ledgers.setdefault(event.event_key, MemoryLedger())
         conversation = getattr(event, "sender", None) or getattr(event, "message_id", None)
+        return await route(
+            event,
+            self.registrations,
+            ledger=ledger,
+            context_for=self._context_for(ledger, conversation),
+            store=self.conversations.for_job(event.event_key, ledger),
+            run_sync=run_in_default_executor,
+        )
 
+    def _context_for(self, ledger: MemoryLedger, conversation: str | None) -> ContextFactory:
         def context_for(registration: Registration, replies: bool) -> AsyncContext:
             return AsyncContext.build(
                 portal=Effects(self.portal, ledger, registration.name),
@@ -178,10 +199,51 @@ class Harness:
                 handler=registration.name,
             )
 
-        return await dispatch(
-            event,
+        return context_for
+
+    def advance(self, by: timedelta | float) -> int:
+        """Move the clock ``by`` (seconds or a timedelta), running each burst flush and step
+        timeout that falls due, in order; return how many handlers ran."""
+        return asyncio.run(self.aadvance(by))
+
+    async def aadvance(self, by: timedelta | float) -> int:
+        """:meth:`advance`, on the running event loop."""
+        until = self.clock.now + seconds(by)
+        ran = 0
+        while (timer := self.conversations.next_due(until)) is not None:
+            self.clock.now = max(self.clock.now, timer.due)
+            ran += await self._fire(timer)
+        self.clock.now = until
+        return ran
+
+    def deliver_burst(self, *events: InboundMessage, gap: float = 1.0) -> int:
+        """Deliver ``events`` ``gap`` seconds apart, then move the clock until their bursts
+        have flushed; return how many handlers ran (each message's, and the flush's)."""
+        return asyncio.run(self.adeliver_burst(*events, gap=gap))
+
+    async def adeliver_burst(self, *events: InboundMessage, gap: float = 1.0) -> int:
+        """:meth:`deliver_burst`, on the running event loop."""
+        ran = 0
+        for n, event in enumerate(events):
+            if n:
+                ran += await self.aadvance(gap)
+            ran += await self.adeliver(event)
+        flushes = [t.due for t in self.conversations.timers.values() if t.kind == "flush"]
+        if flushes:
+            ran += await self.aadvance(max(0.0, max(flushes) - self.clock.now))
+        return ran
+
+    async def _fire(self, timer: Timer) -> int:
+        ledger = self.ledgers.setdefault(timer.job_id, MemoryLedger())
+        contact = str(timer.kwargs["conversation"])
+        store = self.conversations.for_job(timer.job_id, ledger)
+        store.gen = timer.gen
+        run = run_flush if timer.kind == "flush" else run_timeout
+        return await run(
+            timer.kwargs,
             self.registrations,
             ledger=ledger,
-            context_for=context_for,
+            context_for=self._context_for(ledger, contact),
+            store=store,
             run_sync=run_in_default_executor,
         )

@@ -2,8 +2,10 @@
 
 Reads the engine's settings (options, else environment, else the defaults in
 ``workers.engine`` and ``workers.threads``), checks Redis (reachable, no evicting policy),
-builds the runtime (handlers load here, so a bad module stops start-up), and runs the
-engine until a signal, or the end of a burst.
+loads the handlers first (``workers.handlerset``: from the current directory and
+``--app-dir``; a module that cannot be imported, a typo in a section or no handlers at all
+stop start-up with exit status 2), builds the runtime, and runs the engine until a signal,
+or the end of a burst.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import structlog
 from service.settings import ConfigError, Settings
 from workers.cli import DEFAULT_QUEUE, QUEUE_CHOICE, settings_or_exit
 from workers.engine import DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_LEASE
+from workers.handlerset import ALLOW_NONE_ENV, Handlers, load_handlers
+from workers.loading import HandlerImportFailed
 from workers.threads import DEFAULT_SYNC_THREADS
 
 __all__ = ["worker"]
@@ -62,8 +66,26 @@ def _env_int(name: str, default: int, low: int) -> int:
     help=f"Seconds a warm stop waits for jobs in flight [default: {DEFAULT_GRACE:g}].",
 )
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty and nothing runs.")
+@click.option(
+    "--app-dir",
+    default=None,
+    metavar="DIR",
+    help="Import handler modules from DIR too (WABAHOOKS_APP_DIR) [default: the current "
+    "directory only].",
+)
+@click.option(
+    "--allow-no-handlers",
+    is_flag=True,
+    help="Start even with no handlers configured (WABAHOOKS_ALLOW_NO_HANDLERS=1): every "
+    "event is acknowledged unhandled.",
+)
 def worker(
-    queue_names: tuple[str, ...], concurrency: int | None, grace: float | None, burst: bool
+    queue_names: tuple[str, ...],
+    concurrency: int | None,
+    grace: float | None,
+    burst: bool,
+    app_dir: str | None,
+    allow_no_handlers: bool,
 ) -> None:
     """Work one queue with many jobs in flight (needs REDIS_URL).
 
@@ -84,6 +106,7 @@ def worker(
     name = queue_names[0] if queue_names else DEFAULT_QUEUE
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
+    handlers = handlers_or_exit(app_dir, allow_no_handlers)
     try:
         configure_tracing("wabahooks-worker")  # off unless OTEL_* ask (README "Traces")
     except ConfigError as exc:
@@ -99,7 +122,7 @@ def worker(
     try:
         import uvloop
 
-        stopped, threads_left = uvloop.run(_work(settings, options))
+        stopped, threads_left = uvloop.run(_work(settings, options, handlers))
     except _StartupError as exc:
         click.echo(f"wabahooks: {exc}", err=True)
         sys.exit(exc.code)
@@ -130,7 +153,25 @@ class _EngineOptions:
     burst: bool
 
 
-async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool]:
+def handlers_or_exit(app_dir: str | None, allow_no_handlers: bool) -> Handlers:
+    """Load the handlers as ``wabahooks check`` does, or exit 2 saying why: one line, after
+    the module's own traceback when the module raised while importing."""
+    env = dict(os.environ)
+    if allow_no_handlers:
+        env[ALLOW_NONE_ENV] = "1"
+    try:
+        return load_handlers(env, app_dir=app_dir, require=True)
+    except HandlerImportFailed as exc:
+        click.echo(exc.details, err=True, nl=False)
+        click.echo(f"wabahooks: {exc}", err=True)
+    except ConfigError as exc:
+        click.echo(f"wabahooks: {exc}", err=True)
+    sys.exit(2)
+
+
+async def _work(
+    settings: Settings, options: _EngineOptions, handlers: Handlers
+) -> tuple[bool, bool]:
     """Run the engine until it stops; return whether a signal (or burst) stopped it, and
     whether sync handler threads are still running."""
     import redis.asyncio as aioredis
@@ -159,9 +200,13 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
     memory = parse_memory(info, settings.memory_high_water)
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
-        # Handlers load now, so a module that fails to import stops start-up.
+        # The handlers are loaded (handlers_or_exit); the portal client is built here.
         runtime = Runtime.from_settings(
-            settings, redis=client, metrics=meter, sync_threads=options.sync_threads
+            settings,
+            redis=client,
+            metrics=meter,
+            sync_threads=options.sync_threads,
+            handlers=handlers,
         )
     except ConfigError as exc:
         await client.aclose()
@@ -186,7 +231,7 @@ async def _work(settings: Settings, options: _EngineOptions) -> tuple[bool, bool
         queue=options.queue,
         concurrency=options.concurrency,
         sync_threads=options.sync_threads,
-        handlers=[r.name for r in runtime.registrations],
+        handlers=[r.label for r in runtime.registrations],
         burst=options.burst,
         metrics=meter is not None,
         redis_memory=memory.describe(),

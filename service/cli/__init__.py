@@ -134,15 +134,15 @@ def refuse_eviction(url: str, allow_eviction: bool) -> None:
 @click.argument("file", type=click.File("rb"))
 @click.option(
     "--secret",
-    envvar="WABA_WEBHOOK_SECRET",
-    required=True,
-    help="Secret to sign with (default: the first of WABA_WEBHOOK_SECRET).",
+    help="Secret to sign with [default: the first of WABA_WEBHOOK_SECRET, else the "
+    "development secret in .wabahooks/dev-secret, as `trigger`].",
 )
-def sign(file: BinaryIO, secret: str) -> None:
+def sign(file: BinaryIO, secret: str | None) -> None:
     """Print the X-Webhook-Signature for FILE's exact bytes ('-' reads stdin)."""
+    from service.cli.trigger import webhook_secret
     from service.signature import sign as hmac_sign
 
-    click.echo(hmac_sign(file.read(), secret.split(",")[0].strip()))
+    click.echo(hmac_sign(file.read(), webhook_secret(secret)))
 
 
 @main.command("log-id")
@@ -175,14 +175,21 @@ def log_id(message_id: str) -> None:
 @click.option(
     "--no-sim", is_flag=True, help="No simulator: workers use WABA_API_URL/WABA_API_KEY as set."
 )
-def dev(port: int, sim_port: int, no_sim: bool) -> None:
+@click.option(
+    "--app-dir",
+    default=None,
+    metavar="DIR",
+    help="Import handler modules from DIR too (WABAHOOKS_APP_DIR), as `wabahooks worker`.",
+)
+def dev(port: int, sim_port: int, no_sim: bool, app_dir: str | None) -> None:
     """Run everything locally: Valkey, portal simulator, receiver, workers; Ctrl-C stops all.
 
-    Valkey is embedded (data in .wabahooks/) unless REDIS_URL is set.
+    Valkey is embedded (data in .wabahooks/) unless REDIS_URL is set. The workers restart
+    when your handler code or TOML changes.
     """
     from service.cli.dev import run_dev
 
-    sys.exit(run_dev(port=port, sim_port=sim_port, simulator=not no_sim))
+    sys.exit(run_dev(port=port, sim_port=sim_port, simulator=not no_sim, app_dir=app_dir))
 
 
 main.add_command(portal_sim)

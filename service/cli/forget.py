@@ -4,6 +4,8 @@ Removed, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
 
 - ``store:<phone>``: the conversation's handler state;
 - ``tail:message:<phone>``: the conversation's latest job id;
+- ``conv:<phone>`` and ``burst:<phone>:*``: its pending step and the bursts being gathered
+  (Conversations);
 - ``sent:<phone>``: ids of messages sent to the contact and, for each of those messages,
   its status conversation (``store:<id>``, folded statuses among it, and ``tail:status:<id>``);
 - status conversations of other messages to the contact, found by their id (a WhatsApp
@@ -16,6 +18,7 @@ Removed, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
   send intents, forwarded-message links, nudge markers. An opt-out entry loses the number
   but keeps its keyed hash, so the contact is still not messaged (``keep_optout=False``,
   ``--drop-optout``: removed too).
+- the contact's archived events (``service.archive``), found through its keyed-hash index.
 
 Not removed: jobs still queued or running (they would fail; run it again once they are
 done), finished jobs until RQ expires them, the claims that deduplicate deliveries (their
@@ -36,9 +39,11 @@ import click
 import redis
 from rq.job import Job
 
+from service.archive import forget_archive
 from service.cli.admin import QUEUES, connect
 from service.cli.common import failed_jobs
 from service.keys import DEFAULT_PREFIX, Keys
+from service.logs import id_key
 from service.policystore import PolicyKeys, forget_policy
 from service.portal.validation import check_phone
 
@@ -102,12 +107,18 @@ def forget_contact(
     queues: Iterable[str] = QUEUES,
     progress: Callable[[str], None] = lambda _line: None,
     keep_optout: bool = True,
+    archive_key: bytes | None = None,
 ) -> Forgotten:
-    """Remove what Redis keeps about the contact ``phone``; return what was removed."""
+    """Remove what Redis keeps about the contact ``phone``; return what was removed.
+
+    ``archive_key``: the key the archive's contact index is hashed with (``id_key()``);
+    without it, archived events cannot be found and stay until they expire."""
     gone = Forgotten()
     policy = forget_policy(connection, phone, PolicyKeys(prefix), keep_optout=keep_optout)
     for kind, count in policy.items():
         gone.add(kind, count)
+    if archive_key is not None:
+        gone.add("archived event", forget_archive(connection, phone, archive_key, prefix))
     keys = Keys(prefix)
     sent_key = keys.sent(phone)
     members: Any = connection.smembers(sent_key)
@@ -120,6 +131,9 @@ def forget_contact(
                 message_ids.add(message_id)
     gone.add("conversation state", connection.delete(keys.store(phone)))
     gone.add("conversation tail", connection.delete(keys.tail("message", phone)))
+    gone.add("conversation step", connection.delete(keys.conversation(phone)))
+    for key in _scan(connection, keys.bursts(phone)):
+        gone.add("burst", connection.delete(key))
     gone.add("sent-message id set", connection.delete(sent_key))
     for message_id in sorted(message_ids):
         gone.add("message status record", connection.delete(keys.store(message_id)))
@@ -145,7 +159,8 @@ def forget(phone: str, yes: bool, drop_optout: bool) -> None:
     """Remove a contact's data from Redis (a data-protection request).
 
     PHONE is the number as the portal sends it: digits with country code, no +.
-    Removes the conversation state, its tail, the sent-message ids, status records
+    Removes the conversation state, its tail, its pending step and bursts, the
+    sent-message ids, status records
     of messages to the contact, and the contact's failed jobs with their ledgers.
     The conversation policy's records go too, but a contact who opted out stays on
     the opt-out list as a keyed hash of the number (--drop-optout removes that too).
@@ -162,11 +177,19 @@ def forget(phone: str, yes: bool, drop_optout: bool) -> None:
     def progress(line: str) -> None:
         click.echo(line, err=True)
 
+    archive_key = id_key()
+    if archive_key is None:
+        click.echo(
+            "Archived events (WABAHOOKS_ARCHIVE) are not removed: they are indexed by a keyed "
+            "hash; set WABAHOOKS_LOG_KEY (or WABA_WEBHOOK_SECRET) as the workers have it",
+            err=True,
+        )
     gone = forget_contact(
         connection,
         phone,
         prefix=settings.queue_prefix,
         progress=progress,
+        archive_key=archive_key,
         keep_optout=not drop_optout,
     )
     if not gone.total:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import click
+import structlog
 
 from service.cli.common import fail
 from service.sim.config import Chaos, Refusal, SimConfig
@@ -76,6 +79,7 @@ def portal_sim(
     """Run a WABA Portal simulator: the documented API, webhooks, chaos, a control API at /sim."""
     import uvicorn
 
+    from service.logs import configure_logging
     from service.sim.app import create_sim_app
 
     config = SimConfig(
@@ -114,5 +118,24 @@ def portal_sim(
         click.echo(f"portal-sim: delivering to {webhook_url}", err=True)
         click.echo(f"portal-sim: WABA_WEBHOOK_SECRET={app.state.sim.webhook_secret}", err=True)
     click.echo(f"portal-sim: control API at {base}/sim (see `pydoc service.sim.app`)", err=True)
+    # Its request lines in the same structlog format as the receiver's and the workers'.
+    configure_logging(*_log_settings())
+    structlog.get_logger("wabahooks.sim").info(
+        "sim.started", api_url=f"{base}/api/v1", control_url=f"{base}/sim", webhook_url=webhook_url
+    )
     # The simulator sends its own Date header, on its (possibly skewed) clock.
-    uvicorn.run(app, host=host, port=port, log_level="info", ws="none", date_header=False)
+    uvicorn.run(
+        app, host=host, port=port, ws="none", date_header=False, log_config=None, access_log=True
+    )
+
+
+def _log_settings() -> tuple[str, str]:
+    """WABAHOOKS_LOG_FORMAT and WABAHOOKS_LOG_LEVEL as the other commands read them (a
+    value they would refuse is refused here too, in one line)."""
+    log_format = os.environ.get("WABAHOOKS_LOG_FORMAT", "auto").strip().lower() or "auto"
+    log_level = os.environ.get("WABAHOOKS_LOG_LEVEL", "info").strip().lower() or "info"
+    if log_format not in ("auto", "json", "console"):
+        fail("WABAHOOKS_LOG_FORMAT must be auto, json or console")
+    if log_level not in ("debug", "info", "warning", "error"):
+        fail("WABAHOOKS_LOG_LEVEL must be debug, info, warning or error")
+    return log_format, log_level

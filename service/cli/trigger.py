@@ -12,11 +12,12 @@ Two ways to send:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 import httpx
@@ -52,6 +53,12 @@ class Target:
     secret: str | None = None
     sim_url: str | None = None
     api_key: str = DEFAULT_SIM_KEY
+
+
+def webhook_secret(given: str | None) -> str:
+    """The secret to sign with: ``given``, else WABA_WEBHOOK_SECRET's first, else the
+    development secret ``wabahooks dev`` keeps (``.wabahooks/dev-secret``)."""
+    return _secret(given)
 
 
 def _secret(given: str | None) -> str:
@@ -131,6 +138,13 @@ def _fail(message: str) -> NoReturn:
     fail(message, 1)
 
 
+def _duplicate(response: httpx.Response) -> bool:
+    try:
+        return bool(response.json().get("duplicate"))
+    except (ValueError, AttributeError):
+        return False
+
+
 def send_direct(target: Target, envelopes: list[dict[str, Any]], times: int) -> bool:
     """Sign and POST each envelope ``times`` times; print each answer; return all 2xx."""
     assert target.url is not None and target.secret is not None
@@ -154,6 +168,11 @@ def send_direct(target: Target, envelopes: list[dict[str, Any]], times: int) -> 
                 click.echo(
                     f"{_describe(envelope)} → {response.status_code} {response.text.strip()}"
                 )
+                if _duplicate(response):
+                    click.echo(
+                        "  a duplicate: the receiver had this event already and queued "
+                        "nothing (the handlers run once)"
+                    )
                 ok = ok and response.is_success
                 if response.status_code == 401:
                     click.echo(
@@ -202,9 +221,15 @@ class Simulator:
         ok = True
         for delivery in self.call("GET", "/sim/history")["deliveries"][since:]:
             codes = [str(a.get("statusCode", a.get("error"))) for a in delivery["attempts"]]
+            again = (
+                " (a duplicate delivery, the portal's retry: the receiver answers it as a "
+                "duplicate and the handlers run once)"
+                if delivery.get("duplicate")
+                else ""
+            )
             click.echo(
                 f"  simulator delivered {_describe(delivery['payload'])} to {delivery['url']}"
-                f" → {', '.join(codes) or 'nothing yet'}"
+                f" → {', '.join(codes) or 'nothing yet'}{again}"
             )
             ok = ok and bool(delivery.get("delivered"))
         return ok
@@ -239,7 +264,11 @@ def trigger() -> None:
     show_default=True,
     help="The message type.",
 )
-@click.option("--text", help="Text body, image caption, button text or location name.")
+@click.option(
+    "--text",
+    help="A text's body, a media caption (a document's file name), a button's or an "
+    "interactive reply's title, a location's name, a reaction's emoji.",
+)
 @click.option(
     "--from",
     "sender",
@@ -248,8 +277,23 @@ def trigger() -> None:
     help="The contact's number (digits with country code).",
 )
 @click.option("--name", default="John Doe", show_default=True, help="The contact's name.")
-@click.option("--payload", help="A button's payload [default: from its text].")
-@click.option("--reply-to", metavar="WAMID", help="The message this one answers (context.id).")
+@click.option(
+    "--payload", help="A button's payload, an interactive reply's id [default: from its text]."
+)
+@click.option(
+    "--reply-to",
+    metavar="WAMID",
+    help="The message this one answers (context.id), or a reaction reacts to.",
+)
+@click.option(
+    "--list", "list_reply", is_flag=True, help="--type interactive: a list reply, not a button."
+)
+@click.option(
+    "--content-file",
+    type=click.File("rb"),
+    help="The type's object as JSON ('-': stdin), e.g. a captured document message's, "
+    "instead of one made from --text and --payload.",
+)
 @target_options
 def message(
     kind: str,
@@ -258,24 +302,28 @@ def message(
     name: str,
     payload: str | None,
     reply_to: str | None,
+    list_reply: bool,
+    content_file: BinaryIO | None,
     **target: Any,
 ) -> None:
-    """An inbound message from a contact."""
+    """An inbound message from a contact, of any type the handlers' model reads."""
+    content: Any = _content_file(content_file) if content_file is not None else None
+    if content is None:
+        content = message_content(kind, text, payload, reply_to=reply_to, list_reply=list_reply)
     where = resolve_target(target["url"], target["secret"], target["via_sim"], target["direct"])
     if where.sim_url is None:
         envelope = message_envelope(
-            sender=sender, name=name, kind=kind, text=text, payload=payload, reply_to=reply_to
+            sender=sender, name=name, kind=kind, reply_to=reply_to, content=content
         )
         sys.exit(0 if send_direct(where, [envelope], target["duplicate"]) else 1)
     _sim_only_once(target["duplicate"])
-    content: Any = message_content(kind, text, payload)
     body = {
         "from": sender,
         "name": name,
         "type": kind,
         "content": content["body"] if kind == "text" else content,
     }
-    if reply_to:
+    if reply_to and kind != "reaction":  # a reaction names its message in its object
         body["context"] = reply_to
     with Simulator(where) as sim:
         since = sim.deliveries_count()
@@ -284,6 +332,20 @@ def message(
         ok = sim.report(since)
     click.echo(f"  replies and mark-reads: GET {where.sim_url}/sim/history?phone={sender}")
     sys.exit(0 if ok else 1)
+
+
+def _content_file(file: BinaryIO) -> dict[str, Any]:
+    try:
+        content = json.loads(file.read())
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--content-file") from None
+    if not isinstance(content, dict):
+        raise click.BadParameter(
+            "must hold a JSON object (the message type's, e.g. "
+            '{"id": "…", "mime_type": "application/pdf", "filename": "bill.pdf"})',
+            param_hint="--content-file",
+        )
+    return content
 
 
 @trigger.command("status")
@@ -343,6 +405,10 @@ def status(
                     "reply is an outbound message), or pass --message-id"
                 )
             message_id = str(sent[-1]["messageId"])
+            click.echo(
+                f"simulator: the latest message sent, {message_id} (to {sent[-1]['to']}); "
+                "--message-id picks another"
+            )
         since = sim.deliveries_count()
         for value in statuses:
             body: dict[str, Any] = {"messageId": message_id, "status": value}

@@ -172,3 +172,28 @@ def render_kustomization(directory: Path) -> list[dict[str, Any]]:
 def by_kind(documents: list[dict[str, Any]], kind: str) -> Iterator[dict[str, Any]]:
     """The documents of one kind."""
     return (doc for doc in documents if doc["kind"] == kind)
+
+
+#: The ConfigMap holding the workers' wabahooks.toml (deploy/k8s/handlers.yaml).
+HANDLERS = "wabahooks-handlers"
+
+
+def handler_check(config: Path, app_dir: Path) -> tuple[str, str]:
+    """The handler check's level and line for a TOML, as the workers would load it (in a
+    process of its own: it imports the modules)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "WABAHOOKS_CONFIG": str(config)}
+    env["WABAHOOKS_APP_DIR"] = str(app_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.handlercheck"],
+        env=env,
+        cwd=app_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    info = json.loads(result.stdout)
+    return info["level"], info["detail"]

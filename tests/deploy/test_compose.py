@@ -25,6 +25,7 @@ from tests.deploy.support import (
     QUEUES,
     compose_validator,
     describe,
+    handler_check,
     load_all,
     metrics_options,
 )
@@ -223,3 +224,20 @@ def test_caddy_accepts_the_caddyfile_and_proxies_only_the_webhook_path() -> None
     proxied = [hit for server in servers.values() for hit in _proxied(server["routes"])]
     # The receiver's /metrics, /healthz and /readyz stay inside the compose network.
     assert proxied == [(("/webhook",), ["receiver:8000"])]
+
+
+def test_workers_get_the_handlers_and_toml_mounted_or_from_an_image_built_from_ours(
+    compose: dict[str, Any],
+) -> None:
+    workers = [s for s in compose["services"].values() if s.get("command", [""])[0] == "worker"]
+    for worker in workers:
+        env = worker["environment"]
+        assert "./app:/etc/wabahooks:ro" in worker["volumes"]
+        assert env["WABAHOOKS_APP_DIR"].split(":") == ["/etc/wabahooks", "/app"]
+        assert env["WABAHOOKS_CONFIG"] == "${WABAHOOKS_CONFIG:-/etc/wabahooks/wabahooks.toml}"
+        assert worker["image"] == "${WABAHOOKS_IMAGE:-wabahooks:local}"
+        assert "--allow-no-handlers" not in worker["command"]
+    # deploy/app as shipped passes the workers' own check (the built-ins it enables).
+    app = DEPLOY / "app"
+    level, detail = handler_check(app / "wabahooks.toml", app)
+    assert (level, detail) == ("ok", "built-ins: status_tracking, mark_read")

@@ -26,6 +26,7 @@ import yaml
 from service.jobs import QUEUE_NAMES
 from service.settings import DEFAULT_QUEUE_PREFIX
 from tests.deploy.support import (
+    HANDLERS,
     K8S,
     QUEUES,
     SCHEMA_FILES,
@@ -33,6 +34,7 @@ from tests.deploy.support import (
     _env_file,
     by_kind,
     describe,
+    handler_check,
     k8s_errors,
     metrics_default,
     metrics_options,
@@ -40,6 +42,8 @@ from tests.deploy.support import (
 )
 from workers.engine import DEFAULT_GRACE
 from workers.metrics import MULTIPROC_ENV
+
+CONFIG = "wabahooks-config"
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +149,7 @@ def test_one_worker_deployment_and_scaled_object_per_queue(rendered: list[dict[s
 
 
 def test_kedas_redis_address_is_the_server_in_redis_url(rendered: list[dict[str, Any]]) -> None:
-    (config,) = by_kind(rendered, "ConfigMap")
+    (config,) = [c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == CONFIG]
     url = urlsplit(_env_file(K8S / "secrets.env.example")["REDIS_URL"])
     assert config["data"]["REDIS_ADDRESS"] == f"{url.hostname}:{url.port or 6379}"
     for scaled in by_kind(rendered, "ScaledObject"):
@@ -265,5 +269,26 @@ def test_the_receiver_pods_are_scraped_on_their_own_port_and_count_nothing_in_fi
     assert annotations["prometheus.io/path"] == "/metrics"
     # Its files would be added to the workers' sums (README "Metrics").
     assert MULTIPROC_ENV not in {env["name"] for env in container.get("env", [])}
-    (config,) = by_kind(rendered, "ConfigMap")
+    (config,) = [c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == CONFIG]
     assert MULTIPROC_ENV not in config["data"], "the ConfigMap reaches the receiver too"
+
+
+def test_workers_get_the_handler_toml_from_a_configmap_and_the_code_from_the_image(
+    rendered: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    (handlers,) = [c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == HANDLERS]
+    for queue in QUEUES:
+        pod = _pod(rendered, f"wabahooks-worker-{queue}")["spec"]
+        worker = pod["containers"][0]
+        env = _env(worker)
+        config = Path(env["WABAHOOKS_CONFIG"])
+        volume = _mounts(worker)[str(config.parent)]
+        (spec,) = (v for v in pod["volumes"] if v["name"] == volume)
+        assert spec["configMap"]["name"] == HANDLERS
+        assert config.name in handlers["data"]
+        assert env["WABAHOOKS_APP_DIR"].split(":") == [str(config.parent), "/app"]
+        assert "--allow-no-handlers" not in worker["args"]
+    # What the ConfigMap holds passes the workers' own check.
+    toml = tmp_path / "wabahooks.toml"
+    toml.write_text(handlers["data"]["wabahooks.toml"])
+    assert handler_check(toml, tmp_path) == ("ok", "built-ins: status_tracking, mark_read")

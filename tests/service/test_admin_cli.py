@@ -118,6 +118,7 @@ def test_check_passes_on_a_good_configuration(portal: str, monkeypatch: pytest.M
     secret = cli("webhook", "set", "https://hooks.example.com/webhook").stdout
     portal_secret = secret.split("WABA_WEBHOOK_SECRET=")[1].split()[0]
     monkeypatch.setenv("WABA_WEBHOOK_SECRET", f"{portal_secret},old-one")
+    monkeypatch.setenv("WABAHOOKS_BUILTINS", "mark_read")  # workers with something to run
 
     result = cli("check")
 
@@ -128,6 +129,7 @@ def test_check_passes_on_a_good_configuration(portal: str, monkeypatch: pytest.M
             for name in (
                 "settings",
                 "secret",
+                "handlers",
                 "redis",
                 "version",
                 "aof",
@@ -146,6 +148,8 @@ def test_check_fails_with_reasons(
 ) -> None:
     monkeypatch.setenv("WABA_API_KEY", "wrong-key")
     monkeypatch.setenv("WABAHOOKS_DEDUPE_TTL", "soon")
+    monkeypatch.setenv("WABAHOOKS_CONFIG", "workers.toml")
+    Path("workers.toml").write_text("[handlers.mark_raed]\n")  # a typo: the workers would refuse
     r.config_set("maxmemory-policy", "allkeys-lru")
     try:
         result = cli("check")
@@ -155,12 +159,13 @@ def test_check_fails_with_reasons(
     assert result.exit_code == 1
     found = levels(result)
     assert found["settings"] == found["secret"] == found["maxmemory"] == "fail"
-    assert found["portal"] == "fail"
+    assert found["portal"] == found["handlers"] == "fail"
+    assert "handlers.mark_raed: no built-in or loaded router is named" in result.stdout
     assert found["redis"] == found["aof"] == "ok"
     assert "WABAHOOKS_DEDUPE_TTL" in result.stdout
     assert "Invalid API key" in result.stdout
     assert "allkeys-lru" in result.stdout
-    assert "4 check(s) failed." in result.stderr
+    assert "5 check(s) failed." in result.stderr
 
 
 def test_check_reports_an_unreachable_redis_and_a_portal_secret_we_would_refuse(

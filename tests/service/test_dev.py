@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -133,6 +134,24 @@ def test_dev_runs_the_whole_loop_and_ctrl_c_ends_every_process(
         (PHONE, DEV_REPLY.format(first_name="John"))
     ]
     assert [m["showTypingIndicator"] for m in history["markReads"]] == [True]
+    # The event archive is on in dev: `events show` finds the contact's message once it ended.
+    dev_env = {k: v for k, v in os.environ.items() if not k.startswith(("WABA", "REDIS_URL"))}
+    for line in (workdir / ".wabahooks" / "dev.env").read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        dev_env[name] = shlex.split(value)[0]
+
+    def archived() -> str | None:
+        show = subprocess.run(
+            [sys.executable, "-m", "service", "events", "show", PHONE],
+            cwd=workdir,
+            env=dev_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return show.stdout if show.returncode == 0 else None
+
+    assert " message " in wait_for(archived, "the message in the event archive")
     text = output(log)
     assert '"outcome":"accepted"' in text and "receiver" in text  # the receiver's line
     assert "POST /api/v1/messages/text" in text  # the reply arriving at the simulator

@@ -285,3 +285,68 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/webhook"
+
+
+@pytest.mark.parametrize(
+    ("args", "read"),
+    [
+        (["--type", "video", "--text", "look"], lambda e: (e.media.mime_type, e.media.caption)),
+        (["--type", "audio"], lambda e: e.media.mime_type),
+        (["--type", "document", "--text", "bill.pdf"], lambda e: e.media.mime_type),
+        (["--type", "sticker"], lambda e: e.media.mime_type),
+        (
+            ["--type", "interactive", "--text", "Track", "--payload", "t1"],
+            lambda e: (e.text, e.payload),
+        ),
+        (["--type", "interactive", "--list", "--text", "Blue"], lambda e: (e.text, e.payload)),
+        (["--type", "reaction", "--reply-to", "wamid.ABC"], lambda e: (e.reaction, e.reply_to)),
+    ],
+)
+def test_every_message_type_the_model_reads_can_be_sent(
+    receiver: Receiver, r: redis.Redis, args: list[str], read: Any
+) -> None:
+    from service.typedevents import InboundMessage, parse_event
+
+    result = trigger("message", *args, "--url", receiver.webhook_url, "--secret", SECRET)
+
+    assert result.exit_code == 0, result.output
+    [job] = jobs(r, "messages")
+    event = parse_event(job["envelope"], kind="message", event_key=job["event_key"])
+    assert isinstance(event, InboundMessage) and event.type == args[1]
+    expected = {
+        "video": ("video/mp4", "look"),
+        "audio": "audio/ogg; codecs=opus",
+        "document": "application/pdf",
+        "sticker": "image/webp",
+        "reaction": ("\U0001f44d", "wamid.ABC"),
+    }
+    if args[1] == "interactive":
+        expected["interactive"] = ("Blue", "blue") if "--list" in args else ("Track", "t1")
+    assert read(event) == expected[args[1]]
+
+
+def test_a_content_file_is_the_types_object(
+    receiver: Receiver, r: redis.Redis, tmp_path: Path
+) -> None:
+    content = tmp_path / "document.json"
+    content.write_text('{"id": "42", "mime_type": "text/csv", "filename": "orders.csv"}')
+
+    result = trigger(
+        "message", "--type", "document", "--content-file", str(content),
+        "--url", receiver.webhook_url, "--secret", SECRET,
+    )  # fmt: skip
+    refused = CliRunner().invoke(main, ["trigger", "message", "--content-file", "-"], input="[1]")
+
+    assert result.exit_code == 0, result.output
+    [job] = jobs(r, "messages")
+    assert job["envelope"]["data"]["document"]["filename"] == "orders.csv"
+    assert refused.exit_code == 2 and "must hold a JSON object" in refused.output
+
+
+def test_a_duplicate_answer_is_said_in_words(receiver: Receiver, r: redis.Redis) -> None:
+    result = trigger(
+        "message", "--duplicate", "2", "--url", receiver.webhook_url, "--secret", SECRET
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("a duplicate: the receiver had this event already") == 1

@@ -16,9 +16,15 @@ PREFIX = "wabahooks:"
 
 
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
-    """A clean environment for a worker process: no secret, no handlers, JSON logs."""
+    """A clean environment for a worker process: no secret, no handlers (allowed: these
+    tests run plain RQ jobs), JSON logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WABA", "REDIS_URL"))}
-    env.update(REDIS_URL=redis_url, WABAHOOKS_LOG_FORMAT="json", WABAHOOKS_CONFIG="")
+    env.update(
+        REDIS_URL=redis_url,
+        WABAHOOKS_LOG_FORMAT="json",
+        WABAHOOKS_CONFIG="",
+        WABAHOOKS_ALLOW_NO_HANDLERS="1",
+    )
     env.update(extra)
     return env
 

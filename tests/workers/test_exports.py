@@ -11,6 +11,7 @@ def test_public_api_is_pinned() -> None:
             "STOP",
             "AsyncContext",
             "AsyncStore",
+            "Burst",
             "Contact",
             "Context",
             "Event",
@@ -24,11 +25,13 @@ def test_public_api_is_pinned() -> None:
             "Router",
             "StatusTransition",
             "StatusUpdate",
+            "StepTimeout",
             "Store",
             "Superseded",
             "TestEvent",
             "UnknownEvent",
-            "Window",  # ctx.window (issue 13)
+            "Window",
+            "MessagingWindow",  # ctx.window (issue 13)
         ]
     )
     for name in workers.__all__:

@@ -57,7 +57,9 @@ def test_list_shows_id_queue_event_key_time_and_the_error(redis_url: str, r: red
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["JOB", "ID", "QUEUE", "EVENT", "KEY", "FAILED", "AT", "ERROR"]
+    assert lines[0].split() == [
+        *("JOB", "ID", "QUEUE", "EVENT", "KEY", "FAILED", "AT", "WHAT", "HAPPENED", "ERROR")
+    ]
     row = next(line for line in lines if line.startswith(m1))
     assert PREFIX + "messages" in row and "message:wamid.A" in row and " UTC " in row
     assert row.endswith("RuntimeError: boom: message:wamid.A")

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from workers.loading import HandlerLoadError, load_routers, registrations
+from workers.loading import (
+    HandlerImportFailed,
+    HandlerLoadError,
+    HandlerNotFound,
+    load_routers,
+    registrations,
+)
 
 
 @pytest.fixture
@@ -39,9 +45,17 @@ def test_modules_and_named_routers_load_in_the_order_listed(modules: Path) -> No
     assert [r.name for r in registrations(routers)] == ["support:any_message", "shop:hi"]
 
 
-def test_a_module_that_fails_to_import_raises_its_own_error(modules: Path) -> None:
-    with pytest.raises(ModuleNotFoundError, match="not_a_real_module_anywhere"):
+def test_a_module_that_fails_to_import_keeps_its_own_error(modules: Path) -> None:
+    with pytest.raises(HandlerImportFailed, match="not_a_real_module_anywhere") as raised:
         load_routers("broken_handlers", use_entry_points=False)
+
+    assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+    assert "broken_handlers.py" in raised.value.details
+
+
+def test_a_module_that_is_not_there_is_not_found(modules: Path) -> None:
+    with pytest.raises(HandlerNotFound, match="no module named 'shop_handlerz'"):
+        load_routers("shop_handlerz", use_entry_points=False)
 
 
 @pytest.mark.parametrize(
@@ -93,6 +107,6 @@ def test_the_worker_refuses_to_start_when_a_handler_module_fails_to_import(
         timeout=60,
     )
 
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert "ModuleNotFoundError: No module named 'not_a_real_module_anywhere'" in result.stderr

@@ -33,3 +33,26 @@ def test_the_readme_handler_and_its_test_run(
     finally:
         sys.modules.pop("myapp.hours", None)
         sys.modules.pop("myapp", None)
+
+
+def test_the_readme_conversation_bot_and_its_test_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order-status bot (bursts, a validated step asked again once, a polite timeout) is
+    under 40 lines and passes its README test, as printed."""
+    bot = code_block("# myapp/orders.py")
+    assert len(bot.splitlines()) < 40
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "orders.py").write_text(bot)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace: dict[str, object] = {}
+    try:
+        exec(code_block("# tests/test_orders.py"), namespace)  # noqa: S102 - our own README
+        tests = [name for name in namespace if name.startswith("test_")]
+        assert len(tests) == 2
+        for name in tests:
+            namespace[name]()  # type: ignore[operator]
+    finally:
+        sys.modules.pop("myapp.orders", None)
+        sys.modules.pop("myapp", None)

@@ -132,10 +132,19 @@ def test_an_error_retrying_cannot_fix_fails_at_once(redis_url: str, error: Excep
 
 
 def test_a_newer_job_format_is_unsupported(redis_url: str) -> None:
+    # Format 2 (flush and timeout jobs) is this worker's; 3 is not.
     event = inbound_text("hi")
-    outcome = run_job(redis_url, Router("none"), event, kwargs=job_kwargs(event, version=2))
+    outcome = run_job(redis_url, Router("none"), event, kwargs=job_kwargs(event, version=3))
     assert isinstance(outcome, Failed) and outcome.reason == "unsupported"
     assert "upgrade the workers" in outcome.error
+
+
+def test_an_unknown_job_kind_is_refused_clearly(redis_url: str) -> None:
+    event = inbound_text("hi")
+    kwargs = {**job_kwargs(event), "kind": "handover"}
+    outcome = run_job(redis_url, Router("none"), event, kwargs=kwargs)
+    assert isinstance(outcome, Failed) and outcome.reason == "unsupported"
+    assert "kind 'handover'" in outcome.error and "upgrade the workers" in outcome.error
 
 
 @pytest.mark.parametrize("style", ["async", "sync"])

@@ -59,7 +59,11 @@ def test_dev_runs_a_worker_per_queue_and_ctrl_c_stops_them(
         return {(r.hget(key, "queues") or b"").decode() for key in r.smembers("rq:workers")}
 
     wanted = {PREFIX + name for name in ("messages", "statuses", "other")}
-    wait_for(lambda: queues_served() == wanted or proc.poll() is not None, "three workers")
+    # dev checks the handlers in a process of its own before starting them: a busy machine
+    # takes a while.
+    wait_for(
+        lambda: queues_served() == wanted or proc.poll() is not None, "three workers", timeout=90
+    )
     assert proc.poll() is None
     body, headers = payloads.signed({"event": "test", "data": {"testId": "dev-1"}}, SECRET)
     url = f"http://127.0.0.1:{port}/webhook"

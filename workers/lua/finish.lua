@@ -1,18 +1,19 @@
--- ARGV: worker name, stamp, then 12 per ending: outcome, job id, execution id, origin,
+-- ARGV: worker name, stamp, then 13 per ending: outcome, job id, execution id, origin,
 --       started (epoch), ttl (result or failure), error (RQ's exc_string: zlib + base64, or
 --       ''), retry delay (s), dependency flag ('1' if the job waited for another), return
 --       value (RQ's serialised form, base64, or ''), the handlers' completed sends
---       ("<sent set key>\t<message id>" lines, workers.ledger), the sent sets' TTL.
+--       ("<sent set key>\t<message id>" lines, workers.ledger), the sent sets' TTL, the
+--       event's archive entry (archive.lua; '' for none).
 -- Outcomes: done | retry | failed | handback. Returns one status per ending: 'ok' or
 -- 'superseded' (the execution no longer held its job: nothing written).
 local now = clock()
 local worker, stamp = ARGV[1], ARGV[2]
 local out = {}
-for i = 3, #ARGV, 12 do
+for i = 3, #ARGV, 13 do
   local outcome, id, exec, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local started, ttl, exc = ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6]
   local delay, has_deps, value = tonumber(ARGV[i + 7]), ARGV[i + 8], ARGV[i + 9]
-  local sent, sent_ttl = ARGV[i + 10], ARGV[i + 11]
+  local sent, sent_ttl, archived = ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
   local key = 'rq:job:' .. id
   local wip = 'rq:wip:' .. origin
   if redis.call('HGET', key, 'wh:holder') ~= exec then
@@ -58,6 +59,7 @@ for i = 3, #ARGV, 12 do
       redis.call('HINCRBY', key, 'wh:attempts', -1)
       requeue_front(key, id, exec, wip, 'rq:queue:' .. origin, stamp)
     end
+    if outcome ~= 'handback' then archive(archived, now) end
     out[#out + 1] = 'ok'
   end
 end

@@ -29,13 +29,18 @@ log = structlog.get_logger("wabahooks.policy")
 
 
 async def on_handover_started(scope: EventScope, phone: str) -> None:
-    """Called once each time ``phone``'s conversation is handed over to a human.
+    """Called once each time ``phone``'s conversation is handed over to a human: anything
+    automated still pending for the contact stops. Its pending conversation step (a
+    ``ctx.expect``) is cancelled, so the bot's step neither answers the contact's next
+    message nor times out while a person talks."""
+    from workers.convredis import cancel_conversation  # the conversations' Redis side
 
-    The place for anything automated that must stop then: pending conversation steps
-    (issue 12's wait-for-reply steps) are to be cancelled here when both are merged.
-    Today it only logs.
-    """
-    log.info("policy.handover.started", contact=mask_phone(phone), job_id=scope.job_id)
+    cancelled = await cancel_conversation(scope.store.redis, phone, prefix=scope.policy.prefix)
+    log.info(
+        "policy.handover.started",
+        contact=mask_phone(phone),
+        cancelled_step=None if cancelled is None else cancelled.get("step"),
+    )
 
 
 def wants_handover(scope: EventScope, event: InboundMessage) -> bool:

