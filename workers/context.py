@@ -11,11 +11,11 @@ job's event loop: ``workers.bridge``).
 ``ctx.store``    a small key-value store scoped to the conversation (JSON values)
 ``ctx.config``   this handler module's section of the configuration file
 ``ctx.replies_expected``  whether a handler matching this event declared ``replies=True``
-``ctx.window``   the contact's 24-hour window: ``.open``, ``.until`` (``workers.policy``)
-``ctx.handover()``  hand the contact's conversation to a human (``on=False``: back)
 ``ctx.expect(step, timeout=…, data=…)`` / ``ctx.cancel()``  wait for the contact's next
                  message / end the pending step (``workers.conversation``);
                  ``ctx.conversation.step`` / ``.data``: the step this event answers
+``ctx.window``   the contact's 24-hour window: ``.open``, ``.until`` (``workers.policy``)
+``ctx.handover()``  hand the contact's conversation to a human (``on=False``: back)
 """
 
 from __future__ import annotations
@@ -149,10 +149,10 @@ class AsyncContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
-    #: The event's conversation policy (``workers.policy.scope.EventScope``), if enabled.
-    policy: Any = None
     #: The contact's conversation: the step this event answers, expect() and cancel().
     conversation: ConversationView | NoConversation = NO_CONVERSATION
+    #: The event's conversation policy (``workers.policy.scope.EventScope``), if enabled.
+    policy: Any = None
 
     async def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
         """Route the contact's next message to ``@router.step(step)`` (once per event)."""
@@ -208,8 +208,8 @@ class AsyncContext:
             config=self.config,
             replies_expected=self.replies_expected,
             handler=self.handler,
-            policy=None if self.policy is None else BlockingProxy(self.policy, bridge),
             conversation=BlockingConversation(self.conversation, bridge),
+            policy=None if self.policy is None else BlockingProxy(self.policy, bridge),
         )
 
 
@@ -223,11 +223,19 @@ class Context:
     config: Mapping[str, Any] = field(default_factory=dict)
     replies_expected: bool = False
     handler: str = ""
-    #: The event's conversation policy, its calls blocking (None without ``[policy]``).
-    policy: Any = None
     conversation: BlockingConversation = field(
         default_factory=lambda: BlockingConversation(NO_CONVERSATION, None)
     )
+    #: The event's conversation policy, its calls blocking (None without ``[policy]``).
+    policy: Any = None
+
+    def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
+        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
+        self.conversation.expect(step, timeout=timeout, data=data)
+
+    def cancel(self) -> None:
+        """End the contact's pending step, if any (its timeout will not run)."""
+        self.conversation.cancel()
 
     @property
     def window(self) -> MessagingWindow:
@@ -243,11 +251,3 @@ class Context:
         if self.policy is None:
             raise RuntimeError(_NO_POLICY)
         self.policy.handover_from_handler(on, self.handler)
-
-    def expect(self, step: str, *, timeout: timedelta | float, data: Any = None) -> None:
-        """Route the contact's next message to ``@router.step(step)`` (once per event)."""
-        self.conversation.expect(step, timeout=timeout, data=data)
-
-    def cancel(self) -> None:
-        """End the contact's pending step, if any (its timeout will not run)."""
-        self.conversation.cancel()

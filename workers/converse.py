@@ -60,10 +60,10 @@ __all__ = ["JOB_KINDS", "UnknownHandler", "route", "run_flush", "run_job", "run_
 
 log = structlog.get_logger("wabahooks.conversation")
 
-#: The built-ins that see a step's answer before its handler: mark-read and the policy.
-FIRST = (MARK_READ, POLICY)
 #: The job kinds that are not events (job format version 2).
 JOB_KINDS = ("flush", "timeout")
+#: Routers that see every message, a step's answer too: mark-read, the conversation policy.
+ALWAYS = (MARK_READ, POLICY)
 
 
 class UnknownHandler(Exception):
@@ -84,12 +84,12 @@ class _Run:
         gate: Gate | None = None,
     ) -> None:
         self.contact = contact
-        self.gate = gate
         self.store = store
         self.ledger = ledger
         self._context_for = context_for
         self.run_sync = run_sync
         self.metrics = metrics
+        self.gate = gate
         #: The step (name, data) a handler's event answers or timed out, by handler name.
         self.answered: dict[str, tuple[str, Any]] = {}
 
@@ -172,9 +172,7 @@ async def route(
     metrics: Metrics = NO_METRICS,
     gate: Gate | None = None,
 ) -> int:
-    """Run one event's handlers (see the module docstring); return how many ran or took it.
-
-    ``gate``: the conversation policy's reply gate (``workers.policy``), for every dispatch."""
+    """Run one event's handlers (see the module docstring); return how many ran or took it."""
     if not isinstance(event, InboundMessage) or not event.sender:
         return await dispatch(
             event,
@@ -190,8 +188,8 @@ async def route(
     if steps and (target := await _step_target(run, event, steps)) is not None:
         handler, step, data = target
         run.answered[handler.name] = (step, data)
-        # Mark-read, and the conversation policy (opt-out, handover, the window), see it too.
-        marks = [r for r in registrations if r.router in FIRST and r.matches(event)]
+        # Mark-read and the conversation policy (its window, relays) see every message.
+        marks = [r for r in registrations if r.router in ALWAYS and r.matches(event)]
         # Its filter was decided (and the answer recorded) already: it runs unconditionally.
         chosen = replace(handler, kind=event.kind, predicates=())
         return await run.dispatch(event, [*marks, chosen])
@@ -220,6 +218,7 @@ async def run_flush(
     store: ConversationStore,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run a flush job: the coalescing handler, once, on its burst; return 1 (0: empty)."""
     contact, name = str(kwargs["conversation"]), str(kwargs["handler"])
@@ -240,7 +239,7 @@ async def run_flush(
         return 0
     burst = Burst.from_records(records)
     log.info("burst.flush", handler=name, messages=len(burst.messages))
-    run = _Run(contact, store, ledger, context_for, run_sync, metrics)
+    run = _Run(contact, store, ledger, context_for, run_sync, metrics, gate)
     flushed = replace(handler, kind=StepKind.BURST, predicates=(), coalesce=None)
     if await replies_expected(cast(Event, burst), [flushed], run.context):
         ctx = run.context(flushed, True)
@@ -257,6 +256,7 @@ async def run_timeout(
     store: ConversationStore,
     run_sync: RunSync = run_in_default_executor,
     metrics: Metrics = NO_METRICS,
+    gate: Gate | None = None,
 ) -> int:
     """Run a step's timeout job: its handlers, if the step is still pending; return how many."""
     contact = str(kwargs["conversation"])
@@ -272,7 +272,7 @@ async def run_timeout(
         return 0
     step, data = str(answer["step"]), json.loads(answer["data"])
     log.info("step.timeout", step=step, gen=answer["gen"])
-    run = _Run(contact, store, ledger, context_for, run_sync, metrics)
+    run = _Run(contact, store, ledger, context_for, run_sync, metrics, gate)
     handlers = [
         replace(r, kind=StepKind.TIMEOUT)
         for r in registrations
@@ -296,18 +296,18 @@ async def run_job(
     metrics: Metrics = NO_METRICS,
     gate: Gate | None = None,
 ) -> int:
-    """Run one job: a flush, a step timeout, or an event (``event``; ``gate``: the
-    conversation policy's reply gate, for events)."""
+    """Run one job: a flush, a step timeout, or an event (``event``)."""
     common: dict[str, Any] = {
         "ledger": ledger,
         "context_for": context_for,
         "store": store,
         "run_sync": run_sync,
         "metrics": metrics,
+        "gate": gate,
     }
     if kind == "flush":
         return await run_flush(kwargs, registrations, **common)
     if kind == "timeout":
         return await run_timeout(kwargs, registrations, **common)
     assert event is not None
-    return await route(event, registrations, gate=gate, **common)
+    return await route(event, registrations, **common)

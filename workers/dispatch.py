@@ -216,7 +216,7 @@ async def dispatch(
         if gate is not None and registration.replies is not False:
             reason = await gate(event, registration)
             if reason is not None:
-                log.info("handler.skipped", handler=registration.name, reason=reason)
+                log.info("handler.skipped", handler=registration.label, reason=reason)
                 metrics.handler(registration.name, "skipped")
                 continue
         if await ledger.handler_done(registration.name):

@@ -29,6 +29,7 @@ from workers.convredis import CONVERSATION_VERSION
 from workers.dispatch import HandlerFailed
 from workers.execution import ExecutionToken, Superseded
 from workers.policy.nudge import NUDGE_KIND
+from workers.policy.router import clear_steps
 from workers.router import RetryPolicy
 from workers.runtime import Runtime
 
@@ -51,7 +52,8 @@ class UnsupportedJobFormat(Exception):
 
 #: The newest job format this worker reads: 1 (events), 2 (flush and timeout jobs).
 READS_VERSION = CONVERSATION_VERSION
-#: Every job kind this worker knows.
+#: Every job kind this worker knows: the events', conversations' flush and timeout, and the
+#: conversation policy's agent nudge (an envelope like an event's, format 1).
 KNOWN_KINDS = frozenset([*(k.value for k in Kind), *JOB_KINDS, NUDGE_KIND])
 
 
@@ -150,8 +152,9 @@ async def run_event(
         try:
             conduct = runtime.policy  # the conversation policy (not a RetryPolicy)
             scope = None
-            if conduct is not None:
+            if conduct is not None and event is not None:
                 scope = await conduct.scope(event, job_id=job_id, ledger=ledger)
+                await clear_steps(scope)  # a STOP or "agent" is no step's answer
             await run_job(
                 kind,
                 event,

@@ -7,6 +7,7 @@ a running worker sees the change at the contact's next event. ``handover`` needs
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 
 import click
 import redis
+import redis.asyncio as aioredis
 
 from service.cli.admin import connect
 from service.logs import mask_phone
@@ -27,8 +29,9 @@ from service.policystore import (
 from service.portal import PortalClient, PortalError, PortalSettings
 from service.portal.ratelimit import RateLimiter
 from service.portal.validation import check_phone
-from service.settings import ConfigError
+from service.settings import ConfigError, Settings
 from workers.config import load_config
+from workers.convredis import cancel_conversation
 from workers.policy.config import PolicyConfig, policy_config
 
 __all__ = ["handover", "optout"]
@@ -143,6 +146,8 @@ def handover(phone: str, on: bool, notice: bool) -> None:
         pipe.expire(keys.contact(phone), CONTACT_TTL)
         pipe.zadd(keys.open, {phone: now})
         pipe.execute()
+        if (step := asyncio.run(_cancel_step(settings, phone))) is not None:
+            click.echo(f"Its pending step {step!r} is cancelled (a person answers now).")
         sent = _notice(connection, keys, phone, config.handover.on_notice, config) if notice else ""
         click.echo(
             f"+{phone} handed over to a human for up to {config.handover.idle} s idle.{sent}"
@@ -159,3 +164,14 @@ def handover(phone: str, on: bool, notice: bool) -> None:
             _notice(connection, keys, phone, config.handover.off_notice, config) if notice else ""
         )
         click.echo(f"+{phone} is back with the bot.{sent}")
+
+
+async def _cancel_step(settings: Settings, phone: str) -> str | None:
+    """Cancel ``phone``'s pending wait-for-reply step, as a handover from a job does; return
+    its name, if there was one."""
+    client = aioredis.Redis.from_url(settings.require_redis_url())
+    try:
+        cancelled = await cancel_conversation(client, phone, prefix=settings.queue_prefix)
+    finally:
+        await client.aclose()
+    return None if cancelled is None else str(cancelled.get("step"))

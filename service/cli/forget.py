@@ -14,11 +14,11 @@ Removed, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
 - failed jobs of the contact (their ``conversation`` is the number or one of those message
   ids, or the envelope is from or to the number), with their ledgers (``wh:`` fields of the
   job's hash) and results;
+- the contact's archived events (``service.archive``), found through its keyed-hash index.
 - the conversation policy's records (``service.policystore``): window and handover, open
   send intents, forwarded-message links, nudge markers. An opt-out entry loses the number
   but keeps its keyed hash, so the contact is still not messaged (``keep_optout=False``,
   ``--drop-optout``: removed too).
-- the contact's archived events (``service.archive``), found through its keyed-hash index.
 
 Not removed: jobs still queued or running (they would fail; run it again once they are
 done), finished jobs until RQ expires them, the claims that deduplicate deliveries (their
@@ -106,19 +106,19 @@ def forget_contact(
     prefix: str = DEFAULT_PREFIX,
     queues: Iterable[str] = QUEUES,
     progress: Callable[[str], None] = lambda _line: None,
-    keep_optout: bool = True,
     archive_key: bytes | None = None,
+    keep_optout: bool = True,
 ) -> Forgotten:
     """Remove what Redis keeps about the contact ``phone``; return what was removed.
 
     ``archive_key``: the key the archive's contact index is hashed with (``id_key()``);
     without it, archived events cannot be found and stay until they expire."""
     gone = Forgotten()
+    if archive_key is not None:
+        gone.add("archived event", forget_archive(connection, phone, archive_key, prefix))
     policy = forget_policy(connection, phone, PolicyKeys(prefix), keep_optout=keep_optout)
     for kind, count in policy.items():
         gone.add(kind, count)
-    if archive_key is not None:
-        gone.add("archived event", forget_archive(connection, phone, archive_key, prefix))
     keys = Keys(prefix)
     sent_key = keys.sent(phone)
     members: Any = connection.smembers(sent_key)

@@ -3,7 +3,7 @@ and the 24-hour window ahead of time. On when the configuration has a ``[policy]
 
 =======================  ===============================================================
 ``config``               ``[policy]`` and its sub-tables, validated
-``state``                the Redis records (keys: ``service.policystore``); ``Window``
+``state``                the Redis records (keys: ``service.policystore``); ``MessagingWindow``
 ``scope``                the policy for one event: the reply gate, the send check
 ``router``               the built-in router every inbound message passes through first
 ``optout``               STOP / START

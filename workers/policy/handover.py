@@ -18,6 +18,7 @@ import structlog
 
 from service.logs import mask_phone
 from service.typedevents import InboundMessage
+from workers.convredis import cancel_conversation
 from workers.policy.config import fold
 
 if TYPE_CHECKING:
@@ -29,17 +30,18 @@ log = structlog.get_logger("wabahooks.policy")
 
 
 async def on_handover_started(scope: EventScope, phone: str) -> None:
-    """Called once each time ``phone``'s conversation is handed over to a human: anything
-    automated still pending for the contact stops. Its pending conversation step (a
-    ``ctx.expect``) is cancelled, so the bot's step neither answers the contact's next
-    message nor times out while a person talks."""
-    from workers.convredis import cancel_conversation  # the conversations' Redis side
+    """Called once each time ``phone``'s conversation is handed over to a human.
 
-    cancelled = await cancel_conversation(scope.store.redis, phone, prefix=scope.policy.prefix)
+    What is automated must stop then: the contact's pending wait-for-reply step
+    (``ctx.expect``) is cancelled, so neither it nor its timeout answers the contact while a
+    person talks (idempotent: a retried job finds nothing left to cancel).
+    """
+    cancelled = await cancel_conversation(scope.policy.redis, phone, prefix=scope.policy.prefix)
     log.info(
         "policy.handover.started",
         contact=mask_phone(phone),
-        cancelled_step=None if cancelled is None else cancelled.get("step"),
+        job_id=scope.job_id,
+        step_cancelled=None if cancelled is None else cancelled.get("step"),
     )
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from service.typedevents import InboundMessage
+from workers.convredis import cancel_conversation
 from workers.policy import agents, handover, optout
 from workers.policy.scope import EventScope, message_time
 from workers.router import Router
 
-__all__ = ["NAME", "build", "scope_of"]
+__all__ = ["NAME", "build", "clear_steps", "scope_of"]
 
 NAME = "policy"
 
@@ -51,3 +52,19 @@ def build() -> Router:
         await handover.contact_message(scope, event)
 
     return router
+
+
+async def clear_steps(scope: EventScope) -> None:
+    """Before a message can answer a pending wait-for-reply step (``ctx.expect``): a message
+    the policy takes (a stop or start word, a handover keyword or button) or one to a
+    conversation handed over to a person is not the step's answer, so the step is cancelled
+    first; the message then goes to the policy and the other handlers as usual."""
+    event, record = scope.event, scope.record
+    if not isinstance(event, InboundMessage) or record is None or scope.is_agent:
+        return
+    if (
+        optout.optout_word(scope, event) is not None
+        or handover.wants_handover(scope, event)
+        or record.handover_active(scope.now())
+    ):
+        await cancel_conversation(scope.policy.redis, event.sender, prefix=scope.policy.prefix)

@@ -64,6 +64,7 @@ class Policy:
     ) -> None:
         self.config = config
         self.store = PolicyStore(redis, PolicyKeys(prefix), sent_ttl=sent_ttl)
+        self.redis = redis
         self.portal = portal
         self.prefix = prefix
         self.clock = clock
