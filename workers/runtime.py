@@ -95,7 +95,9 @@ class Runtime:
     def __post_init__(self) -> None:
         settings = policy_config(self.config)  # ConfigError if [policy] is wrong
         if settings is not None:
-            self.policy = Policy(settings, self.redis, self.portal, prefix=self.prefix)
+            self.policy = Policy(
+                settings, self.redis, self.portal, prefix=self.prefix, sent_ttl=self.sent_ttl
+            )
             self._nudge = registrations([nudge.build(scope_of)])
 
     def registrations_for(self, kind: str) -> list[Registration]:

@@ -69,7 +69,7 @@ class Policy:
         self.prefix = prefix
         self.clock = clock
 
-    async def scope(self, event: Event, *, job_id: str, ledger: Ledger) -> EventScope:
+    async def scope(self, event: Event | None, *, job_id: str, ledger: Ledger) -> EventScope:
         """The policy for one job's event (its contact's record loaded, for a message)."""
         record = None
         if isinstance(event, InboundMessage) and event.sender:
@@ -83,7 +83,7 @@ class EventScope:
     def __init__(
         self,
         policy: Policy,
-        event: Event,
+        event: Event | None,
         record: ContactRecord | None,
         job_id: str,
         ledger: Ledger,
