@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import structlog
@@ -56,7 +56,15 @@ from workers.ledger import Ledger
 from workers.policy.router import NAME as POLICY
 from workers.router import MISMATCH, STEP, TIMEOUT, Registration
 
-__all__ = ["JOB_KINDS", "UnknownHandler", "route", "run_flush", "run_job", "run_timeout"]
+__all__ = [
+    "JOB_KINDS",
+    "JobTools",
+    "UnknownHandler",
+    "route",
+    "run_flush",
+    "run_job",
+    "run_timeout",
+]
 
 log = structlog.get_logger("wabahooks.conversation")
 
@@ -70,31 +78,33 @@ class UnknownHandler(Exception):
     """A flush job names a coalescing handler no loaded router has."""
 
 
-class _Run:
-    """One job's collaborators, and contexts that carry the contact's conversation."""
+@dataclass(frozen=True)
+class JobTools:
+    """What a job's handlers run with: the event's ledger, how a handler's context is made,
+    the conversations' store, the thread pool for ``def`` handlers, the metrics, and the
+    conversation policy's reply gate (``workers.dispatch``)."""
 
-    def __init__(
-        self,
-        contact: str,
-        store: ConversationStore,
-        ledger: Ledger,
-        context_for: ContextFactory,
-        run_sync: RunSync,
-        metrics: Metrics,
-        gate: Gate | None = None,
-    ) -> None:
+    ledger: Ledger
+    context_for: ContextFactory
+    store: ConversationStore
+    run_sync: RunSync = run_in_default_executor
+    metrics: Metrics = NO_METRICS
+    gate: Gate | None = None
+
+
+class _Run:
+    """One contact's job: its tools, and contexts that carry the contact's conversation."""
+
+    def __init__(self, contact: str, tools: JobTools) -> None:
         self.contact = contact
-        self.store = store
-        self.ledger = ledger
-        self._context_for = context_for
-        self.run_sync = run_sync
-        self.metrics = metrics
-        self.gate = gate
+        self.tools = tools
+        self.store = tools.store
+        self.ledger = tools.ledger
         #: The step (name, data) a handler's event answers or timed out, by handler name.
         self.answered: dict[str, tuple[str, Any]] = {}
 
     def context(self, registration: Registration, replies: bool) -> AsyncContext:
-        ctx = self._context_for(registration, replies)
+        ctx = self.tools.context_for(registration, replies)
         step, data = self.answered.get(registration.name, (None, None))
         ctx.conversation = ConversationView(
             self.store, self.contact, self.ledger, registration.name, step=step, data=data
@@ -103,14 +113,15 @@ class _Run:
 
     async def dispatch(self, event: object, registrations: Sequence[Registration]) -> int:
         # dispatch reads only the event's .kind; handlers get it as it is (a Burst …).
+        tools = self.tools
         return await dispatch(
             cast(Event, event),
             registrations,
-            ledger=self.ledger,
+            ledger=tools.ledger,
             context_for=self.context,
-            run_sync=self.run_sync,
-            metrics=self.metrics,
-            gate=self.gate,
+            run_sync=tools.run_sync,
+            metrics=tools.metrics,
+            gate=tools.gate,
         )
 
 
@@ -164,26 +175,21 @@ async def _step_target(
 async def route(
     event: Event,
     registrations: Sequence[Registration],
-    *,
-    ledger: Ledger,
-    context_for: ContextFactory,
-    store: ConversationStore,
-    run_sync: RunSync = run_in_default_executor,
-    metrics: Metrics = NO_METRICS,
-    gate: Gate | None = None,
+    tools: JobTools,
 ) -> int:
     """Run one event's handlers (see the module docstring); return how many ran or took it."""
     if not isinstance(event, InboundMessage) or not event.sender:
         return await dispatch(
             event,
             registrations,
-            ledger=ledger,
-            context_for=context_for,
-            run_sync=run_sync,
-            metrics=metrics,
-            gate=gate,
+            ledger=tools.ledger,
+            context_for=tools.context_for,
+            run_sync=tools.run_sync,
+            metrics=tools.metrics,
+            gate=tools.gate,
         )
-    run = _Run(event.sender, store, ledger, context_for, run_sync, metrics, gate)
+    ledger, store = tools.ledger, tools.store
+    run = _Run(event.sender, tools)
     steps = [r for r in registrations if r.kind in (STEP, MISMATCH)]
     if steps and (target := await _step_target(run, event, steps)) is not None:
         handler, step, data = target
@@ -212,15 +218,10 @@ async def route(
 async def run_flush(
     kwargs: Mapping[str, Any],
     registrations: Sequence[Registration],
-    *,
-    ledger: Ledger,
-    context_for: ContextFactory,
-    store: ConversationStore,
-    run_sync: RunSync = run_in_default_executor,
-    metrics: Metrics = NO_METRICS,
-    gate: Gate | None = None,
+    tools: JobTools,
 ) -> int:
     """Run a flush job: the coalescing handler, once, on its burst; return 1 (0: empty)."""
+    ledger, store = tools.ledger, tools.store
     contact, name = str(kwargs["conversation"]), str(kwargs["handler"])
     handler = next((r for r in registrations if r.name == name and r.coalesce), None)
     if handler is None:
@@ -239,7 +240,7 @@ async def run_flush(
         return 0
     burst = Burst.from_records(records)
     log.info("burst.flush", handler=name, messages=len(burst.messages))
-    run = _Run(contact, store, ledger, context_for, run_sync, metrics, gate)
+    run = _Run(contact, tools)
     flushed = replace(handler, kind=StepKind.BURST, predicates=(), coalesce=None)
     if await replies_expected(cast(Event, burst), [flushed], run.context):
         ctx = run.context(flushed, True)
@@ -250,15 +251,10 @@ async def run_flush(
 async def run_timeout(
     kwargs: Mapping[str, Any],
     registrations: Sequence[Registration],
-    *,
-    ledger: Ledger,
-    context_for: ContextFactory,
-    store: ConversationStore,
-    run_sync: RunSync = run_in_default_executor,
-    metrics: Metrics = NO_METRICS,
-    gate: Gate | None = None,
+    tools: JobTools,
 ) -> int:
     """Run a step's timeout job: its handlers, if the step is still pending; return how many."""
+    ledger, store = tools.ledger, tools.store
     contact = str(kwargs["conversation"])
     entry = await ledger.get(CONVERSATION, "answer")
     answer = entry.result if entry is not None else None
@@ -272,7 +268,7 @@ async def run_timeout(
         return 0
     step, data = str(answer["step"]), json.loads(answer["data"])
     log.info("step.timeout", step=step, gen=answer["gen"])
-    run = _Run(contact, store, ledger, context_for, run_sync, metrics, gate)
+    run = _Run(contact, tools)
     handlers = [
         replace(r, kind=StepKind.TIMEOUT)
         for r in registrations
@@ -288,26 +284,12 @@ async def run_job(
     event: Event | None,
     kwargs: Mapping[str, Any],
     registrations: Sequence[Registration],
-    *,
-    ledger: Ledger,
-    context_for: ContextFactory,
-    store: ConversationStore,
-    run_sync: RunSync = run_in_default_executor,
-    metrics: Metrics = NO_METRICS,
-    gate: Gate | None = None,
+    tools: JobTools,
 ) -> int:
     """Run one job: a flush, a step timeout, or an event (``event``)."""
-    common: dict[str, Any] = {
-        "ledger": ledger,
-        "context_for": context_for,
-        "store": store,
-        "run_sync": run_sync,
-        "metrics": metrics,
-        "gate": gate,
-    }
     if kind == "flush":
-        return await run_flush(kwargs, registrations, **common)
+        return await run_flush(kwargs, registrations, tools)
     if kind == "timeout":
-        return await run_timeout(kwargs, registrations, **common)
+        return await run_timeout(kwargs, registrations, tools)
     assert event is not None
-    return await route(event, registrations, **common)
+    return await route(event, registrations, tools)

@@ -24,7 +24,7 @@ from service.identity import Kind
 from service.portal import RateLimited
 from service.typedevents import Event, parse_event
 from workers.archive import Journey, replayed_registrations
-from workers.converse import JOB_KINDS, run_job
+from workers.converse import JOB_KINDS, JobTools, run_job
 from workers.convredis import CONVERSATION_VERSION
 from workers.dispatch import HandlerFailed
 from workers.execution import ExecutionToken, Superseded
@@ -160,18 +160,20 @@ async def run_event(
                 event,
                 kwargs,
                 replayed_registrations(runtime.registrations_for(kind), kwargs),
-                ledger=ledger,
-                context_for=lambda registration, replies: runtime.context(
-                    registration,
+                JobTools(
                     ledger=ledger,
-                    conversation=conversation,
-                    replies_expected=replies,
-                    policy=scope,
+                    context_for=lambda registration, replies: runtime.context(
+                        registration,
+                        ledger=ledger,
+                        conversation=conversation,
+                        replies_expected=replies,
+                        policy=scope,
+                    ),
+                    store=runtime.conversations(token, queue),
+                    run_sync=runtime.run_sync,
+                    metrics=metrics,
+                    gate=None if scope is None else scope.gate,
                 ),
-                store=runtime.conversations(token, queue),
-                run_sync=runtime.run_sync,
-                metrics=metrics,
-                gate=None if scope is None else scope.gate,
             )
         except Superseded as exc:
             log.warning("event.superseded", execution=token.execution_id)

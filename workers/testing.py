@@ -39,9 +39,9 @@ from service.samples import message_envelope
 from service.typedevents import Event, InboundMessage, StatusUpdate, parse_event
 from workers.context import AsyncContext, MemoryStore
 from workers.conversation import seconds
-from workers.converse import route, run_flush, run_timeout
+from workers.converse import JobTools, route, run_flush, run_timeout
 from workers.convmemory import Clock, MemoryConversations, Timer
-from workers.dispatch import ContextFactory, run_in_default_executor
+from workers.dispatch import ContextFactory
 from workers.effects import Effects
 from workers.ledger import MemoryLedger
 from workers.router import Registration, Router
@@ -171,14 +171,12 @@ class Harness:
         """:meth:`deliver`, on the running event loop (for async tests)."""
         ledger = self.ledgers.setdefault(event.event_key, MemoryLedger())
         conversation = getattr(event, "sender", None) or getattr(event, "message_id", None)
-        return await route(
-            event,
-            self.registrations,
+        tools = JobTools(
             ledger=ledger,
             context_for=self._context_for(ledger, conversation),
             store=self.conversations.for_job(event.event_key, ledger),
-            run_sync=run_in_default_executor,
         )
+        return await route(event, self.registrations, tools)
 
     def _context_for(self, ledger: MemoryLedger, conversation: str | None) -> ContextFactory:
         def context_for(registration: Registration, replies: bool) -> AsyncContext:
@@ -230,11 +228,5 @@ class Harness:
         store = self.conversations.for_job(timer.job_id, ledger)
         store.gen = timer.gen
         run = run_flush if timer.kind == "flush" else run_timeout
-        return await run(
-            timer.kwargs,
-            self.registrations,
-            ledger=ledger,
-            context_for=self._context_for(ledger, contact),
-            store=store,
-            run_sync=run_in_default_executor,
-        )
+        tools = JobTools(ledger=ledger, context_for=self._context_for(ledger, contact), store=store)
+        return await run(timer.kwargs, self.registrations, tools)
