@@ -13,8 +13,9 @@ Two families share the server:
   (``service/intake.lua``, ``workers/lua/*.lua``) spell the same names; the tests compare what
   they leave with what RQ itself writes (``tests/workers/test_rq_surface.py``).
 
-The README's "Redis keys" table lists both; change a name here and there, or not at all: keys
-outlive deploys.
+The README's Retention table lists our keys with their lifetimes (the archive's, the policy's
+and the conversations' are in their own sections); change a name here and there, or not at all:
+keys outlive deploys.
 """
 
 from __future__ import annotations
