@@ -242,7 +242,8 @@ async def run_flush(
     log.info("burst.flush", handler=name, messages=len(burst.messages))
     run = _Run(contact, tools)
     flushed = replace(handler, kind=StepKind.BURST, predicates=(), coalesce=None)
-    if await replies_expected(cast(Event, burst), [flushed], run.context):
+    held = tools.gate is not None and await tools.gate(cast(Event, burst), None) is not None
+    if not held and await replies_expected(cast(Event, burst), [flushed], run.context):
         ctx = run.context(flushed, True)
         await ctx.portal.mark_read(burst.last_id, show_typing_indicator=True, step="burst")
     return await run.dispatch(burst, [flushed])

@@ -19,6 +19,7 @@ from service.policystore import PolicyKeys
 from service.portal import PortalError
 from service.settings import DEFAULT_SENT_TTL
 from service.typedevents import Event, InboundMessage
+from workers.coalesce import Burst
 from workers.dispatch import Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.ledger import Ledger
@@ -69,11 +70,16 @@ class Policy:
         self.prefix = prefix
         self.clock = clock
 
-    async def scope(self, event: Event | None, *, job_id: str, ledger: Ledger) -> EventScope:
-        """The policy for one job's event (its contact's record loaded, for a message)."""
+    async def scope(
+        self, event: Event | None, *, job_id: str, ledger: Ledger, contact: str | None = None
+    ) -> EventScope:
+        """The policy for one job's event (its contact's record loaded, for a message; for a
+        conversation's flush job, which has no event yet, ``contact``'s)."""
         record = None
         if isinstance(event, InboundMessage) and event.sender:
             record = await self.store.load(event.sender)
+        elif event is None and contact:
+            record = await self.store.load(contact)
         return EventScope(self, event, record, job_id, ledger)
 
 
@@ -140,7 +146,12 @@ class EventScope:
     async def gate(self, event: Event, registration: Registration | None) -> str | None:
         """Why a reply handler must not run for ``event`` now (None: it may).
 
-        ``registration`` None asks for any reply (whether to show "typing…")."""
+        ``registration`` None asks for any reply (whether to show "typing…"). A coalesced
+        burst is judged as its latest message (a reply to it is a reply to that message)."""
+        if isinstance(event, Burst) and event.messages:
+            event = event.messages[-1]
+            if self.event is None:
+                self.event = event  # the inbox check reads the conversation from it
         if self.record is None or self.is_agent or not isinstance(event, InboundMessage):
             return None
         if registration is not None and registration.router == ROUTER:

@@ -16,7 +16,7 @@ from tests.workers.policy.support import (
     texts,
     use_clock,
 )
-from workers import AsyncContext, InboundMessage, Router
+from workers import AsyncContext, Burst, InboundMessage, Router, Window
 
 
 def test_the_keyword_pauses_auto_reply_and_idle_resumes_it(redis_url: str) -> None:
@@ -219,3 +219,36 @@ def test_a_handover_cancels_the_pending_step(redis_url: str) -> None:
     assert answered == []  # "human" and "4521" went to the person, not to the step
     assert "Your order number?" in before
     assert customer == before  # handed over: nothing automated answered "human" or "4521"
+
+
+def test_a_burst_flushed_after_a_handover_is_not_answered(redis_url: str) -> None:
+    """A contact writes two messages (a burst gathers), then asks for a human before the burst
+    flushes: the flush still runs, but its handler declared replies and is held back."""
+    from tests.workers.test_conversation import fire
+
+    bursts = Router("bursts")
+    flushed: list[str] = []
+
+    @bursts.message(
+        coalesce=Window(quiet=4, max_wait=15), replies=True, when=lambda e: e.sender == CUSTOMER
+    )
+    async def answer(burst: Burst, ctx: AsyncContext) -> None:
+        flushed.append(burst.text)
+        await ctx.portal.send_text(burst.sender, f"About: {burst.text}")
+
+    with running_loop(redis_url, bursts, config=config()) as loop:
+        reply(loop, AGENT, "on shift")
+        loop.work()
+        reply(loop, CUSTOMER, "hi")
+        reply(loop, CUSTOMER, "my order")
+        loop.work()
+        reply(loop, CUSTOMER, "human")  # handed over while the burst waits
+        loop.work()
+        fire(loop)
+        loop.work()
+        customer = texts(loop)
+        failures = failed(loop)
+
+    assert not any(text.startswith("About:") for text in customer)
+    assert flushed == []  # held back by the gate, not run and then silenced
+    assert failures == []
