@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -24,6 +23,7 @@ from service.settings import (
     Settings,
 )
 from service.sim.app import create_sim_app
+from tests.support.bredis import BytesRedis
 from tests.support.loop import sim_delivering_to
 from tests.support.portal import API_KEY, serve
 from tests.support.receiver import SECRET, Receiver
@@ -32,13 +32,13 @@ from tests.support.workers import WorkerProcess
 ALICE, BOB = "447700900001", "447700900002"
 
 
-def ttl(r: redis.Redis, key: str) -> int:
+def ttl(r: BytesRedis, key: str) -> int:
     value = r.ttl(key)
     assert isinstance(value, int)
     return value
 
 
-def assert_expires(r: redis.Redis, key: str, configured: int) -> None:
+def assert_expires(r: BytesRedis, key: str, configured: int) -> None:
     """``key`` exists and expires within ``configured`` seconds (a few may have passed)."""
     assert r.exists(key), f"{key} is missing"
     assert configured - 15 <= ttl(r, key) <= configured, f"{key}: TTL {ttl(r, key)}"
@@ -66,7 +66,7 @@ def sim_for(
 def test_every_key_of_an_events_journey_gets_its_configured_ttl(
     sim_for: Callable[..., tuple[str, httpx.Client]],
     start_worker: Callable[..., WorkerProcess],
-    r: redis.Redis,
+    r: BytesRedis,
 ) -> None:
     sim_url, sim = sim_for(dedupe_ttl=300, retention=Retention(result_ttl=120, failure_ttl=240))
     message_ids = []

@@ -10,19 +10,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from prometheus_client import CollectorRegistry
 
 from service.metrics import ReceiverMetrics
 from service.redisguard import MemoryState
 from tests.deploy.support import DEPLOY
+from tests.support.bredis import BytesRedis
 from workers.metrics import QueueDepthCollector, WorkerMetrics
 
 DASHBOARD = DEPLOY / "grafana" / "wabahooks.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
-def exported(r: redis.Redis) -> dict[str, set[str]]:
+def exported(r: BytesRedis) -> dict[str, set[str]]:
     """Every sample name the receiver and `wabahooks metrics` export → its label names.
 
     Each metric is used once through its owner's public methods, so that labelled metrics
@@ -121,7 +121,7 @@ def dashboard() -> dict[str, Any]:
 
 
 def test_every_query_names_only_metrics_and_labels_we_export(
-    dashboard: dict[str, Any], r: redis.Redis
+    dashboard: dict[str, Any], r: BytesRedis
 ) -> None:
     names = exported(r)
     seen: set[str] = set()

@@ -31,6 +31,7 @@ from service.portal.ratelimit import (
     RateLimiter,
     limiter_state,
 )
+from tests.support.bredis import BytesRedis
 from tests.support.portal import API_KEY, FAST_RETRY
 
 RATE = 40.0
@@ -76,7 +77,7 @@ def test_a_429_holds_every_process_back(redis_url: str) -> None:
     assert other.acquire() > 4.0
 
 
-def test_a_single_process_is_paced(r: redis.Redis) -> None:
+def test_a_single_process_is_paced(r: BytesRedis) -> None:
     limiter = RateLimiter(r, rate=10, burst=3)
     assert [limiter.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = limiter.acquire()
@@ -91,7 +92,7 @@ def test_without_redis_the_limiter_lets_requests_through() -> None:
 
 
 def test_client_tells_the_limiter_of_a_429(
-    sim_server: str, control: httpx.Client, r: redis.Redis
+    sim_server: str, control: httpx.Client, r: BytesRedis
 ) -> None:
     limiter = RateLimiter(r, rate=1000)
     settings = PortalSettings(api_url=f"{sim_server}/api/v1", api_key=API_KEY)
@@ -107,7 +108,7 @@ def test_client_tells_the_limiter_of_a_429(
     assert paused_while_sleeping and paused_while_sleeping[0] == 1
 
 
-def test_at_high_rates_a_process_takes_a_small_batch_per_round_trip(r: redis.Redis) -> None:
+def test_at_high_rates_a_process_takes_a_small_batch_per_round_trip(r: BytesRedis) -> None:
     limiter = RateLimiter(r, rate=1000, burst=1000)
     before = int(r.info("commandstats")["cmdstat_evalsha"]["calls"])
 
@@ -124,7 +125,7 @@ def test_at_high_rates_a_process_takes_a_small_batch_per_round_trip(r: redis.Red
 RATE_KEY = "wabahooks:portal:rate"
 
 
-def elapse(r: redis.Redis, seconds: float) -> None:
+def elapse(r: BytesRedis, seconds: float) -> None:
     """Make the last cut look ``seconds`` older (the climb and the calm), without sleeping."""
     for name in ("ts", "calm"):
         value = r.hget(RATE_KEY, name)
@@ -133,7 +134,7 @@ def elapse(r: redis.Redis, seconds: float) -> None:
 
 
 def test_a_429_halves_the_rate_every_process_sees_then_it_climbs_back_to_the_ceiling(
-    r: redis.Redis,
+    r: BytesRedis,
 ) -> None:
     one, other = RateLimiter(r, rate=80), RateLimiter(r, rate=80)
     assert other.state() == LimiterState(rate=80.0, ceiling=80.0, held=0.0)
@@ -147,7 +148,7 @@ def test_a_429_halves_the_rate_every_process_sees_then_it_climbs_back_to_the_cei
     assert other.state().rate == 80.0  # never above the ceiling
 
 
-def test_every_cut_halves_until_the_floor(r: redis.Redis) -> None:
+def test_every_cut_halves_until_the_floor(r: BytesRedis) -> None:
     limiter = RateLimiter(r, rate=8)
     rates = []
     for _ in range(5):
@@ -180,14 +181,14 @@ def test_a_hold_off_holds_back_every_call_of_every_process(redis_url: str) -> No
     assert 4.0 < held <= 5.0 and 4.0 < wait <= 5.0
 
 
-def test_after_a_cut_the_bucket_starts_empty_at_the_lower_rate(r: redis.Redis) -> None:
+def test_after_a_cut_the_bucket_starts_empty_at_the_lower_rate(r: BytesRedis) -> None:
     limiter = RateLimiter(r, rate=80, burst=80)
     limiter.hold_off(0.001)
     wait = limiter.acquire()
     assert 0.0 < wait <= 1 / 40  # no burst of 80 straight after a 429
 
 
-def test_the_async_twin_shares_the_scripts_and_the_state(redis_url: str, r: redis.Redis) -> None:
+def test_the_async_twin_shares_the_scripts_and_the_state(redis_url: str, r: BytesRedis) -> None:
     async def main() -> list[float]:
         client = aioredis.Redis.from_url(redis_url)
         limiter = AsyncRateLimiter(client, rate=1000, burst=1000)
@@ -204,7 +205,7 @@ def test_the_async_twin_shares_the_scripts_and_the_state(redis_url: str, r: redi
     assert limiter_state(r, 1000).rate == pytest.approx(500.0, abs=5)
 
 
-def test_threads_never_spend_more_tokens_than_the_bucket_gave(r: redis.Redis) -> None:
+def test_threads_never_spend_more_tokens_than_the_bucket_gave(r: BytesRedis) -> None:
     limiter = RateLimiter(r, rate=320, burst=100)  # batches of 16
     granted: list[int] = []
     started = time.monotonic()
@@ -222,7 +223,7 @@ def test_threads_never_spend_more_tokens_than_the_bucket_gave(r: redis.Redis) ->
     assert sum(granted) <= 100 + 320 * elapsed + 1
 
 
-def test_the_status_line_says_the_rate_and_the_hold_off(r: redis.Redis) -> None:
+def test_the_status_line_says_the_rate_and_the_hold_off(r: BytesRedis) -> None:
     assert limiter_state(r, 80).describe() == ("portal send rate: 80/s of 80/s (WABA_API_RATE)")
     RateLimiter(r, rate=80).hold_off(30)
     line = limiter_state(r, 80).describe()
@@ -234,7 +235,7 @@ def test_the_status_line_says_the_rate_and_the_hold_off(r: redis.Redis) -> None:
 
 
 def test_per_contact_pacing_allows_a_short_burst_then_one_send_per_interval(
-    r: redis.Redis,
+    r: BytesRedis,
 ) -> None:
     limiter = RateLimiter(r, rate=1000, contact_interval=6.0, contact_burst=2)
     assert [limiter.acquire("919876543210") for _ in range(2)] == [0.0, 0.0]
@@ -243,13 +244,13 @@ def test_per_contact_pacing_allows_a_short_burst_then_one_send_per_interval(
     assert limiter.acquire() == 0.0  # nor a paced call to nobody in particular
 
 
-def test_off_by_default_contacts_are_not_paced(r: redis.Redis) -> None:
+def test_off_by_default_contacts_are_not_paced(r: BytesRedis) -> None:
     limiter = RateLimiter.from_settings(r, PortalSettings(api_url="http://x/api/v1", api_key="k"))
     assert limiter.contact_interval is None and limiter.rate == DEFAULT_RATE == 80.0
     assert [limiter.acquire("919876543210") for _ in range(10)] == [0.0] * 10
 
 
-def test_a_contact_wait_beyond_the_budget_reschedules_the_send(r: redis.Redis) -> None:
+def test_a_contact_wait_beyond_the_budget_reschedules_the_send(r: BytesRedis) -> None:
     settings = PortalSettings(
         api_url="https://portal.test/api/v1", api_key="k", contact_interval=6.0, contact_burst=1
     )
@@ -273,7 +274,7 @@ def test_a_contact_wait_beyond_the_budget_reschedules_the_send(r: redis.Redis) -
 
 
 def test_the_async_client_tells_the_shared_limiter_of_a_429(
-    sim_server: str, control: httpx.Client, redis_url: str, r: redis.Redis
+    sim_server: str, control: httpx.Client, redis_url: str, r: BytesRedis
 ) -> None:
     control.put("/sim/chaos", json={"rate_limit_next": 1, "retry_after": 0.01})
     settings = PortalSettings(api_url=f"{sim_server}/api/v1", api_key=API_KEY)

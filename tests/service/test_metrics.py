@@ -6,13 +6,13 @@ import socket
 from collections.abc import Callable
 
 import httpx
-import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import OUTCOMES, ReceiverMetrics
 from service.signature import sign
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import SECRET, Receiver
 
 
@@ -41,7 +41,7 @@ def post(receiver: Receiver, body: bytes, headers: dict[str, str]) -> int:
 
 
 def test_metrics_count_each_outcome_and_time_confirmed_intakes(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     assert requests_by_outcome(receiver) == dict.fromkeys(OUTCOMES, 0.0)
     first = payloads.signed(payloads.message(), SECRET)

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.signature import js_stringify, sign
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import SECRET, Receiver
 from tests.support.workers import drain
 
@@ -33,21 +33,21 @@ def deliver(receiver: Receiver, envelope: object, secret: str = SECRET) -> httpx
     return post(receiver, body, headers)
 
 
-def stored_jobs(r: redis.Redis) -> list[bytes]:
+def stored_jobs(r: BytesRedis) -> list[bytes]:
     return [key for key in r.keys("rq:job:*") if key.count(b":") == 2]
 
 
-def fetch_all(r: redis.Redis) -> list[Job]:
+def fetch_all(r: BytesRedis) -> list[Job]:
     ids = [key.decode().removeprefix("rq:job:") for key in stored_jobs(r)]
     return Job.fetch_many(ids, connection=r, serializer=JSONSerializer)  # type: ignore[return-value]
 
 
-def claims(r: redis.Redis) -> list[bytes]:
+def claims(r: BytesRedis) -> list[bytes]:
     return r.keys("wabahooks:claim:*")
 
 
 def test_valid_message_is_acknowledged_and_a_real_worker_runs_its_job(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     envelope = payloads.message(text="Hello, I need help with my order")
 
@@ -77,7 +77,7 @@ def test_valid_message_is_acknowledged_and_a_real_worker_runs_its_job(
     ],
 )
 def test_bad_signature_is_refused_and_stores_nothing(
-    receiver: Receiver, r: redis.Redis, mangle: Callable[[bytes, str], tuple[bytes, str | None]]
+    receiver: Receiver, r: BytesRedis, mangle: Callable[[bytes, str], tuple[bytes, str | None]]
 ) -> None:
     body, headers = payloads.signed(payloads.message(), SECRET)
     body, signature = mangle(body, headers["X-Webhook-Signature"])
@@ -93,7 +93,7 @@ def test_bad_signature_is_refused_and_stores_nothing(
 
 
 def test_old_secret_still_verifies_during_rotation(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(secrets=("new-secret", SECRET))
 
@@ -103,7 +103,7 @@ def test_old_secret_still_verifies_during_rotation(
 
 
 def test_pretty_printed_body_whose_compact_form_was_signed_is_accepted(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     envelope = payloads.message(text="Prix: 1.0 € — ça va? 👍")
     envelope["data"]["score"] = 1.0
@@ -122,7 +122,7 @@ def test_pretty_printed_body_whose_compact_form_was_signed_is_accepted(
     "text",
     ["नमस्ते 🙏", "emoji 👨‍👩‍👧 and \u2028 line separator", "control \x01\x1f chars", "日本語"],
 )
-def test_unicode_bodies_are_accepted(receiver: Receiver, r: redis.Redis, text: str) -> None:
+def test_unicode_bodies_are_accepted(receiver: Receiver, r: BytesRedis, text: str) -> None:
     envelope = payloads.message(text=text)
 
     assert deliver(receiver, envelope).status_code == 200
@@ -140,7 +140,7 @@ def test_unicode_bodies_are_accepted(receiver: Receiver, r: redis.Redis, text: s
     ],
 )
 def test_a_signed_body_the_parser_refuses_is_kept_raw_and_acknowledged(
-    receiver: Receiver, r: redis.Redis, body: bytes
+    receiver: Receiver, r: BytesRedis, body: bytes
 ) -> None:
     headers = {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, SECRET)}
 
@@ -157,7 +157,7 @@ def test_a_signed_body_the_parser_refuses_is_kept_raw_and_acknowledged(
 
 
 def test_the_unparsed_stream_is_capped(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(unparsed_cap=10)
     for i in range(300):
@@ -170,9 +170,7 @@ def test_the_unparsed_stream_is_capped(
     assert newest == b"[" * 2299
 
 
-def test_an_unsigned_body_the_parser_refuses_is_not_kept(
-    receiver: Receiver, r: redis.Redis
-) -> None:
+def test_an_unsigned_body_the_parser_refuses_is_not_kept(receiver: Receiver, r: BytesRedis) -> None:
     body = b"[" * 5000
     headers = {"Content-Type": "application/json", "X-Webhook-Signature": sign(body, "guess")}
 
@@ -181,7 +179,7 @@ def test_an_unsigned_body_the_parser_refuses_is_not_kept(
 
 
 def test_chunked_body_over_the_limit_is_refused_before_it_ends(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(max_body_bytes=1024)
     host, port = receiver.url.removeprefix("http://").split(":")
@@ -204,7 +202,7 @@ def test_chunked_body_over_the_limit_is_refused_before_it_ends(
 
 
 def test_content_length_over_the_limit_is_refused(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(max_body_bytes=100)
     body, headers = payloads.signed(payloads.message(), SECRET)
@@ -216,7 +214,7 @@ def test_content_length_over_the_limit_is_refused(
 
 
 def test_a_body_that_does_not_arrive_in_time_is_refused_with_408(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(body_timeout=0.5)
     host, port = receiver.url.removeprefix("http://").split(":")
@@ -237,7 +235,7 @@ def test_a_body_that_does_not_arrive_in_time_is_refused_with_408(
 
 
 def test_the_stringify_fallback_is_capped_by_size(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(canonical_max_bytes=2048)
 
@@ -257,7 +255,7 @@ def test_the_stringify_fallback_is_capped_by_size(
 
 
 def test_non_json_content_type_and_other_methods_are_refused(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     body, headers = payloads.signed(payloads.message(), SECRET)
 
@@ -272,7 +270,7 @@ def test_non_json_content_type_and_other_methods_are_refused(
 
 
 def test_same_event_delivered_twenty_times_concurrently_makes_one_job(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     body, headers = payloads.signed(payloads.message(), SECRET)
 
@@ -294,7 +292,7 @@ def test_same_event_delivered_twenty_times_concurrently_makes_one_job(
     assert len(claims(r)) == 1
 
 
-def test_each_status_of_one_message_goes_through_once(receiver: Receiver, r: redis.Redis) -> None:
+def test_each_status_of_one_message_goes_through_once(receiver: Receiver, r: BytesRedis) -> None:
     for value in ("sent", "delivered", "read", "delivered"):
         assert deliver(receiver, payloads.status("wamid.OUT1", value)).status_code == 200
 
@@ -306,7 +304,7 @@ def test_each_status_of_one_message_goes_through_once(receiver: Receiver, r: red
 
 
 def test_unknown_or_odd_events_are_kept_on_the_catch_all_queue(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     odd = [
         {"event": "account_update", "data": {"x": 1}},
@@ -323,7 +321,7 @@ def test_unknown_or_odd_events_are_kept_on_the_catch_all_queue(
     assert r.llen(MESSAGES) == 0
 
 
-def test_test_event_is_deduplicated_by_test_id(receiver: Receiver, r: redis.Redis) -> None:
+def test_test_event_is_deduplicated_by_test_id(receiver: Receiver, r: BytesRedis) -> None:
     envelope = {
         "event": "test",
         "timestamp": "2024-01-15T10:30:00Z",
@@ -337,7 +335,7 @@ def test_test_event_is_deduplicated_by_test_id(receiver: Receiver, r: redis.Redi
 
 
 def test_replay_tolerance_refuses_old_timestamps(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(replay_tolerance=300)
     old = payloads.message()  # timestamp 2024-01-15
@@ -354,7 +352,7 @@ def test_replay_tolerance_refuses_old_timestamps(
 
 
 def test_three_messages_of_one_contact_form_a_chain_in_order(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     for text in ("one", "two", "three"):
         assert (
@@ -393,7 +391,7 @@ def test_health_and_readiness(receiver: Receiver) -> None:
 
 
 def test_strict_durability_waits_for_the_aof_fsync_and_accepts(
-    start_receiver: Callable[..., Receiver], r: redis.Redis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
     receiver = start_receiver(wait_aof=True)
 

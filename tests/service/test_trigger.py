@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from click.testing import CliRunner, Result
 from rq import Queue
 from rq.registry import DeferredJobRegistry
@@ -20,6 +19,7 @@ from service.cli import main
 from service.samples import new_message_id, out_of_order
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
+from tests.support.bredis import BytesRedis
 from tests.support.portal import serve
 from tests.support.receiver import SECRET, Receiver
 
@@ -36,14 +36,14 @@ def trigger(*args: str) -> Result:
     return CliRunner().invoke(main, ["trigger", *args], catch_exceptions=False)
 
 
-def jobs(r: redis.Redis, queue: str) -> list[dict[str, Any]]:
+def jobs(r: BytesRedis, queue: str) -> list[dict[str, Any]]:
     """The kwargs of the queue's jobs, queued or waiting for their conversation's previous."""
     q = Queue(f"wabahooks:{queue}", connection=r, serializer=JSONSerializer)
     ids = q.get_job_ids() + DeferredJobRegistry(queue=q).get_job_ids()
     return [job.kwargs for job in q.job_class.fetch_many(ids, r, serializer=JSONSerializer) if job]
 
 
-def test_a_text_message_becomes_one_job(receiver: Receiver, r: redis.Redis) -> None:
+def test_a_text_message_becomes_one_job(receiver: Receiver, r: BytesRedis) -> None:
     result = trigger(
         "message",
         "--text",
@@ -80,7 +80,7 @@ def test_a_text_message_becomes_one_job(receiver: Receiver, r: redis.Redis) -> N
     ],
 )
 def test_other_message_types_carry_their_object(
-    receiver: Receiver, r: redis.Redis, kind: str, field: str, expected: str
+    receiver: Receiver, r: BytesRedis, kind: str, field: str, expected: str
 ) -> None:
     result = trigger(
         "message",
@@ -101,7 +101,7 @@ def test_other_message_types_carry_their_object(
 
 
 def test_duplicates_are_answered_as_such_and_make_one_job(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     result = trigger(
         "message", "--duplicate", "3", "--url", receiver.webhook_url, "--secret", SECRET
@@ -113,7 +113,7 @@ def test_duplicates_are_answered_as_such_and_make_one_job(
 
 
 def test_a_status_sequence_out_of_order_makes_one_job_per_status(
-    receiver: Receiver, r: redis.Redis
+    receiver: Receiver, r: BytesRedis
 ) -> None:
     mid = new_message_id("919876543210")
     result = trigger(
@@ -138,7 +138,7 @@ def test_a_status_sequence_out_of_order_makes_one_job_per_status(
     assert statuses == ["delivered", "read", "sent"]
 
 
-def test_a_failed_status_carries_errors(receiver: Receiver, r: redis.Redis) -> None:
+def test_a_failed_status_carries_errors(receiver: Receiver, r: BytesRedis) -> None:
     result = trigger(
         "status",
         "--sequence",
@@ -159,7 +159,7 @@ def test_a_failed_status_carries_errors(receiver: Receiver, r: redis.Redis) -> N
     assert (error["code"], error["title"]) == (131047, "Re-engagement message")
 
 
-def test_a_test_event_goes_to_the_other_queue(receiver: Receiver, r: redis.Redis) -> None:
+def test_a_test_event_goes_to_the_other_queue(receiver: Receiver, r: BytesRedis) -> None:
     result = trigger("test", "--url", receiver.webhook_url, "--secret", SECRET)
 
     assert result.exit_code == 0, result.output
@@ -167,7 +167,7 @@ def test_a_test_event_goes_to_the_other_queue(receiver: Receiver, r: redis.Redis
     assert job["kind"] == "test"
 
 
-def test_a_wrong_secret_is_refused_and_says_why(receiver: Receiver, r: redis.Redis) -> None:
+def test_a_wrong_secret_is_refused_and_says_why(receiver: Receiver, r: BytesRedis) -> None:
     result = trigger("message", "--url", receiver.webhook_url, "--secret", "wrong")
 
     assert result.exit_code == 1
@@ -177,7 +177,7 @@ def test_a_wrong_secret_is_refused_and_says_why(receiver: Receiver, r: redis.Red
 
 
 def test_the_secret_comes_from_the_environment(
-    receiver: Receiver, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver, r: BytesRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WABA_WEBHOOK_SECRET", f"{SECRET},older")
 
@@ -222,7 +222,7 @@ def sim(receiver: Receiver) -> Iterator[str]:
         yield url
 
 
-def test_via_the_simulator_the_message_is_known_to_it(sim: str, r: redis.Redis) -> None:
+def test_via_the_simulator_the_message_is_known_to_it(sim: str, r: BytesRedis) -> None:
     result = trigger("message", "--text", "hello", "--via-sim", sim)
 
     assert result.exit_code == 0, result.output
@@ -239,7 +239,7 @@ def test_via_the_simulator_the_message_is_known_to_it(sim: str, r: redis.Redis) 
     assert response.status_code == 200
 
 
-def test_via_the_simulator_statuses_follow_its_latest_send(sim: str, r: redis.Redis) -> None:
+def test_via_the_simulator_statuses_follow_its_latest_send(sim: str, r: BytesRedis) -> None:
     trigger("message", "--via-sim", sim)  # opens the 24-hour window
     headers = {"Authorization": "Bearer sim-key"}
     sent = httpx.post(
@@ -257,7 +257,7 @@ def test_via_the_simulator_statuses_follow_its_latest_send(sim: str, r: redis.Re
     assert [job["event_key"] for job in new] == [f"status:{sent}:failed"]
 
 
-def test_via_the_simulator_the_test_event_uses_the_portal_api(sim: str, r: redis.Redis) -> None:
+def test_via_the_simulator_the_test_event_uses_the_portal_api(sim: str, r: BytesRedis) -> None:
     result = trigger("test", "--via-sim", sim)
 
     assert result.exit_code == 0, result.output
@@ -303,7 +303,7 @@ def closed_port_url() -> str:
     ],
 )
 def test_every_message_type_the_model_reads_can_be_sent(
-    receiver: Receiver, r: redis.Redis, args: list[str], read: Any
+    receiver: Receiver, r: BytesRedis, args: list[str], read: Any
 ) -> None:
     from service.typedevents import InboundMessage, parse_event
 
@@ -326,7 +326,7 @@ def test_every_message_type_the_model_reads_can_be_sent(
 
 
 def test_a_content_file_is_the_types_object(
-    receiver: Receiver, r: redis.Redis, tmp_path: Path
+    receiver: Receiver, r: BytesRedis, tmp_path: Path
 ) -> None:
     content = tmp_path / "document.json"
     content.write_text('{"id": "42", "mime_type": "text/csv", "filename": "orders.csv"}')
@@ -343,7 +343,7 @@ def test_a_content_file_is_the_types_object(
     assert refused.exit_code == 2 and "must hold a JSON object" in refused.output
 
 
-def test_a_duplicate_answer_is_said_in_words(receiver: Receiver, r: redis.Redis) -> None:
+def test_a_duplicate_answer_is_said_in_words(receiver: Receiver, r: BytesRedis) -> None:
     result = trigger(
         "message", "--duplicate", "2", "--url", receiver.webhook_url, "--secret", SECRET
     )

@@ -27,6 +27,7 @@ from service.portal import AsyncPortalClient, PortalSettings
 from service.settings import Settings
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
+from tests.support.bredis import BytesRedis
 from tests.support.portal import API_KEY, FAST_RETRY, serve
 from tests.support.receiver import Receiver
 from workers import builtins
@@ -48,7 +49,7 @@ class Loop:
 
     sim: httpx.Client
     receiver: Receiver
-    r: redis.Redis
+    r: BytesRedis
     #: Builds the worker runtime, on the running event loop (one per ``work``).
     runtime: Callable[[], Runtime]
 

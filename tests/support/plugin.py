@@ -26,6 +26,7 @@ from service.portal.config import PortalSettings
 from service.settings import Settings
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
+from tests.support.bredis import BytesRedis
 from tests.support.portal import API_KEY, FAST_RETRY, READONLY_KEY, Collector, serve
 from tests.support.receiver import SECRET, Receiver
 from tests.support.workers import ROOT, WorkerProcess, worker_env
@@ -55,9 +56,9 @@ def redis_url(valkey: ValkeyServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    """A synchronous client on the test's empty database."""
-    client = redis.Redis.from_url(redis_url)
+def r(redis_url: str) -> Iterator[BytesRedis]:
+    """A synchronous client on the test's empty database (replies typed as bytes)."""
+    client = BytesRedis(connection_pool=redis.ConnectionPool.from_url(redis_url))
     try:
         yield client
     finally:
@@ -93,7 +94,7 @@ def receiver(start_receiver: Callable[..., Receiver]) -> Receiver:
 
 
 @pytest.fixture
-def start_worker(redis_url: str, r: redis.Redis) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(redis_url: str, r: BytesRedis) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``wabahooks worker`` processes; every one ends after the test."""
     started: list[WorkerProcess] = []
 

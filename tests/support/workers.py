@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-import redis
+from tests.support.bredis import BytesRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "wabahooks:"
@@ -56,7 +56,7 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 15.0) 
 class WorkerProcess:
     """A ``wabahooks worker`` child process and what it registered in Redis."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], log: IO[bytes], r: redis.Redis) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], log: IO[bytes], r: BytesRedis) -> None:
         self.proc = proc
         self._log = log  # a file, not a pipe: a chatty worker never blocks on a full pipe
         self._r = r
@@ -84,7 +84,7 @@ class WorkerProcess:
         return self._log.read().decode("utf-8", "replace")
 
 
-def drain(r: redis.Redis, queue: str) -> bool:
+def drain(r: BytesRedis, queue: str) -> bool:
     """Run ``queue``'s jobs with the worker engine in burst mode, in this process, with no
     handlers (our events end unhandled; plain RQ jobs run as RQ would); return whether any
     job ran."""

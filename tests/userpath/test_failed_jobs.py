@@ -7,9 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import redis
 from rq.registry import FailedJobRegistry
 
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import SECRET, Receiver
 from tests.userpath.support import WABAHOOKS, user_env, wabahooks, write_project
 
@@ -37,7 +37,7 @@ PHONE = "919876543210"
 
 
 def test_failed_list_and_show_say_what_happened_and_what_to_do(
-    tmp_path: Path, receiver: Receiver, redis_url: str, r: redis.Redis
+    tmp_path: Path, receiver: Receiver, redis_url: str, r: BytesRedis
 ) -> None:
     project = write_project(tmp_path / "shop", flaky=FLAKY)
     for text in ("permanent", "transient"):

@@ -10,14 +10,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
-
 from service.archive import ArchiveKeys, ArchiveSettings, contact_token, decode_entry
 from service.cli.forget import forget_contact
 from service.identity import classify
 from service.intake import Intake
 from service.jobs import build_job
 from service.logs import id_key
+from tests.support.bredis import BytesRedis
 from tests.support.loop import Loop, running_loop
 from tests.support.workers import WorkerProcess
 from tests.workers.example_handlers import router
@@ -54,7 +53,7 @@ def archived_loop(redis_url: str, *routers: Router, retention: int = 3600) -> It
         yield loop
 
 
-def entries(r: redis.Redis, kind: str | None = "message") -> list[dict[str, Any]]:
+def entries(r: BytesRedis, kind: str | None = "message") -> list[dict[str, Any]]:
     """The archived entries in arrival order (of one kind; None: all)."""
     ids = [i.decode() for i in r.zrange(KEYS.time, 0, -1)]
     found = [decode_entry(r.get(KEYS.entry(i)) or b"null") for i in ids]
@@ -62,7 +61,7 @@ def entries(r: redis.Redis, kind: str | None = "message") -> list[dict[str, Any]
 
 
 def test_a_journey_is_recorded_with_handler_outcomes_and_portal_calls(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     with archived_loop(redis_url, strict, router) as loop:
         before = time.time()
@@ -104,7 +103,7 @@ def test_a_journey_is_recorded_with_handler_outcomes_and_portal_calls(
     assert feed == contact_ids
 
 
-def test_a_retried_event_is_archived_as_retrying_then_done(redis_url: str, r: redis.Redis) -> None:
+def test_a_retried_event_is_archived_as_retrying_then_done(redis_url: str, r: BytesRedis) -> None:
     with archived_loop(redis_url, router) as loop:
         loop.chaos(server_error_next=100)
         loop.inbound("first")
@@ -142,7 +141,7 @@ def _submit_old(redis_url: str, envelope: dict[str, Any], received: datetime) ->
     return asyncio.run(main())
 
 
-def test_retention_by_arrival_time_and_entries_expire(redis_url: str, r: redis.Redis) -> None:
+def test_retention_by_arrival_time_and_entries_expire(redis_url: str, r: BytesRedis) -> None:
     def envelope(message_id: str) -> dict[str, Any]:
         data = {"from": PHONE, "messageId": message_id, "type": "text", "text": {"body": "x"}}
         return {"event": "message", "data": data}
@@ -170,7 +169,7 @@ def test_retention_by_arrival_time_and_entries_expire(redis_url: str, r: redis.R
     assert 500 < r.ttl(KEYS.time) <= 600 and 500 < r.ttl(KEYS.contact(token)) <= 600
 
 
-def test_forget_removes_the_contacts_archived_events(redis_url: str, r: redis.Redis) -> None:
+def test_forget_removes_the_contacts_archived_events(redis_url: str, r: BytesRedis) -> None:
     with archived_loop(redis_url, router) as loop:
         loop.inbound("hello", sender=PHONE)
         loop.inbound("hello too", sender="14155550123")
@@ -198,7 +197,7 @@ def test_a_worker_refuses_to_archive_without_a_key(
 
 
 def test_a_worker_with_the_archive_on_records_what_it_runs(
-    start_worker: Callable[..., WorkerProcess], redis_url: str, r: redis.Redis
+    start_worker: Callable[..., WorkerProcess], redis_url: str, r: BytesRedis
 ) -> None:
     job_id = _submit_old(redis_url, {"event": "test", "data": {"testId": "t1"}}, datetime.now(UTC))
     worker = start_worker(
@@ -217,7 +216,7 @@ def test_a_worker_with_the_archive_on_records_what_it_runs(
 
 
 def test_a_status_without_a_recipient_is_indexed_by_the_number_its_id_encodes(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     message_id = "wamid." + base64.b64encode(f"{PHONE}:0a1b2c3d4e5f".encode()).decode()
     envelope = {"event": "status", "data": {"messageId": message_id, "status": "delivered"}}

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio
 
 from service.portal import InvalidPhoneNumber, OutcomeUnknown, SentMessage
+from tests.support.bredis import BytesRedis
 from workers.context import AsyncStore, MemoryStore, RedisStore
 from workers.effects import Effects
 from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
@@ -61,7 +62,7 @@ def make_store(backend: str, client: redis.asyncio.Redis) -> AsyncStore:
 
 
 @pytest.fixture(autouse=True)
-def held(r: redis.Redis) -> None:
+def held(r: BytesRedis) -> None:
     """The engine started the job: this test's execution holds it."""
     r.hset("rq:job:contract", HOLDER_FIELD, TOKEN.execution_id)
 

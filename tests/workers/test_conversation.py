@@ -23,6 +23,7 @@ from rq.serializers import JSONSerializer
 from service.cli import main
 from service.cli.forget import forget_contact
 from service.keys import Keys
+from tests.support.bredis import BytesRedis
 from tests.support.loop import Loop, running_loop
 from tests.workers.test_tracing import finished, provider  # noqa: F401 - a fixture
 from workers import (
@@ -364,7 +365,7 @@ def test_conversation_show_without_state_and_with_a_bad_number(redis_url: str) -
 
 
 def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
-    r: redis.Redis, redis_url: str
+    r: BytesRedis, redis_url: str
 ) -> None:
     r.hset("rq:job:j1", mapping={"wh:holder": "e2", "origin": MESSAGES})
     message = message_record(inbound_text("hi"))

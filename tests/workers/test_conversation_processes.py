@@ -13,11 +13,11 @@ import signal
 
 import httpx
 import pytest
-import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import Receiver
 from tests.support.workers import wait_for
 from tests.workers.test_processes import MESSAGES, portal_env, sent, simulator, workers
@@ -35,17 +35,17 @@ def say(sim: httpx.Client, phone: str, *texts: str) -> None:
         assert sim.post("/sim/deliveries/wait", json={"timeout": 30}).json() == {"pending": 0}
 
 
-def finished(r: redis.Redis, count: int) -> bool:
+def finished(r: BytesRedis, count: int) -> bool:
     return Queue(MESSAGES, connection=r).finished_job_registry.count == count
 
 
-def no_failures(r: redis.Redis) -> bool:
+def no_failures(r: BytesRedis) -> bool:
     return FailedJobRegistry(MESSAGES, connection=r, serializer=JSONSerializer).count == 0
 
 
 @pytest.mark.parametrize("handlers", [HANDLERS, SYNC_HANDLERS])
 def test_a_three_message_burst_gets_one_reply_with_all_three_texts(
-    receiver: Receiver, r: redis.Redis, redis_url: str, handlers: str
+    receiver: Receiver, r: BytesRedis, redis_url: str, handlers: str
 ) -> None:
     with simulator(receiver) as sim:
         with workers(2, portal_env(sim, redis_url, handlers)):
@@ -57,7 +57,7 @@ def test_a_three_message_burst_gets_one_reply_with_all_three_texts(
 
 
 def test_a_worker_killed_mid_burst_loses_nothing(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     with simulator(receiver) as sim:
         env = portal_env(sim, redis_url, HANDLERS)
@@ -75,7 +75,7 @@ def test_a_worker_killed_mid_burst_loses_nothing(
 
 
 def test_a_flush_killed_after_its_reply_is_redriven_without_a_second_reply(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     with simulator(receiver) as sim:
         env = portal_env(sim, redis_url, HANDLERS)
@@ -93,7 +93,7 @@ def test_a_flush_killed_after_its_reply_is_redriven_without_a_second_reply(
 
 @pytest.mark.parametrize("handlers", [HANDLERS, SYNC_HANDLERS])
 def test_a_step_is_answered_after_a_worker_restart(
-    receiver: Receiver, r: redis.Redis, redis_url: str, handlers: str
+    receiver: Receiver, r: BytesRedis, redis_url: str, handlers: str
 ) -> None:
     with simulator(receiver) as sim:
         env = {**portal_env(sim, redis_url, handlers), "TEST_STEP_TIMEOUT": "120"}
@@ -109,7 +109,7 @@ def test_a_step_is_answered_after_a_worker_restart(
 
 
 def test_a_timeout_fires_once_across_three_workers(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     with simulator(receiver) as sim:
         env = {**portal_env(sim, redis_url, HANDLERS), "TEST_STEP_TIMEOUT": "2"}
@@ -125,7 +125,7 @@ def test_a_timeout_fires_once_across_three_workers(
 
 
 def test_two_contacts_interleaved_never_see_each_others_state(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     with simulator(receiver) as sim:
         env = {**portal_env(sim, redis_url, HANDLERS), "TEST_STEP_TIMEOUT": "120"}

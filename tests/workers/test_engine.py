@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 from rq import Queue
 from rq.job import Dependency, Job, JobStatus
@@ -20,6 +19,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from tests.support.bredis import BytesRedis
 from tests.workers import jobs
 from workers.engine import Engine
 from workers.execution import ExecutionToken
@@ -31,11 +31,11 @@ QUEUE = "wabahooks:messages"
 T = TypeVar("T")
 
 
-def queue(r: redis.Redis) -> Queue:
+def queue(r: BytesRedis) -> Queue:
     return Queue(QUEUE, connection=r, serializer=JSONSerializer)
 
 
-def status(r: redis.Redis, job_id: str) -> JobStatus:
+def status(r: BytesRedis, job_id: str) -> JobStatus:
     return Job.fetch(job_id, connection=r, serializer=JSONSerializer).get_status()
 
 
@@ -67,14 +67,14 @@ def drain(redis_url: str, **options: Any) -> bool:
     return run(redis_url, lambda c: engine(state(c), **options).run())
 
 
-def nothing_in_flight(r: redis.Redis) -> None:
+def nothing_in_flight(r: BytesRedis) -> None:
     assert r.zcard(f"rq:wip:{QUEUE}") == 0
     assert r.keys("rq:execution:*") == []
     assert r.llen(f"rq:queue:{QUEUE}") == 0
 
 
 def test_a_burst_drains_the_queue_with_many_in_flight_and_stores_results(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     ids = [queue(r).enqueue(jobs.nap, redis_url, "napped", str(n), 0.2).id for n in range(6)]
 
@@ -91,7 +91,7 @@ def test_a_burst_drains_the_queue_with_many_in_flight_and_stores_results(
     nothing_in_flight(r)
 
 
-def test_at_most_concurrency_jobs_run_at_once(redis_url: str, r: redis.Redis) -> None:
+def test_at_most_concurrency_jobs_run_at_once(redis_url: str, r: BytesRedis) -> None:
     for n in range(4):
         queue(r).enqueue(jobs.nap, redis_url, "napped", str(n), 0.3)
 
@@ -104,7 +104,7 @@ def test_at_most_concurrency_jobs_run_at_once(redis_url: str, r: redis.Redis) ->
 
 
 def test_a_chain_runs_in_order_and_a_failure_releases_its_dependent(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     q = queue(r)
     first = q.enqueue(jobs.record, redis_url, "ran", "first")
@@ -126,7 +126,7 @@ def test_a_chain_runs_in_order_and_a_failure_releases_its_dependent(
     assert status(r, after.id) == JobStatus.FINISHED
 
 
-def test_a_retry_is_scheduled_and_runs_when_due(redis_url: str, r: redis.Redis) -> None:
+def test_a_retry_is_scheduled_and_runs_when_due(redis_url: str, r: BytesRedis) -> None:
     job = queue(r).enqueue(jobs.flaky, redis_url, "tries", 2)  # asks for a retry in 1 s once
 
     async def body(client: aioredis.Redis) -> None:
@@ -153,7 +153,7 @@ async def _start_as_a_dead_worker(client: aioredis.Redis, lease: int = 1) -> lis
     return await state(client, "dead", lease=lease).start(["e1"])
 
 
-def _expire_leases(r: redis.Redis) -> None:
+def _expire_leases(r: BytesRedis) -> None:
     """Move every lease in the started registry into the past (as if time had passed)."""
     key = f"rq:wip:{QUEUE}"
     for member, _score in r.zrange(key, 0, -1, withscores=True):
@@ -161,7 +161,7 @@ def _expire_leases(r: redis.Redis) -> None:
 
 
 def test_a_dead_workers_job_is_redriven_first_and_keeps_its_conversation_place(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     q = queue(r)
     first = q.enqueue(jobs.record, redis_url, "ran", "first")
@@ -187,7 +187,7 @@ def test_a_dead_workers_job_is_redriven_first_and_keeps_its_conversation_place(
 
 
 def test_rq_cleanup_that_runs_long_after_a_death_requeues_and_never_releases(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     q = queue(r)
     first = q.enqueue(jobs.record, redis_url, "ran", "first")
@@ -204,7 +204,7 @@ def test_rq_cleanup_that_runs_long_after_a_death_requeues_and_never_releases(
 
 
 def test_a_job_that_keeps_killing_workers_fails_once_its_attempts_are_spent(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     q = queue(r)
     doomed = q.enqueue(jobs.record, redis_url, "ran", "doomed")
@@ -223,7 +223,7 @@ def test_a_job_that_keeps_killing_workers_fails_once_its_attempts_are_spent(
     assert status(r, after.id) == JobStatus.QUEUED  # released, as a failure releases
 
 
-def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: redis.Redis) -> None:
+def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: BytesRedis) -> None:
     q = queue(r)
     job = q.enqueue(jobs.record, redis_url, "ran", "x")
 
@@ -243,7 +243,7 @@ def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: redis.Redi
     assert r.hget(f"rq:job:{job.id}", "wh:holder") == b"e2"
 
 
-def test_a_timed_out_async_job_is_cancelled_and_retried(redis_url: str, r: redis.Redis) -> None:
+def test_a_timed_out_async_job_is_cancelled_and_retried(redis_url: str, r: BytesRedis) -> None:
     job = queue(r).enqueue(jobs.nap, redis_url, "napped", "slow", 30, job_timeout=1)
 
     assert drain(redis_url)
@@ -256,7 +256,7 @@ def test_a_timed_out_async_job_is_cancelled_and_retried(redis_url: str, r: redis
 
 
 def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     slow = queue(r).enqueue(jobs.sleep_sync, redis_url, "slept", 2, job_timeout=1)
     queue(r).enqueue(jobs.record, redis_url, "ran", "next")
@@ -281,7 +281,7 @@ def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(
 
 
 def test_a_cold_stop_hands_jobs_back_without_counting_an_attempt(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     q = queue(r)
     first = q.enqueue(jobs.nap, redis_url, "napped", "long", 30)
@@ -304,7 +304,7 @@ def test_a_cold_stop_hands_jobs_back_without_counting_an_attempt(
     assert r.zcard(f"rq:wip:{QUEUE}") == 0
 
 
-def test_a_warm_stop_lets_jobs_in_flight_finish(redis_url: str, r: redis.Redis) -> None:
+def test_a_warm_stop_lets_jobs_in_flight_finish(redis_url: str, r: BytesRedis) -> None:
     job = queue(r).enqueue(jobs.nap, redis_url, "napped", "x", 0.3)
 
     async def body(client: aioredis.Redis) -> None:
@@ -321,7 +321,7 @@ def test_a_warm_stop_lets_jobs_in_flight_finish(redis_url: str, r: redis.Redis) 
     nothing_in_flight(r)
 
 
-def test_rq_suspend_pauses_fetching(redis_url: str, r: redis.Redis) -> None:
+def test_rq_suspend_pauses_fetching(redis_url: str, r: BytesRedis) -> None:
     queue(r).enqueue(jobs.record, redis_url, "ran", "x")
     r.set("rq:suspended", 1)
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-import redis
 from click.testing import CliRunner, Result
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from service.cli import main
 from service.logs import IdHasher
 from service.signature import verify_raw
+from tests.support.bredis import BytesRedis
 from tests.support.portal import serve
 from tests.support.workers import ROOT, wait_for, worker_env
 from tests.workers.example_handlers import router
@@ -45,7 +45,7 @@ def sent_texts(history: dict[str, object]) -> list[str]:
     return [m["message"] for m in history["sent"]]  # type: ignore[attr-defined, index]
 
 
-def test_tail_prints_each_new_event_as_it_ends(redis_url: str, r: redis.Redis) -> None:
+def test_tail_prints_each_new_event_as_it_ends(redis_url: str, r: BytesRedis) -> None:
     env = worker_env(redis_url, WABAHOOKS_LOG_KEY=LOG_KEY)
     command = ["events", "tail", "--json", "--text", "--count", "1", "--kind", "message"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -118,7 +118,7 @@ def test_tail_without_colour_when_not_a_terminal_and_filters(redis_url: str) -> 
     assert {"********3210", "*******0123"} <= set(by_handler.output.split())
 
 
-def test_show_by_job_id_message_id_and_phone(redis_url: str, r: redis.Redis) -> None:
+def test_show_by_job_id_message_id_and_phone(redis_url: str, r: BytesRedis) -> None:
     with archived_loop(redis_url, router) as loop:
         message_id = loop.inbound("show me")
         loop.work()
@@ -143,7 +143,7 @@ def test_show_by_job_id_message_id_and_phone(redis_url: str, r: redis.Redis) -> 
 
 
 def test_replay_dry_run_shows_what_would_be_sent_and_sends_nothing(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     with archived_loop(redis_url, router) as loop:
         loop.inbound("again please")
@@ -162,7 +162,7 @@ def test_replay_dry_run_shows_what_would_be_sent_and_sends_nothing(
     assert r.llen("rq:queue:wabahooks:messages") == 0
 
 
-def test_replay_sends_once_per_scope(redis_url: str, r: redis.Redis) -> None:
+def test_replay_sends_once_per_scope(redis_url: str, r: BytesRedis) -> None:
     with archived_loop(redis_url, router) as loop:
         loop.inbound("replay me")
         loop.work()
@@ -209,7 +209,7 @@ def target() -> Iterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
 
 
 def test_replay_to_a_url_posts_signed_envelopes(
-    redis_url: str, r: redis.Redis, target: tuple[str, list[tuple[bytes, dict[str, str]]]]
+    redis_url: str, r: BytesRedis, target: tuple[str, list[tuple[bytes, dict[str, str]]]]
 ) -> None:
     url, received = target
     with archived_loop(redis_url, router) as loop:
@@ -264,7 +264,7 @@ def test_replay_refuses_what_it_cannot_do(redis_url: str) -> None:
     assert no_handlers.exit_code == 2 and "no handlers are configured here" in no_handlers.output
 
 
-def test_replay_through_one_handler_runs_only_that_one(redis_url: str, r: redis.Redis) -> None:
+def test_replay_through_one_handler_runs_only_that_one(redis_url: str, r: BytesRedis) -> None:
     greeter = Router("greeter")
 
     @greeter.message(replies=True)
@@ -295,7 +295,7 @@ def test_replay_through_one_handler_runs_only_that_one(redis_url: str, r: redis.
     assert replayed["replay"]["handlers"] == ["greeter"]
 
 
-def test_show_says_where_an_event_not_yet_archived_is(redis_url: str, r: redis.Redis) -> None:
+def test_show_says_where_an_event_not_yet_archived_is(redis_url: str, r: BytesRedis) -> None:
     with archived_loop(redis_url, router) as loop:
         message_id = loop.inbound("still queued")
         job_id = r.get(f"wabahooks:claim:message:{message_id}").decode()  # type: ignore[union-attr]

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import redis
 from click.testing import CliRunner, Result
 from rq import Queue
 from rq.job import Job, JobStatus
@@ -14,6 +13,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.cli import main
+from tests.support.bredis import BytesRedis
 from tests.support.workers import PREFIX, ROOT, drain, worker_env
 from tests.workers import jobs
 
@@ -23,7 +23,7 @@ def run(redis_url: str | None, *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=env, input=input)
 
 
-def fail_jobs(r: redis.Redis, name: str, *event_keys: str) -> list[str]:
+def fail_jobs(r: BytesRedis, name: str, *event_keys: str) -> list[str]:
     """Enqueue failing jobs on queue ``name`` and run them into its failed registry."""
     q = Queue(PREFIX + name, connection=r, serializer=JSONSerializer)
     ids = [q.enqueue(jobs.fail, "boom: " + key, event_key=key).id for key in event_keys]
@@ -31,7 +31,7 @@ def fail_jobs(r: redis.Redis, name: str, *event_keys: str) -> list[str]:
     return ids
 
 
-def failed_ids(r: redis.Redis, name: str) -> list[str]:
+def failed_ids(r: BytesRedis, name: str) -> list[str]:
     return FailedJobRegistry(PREFIX + name, connection=r).get_job_ids()
 
 
@@ -49,7 +49,7 @@ def test_list_says_when_there_is_nothing(redis_url: str) -> None:
     assert result.output.strip() == "No failed jobs."
 
 
-def test_list_shows_id_queue_event_key_time_and_the_error(redis_url: str, r: redis.Redis) -> None:
+def test_list_shows_id_queue_event_key_time_and_the_error(redis_url: str, r: BytesRedis) -> None:
     [m1] = fail_jobs(r, "messages", "message:wamid.A")
     [s1] = fail_jobs(r, "statuses", "status:wamid.B:read")
 
@@ -68,7 +68,7 @@ def test_list_shows_id_queue_event_key_time_and_the_error(redis_url: str, r: red
     assert s1 in only.output and m1 not in only.output
 
 
-def test_requeue_puts_named_jobs_back_with_fresh_retries(redis_url: str, r: redis.Redis) -> None:
+def test_requeue_puts_named_jobs_back_with_fresh_retries(redis_url: str, r: BytesRedis) -> None:
     first, second = fail_jobs(r, "messages", "message:wamid.A", "message:wamid.B")
     r.hset(Job.key_for(first), "number_of_retries", 3)
 
@@ -81,7 +81,7 @@ def test_requeue_puts_named_jobs_back_with_fresh_retries(redis_url: str, r: redi
     assert failed_ids(r, "messages") == [second]
 
 
-def test_requeue_all_of_one_queue(redis_url: str, r: redis.Redis) -> None:
+def test_requeue_all_of_one_queue(redis_url: str, r: BytesRedis) -> None:
     messages = fail_jobs(r, "messages", "message:wamid.A", "message:wamid.B")
     statuses = fail_jobs(r, "statuses", "status:wamid.C:read")
 
@@ -107,7 +107,7 @@ def test_requeue_explains_a_wrong_call(redis_url: str, args: tuple[str, ...], sa
     assert says in result.output
 
 
-def test_requeue_of_an_unknown_id_says_so_and_fails(redis_url: str, r: redis.Redis) -> None:
+def test_requeue_of_an_unknown_id_says_so_and_fails(redis_url: str, r: BytesRedis) -> None:
     [known] = fail_jobs(r, "other", "test:t1")
 
     result = run(redis_url, "failed", "requeue", "no-such-job", known)
@@ -117,7 +117,7 @@ def test_requeue_of_an_unknown_id_says_so_and_fails(redis_url: str, r: redis.Red
     assert "Requeued 1 job(s)." in result.output
 
 
-def test_purge_asks_first_and_deletes_for_good(redis_url: str, r: redis.Redis) -> None:
+def test_purge_asks_first_and_deletes_for_good(redis_url: str, r: BytesRedis) -> None:
     messages = fail_jobs(r, "messages", "message:wamid.A")
     statuses = fail_jobs(r, "statuses", "status:wamid.B:read")
 

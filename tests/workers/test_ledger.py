@@ -10,6 +10,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from tests.support.bredis import BytesRedis
 from workers.effects import Effects
 from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
 from workers.ledger import RedisLedger
@@ -30,11 +31,11 @@ def run(redis_url: str, body: Callable[[redis.asyncio.Redis], Awaitable[None]]) 
     asyncio.run(main())
 
 
-def ledger_fields(r: redis.Redis) -> dict[bytes, bytes]:
+def ledger_fields(r: BytesRedis) -> dict[bytes, bytes]:
     return {k: v for k, v in r.hgetall(JOB).items() if k.startswith(b"wh:") and k != b"wh:holder"}
 
 
-def test_the_holder_writes_each_transition(redis_url: str, r: redis.Redis) -> None:
+def test_the_holder_writes_each_transition(redis_url: str, r: BytesRedis) -> None:
     r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
 
     async def body(client: redis.asyncio.Redis) -> None:
@@ -56,7 +57,7 @@ def test_the_holder_writes_each_transition(redis_url: str, r: redis.Redis) -> No
 
 @pytest.mark.parametrize("holder", ["e2", None])  # re-driven to another execution; job gone
 def test_a_superseded_execution_writes_nothing_and_sends_nothing(
-    redis_url: str, r: redis.Redis, holder: str | None
+    redis_url: str, r: BytesRedis, holder: str | None
 ) -> None:
     if holder is not None:
         r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: holder})
@@ -84,7 +85,7 @@ def test_a_superseded_execution_writes_nothing_and_sends_nothing(
     assert r.exists(JOB) == (holder is not None)  # a gone job is not recreated
 
 
-def test_a_completed_send_is_recorded_in_one_command(redis_url: str, r: redis.Redis) -> None:
+def test_a_completed_send_is_recorded_in_one_command(redis_url: str, r: BytesRedis) -> None:
     """The sent set and the step's done record go together: one script, nothing between
     (written with the next write that must reach Redis, here a flush before a retry)."""
     r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
@@ -109,7 +110,7 @@ def test_a_completed_send_is_recorded_in_one_command(redis_url: str, r: redis.Re
     assert b"wamid.1" in r.hget(JOB, "wh:s:h:send_text#1")  # type: ignore[operator]
 
 
-def test_a_finishing_job_hands_its_sends_to_the_engine(redis_url: str, r: redis.Redis) -> None:
+def test_a_finishing_job_hands_its_sends_to_the_engine(redis_url: str, r: BytesRedis) -> None:
     r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
 
     taken: list[tuple[str, str]] = []
@@ -125,9 +126,7 @@ def test_a_finishing_job_hands_its_sends_to_the_engine(redis_url: str, r: redis.
     assert not r.exists(f"wabahooks:sent:{PHONE}")  # the engine writes it with the job's end
 
 
-def test_the_copy_read_with_the_job_is_used_and_kept_in_step(
-    redis_url: str, r: redis.Redis
-) -> None:
+def test_the_copy_read_with_the_job_is_used_and_kept_in_step(redis_url: str, r: BytesRedis) -> None:
     r.hset(JOB, mapping={HOLDER_FIELD: "e1", "wh:h:earlier": "1"})
 
     async def body(client: redis.asyncio.Redis) -> None:
@@ -141,7 +140,7 @@ def test_the_copy_read_with_the_job_is_used_and_kept_in_step(
 
 
 def test_deferred_records_go_with_the_next_write_that_must_reach_redis(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: "e1"})
 

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.sim.app import create_sim_app
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 from tests.support.loop import sim_delivering_to
 from tests.support.portal import API_KEY, serve
 from tests.support.receiver import SECRET, Receiver
@@ -56,7 +57,7 @@ def test_burst_workers_count_into_one_directory_and_wabahooks_metrics_sums_them(
     sim: tuple[str, httpx.Client],
     receiver: Receiver,
     redis_url: str,
-    r: redis.Redis,
+    r: BytesRedis,
     tmp_path: Path,
 ) -> None:
     sim_url, control = sim
@@ -166,9 +167,7 @@ def test_wabahooks_metrics_needs_the_multiprocess_directory(redis_url: str, tmp_
     assert "not a writable directory" in missing.stderr
 
 
-def test_queue_depths_are_read_from_redis_at_scrape_time(
-    receiver: Receiver, r: redis.Redis
-) -> None:
+def test_queue_depths_are_read_from_redis_at_scrape_time(receiver: Receiver, r: BytesRedis) -> None:
     collector = QueueDepthCollector(r, QUEUES)
 
     def depths() -> dict[tuple[str, str], float]:

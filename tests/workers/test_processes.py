@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.sim.app import create_sim_app
+from tests.support.bredis import BytesRedis
 from tests.support.loop import sim_delivering_to
 from tests.support.portal import API_KEY, serve
 from tests.support.receiver import SECRET, Receiver
@@ -93,12 +93,12 @@ def sent(sim: httpx.Client, phone: str) -> list[str]:
     return [m["message"] for m in history["sent"]]
 
 
-def calls(r: redis.Redis, phone: str) -> list[str]:
+def calls(r: BytesRedis, phone: str) -> list[str]:
     return [t.decode() for t in r.lrange(f"test:calls:{phone}", 0, -1)]
 
 
 def test_fifty_contacts_keep_their_order_across_three_concurrent_workers(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     contacts = [f"4477009{n:05d}" for n in range(50)]
     with simulator(receiver, latency=0.02) as sim:
@@ -123,7 +123,7 @@ def test_fifty_contacts_keep_their_order_across_three_concurrent_workers(
 
 
 def test_sigkill_with_sends_in_flight_then_the_survivor_replies_to_everything_once(
-    receiver: Receiver, r: redis.Redis, redis_url: str
+    receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     contacts = [f"4477008{n:05d}" for n in range(20)]
     # Each send is carried out, then answered a second later: the kill lands in between
@@ -152,7 +152,7 @@ def test_sigkill_with_sends_in_flight_then_the_survivor_replies_to_everything_on
 
 @pytest.mark.parametrize("handlers", ["chat", "chat_sync"])
 def test_async_and_sync_handlers_reply_alike(
-    receiver: Receiver, r: redis.Redis, redis_url: str, handlers: str
+    receiver: Receiver, r: BytesRedis, redis_url: str, handlers: str
 ) -> None:
     with simulator(receiver, latency=0.05) as sim:
         env = portal_env(sim, redis_url, f"tests.workers.process_handlers:{handlers}")
@@ -168,7 +168,7 @@ def test_async_and_sync_handlers_reply_alike(
 
 
 def test_a_worker_killed_after_the_send_does_not_send_it_again(
-    start_receiver: Callable[..., Receiver], r: redis.Redis, redis_url: str
+    start_receiver: Callable[..., Receiver], r: BytesRedis, redis_url: str
 ) -> None:
     receiver = start_receiver()
     with simulator(receiver) as sim:

@@ -36,6 +36,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key, utcformat
 
 from service import keys
+from tests.support.bredis import BytesRedis
 from tests.workers import jobs
 from workers import rqstate
 from workers.engine import Engine
@@ -90,7 +91,7 @@ def test_formats_and_signatures_match_rqs() -> None:
     assert "zlib.decompress(b64decode(exc_string))" in inspect.getsource(Result.restore)
 
 
-def _normalise(r: redis.Redis) -> dict[str, Any]:
+def _normalise(r: BytesRedis) -> dict[str, Any]:
     """Every key of the database, with ids, names and times replaced, ours left out."""
     names: dict[bytes, str] = {}
     for key in sorted(r.keys("rq:job:*")):
@@ -139,7 +140,7 @@ def _normalise(r: redis.Redis) -> dict[str, Any]:
     return snapshot
 
 
-def _with_rq(r: redis.Redis) -> None:
+def _with_rq(r: BytesRedis) -> None:
     worker = SimpleWorker(
         [Queue(QUEUE, connection=r, serializer=JSONSerializer)],
         connection=r,
@@ -159,7 +160,7 @@ def _with_ours(redis_url: str) -> None:
     asyncio.run(main())
 
 
-def _enqueue(redis_url: str, r: redis.Redis, case: str) -> None:
+def _enqueue(redis_url: str, r: BytesRedis, case: str) -> None:
     q = Queue(QUEUE, connection=r, serializer=JSONSerializer)
     first = (
         q.enqueue(jobs.fail, job_id="aaaa", result_ttl=500, failure_ttl=3600)
@@ -179,9 +180,7 @@ def _enqueue(redis_url: str, r: redis.Redis, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["success", "failure", "success+dependent", "failure+dependent"])
-def test_our_scripts_leave_what_rqs_worker_leaves(
-    redis_url: str, r: redis.Redis, case: str
-) -> None:
+def test_our_scripts_leave_what_rqs_worker_leaves(redis_url: str, r: BytesRedis, case: str) -> None:
     _enqueue(redis_url, r, case)
     _with_rq(r)
     theirs = _normalise(r)

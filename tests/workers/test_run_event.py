@@ -13,6 +13,7 @@ import redis
 import redis.asyncio
 
 from service.portal import InvalidPhoneNumber
+from tests.support.bredis import BytesRedis
 from workers import AsyncContext, Context, InboundMessage, Permanent, RetryPolicy, Router
 from workers.entry import Done, Failed, RetryLater, run_event
 from workers.execution import HOLDER_FIELD, ExecutionToken
@@ -71,7 +72,7 @@ def run_job(
 
 
 def test_async_and_sync_handlers_run_in_order_sync_ones_off_the_loop(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     router = Router("mixed")
     threads: dict[str, str] = {}

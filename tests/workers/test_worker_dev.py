@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from rq import Queue
 from rq.job import JobStatus
 from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 from tests.support.workers import PREFIX, wait_for, worker_env
 
 SECRET = "dev-test-secret"
@@ -51,7 +51,7 @@ def dev(redis_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes
 
 
 def test_dev_runs_a_worker_per_queue_and_ctrl_c_stops_them(
-    r: redis.Redis, dev: tuple[subprocess.Popen[bytes], int]
+    r: BytesRedis, dev: tuple[subprocess.Popen[bytes], int]
 ) -> None:
     proc, port = dev
 

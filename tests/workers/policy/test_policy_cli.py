@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner, Result
 
 from service.cli import main
 from service.policystore import PolicyKeys, hash_number, optout_entries
+from tests.support.bredis import BytesRedis
 from tests.support.loop import running_loop
 from tests.support.portal import API_KEY
 from tests.workers.policy.support import send_from_portal_inbox
@@ -50,7 +50,7 @@ def test_optout_list_masks_numbers_unless_asked(redis_url: str) -> None:
 
 
 def test_forget_keeps_the_keyed_hash_so_the_contact_stays_opted_out(
-    redis_url: str, r: redis.Redis
+    redis_url: str, r: BytesRedis
 ) -> None:
     with running_loop(redis_url, config=CONFIG) as loop:
         loop.inbound("STOP")
@@ -70,7 +70,7 @@ def test_forget_keeps_the_keyed_hash_so_the_contact_stays_opted_out(
     assert texts == [STOP_REPLY]
 
 
-def test_forget_drop_optout_removes_the_entry(redis_url: str, r: redis.Redis) -> None:
+def test_forget_drop_optout_removes_the_entry(redis_url: str, r: BytesRedis) -> None:
     with running_loop(redis_url, config=CONFIG) as loop:
         loop.inbound("STOP")
         loop.work()
@@ -112,7 +112,7 @@ def test_handover_cli_refuses_a_bad_number() -> None:
 
 
 def test_the_configured_key_hashes_the_list_and_none_is_kept_in_redis(
-    redis_url: str, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, r: BytesRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WABAHOOKS_OPTOUT_KEY", "a-key-kept-elsewhere")
     with running_loop(redis_url, config=CONFIG) as loop:

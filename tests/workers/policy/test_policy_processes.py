@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import Receiver
 from tests.support.workers import wait_for
 from tests.workers.policy.support import AGENT, CUSTOMER, THANKS, config
@@ -63,12 +63,12 @@ def write(sim: httpx.Client, sender: str, text: str) -> None:
     assert sim.post("/sim/deliveries/wait", json={"timeout": 30}).json() == {"pending": 0}
 
 
-def finished(r: redis.Redis, queue: str = "wabahooks:messages") -> int:
+def finished(r: BytesRedis, queue: str = "wabahooks:messages") -> int:
     return Queue(queue, connection=r, serializer=JSONSerializer).finished_job_registry.count
 
 
 def test_relay_handover_stop_and_the_nudge_with_worker_processes(
-    receiver: Receiver, r: redis.Redis, redis_url: str, tmp_path: Path
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "wabahooks.toml"
     path.write_text(config(), encoding="utf-8")
@@ -105,7 +105,7 @@ def test_relay_handover_stop_and_the_nudge_with_worker_processes(
 
 
 def test_a_worker_killed_after_its_reply_does_not_take_that_reply_for_a_human(
-    receiver: Receiver, r: redis.Redis, redis_url: str, tmp_path: Path
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "wabahooks.toml"
     path.write_text("[policy]\n", encoding="utf-8")
