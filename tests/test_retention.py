@@ -74,9 +74,9 @@ def test_every_key_of_an_events_journey_gets_its_configured_ttl(
         inbound = {"from": sender, "name": "Ana", "type": "text", "content": text}
         message_ids.append(sim.post("/sim/inbound", json=inbound).json()["messageId"])
     assert sim.post("/sim/deliveries/wait", json={"timeout": 10}).json() == {"pending": 0}
-    ok_id, bad_id = (r.get(f"wabahooks:claim:message:{m}") for m in message_ids)
-    assert isinstance(ok_id, bytes) and isinstance(bad_id, bytes)
-    ok_id, bad_id = ok_id.decode(), bad_id.decode()
+    ok_raw, bad_raw = (r.get(f"wabahooks:claim:message:{m}") for m in message_ids)
+    assert isinstance(ok_raw, bytes) and isinstance(bad_raw, bytes)
+    ok_id, bad_id = ok_raw.decode(), bad_raw.decode()
     # Written by the receiver: claims and conversation tails expire with the dedupe window;
     # a queued job has no expiry yet (it must wait for a worker however long that takes).
     for key in r.scan_iter("wabahooks:claim:*"):

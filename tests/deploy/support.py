@@ -68,7 +68,10 @@ def _json(name: str) -> Any:
 @cache
 def _registry() -> Registry:
     definitions = _json("kubernetes/_definitions.json")
-    return Registry().with_resource(definitions["$id"], Resource.from_contents(definitions))
+    registry: Registry[Any] = Registry().with_resource(
+        definitions["$id"], Resource.from_contents(definitions)
+    )
+    return registry
 
 
 @cache

@@ -38,6 +38,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     (document,) = load_all(COMPOSE)
+    assert isinstance(document, dict)
     return document
 
 

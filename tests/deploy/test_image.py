@@ -19,6 +19,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,13 +53,13 @@ HEALTHCHECK: list[str] = json.loads(FINAL["HEALTHCHECK"].split(" CMD ", 1)[1])
 PORT = FINAL["EXPOSE"]
 
 
-def _run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / ENTRYPOINT[0]), *ENTRYPOINT[1:], *args],
         capture_output=True,
         text=True,
         timeout=30,
-        **kwargs,  # type: ignore[call-overload]
+        **kwargs,
     )
 
 

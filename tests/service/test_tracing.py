@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -192,7 +193,7 @@ def test_portal_urls_with_a_phone_number_are_traced_by_template_only() -> None:
     from tests.support.portal import FAST_RETRY
 
     phone = "919812345678"
-    page = {"data": []}
+    page: dict[str, Any] = {"data": []}
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.params.get("cursor") == "boom":

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import redis
+
 from tests.support.bredis import BytesRedis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +86,7 @@ class WorkerProcess:
         return self._log.read().decode("utf-8", "replace")
 
 
-def drain(r: BytesRedis, queue: str) -> bool:
+def drain(r: redis.Redis, queue: str) -> bool:
     """Run ``queue``'s jobs with the worker engine in burst mode, in this process, with no
     handlers (our events end unhandled; plain RQ jobs run as RQ would); return whether any
     job ran."""

@@ -72,7 +72,10 @@ class Dev:
         return state if state.get("pid") == self.proc.pid else {}
 
     def run_file(self) -> list[dict[str, Any]]:
-        return json.loads((self.project / ".wabahooks" / "dev.run").read_text())
+        runs: list[dict[str, Any]] = json.loads(
+            (self.project / ".wabahooks" / "dev.run").read_text()
+        )
+        return runs
 
     def ready(self) -> dict[str, Any]:
         wait_for(lambda: self.state() or self.proc.poll() is not None, "dev to be ready")

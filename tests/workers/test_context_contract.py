@@ -23,7 +23,7 @@ from workers.ledger import Ledger, MemoryLedger, RedisLedger
 from workers.testing import RecordingPortal
 
 T = TypeVar("T")
-Run = Callable[[Callable[[], Awaitable[T]]], T]
+Run = Callable[[Callable[[redis.asyncio.Redis], Awaitable[T]]], T]
 TOKEN = ExecutionToken("contract", "exec-1")
 
 

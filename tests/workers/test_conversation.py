@@ -160,7 +160,7 @@ def test_a_message_after_the_flush_fired_waits_behind_it_and_starts_a_new_burst(
 
 def test_a_retried_message_job_does_not_enter_the_burst_twice(redis_url: str) -> None:
     router = bot()
-    failures = []
+    failures: list[int] = []
 
     @router.message(text="again")
     async def flaky(event: InboundMessage, ctx: AsyncContext) -> None:
@@ -235,7 +235,7 @@ def test_an_answer_chained_before_the_firing_timeout_wins_and_the_timeout_does_n
         assert sent(loop) == ["got: ask", "number 7 (asked 1)"]
         queue = Queue(MESSAGES, connection=loop.r, serializer=JSONSerializer)
         finished = queue.finished_job_registry.get_job_ids()
-        descriptions = sorted(queue.fetch_job(i).description for i in finished)  # type: ignore[union-attr]
+        descriptions = sorted(str(queue.fetch_job(i).description) for i in finished)  # type: ignore[union-attr]
         assert len(finished) == 4 and "timeout number" in descriptions  # ran: a no-op
         assert FailedJobRegistry(MESSAGES, connection=loop.r).count == 0
 
@@ -285,7 +285,7 @@ def test_a_handover_cancels_the_pending_step(redis_url: str) -> None:
                 await client.aclose()
 
         cancelled = asyncio.run(cancel())
-        assert cancelled is not None and cancelled["step"] == "number"
+        assert cancelled is not None and cancelled["step"] == "number"  # type: ignore[index]
         assert asyncio.run(cancel()) is None  # nothing pending any more
         assert loop.r.zcard(SCHEDULED) == 0  # its timeout will not run
         loop.inbound("42")

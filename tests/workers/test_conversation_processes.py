@@ -36,7 +36,7 @@ def say(sim: httpx.Client, phone: str, *texts: str) -> None:
 
 
 def finished(r: BytesRedis, count: int) -> bool:
-    return Queue(MESSAGES, connection=r).finished_job_registry.count == count
+    return bool(Queue(MESSAGES, connection=r).finished_job_registry.count == count)
 
 
 def no_failures(r: BytesRedis) -> bool:

@@ -261,7 +261,7 @@ def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(
     slow = queue(r).enqueue(jobs.sleep_sync, redis_url, "slept", 2, job_timeout=1)
     queue(r).enqueue(jobs.record, redis_url, "ran", "next")
 
-    async def body(client: aioredis.Redis) -> tuple[int, bytes | None]:
+    async def body(client: aioredis.Redis) -> tuple[int, bytes | str | None]:
         eng = engine(state(client), concurrency=1, burst=False)
         runner = asyncio.create_task(eng.run())
         while await client.hget(f"rq:job:{slow.id}", "status") != b"scheduled":

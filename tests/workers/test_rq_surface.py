@@ -34,6 +34,7 @@ from rq.registry import (
 from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key, utcformat
+from rq.version import VERSION as RQ_VERSION
 
 from service import keys
 from tests.support.bredis import BytesRedis
@@ -51,8 +52,8 @@ OURS = re.compile(rb"^(wh:.*|retries_left)$")
 
 
 def test_rq_version_is_the_one_the_scripts_were_checked_against() -> None:
-    assert rq.VERSION.startswith("2.12."), (
-        f"rq {rq.VERSION}: workers/rqstate.py writes RQ 2.12's layout; rerun this module's "
+    assert RQ_VERSION.startswith("2.12."), (
+        f"rq {RQ_VERSION}: workers/rqstate.py writes RQ 2.12's layout; rerun this module's "
         "comparisons against the new version and update the scripts before upgrading"
     )
 

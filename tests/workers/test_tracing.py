@@ -50,9 +50,9 @@ def finished(provider: TracerProvider) -> Sequence[ReadableSpan]:
 def every_text(span: ReadableSpan) -> str:
     """Everything a span carries that a backend shows: name, attributes, events, status."""
     parts: list[Any] = [span.name, span.status.description or ""]
-    parts += [f"{k}={v}" for k, v in (span.attributes or {}).items()]
+    parts += [f"{k}={v!s}" for k, v in (span.attributes or {}).items()]
     for event in span.events:
-        parts += [event.name, *[f"{k}={v}" for k, v in (event.attributes or {}).items()]]
+        parts += [event.name, *[f"{k}={v!s}" for k, v in (event.attributes or {}).items()]]
     return "\n".join(map(str, parts))
 
 

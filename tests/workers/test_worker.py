@@ -164,7 +164,7 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
     port = server.port
     try:
         url = server.connection_url
-        r = redis.Redis.from_url(url)
+        r = BytesRedis(connection_pool=redis.ConnectionPool.from_url(url))
         job = queue(r, PREFIX + "other").enqueue(jobs.flaky, url, "tries", 2)
         worker = start_worker("--queue", "other", REDIS_URL=url)
         wait_for(lambda: r.get("tries") == b"1", "the first try")
@@ -173,7 +173,7 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
         server.stop()  # a restart while the retry waits
         server = valkey(port)
 
-        r = redis.Redis.from_url(url)
+        r = BytesRedis(connection_pool=redis.ConnectionPool.from_url(url))
         wait_for(lambda: r.get("tries") == b"2", "the retry after the restart", timeout=30)
         wait_for(lambda: status(r, job.id) == JobStatus.FINISHED, "the job to finish")
         assert worker.proc.poll() is None  # it rode out the restart

@@ -64,7 +64,7 @@ def write(sim: httpx.Client, sender: str, text: str) -> None:
 
 
 def finished(r: BytesRedis, queue: str = "wabahooks:messages") -> int:
-    return Queue(queue, connection=r, serializer=JSONSerializer).finished_job_registry.count
+    return int(Queue(queue, connection=r, serializer=JSONSerializer).finished_job_registry.count)
 
 
 def test_relay_handover_stop_and_the_nudge_with_worker_processes(
