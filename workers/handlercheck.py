@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.cli.admin import Result
+from service.cli.check import Result
 from service.settings import ConfigError
 from workers.handlerset import ALLOW_NONE_ENV, NoHandlers, app_dirs, load_handlers
 from workers.loading import HandlerImportFailed

@@ -19,7 +19,8 @@ from typing import BinaryIO
 
 import click
 
-from service.cli.admin import check, status
+from service.cli.admin import status
+from service.cli.check import check
 from service.cli.common import fail, safe_url, settings_or_exit
 from service.cli.forget import forget
 from service.cli.portal_sim import portal_sim
