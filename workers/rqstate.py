@@ -40,11 +40,7 @@ the job (``wh:holder``): a superseded execution's ending is ignored.
 
 from __future__ import annotations
 
-import base64
-import json
 import platform
-import zlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -65,8 +61,9 @@ from service.keys import (
     rq_worker,
 )
 from service.settings import DEFAULT_DEDUPE_TTL
+from workers.jobstate import Ending, StartedJob, exc_string
 
-__all__ = [
+__all__ = [  # StartedJob and Ending: workers.jobstate, re-exported
     "RQ_MARGIN",
     "Ending",
     "RQState",
@@ -101,109 +98,10 @@ REDRIVE = lua_script("redrive")
 PROMOTE = CHAIN_LUA + lua_script("promote")
 
 
-def _json(value: Any) -> bytes:
-    """RQ's ``JSONSerializer.dumps``, for a stored return value (``repr`` if not JSON)."""
-    try:
-        return json.dumps(value).encode()
-    except (TypeError, ValueError):
-        return json.dumps(repr(value)).encode()
-
-
-def exc_string(text: str) -> str:
-    """Return ``text`` as RQ stores a result's ``exc_string`` (zlib, then base64)."""
-    return base64.b64encode(zlib.compress(text.encode())).decode()
-
-
 _ABANDONED = (
     "AbandonedJob: its worker stopped renewing the job's lease (killed, or frozen) on its "
     "last attempt; see `wabahooks failed list`, then requeue it once the cause is fixed"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StartedJob:
-    """A job this worker started: its hash as read at the start, and this execution."""
-
-    id: str
-    execution_id: str
-    #: 1-based; kills and timeouts count.
-    attempt: int
-    fields: dict[bytes, bytes]
-    #: Epoch seconds the execution started (Redis' clock), RQ's ``execution_started_at``.
-    started: float
-
-    @property
-    def origin(self) -> str:
-        return self.fields.get(b"origin", b"").decode()
-
-    @property
-    def timeout(self) -> int:
-        raw = self.fields.get(b"timeout")
-        return int(raw) if raw else 180
-
-    @property
-    def result_ttl(self) -> int:
-        raw = self.fields.get(b"result_ttl")
-        return int(raw) if raw else 500
-
-    @property
-    def failure_ttl(self) -> int:
-        raw = self.fields.get(b"failure_ttl")
-        return int(raw) if raw else 31536000  # RQ's DEFAULT_FAILURE_TTL (one year)
-
-    @property
-    def has_dependency(self) -> bool:
-        return bool(self.fields.get(b"dependency_id") or self.fields.get(b"dependency_ids"))
-
-    def call(self) -> tuple[str, list[Any], dict[str, Any]]:
-        """Return the job's function name, arguments and keyword arguments (RQ's ``data``:
-        JSON, compressed or not, as ``JSONSerializer`` reads it)."""
-        data = self.fields.get(b"data", b"")
-        try:
-            data = zlib.decompress(data)
-        except zlib.error:
-            pass  # RQ accepts uncompressed data too
-        func, _instance, args, kwargs = json.loads(data)
-        return str(func), list(args), dict(kwargs)
-
-
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """How one execution ended, for :meth:`RQState.finish`."""
-
-    job: StartedJob
-    #: done | retry | failed | handback
-    outcome: str
-    #: The error's text (retry, failed), stored as RQ's result ``exc_string``.
-    error: str = ""
-    #: Seconds until a retry is due.
-    delay: int = 0
-    #: A finished job's return value, JSON-serialisable (None: none is stored).
-    value: Any = None
-    #: Sends the job's handlers completed, (the contact's sent set key, message id), written
-    #: into those sets (with ``sent_ttl``) with the job's end.
-    sent: tuple[tuple[str, str], ...] = ()
-    sent_ttl: int = 0
-    #: The event's archive entry, written with the ending (``workers.archive``; b'': none).
-    archive: bytes = b""
-
-    def args(self) -> list[str | int | float | bytes]:
-        ttl = self.job.result_ttl if self.outcome == "done" else self.job.failure_ttl
-        return [
-            self.outcome,
-            self.job.id,
-            self.job.execution_id,
-            self.job.origin,
-            self.job.started,
-            ttl,
-            exc_string(self.error) if self.error else "",
-            self.delay,
-            "1" if self.job.has_dependency else "0",
-            "" if self.value is None else base64.b64encode(_json(self.value)).decode(),
-            "\n".join(f"{key}\t{message_id}" for key, message_id in self.sent),
-            self.sent_ttl,
-            self.archive,
-        ]
 
 
 class RQState:
