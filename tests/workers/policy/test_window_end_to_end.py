@@ -103,7 +103,9 @@ def test_the_agent_nudge_is_sent_once_before_the_window_closes(redis_url: str) -
         to_agent = [m["message"] for m in sent_to(loop, AGENT)]
         failures = failed(loop, "wabahooks:other")
 
-    assert (promoted, retried, again) == (1, 1, 0)
+    # The workers' own engine promotes due jobs every second too, so which of it and
+    # run_scheduled moved the nudge (and its retry) depends on timing; it is scheduled once.
+    assert promoted + retried <= 2 and again == 0
     assert to_agent.count(NUDGE) == 1
     assert len(to_agent) == 3  # two forwards and the nudge
     assert failures == []
