@@ -5,18 +5,18 @@ paced and how the rate learns)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
+from typing import Unpack
 
 import redis
 import redis.asyncio as aioredis
 
-from service.portal.config import DEFAULT_CONTACT_BURST, PortalSettings
+from service.portal.config import PortalSettings
 from service.portal.ratelimit import (
     _ACQUIRE,
     _HOLD_OFF,
     _STATE,
     DEFAULT_PREFIX,
+    LimiterOptions,
     LimiterState,
     _Limiter,
     _options,
@@ -35,25 +35,8 @@ class AsyncRateLimiter(_Limiter):
     pool is full instead of waiting.
     """
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        rate: float,
-        burst: float | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        contact_interval: float | None = None,
-        contact_burst: float = DEFAULT_CONTACT_BURST,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            rate=rate,
-            burst=burst,
-            prefix=prefix,
-            contact_interval=contact_interval,
-            contact_burst=contact_burst,
-            clock=clock,
-        )
+    def __init__(self, client: aioredis.Redis, **options: Unpack[LimiterOptions]) -> None:
+        super().__init__(**options)
         self._refill = asyncio.Lock()  # one refill at a time; the rest is never interrupted
         self._acquire = client.register_script(_ACQUIRE)
         self._hold_off = client.register_script(_HOLD_OFF)
@@ -64,7 +47,7 @@ class AsyncRateLimiter(_Limiter):
         cls, client: aioredis.Redis, settings: PortalSettings, *, prefix: str = DEFAULT_PREFIX
     ) -> AsyncRateLimiter:
         """Return the limiter ``settings`` describe (rate, burst, per-contact pacing)."""
-        return cls(client, prefix=prefix, **_options(settings))
+        return cls(client, **_options(settings, prefix))
 
     async def acquire(self, contact: str | None = None) -> float:
         """Take a permit to send: 0.0 if the send may go now, else the seconds to wait."""

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import redis
 import structlog
@@ -101,6 +101,17 @@ class LimiterState:
         if self.held > 0:
             line += f"; every call held off {self.held:.1f} s more"
         return line
+
+
+class LimiterOptions(TypedDict, total=False):
+    """What both limiters are built with, as keywords (defaults: :class:`_Limiter`)."""
+
+    rate: Required[float]
+    burst: float | None
+    prefix: str
+    contact_interval: float | None
+    contact_burst: float
+    clock: Callable[[], float]
 
 
 class _Limiter:
@@ -194,25 +205,8 @@ def _unavailable(exc: Exception) -> None:
 class RateLimiter(_Limiter):
     """The shared send rate for blocking callers (threads included): ``service.portal.Limiter``."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        rate: float,
-        burst: float | None = None,
-        prefix: str = DEFAULT_PREFIX,
-        contact_interval: float | None = None,
-        contact_burst: float = DEFAULT_CONTACT_BURST,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            rate=rate,
-            burst=burst,
-            prefix=prefix,
-            contact_interval=contact_interval,
-            contact_burst=contact_burst,
-            clock=clock,
-        )
+    def __init__(self, client: redis.Redis, **options: Unpack[LimiterOptions]) -> None:
+        super().__init__(**options)
         self._lock = threading.Lock()  # the local batch and hold-off, and one refill at a time
         self._acquire = client.register_script(_ACQUIRE)
         self._hold_off = client.register_script(_HOLD_OFF)
@@ -223,7 +217,7 @@ class RateLimiter(_Limiter):
         cls, client: redis.Redis, settings: PortalSettings, *, prefix: str = DEFAULT_PREFIX
     ) -> RateLimiter:
         """Return the limiter ``settings`` describe (rate, burst, per-contact pacing)."""
-        return cls(client, prefix=prefix, **_options(settings))
+        return cls(client, **_options(settings, prefix))
 
     def acquire(self, contact: str | None = None) -> float:
         """Take a permit to send: 0.0 if the send may go now, else the seconds to wait."""
@@ -274,8 +268,9 @@ class RateLimiter(_Limiter):
         return LimiterState(rate=rate, ceiling=self.rate, held=held)
 
 
-def _options(settings: PortalSettings) -> dict[str, Any]:
+def _options(settings: PortalSettings, prefix: str) -> LimiterOptions:
     return {
+        "prefix": prefix,
         "rate": settings.rate,
         "burst": settings.burst,
         "contact_interval": settings.contact_interval,
