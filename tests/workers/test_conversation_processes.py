@@ -19,8 +19,8 @@ from rq.serializers import JSONSerializer
 
 from tests.support.bredis import BytesRedis
 from tests.support.receiver import Receiver
+from tests.support.stack import MESSAGES, portal_env, sent, simulator, workers
 from tests.support.workers import wait_for
-from tests.workers.test_processes import MESSAGES, portal_env, sent, simulator, workers
 
 HANDLERS = "tests.workers.conversation_handlers:bot"
 SYNC_HANDLERS = "tests.workers.conversation_handlers:bot_sync"

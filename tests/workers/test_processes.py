@@ -7,13 +7,8 @@ simulator (with latency, so many sends are in flight at once).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -21,62 +16,10 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.sim.app import create_sim_app
 from tests.support.bredis import BytesRedis
-from tests.support.loop import sim_delivering_to
-from tests.support.portal import API_KEY, serve
-from tests.support.receiver import SECRET, Receiver
+from tests.support.receiver import Receiver
+from tests.support.stack import MESSAGES, portal_env, sent, simulator, workers
 from tests.support.workers import wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
-MESSAGES = "wabahooks:messages"
-
-
-@contextmanager
-def workers(count: int, env: dict[str, str], *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` `wabahooks worker --queue messages` processes; stop them all after."""
-    argv = [sys.executable, "-m", "service", "worker", "--queue", "messages", *args]
-    procs = [
-        subprocess.Popen(
-            argv,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "WABAHOOKS_LOG_FORMAT": "json", **env},
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(count)
-    ]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@contextmanager
-def simulator(receiver: Receiver, **chaos: float) -> Iterator[httpx.Client]:
-    with serve(create_sim_app(sim_delivering_to(receiver.webhook_url, SECRET))) as url:
-        with httpx.Client(base_url=url, timeout=30) as sim:
-            if chaos:
-                sim.put("/sim/chaos", json=chaos).raise_for_status()
-            yield sim
-
-
-def portal_env(sim: httpx.Client, redis_url: str, handlers: str) -> dict[str, str]:
-    return {
-        "REDIS_URL": redis_url,
-        "WABAHOOKS_HANDLERS": handlers,
-        "WABA_API_URL": str(sim.base_url),
-        "WABA_API_KEY": API_KEY,
-        "WABA_API_RATE": "10000",
-        "WABAHOOKS_LEASE": "5",
-    }
 
 
 def write(sim: httpx.Client, texts: dict[str, str]) -> None:
@@ -86,11 +29,6 @@ def write(sim: httpx.Client, texts: dict[str, str]) -> None:
         body = {"from": phone, "name": "Test", "type": "text", "content": text}
         sim.post("/sim/inbound", json=body).raise_for_status()
     assert sim.post("/sim/deliveries/wait", json={"timeout": 30}).json() == {"pending": 0}
-
-
-def sent(sim: httpx.Client, phone: str) -> list[str]:
-    history = sim.get("/sim/history", params={"phone": phone}).json()
-    return [m["message"] for m in history["sent"]]
 
 
 def calls(r: BytesRedis, phone: str) -> list[str]:

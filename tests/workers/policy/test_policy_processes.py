@@ -3,14 +3,7 @@ promoted from RQ's scheduled registry by the engine itself."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import httpx
 from rq import Queue
@@ -18,43 +11,12 @@ from rq.serializers import JSONSerializer
 
 from tests.support.bredis import BytesRedis
 from tests.support.receiver import Receiver
+from tests.support.stack import portal_env, sent, simulator, worker_processes
 from tests.support.workers import wait_for
 from tests.workers.policy.support import AGENT, CUSTOMER, THANKS, config
-from tests.workers.test_processes import portal_env, sent, simulator
 from workers.policy.config import NUDGE, STOP_REPLY
 
-ROOT = Path(__file__).resolve().parents[3]
 HOUR = 3600
-
-
-@contextmanager
-def worker_processes(
-    env: dict[str, str], log: IO[bytes], *queues: str
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """One `wabahooks worker --queue Q` process per queue, logging to ``log``; stopped
-    (SIGTERM) after."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "service", "worker", "--queue", queue],
-            env={**os.environ, "PYTHONPATH": str(ROOT), "WABAHOOKS_LOG_FORMAT": "json", **env},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        for queue in queues
-    ]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def write(sim: httpx.Client, sender: str, text: str) -> None:
@@ -75,7 +37,7 @@ def test_relay_handover_stop_and_the_nudge_with_worker_processes(
     with simulator(receiver) as sim:
         env = {**portal_env(sim, redis_url, ""), "WABAHOOKS_CONFIG": str(path)}
         log = stack_log = (tmp_path / "workers.log").open("wb")
-        with stack_log, worker_processes(env, log, "messages", "other"):
+        with stack_log, worker_processes(env, ["messages", "other"], log=log):
             # The agent last wrote 23.5 h ago: their window closes within the nudge margin.
             sim.post("/sim/clock", json={"advance": -23.5 * HOUR}).raise_for_status()
             write(sim, AGENT, "on shift")
@@ -115,13 +77,13 @@ def test_a_worker_killed_after_its_reply_does_not_take_that_reply_for_a_human(
             "WABAHOOKS_CONFIG": str(path),
         }
         with (tmp_path / "workers.log").open("wb") as log:
-            with worker_processes(env, log, "messages") as (worker,):
+            with worker_processes(env, ["messages"], log=log) as (worker,):
                 write(sim, CUSTOMER, "refund?")
                 wait_for(lambda: sent(sim, CUSTOMER) == ["Got it: refund?"], "the reply")
                 wait_for(lambda: r.hexists(f"wabahooks:store:{CUSTOMER}", "hung"), "the hang")
                 worker.kill()  # SIGKILL after the send: the ledger never wrote its id
                 worker.wait()
-            with worker_processes(env, log, "messages"):  # the re-drive runs the job again
+            with worker_processes(env, ["messages"], log=log):  # the re-drive runs the job again
                 wait_for(lambda: finished(r) == 1, "the re-drive", timeout=60)
                 write(sim, CUSTOMER, "thanks")
                 wait_for(lambda: finished(r) == 2, "the next message")
