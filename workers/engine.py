@@ -3,7 +3,8 @@
 :class:`Engine` pops jobs in batches (``workers.rqstate``: the pop and RQ's started state
 are one atomic step), runs each as a task (async handlers on the loop, sync ones in a
 bounded thread pool), and ends them in group-committed batches that also release each
-conversation's next event. Beside that, on every worker of the queue (``workers.maintenance``):
+conversation's next event (``workers.endings``, with the endings it makes itself). Beside
+that, on every worker of the queue (``workers.maintenance``):
 
 - **leases**: each execution's lease is renewed every ``lease / 3`` s; one that was
   re-driven elsewhere (this loop stalled past its lease) is cancelled here and its
@@ -27,11 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import socket
 import time
-import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
@@ -39,9 +38,9 @@ from typing import Protocol, TypeVar
 import redis.exceptions
 import structlog
 
+from workers.endings import MAX_BATCH, GroupCommit, engine_ending
 from workers.execution import ExecutionToken
 from workers.maintenance import TRANSIENT, Maintenance
-from workers.router import RetryPolicy
 from workers.rqstate import Ending, RQState, StartedJob
 from workers.threads import DEFAULT_SYNC_THREADS, Threads
 
@@ -57,15 +56,10 @@ DEFAULT_CONCURRENCY = 200
 DEFAULT_LEASE = 30
 #: Seconds a warm stop waits for the jobs in flight before handing them back.
 DEFAULT_GRACE = 25.0
-#: Most jobs started, or ended, in one round trip.
-MAX_BATCH = 64
 #: Under load, wait up to this long (seconds) for a few slots before starting jobs.
 GATHER_WAIT = 0.004
 #: Idle polling of an empty queue: first and longest wait, seconds.
 IDLE_MIN, IDLE_MAX = 0.005, 0.1
-#: Redis errors that pass: unreachable, slow, or full (noeviction refuses writes until the
-#: backlog drains; the receiver's high-water mark keeps room for the workers).
-_TRANSIENT = TRANSIENT  # Redis errors waited out (workers.maintenance)
 #: Seconds a cold stop waits for Redis to take the hand-back before leaving anyway.
 COLD_STOP_WAIT = 5.0
 #: Longest wait between attempts while Redis is unreachable.
@@ -105,12 +99,15 @@ class Engine:
         self.threads.on_free = self._slot_freed.set
         #: Executions running, by "<job id>:<execution id>".
         self._inflight: dict[str, tuple[StartedJob, ExecutionToken, asyncio.Task[None]]] = {}
-        self._endings: list[Ending] = []
-        self._ending_ready = asyncio.Event()
         #: Executions started and not yet ended in Redis (running, or their ending queued).
         self._open = 0
-        #: Endings committed so far: a burst run stops only when none landed during its last look.
-        self._committed = 0
+        self._commit = GroupCommit(
+            state,
+            retry_redis=self._retry_redis,
+            committed=self._on_committed,
+            busy=lambda: self._gather > 1 and len(self._inflight) > self._gather,
+            gather_wait=GATHER_WAIT / 2,
+        )
         self._stopping = False
         self._closing = False
         self._maintenance = Maintenance(
@@ -138,7 +135,7 @@ class Engine:
         )
         helpers = [
             asyncio.create_task(self._fetch(), name="fetch"),
-            asyncio.create_task(self._commit(), name="commit"),
+            asyncio.create_task(self._commit.run(lambda: self._closing), name="commit"),
             asyncio.create_task(self._maintenance.run(), name="maintain"),
         ]
         finished = asyncio.create_task(self._done.wait(), name="done")
@@ -200,7 +197,7 @@ class Engine:
         while True:
             try:
                 return await step()
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
@@ -228,10 +225,10 @@ class Engine:
                         await asyncio.wait_for(self._slot_freed.wait(), left)
                 free = self._free()
             ids = [uuid.uuid4().hex for _ in range(min(free, MAX_BATCH))]
-            committed = self._committed
+            committed = self._commit.count  # a burst run stops only if none landed meanwhile
             try:
                 jobs = await self.state.start(ids)
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(idle := min(BACKOFF_MAX, max(idle, 0.05) * 2))
                 continue
@@ -240,7 +237,7 @@ class Engine:
                 for job in jobs:
                     self._launch(job)
                 continue
-            if self.burst and self._open == 0 and self._committed == committed:
+            if self.burst and self._open == 0 and self._commit.count == committed:
                 # Nothing left, and no ending committed while we looked (one may have queued
                 # a contact's next event after our look).
                 self.stop()
@@ -267,67 +264,25 @@ class Engine:
         try:
             async with asyncio.timeout(job.timeout):
                 ending = await self._runner(job, token)
-        except TimeoutError:
-            token.cancelled = True
-            ending = self._timed_out(job)
         except asyncio.CancelledError:
             # Handed back (stop), or superseded (its lease was taken over): the latter's
             # ending would be refused anyway.
             ending = Ending(job, "handback") if self._handing_back else None
-        except _TRANSIENT as exc:  # Redis went away mid-job (a ledger write): try again later
-            log.warning("job.redis_unavailable", job_id=job.id, queue=job.origin, error=repr(exc))
-            ending = self._retry_or_fail(job, f"Redis unavailable during the job: {exc!r}")
-        except Exception as exc:  # a bug of ours, not a handler's: fail loudly, lose nothing
-            log.exception("job.crashed", job_id=job.id, queue=job.origin)
-            ending = Ending(job, "failed", error="".join(traceback.format_exception(exc)))
+        except Exception as exc:  # timed out, Redis lost mid-job, or a bug of ours
+            token.cancelled = True  # a sync handler's thread may still run: no more effects
+            ending = token.annotate(engine_ending(job, exc, self.state.max_attempts))
         finally:
             self._inflight.pop(member, None)
             self._slot_freed.set()
         if ending is None:
             self._ended(1)
-            return
-        self._endings.append(ending)
-        self._ending_ready.set()
-
-    def _timed_out(self, job: StartedJob) -> Ending:
-        log.warning("job.timeout", job_id=job.id, queue=job.origin, timeout=job.timeout)
-        return self._retry_or_fail(
-            job, f"JobTimeout: the job ran longer than its timeout ({job.timeout} s)"
-        )
-
-    def _retry_or_fail(self, job: StartedJob, error: str) -> Ending:
-        if job.attempt >= self.state.max_attempts:
-            return Ending(job, "failed", error=error)
-        return Ending(job, "retry", error=error, delay=_backoff(job.attempt))
+        else:
+            self._commit.add(ending)
 
     def _ended(self, count: int) -> None:
         self._open -= count
         self._check_done()
 
-    # -- ending (group commit) --------------------------------------------------------
-
-    async def _commit(self) -> None:
-        while not self._closing:
-            await self._ending_ready.wait()
-            if self._gather > 1 and len(self._inflight) > self._gather:
-                await asyncio.sleep(GATHER_WAIT / 2)  # under load: let a few more end with it
-            self._ending_ready.clear()
-            while self._endings:
-                batch = self._endings[:MAX_BATCH]
-                del self._endings[:MAX_BATCH]
-                try:
-                    statuses = await self._retry_redis(functools.partial(self.state.finish, batch))
-                except BaseException:
-                    self._endings[:0] = batch  # cancelled mid-flight: keep them for the next try
-                    raise
-                self._committed += len(batch)
-                self._slot_freed.set()  # the contacts' next events may be queued now
-                for ending, status in zip(batch, statuses, strict=True):
-                    if status == "superseded":
-                        log.warning("job.superseded", job_id=ending.job.id, queue=ending.job.origin)
-                self._ended(len(batch))
-
-
-def _backoff(attempt: int) -> int:
-    """Seconds before a timed-out job's next attempt: the default handler backoff."""
-    return RetryPolicy().delay(attempt)
+    def _on_committed(self, count: int) -> None:
+        self._slot_freed.set()  # the contacts' next events may be queued now
+        self._ended(count)

@@ -14,7 +14,10 @@ without a round trip, which stops a sync handler whose thread cannot be killed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workers.jobstate import Ending
 
 __all__ = ["HOLDER_FIELD", "ExecutionToken", "Superseded"]
 
@@ -30,6 +33,9 @@ class ExecutionToken:
     execution_id: str
     #: Set by the engine on timeout or hand-back: every later effect is refused.
     cancelled: bool = False
+    #: Completes an ending the engine makes itself (a timeout, a crash) with what the
+    #: runner knows of this execution: the event's archive entry (``workers.running``).
+    annotate: Callable[[Ending], Ending] = field(default=lambda ending: ending, repr=False)
 
 
 class Superseded(Exception):

@@ -51,11 +51,14 @@ class JobRunner:
     async def _event(
         self, runtime: Runtime, job: StartedJob, token: ExecutionToken, kwargs: dict[str, Any]
     ) -> Ending | None:
-        journey = Journey(runtime.metrics) if runtime.archive is not None else None
+        archive = runtime.archive
+        if archive is None:
+            return await self._ending(runtime, job, token, kwargs, None)
+        journey = Journey(runtime.metrics)
+        # An ending the engine makes itself (a timeout, Redis lost mid-job) is archived too.
+        token.annotate = lambda ending: archive.record(ending, kwargs, journey)
         ending = await self._ending(runtime, job, token, kwargs, journey)
-        if ending is None or runtime.archive is None or journey is None:
-            return ending
-        return runtime.archive.record(ending, kwargs, journey)  # written with the ending
+        return None if ending is None else token.annotate(ending)  # written with the ending
 
     async def _ending(
         self,

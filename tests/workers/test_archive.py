@@ -3,6 +3,7 @@ each event's journey recorded with its job's end, retention, and `forget`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Callable, Iterator
@@ -37,11 +38,21 @@ def refuse(event: InboundMessage, ctx: Context) -> None:
     raise Permanent("cannot handle boom")
 
 
+slow = Router("slow")
+
+
+@slow.message(text="slow")
+async def dawdle(event: InboundMessage, ctx: Context) -> None:
+    await asyncio.sleep(30)  # past the job's timeout: the engine cancels it
+
+
 @contextmanager
-def archived_loop(redis_url: str, *routers: Router, retention: int = 3600) -> Iterator[Loop]:
+def archived_loop(
+    redis_url: str, *routers: Router, retention: int = 3600, **receiver_settings: Any
+) -> Iterator[Loop]:
     """The whole loop, its workers archiving (as WABAHOOKS_ARCHIVE=on does)."""
     archive = Archive(ArchiveSettings(enabled=True, retention=retention, key=KEY), KEYS)
-    with running_loop(redis_url, *routers) as loop:
+    with running_loop(redis_url, *routers, **receiver_settings) as loop:
         build = loop.runtime
 
         def runtime() -> Any:
@@ -119,6 +130,21 @@ def test_a_retried_event_is_archived_as_retrying_then_done(redis_url: str, r: By
     assert "the portal answered 500" in waiting["reason"]  # the cause, not a wrapper
     assert ended["id"] == waiting["id"]
     assert ended["outcome"] == "done" and ended["attempt"] == 2
+
+
+def test_an_event_the_engine_times_out_is_archived_with_the_timeout(
+    redis_url: str, r: BytesRedis
+) -> None:
+    with archived_loop(redis_url, strict, router, slow, job_timeout=1) as loop:
+        loop.inbound("slow")
+        loop.work()
+        [waiting] = entries(r)
+
+    # The engine ended it (no handler reported): the record says why, and what ran before.
+    assert waiting["outcome"] == "retrying" and waiting["attempt"] == 1
+    assert "JobTimeout: the job ran longer than its timeout (1 s)" in waiting["reason"]
+    assert [(h["name"], h["outcome"]) for h in waiting["handlers"]] == [("example:echo", "done")]
+    assert {c["step"] for c in waiting["calls"]} >= {"send_text#1"}
 
 
 def _submit_old(redis_url: str, envelope: dict[str, Any], received: datetime) -> str:
