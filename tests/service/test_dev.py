@@ -9,8 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,8 +17,9 @@ import httpx
 import pytest
 
 from service.cli.dev import DEV_REPLY
-from service.cli.devstate import DevState, read_dev_state
+from service.cli.devstate import read_dev_state
 from service.logs import mask_phone
+from tests.support.workers import wait_for
 
 PHONE = "919812345678"
 
@@ -51,15 +51,6 @@ def group_members(pgid: int) -> set[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 members.add(int(entry.name))
     return members
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture
@@ -107,10 +98,10 @@ def test_dev_runs_the_whole_loop_and_ctrl_c_ends_every_process(
     dev: tuple[subprocess.Popen[bytes], IO[bytes], Path],
 ) -> None:
     proc, log, workdir = dev
-    state: DevState = wait_for(
-        lambda: read_dev_state(workdir / ".wabahooks") or proc.poll() is not None, "dev ready"
-    )
+    wait_for(lambda: read_dev_state(workdir / ".wabahooks") or proc.poll() is not None, "dev ready")
     assert proc.poll() is None, output(log)
+    state = read_dev_state(workdir / ".wabahooks")
+    assert state is not None
     assert state.sim_url is not None
     assert (workdir / ".wabahooks" / "valkey").is_dir()  # embedded Valkey, project-local
     assert "wabahooks dev is ready" in output(log)

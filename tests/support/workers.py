@@ -7,7 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import redis
 
@@ -15,6 +15,8 @@ from tests.support.bredis import BytesRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "wabahooks:"
+
+T = TypeVar("T")
 
 
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
@@ -46,13 +48,16 @@ def alive(pid: int) -> bool:
         return True
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    """Poll ``condition`` every 20 ms until it holds; fail naming ``what`` after ``timeout``."""
+def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    """Poll ``condition`` every 20 ms until it holds and return its value; fail naming
+    ``what`` after ``timeout`` seconds (generous: a bound on a hang, not a speed check, and
+    the machines running the suite may be busy)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+    return value
 
 
 class WorkerProcess:

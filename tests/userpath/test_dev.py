@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from service.cli.devprocs import process_started
+from tests.support.workers import wait_for
 from tests.userpath.support import ORDERS, WABAHOOKS, user_env, wabahooks, write_project
 
 PHONE = "919800000042"
@@ -28,16 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    """Poll until ``condition`` holds (generous: the machine may be busy); fail naming it."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 class Dev:
@@ -78,7 +68,9 @@ class Dev:
         return runs
 
     def ready(self) -> dict[str, Any]:
-        wait_for(lambda: self.state() or self.proc.poll() is not None, "dev to be ready")
+        wait_for(
+            lambda: self.state() or self.proc.poll() is not None, "dev to be ready", timeout=120
+        )
         assert self.proc.poll() is None, self.output()
         return self.state()
 
@@ -129,7 +121,7 @@ def test_dev_runs_the_users_handlers_and_reloads_them(
     assert f"portal     {sim}/api/v1" in banner  # the port actually used
 
     order(project)
-    wait_for(lambda: sent_texts(sim) == ["Order noted"], "the handler's reply")
+    wait_for(lambda: sent_texts(sim) == ["Order noted"], "the handler's reply", timeout=120)
     statuses = wabahooks(project, "trigger", "status", "--sequence", "delivered")
     assert statuses.returncode == 0, statuses.stdout + statuses.stderr
     assert "simulator: the latest message sent, wamid." in statuses.stdout
@@ -137,12 +129,20 @@ def test_dev_runs_the_users_handlers_and_reloads_them(
 
     (project / "myapp" / "orders.py").write_text(ORDERS.replace('"Order noted"', '"unused"'))
     (project / "wabahooks.toml").write_text('[handlers.orders]\nreply = "Order noted, twice"\n')
-    wait_for(lambda: dev.output().count("workers restarted") >= 1, "the workers to restart")
+    wait_for(
+        lambda: dev.output().count("workers restarted") >= 1, "the workers to restart", timeout=120
+    )
     order(project)
-    wait_for(lambda: sent_texts(sim)[-1:] == ["Order noted, twice"], "the new configuration")
+    wait_for(
+        lambda: sent_texts(sim)[-1:] == ["Order noted, twice"], "the new configuration", timeout=120
+    )
 
     (project / "myapp" / "orders.py").write_text("import nothing_like_this\n")
-    wait_for(lambda: "but: handler module 'myapp.orders'" in dev.output(), "the failed check")
+    wait_for(
+        lambda: "but: handler module 'myapp.orders'" in dev.output(),
+        "the failed check",
+        timeout=120,
+    )
     assert dev.proc.poll() is None  # the old workers keep running
     assert "the workers keep the code they run" in dev.output()
 

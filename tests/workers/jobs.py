@@ -60,13 +60,3 @@ async def nap(url: str, key: str, value: str, seconds: float) -> str:
     finally:
         await client.aclose()
     return value
-
-
-def sleep_sync(url: str, key: str, seconds: float) -> str:
-    """A sync job that cannot be interrupted: sleep, then mark ``key``."""
-    import time
-
-    time.sleep(seconds)
-    with _client(url) as client:
-        client.set(key, "1")
-    return "slept"

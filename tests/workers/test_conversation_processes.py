@@ -115,7 +115,7 @@ def test_a_timeout_fires_once_across_three_workers(
         env = {**portal_env(sim, redis_url, HANDLERS), "TEST_STEP_TIMEOUT": "2"}
         with workers(3, env):
             say(sim, ANA, "ask")
-            wait_for(lambda: len(sent(sim, ANA)) == 2, "the timeout's reply", timeout=30)
+            wait_for(lambda: len(sent(sim, ANA)) == 2, "the timeout's reply")
             wait_for(lambda: finished(r, 3), "message, flush and timeout finished")
             say(sim, ANA, "late")  # after the timeout: an ordinary message (a new burst)
             wait_for(lambda: finished(r, 5), "the late message and its flush")

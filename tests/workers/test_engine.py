@@ -258,7 +258,9 @@ def test_a_timed_out_async_job_is_cancelled_and_retried(redis_url: str, r: Bytes
 def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(
     redis_url: str, r: BytesRedis
 ) -> None:
-    slow = queue(r).enqueue(jobs.sleep_sync, redis_url, "slept", 2, job_timeout=1)
+    # The sync job blocks until the test releases it: its thread outlives the 1 s timeout
+    # for as long as the test looks, however slow the machine.
+    slow = queue(r).enqueue(jobs.block, redis_url, "held", job_timeout=1)
     queue(r).enqueue(jobs.record, redis_url, "ran", "next")
 
     async def body(client: aioredis.Redis) -> tuple[int, bytes | str | None]:
@@ -266,8 +268,10 @@ def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(
         runner = asyncio.create_task(eng.run())
         while await client.hget(f"rq:job:{slow.id}", "status") != b"scheduled":
             await asyncio.sleep(0.02)
-        # Timed out, but its thread still sleeps: the one slot is not free for the next job.
+        await asyncio.sleep(0.3)  # time enough for the fetcher to start the next job, were it free
+        # Timed out, but its thread still blocks: the one slot is not free for the next job.
         orphans, ran = eng.threads.orphans, await client.lindex("ran", 0)
+        await client.rpush("held:release", "go")
         while not await client.llen("ran"):
             await asyncio.sleep(0.02)
         eng.stop(cold=True)

@@ -174,7 +174,7 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
         server = valkey(port)
 
         r = BytesRedis(connection_pool=redis.ConnectionPool.from_url(url))
-        wait_for(lambda: r.get("tries") == b"2", "the retry after the restart", timeout=30)
+        wait_for(lambda: r.get("tries") == b"2", "the retry after the restart")
         wait_for(lambda: status(r, job.id) == JobStatus.FINISHED, "the job to finish")
         assert worker.proc.poll() is None  # it rode out the restart
         worker.proc.send_signal(signal.SIGTERM)

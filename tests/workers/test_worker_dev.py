@@ -67,9 +67,13 @@ def test_dev_runs_a_worker_per_queue_and_ctrl_c_stops_them(
     assert proc.poll() is None
     body, headers = payloads.signed({"event": "test", "data": {"testId": "dev-1"}}, SECRET)
     url = f"http://127.0.0.1:{port}/webhook"
-    wait_for(lambda: _accepted(url, body, headers), "the receiver")
+    wait_for(lambda: _accepted(url, body, headers), "the receiver", timeout=60)
     other = Queue(PREFIX + "other", connection=r, serializer=JSONSerializer)
-    wait_for(lambda: FinishedJobRegistry(queue=other).get_job_ids(), "a worker to run the event")
+    wait_for(
+        lambda: FinishedJobRegistry(queue=other).get_job_ids(),
+        "a worker to run the event",
+        timeout=60,
+    )
     [job] = other.job_class.fetch_many(FinishedJobRegistry(queue=other).get_job_ids(), r)
     assert job is not None and job.get_status() == JobStatus.FINISHED
 
