@@ -40,7 +40,7 @@ from workers.builtins.forward import EVENT_KEY_HEADER, SIGNATURE_HEADER
 from workers.context import AsyncContext, AsyncStore, RedisStore
 from workers.dispatch import HandlerFailed, dispatch
 from workers.effects import Effects
-from workers.ledger import MemoryLedger
+from workers.ledgermemory import MemoryLedger
 from workers.router import Registration
 
 __all__ = [

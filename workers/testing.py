@@ -43,7 +43,7 @@ from workers.converse import JobTools, route, run_flush, run_timeout
 from workers.convmemory import Clock, MemoryConversations, Timer
 from workers.dispatch import ContextFactory
 from workers.effects import Effects
-from workers.ledger import MemoryLedger
+from workers.ledgermemory import MemoryLedger
 from workers.router import Registration, Router
 
 __all__ = ["Harness", "RecordingPortal", "StoreView", "inbound", "inbound_text", "status_update"]

@@ -19,7 +19,8 @@ from tests.support.bredis import BytesRedis
 from workers.context import AsyncStore, MemoryStore, RedisStore
 from workers.effects import Effects
 from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
-from workers.ledger import Ledger, MemoryLedger, RedisLedger
+from workers.ledger import Ledger, RedisLedger
+from workers.ledgermemory import MemoryLedger
 from workers.testing import RecordingPortal
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ import pytest
 
 from service.portal import Message, OutcomeUnknown, Page, SentMessage
 from workers.effects import Effects, search_from
-from workers.ledger import MemoryLedger
+from workers.ledgermemory import MemoryLedger
 
 PHONE = "919876543210"
 SKEW = timedelta(minutes=-15)  # the portal's clock is 15 minutes behind ours
