@@ -1,22 +1,43 @@
 """Values handlers and the dispatcher exchange: a handler's :class:`RetryPolicy` (how its
-event is retried) and the :class:`StatusTransition` a ``status_changed`` handler receives.
-Both are public (``from workers import RetryPolicy, StatusTransition``)."""
+event is retried), the :class:`StatusTransition` a ``status_changed`` handler receives (both
+public: ``from workers import RetryPolicy, StatusTransition``), and the :class:`Registration`
+a router's decorator makes of a handler (``workers.router``)."""
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from service.identity import Kind
 from service.portal.backoff import full_jitter
 from service.settings import (
     DEFAULT_HANDLER_ATTEMPTS,
     DEFAULT_HANDLER_BACKOFF,
     DEFAULT_HANDLER_BACKOFF_CAP,
 )
+from service.typedevents import Event
+from workers.coalesce import Window
+from workers.conversation import StepKind
 
-__all__ = ["RetryPolicy", "StatusTransition"]
+__all__ = [
+    "Handler",
+    "Predicate",
+    "Registration",
+    "ReplyDecision",
+    "RetryPolicy",
+    "StatusTransition",
+]
+
+#: ``def handler(event, ctx: Context)`` or ``async def handler(event, ctx: AsyncContext)``.
+Handler = Callable[[Any, Any], object]
+Predicate = Callable[[Any], bool]
+#: ``replies=`` may decide per event, before any handler runs (so "typing…" is shown only
+#: when a reply will follow): ``async def will_reply(event, ctx: AsyncContext) -> bool``
+#: (a plain function returning a bool also works; ``ctx.store`` is awaitable either way).
+ReplyDecision = Callable[[Any, Any], "bool | Awaitable[bool]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +86,50 @@ class StatusTransition:
             tuple(obj.get("errors") or ()),
             obj.get("recipient"),
         )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One registered handler: the function, the kind it handles, and its filters."""
+
+    func: Handler
+    kind: Kind | StepKind
+    name: str
+    predicates: tuple[Predicate, ...] = ()
+    #: Declared by handlers that send a reply (the mark-read built-in shows typing then):
+    #: True, or a :data:`ReplyDecision` made for each event before the handlers run.
+    replies: bool | ReplyDecision = False
+    retry: RetryPolicy | None = None
+    router: str = field(default="", compare=False)
+    #: Registered by ``status_changed``: runs on the event's StatusTransition, if any.
+    transitions: bool = False
+    #: The conversation step a ``step``/``timeout``/``mismatch`` registration belongs to.
+    step: str | None = None
+    #: ``message(coalesce=…)``: messages are gathered and the handler gets a Burst.
+    coalesce: Window | None = None
+    #: An ``async def`` handler (run on the event loop; else in the thread pool).
+    is_async: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
+
+    @property
+    def label(self) -> str:
+        """The handler's name as its author wrote it, for logs: ``router:function``.
+
+        :attr:`name` keys the ledger and must not change across deploys, so it keeps the
+        full ``__qualname__`` (``build.<locals>.mark_read`` for a function defined in a
+        factory); the label drops the ``<locals>`` path."""
+        router, _, qualname = self.name.partition(":")
+        return f"{router}:{qualname.rsplit('<locals>.', 1)[-1]}"
+
+    def matches(self, event: Event) -> bool:
+        """Return whether this handler wants ``event`` (for a transition handler: its kind;
+        its filters apply to the transition, see :meth:`matches_transition`)."""
+        if event.kind != self.kind:
+            return False
+        return self.transitions or all(p(event) for p in self.predicates)
+
+    def matches_transition(self, transition: StatusTransition) -> bool:
+        """Return whether this transition handler wants ``transition``."""
+        return self.transitions and all(p(transition) for p in self.predicates)

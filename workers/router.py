@@ -26,17 +26,22 @@ built-in computes it and returns it; dispatch hands it to the handlers after).
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Awaitable, Callable, Collection, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from collections.abc import Callable, Collection, Iterator
+from typing import Final, Literal, TypeVar
 
 from service.identity import Kind
-from service.typedevents import Event, InboundMessage, StatusUpdate
+from service.typedevents import InboundMessage, StatusUpdate
 from workers.coalesce import Window
 from workers.conversation import StepKind
-from workers.handlerdata import RetryPolicy, StatusTransition
+from workers.handlerdata import (
+    Handler,
+    Predicate,
+    Registration,
+    ReplyDecision,
+    RetryPolicy,
+    StatusTransition,
+)
 
 __all__ = [
     "STOP",
@@ -53,13 +58,6 @@ STEP, TIMEOUT, MISMATCH = StepKind.STEP, StepKind.TIMEOUT, StepKind.MISMATCH
 #: Return this from a handler to skip the handlers after it for this event.
 STOP: Final = "wabahooks.stop"
 
-#: ``def handler(event, ctx: Context)`` or ``async def handler(event, ctx: AsyncContext)``.
-Handler = Callable[[Any, Any], object]
-Predicate = Callable[[Any], bool]
-#: ``replies=`` may decide per event, before any handler runs (so "typing…" is shown only
-#: when a reply will follow): ``async def will_reply(event, ctx: AsyncContext) -> bool``
-#: (a plain function returning a bool also works; ``ctx.store`` is awaitable either way).
-ReplyDecision = Callable[[Any, Any], "bool | Awaitable[bool]"]
 F = TypeVar("F", bound=Handler)
 
 
@@ -67,53 +65,6 @@ def _one_of(value: str | Collection[str] | None) -> frozenset[str] | None:
     if value is None:
         return None
     return frozenset({value} if isinstance(value, str) else value)
-
-
-@dataclass(frozen=True)
-class Registration:
-    """One registered handler: the function, the kind it handles, and its filters."""
-
-    func: Handler
-    kind: Kind | StepKind
-    name: str
-    predicates: tuple[Predicate, ...] = ()
-    #: Declared by handlers that send a reply (the mark-read built-in shows typing then):
-    #: True, or a :data:`ReplyDecision` made for each event before the handlers run.
-    replies: bool | ReplyDecision = False
-    retry: RetryPolicy | None = None
-    router: str = field(default="", compare=False)
-    #: Registered by ``status_changed``: runs on the event's StatusTransition, if any.
-    transitions: bool = False
-    #: The conversation step a ``step``/``timeout``/``mismatch`` registration belongs to.
-    step: str | None = None
-    #: ``message(coalesce=…)``: messages are gathered and the handler gets a Burst.
-    coalesce: Window | None = None
-    #: An ``async def`` handler (run on the event loop; else in the thread pool).
-    is_async: bool = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
-
-    @property
-    def label(self) -> str:
-        """The handler's name as its author wrote it, for logs: ``router:function``.
-
-        :attr:`name` keys the ledger and must not change across deploys, so it keeps the
-        full ``__qualname__`` (``build.<locals>.mark_read`` for a function defined in a
-        factory); the label drops the ``<locals>`` path."""
-        router, _, qualname = self.name.partition(":")
-        return f"{router}:{qualname.rsplit('<locals>.', 1)[-1]}"
-
-    def matches(self, event: Event) -> bool:
-        """Return whether this handler wants ``event`` (for a transition handler: its kind;
-        its filters apply to the transition, see :meth:`matches_transition`)."""
-        if event.kind != self.kind:
-            return False
-        return self.transitions or all(p(event) for p in self.predicates)
-
-    def matches_transition(self, transition: StatusTransition) -> bool:
-        """Return whether this transition handler wants ``transition``."""
-        return self.transitions and all(p(transition) for p in self.predicates)
 
 
 def _text_predicates(
@@ -181,12 +132,12 @@ class Router:
                     kind,
                     name,
                     tuple(predicates),
-                    replies,
-                    retry,
-                    self.name,
-                    transitions,
-                    step,
-                    coalesce,
+                    replies=replies,
+                    retry=retry,
+                    router=self.name,
+                    transitions=transitions,
+                    step=step,
+                    coalesce=coalesce,
                 )
             )
             return func
