@@ -66,6 +66,16 @@ class MemoryConversations:
         """The store of one job (its records go to ``ledger``)."""
         return MemoryJobConversations(self, job_id, ledger)
 
+    def cancel(self, contact: str) -> dict[str, Any] | None:
+        """End ``contact``'s pending step, if any (its timeout will not run); return what it
+        was (``step``, ``data``, ``gen``), as ``workers.convredis.cancel_conversation`` does."""
+        step = self.steps.pop(contact, None)
+        if step is None:
+            return None
+        self.gens[contact] += 1
+        self.timers.pop(step["timer"], None)
+        return {"step": step["step"], "data": step["data"], "gen": step["gen"]}
+
     def next_due(self, until: float) -> Timer | None:
         """Take the earliest timer due by ``until``, if any."""
         due = [t for t in self.timers.values() if t.due <= until]

@@ -22,6 +22,9 @@ Conversations (``ctx.expect`` steps, coalesced bursts) run on the harness's cloc
 ``advance(seconds or timedelta)``, which runs each burst flush and step timeout that falls
 due, in order, as the workers would. ``deliver_burst(*events)`` delivers messages a second
 apart and then lets their burst flush.
+
+With a ``policy`` table in ``config`` the conversation policy runs too, in memory
+(``workers.policy.memory``): ``handed_over``, ``opted_out`` and ``window`` read its state.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ from workers.convmemory import Clock, MemoryConversations, Timer
 from workers.dispatch import ContextFactory
 from workers.effects import Effects
 from workers.ledgermemory import MemoryLedger
+from workers.loading import registrations
+from workers.policy import router as policy_router
+from workers.policy.config import policy_config
+from workers.policy.memory import MemoryPolicy
+from workers.policy.scope import EventScope
+from workers.policy.state import MessagingWindow, window_of
 from workers.router import Registration, Router
 
 __all__ = ["Harness", "RecordingPortal", "StoreView", "inbound", "inbound_text", "status_update"]
@@ -153,6 +162,15 @@ class Harness:
         #: The harness's time: moved by :meth:`advance` (flushes and timeouts fall due).
         self.clock = Clock()
         self.conversations = MemoryConversations(self.clock)
+        #: The conversation policy, when ``config`` has a ``policy`` table (as in the TOML
+        #: file): its router runs first, as in the workers; its records are in memory.
+        self.policy: MemoryPolicy | None = None
+        settings = policy_config(self.config)
+        if settings is not None:
+            self.policy = MemoryPolicy(
+                settings, self.portal, self.conversations, lambda: self.clock.now
+            )
+            self.registrations[:0] = registrations([policy_router.build()])
 
     def store(self, conversation: str | None) -> StoreView:
         """The store of one conversation (a contact's number, or a message id), to read or
@@ -171,24 +189,51 @@ class Harness:
         """:meth:`deliver`, on the running event loop (for async tests)."""
         ledger = self.ledgers.setdefault(event.event_key, MemoryLedger())
         conversation = getattr(event, "sender", None) or getattr(event, "message_id", None)
+        scope = None
+        if self.policy is not None:
+            scope = await self.policy.scope(event, job_id=event.event_key, ledger=ledger)
+            await policy_router.clear_steps(scope)  # a STOP or "agent" is no step's answer
         tools = JobTools(
             ledger=ledger,
-            context_for=self._context_for(ledger, conversation),
+            context_for=self._context_for(ledger, conversation, scope),
             store=self.conversations.for_job(event.event_key, ledger),
+            gate=None if scope is None else scope.gate,
         )
         return await route(event, self.registrations, tools)
 
-    def _context_for(self, ledger: MemoryLedger, conversation: str | None) -> ContextFactory:
+    def _context_for(
+        self, ledger: MemoryLedger, conversation: str | None, scope: EventScope | None = None
+    ) -> ContextFactory:
         def context_for(registration: Registration, replies: bool) -> AsyncContext:
             return AsyncContext.build(
-                portal=Effects(self.portal, ledger, registration.name),
+                portal=Effects(self.portal, ledger, registration.name, policy=scope),
                 store=self._store(conversation),
                 config=self.config.get(registration.router, {}),
                 replies_expected=replies,
                 handler=registration.name,
+                policy=scope,
             )
 
         return context_for
+
+    def handed_over(self, phone: str) -> bool:
+        """Whether ``phone``'s conversation is handed over to a person now (needs ``policy``)."""
+        return self._policy().record_now(phone).handover_active(self.clock.now)
+
+    def window(self, phone: str) -> MessagingWindow:
+        """``phone``'s 24-hour window now, on the harness's clock (needs ``policy``)."""
+        policy = self._policy()
+        inbound_at = policy.record_now(phone).inbound_at
+        return window_of(inbound_at, self.clock.now, policy.config.window.margin)
+
+    def opted_out(self, phone: str) -> bool:
+        """Whether ``phone`` opted out (STOP) and not back in (needs ``policy``)."""
+        return phone in self._policy().store.suppressed
+
+    def _policy(self) -> MemoryPolicy:
+        if self.policy is None:
+            raise RuntimeError("the harness has no policy: give it config={'policy': {...}}")
+        return self.policy
 
     def advance(self, by: timedelta | float) -> int:
         """Move the clock ``by`` (seconds or a timedelta), running each burst flush and step
@@ -227,6 +272,16 @@ class Harness:
         contact = str(timer.kwargs["conversation"])
         store = self.conversations.for_job(timer.job_id, ledger)
         store.gen = timer.gen
+        scope = None
+        if self.policy is not None and timer.kind == "flush":  # a burst's replies are gated
+            scope = await self.policy.scope(
+                None, job_id=timer.job_id, ledger=ledger, contact=contact
+            )
+        tools = JobTools(
+            ledger=ledger,
+            context_for=self._context_for(ledger, contact, scope),
+            store=store,
+            gate=None if scope is None else scope.gate,
+        )
         run = run_flush if timer.kind == "flush" else run_timeout
-        tools = JobTools(ledger=ledger, context_for=self._context_for(ledger, contact), store=store)
         return await run(timer.kwargs, self.registrations, tools)

@@ -56,3 +56,10 @@ def test_the_readme_conversation_bot_and_its_test_run(
     finally:
         sys.modules.pop("myapp.orders", None)
         sys.modules.pop("myapp", None)
+
+
+def test_the_readme_policy_test_runs() -> None:
+    """The Harness with the policy (Testing handlers with the policy), as printed."""
+    namespace: dict[str, object] = {}
+    exec(code_block("# tests/test_complaints.py"), namespace)  # noqa: S102 - our own README
+    namespace["test_a_complaint_goes_to_a_person"]()  # type: ignore[operator]

@@ -18,7 +18,6 @@ import structlog
 
 from service.logs import mask_phone
 from service.typedevents import InboundMessage
-from workers.convredis import cancel_conversation
 from workers.policy.config import fold
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ async def on_handover_started(scope: EventScope, phone: str) -> None:
     (``ctx.expect``) is cancelled, so neither it nor its timeout answers the contact while a
     person talks (idempotent: a retried job finds nothing left to cancel).
     """
-    cancelled = await cancel_conversation(scope.policy.redis, phone, prefix=scope.policy.prefix)
+    cancelled = await scope.policy.cancel_steps(phone)
     log.info(
         "policy.handover.started",
         contact=mask_phone(phone),

@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.typedevents import InboundMessage
-from workers.convredis import cancel_conversation
 from workers.policy import agents, handover, optout
-from workers.policy.scope import EventScope, message_time
+from workers.policy.scope import EventScope
 from workers.router import Router
 
 __all__ = ["NAME", "build", "clear_steps", "scope_of"]
@@ -41,7 +40,7 @@ def build() -> Router:
         record = scope.record
         if record is None:
             return
-        await scope.store.record_inbound(record, message_time(event, scope.now()))
+        await scope.store.record_inbound(record, scope.policy.message_time(event))
         if scope.is_agent:
             await agents.agent_message(scope, event)
             return
@@ -67,4 +66,4 @@ async def clear_steps(scope: EventScope) -> None:
         or handover.wants_handover(scope, event)
         or record.handover_active(scope.now())
     ):
-        await cancel_conversation(scope.policy.redis, event.sender, prefix=scope.policy.prefix)
+        await scope.policy.cancel_steps(event.sender)

@@ -9,7 +9,7 @@ declared ``replies=``; ``ctx.portal.send_text`` asks :meth:`EventScope.before_se
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -20,6 +20,7 @@ from service.portal import PortalError
 from service.settings import DEFAULT_SENT_TTL
 from service.typedevents import Event, InboundMessage
 from workers.coalesce import Burst
+from workers.convredis import cancel_conversation
 from workers.dispatch import Permanent
 from workers.effects import AsyncPortalAPI, Effects
 from workers.ledger import Ledger
@@ -69,6 +70,20 @@ class Policy:
         self.portal = portal
         self.prefix = prefix
         self.clock = clock
+
+    def message_time(self, event: InboundMessage) -> float:
+        """When the contact wrote ``event``: its own time (see :func:`message_time`)."""
+        return message_time(event, self.clock())
+
+    async def cancel_steps(self, phone: str) -> Mapping[str, Any] | None:
+        """End ``phone``'s pending wait-for-reply step (``workers.convredis``); return it."""
+        return await cancel_conversation(self.redis, phone, prefix=self.prefix)
+
+    async def schedule_nudge(self, scope: EventScope, agent: str) -> bool:
+        """Schedule ``agent``'s nudge before their window closes (``workers.policy.nudge``)."""
+        from workers.policy import nudge  # nudge imports the job format; only needed here
+
+        return await nudge.schedule(scope, agent)
 
     async def scope(
         self, event: Event | None, *, job_id: str, ledger: Ledger, contact: str | None = None
@@ -124,7 +139,7 @@ class EventScope:
         assert self.record is not None
         at = self.record.inbound_at
         if isinstance(self.event, InboundMessage):
-            own = message_time(self.event, self.now())
+            own = self.policy.message_time(self.event)
             at = own if at is None else max(at, own)
         return at
 
@@ -244,10 +259,8 @@ class EventScope:
     async def forwarded(self, agent: str, customer: str, message_id: str) -> None:
         """A message of ``customer`` went to ``agent`` as ``message_id``: link it (for the
         agent's reply) and schedule the agent's nudge."""
-        from workers.policy import nudge  # nudge imports the job format; only needed here
-
         await self.store.link_forward(message_id, customer, self.now())
-        await nudge.schedule(self, agent)
+        await self.policy.schedule_nudge(self, agent)
 
     async def notify(self, phone: str, text: str, *, step: str) -> bool:
         """Send a notice once for this event if ``phone``'s window allows; return if sent."""

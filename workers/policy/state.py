@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from service.policystore import CONTACT_TTL, FORWARD_TTL, PolicyKeys, configured_key, hash_number
 from service.settings import DEFAULT_SENT_TTL
 
-__all__ = ["DAY", "ContactRecord", "PolicyStore", "MessagingWindow", "window_of"]
+__all__ = ["DAY", "ContactRecord", "MessagingWindow", "PolicyStore", "record_from", "window_of"]
 
 DAY = 24 * 3600
 
@@ -75,6 +75,19 @@ class ContactRecord:
         return self.handover and not self.handover_active(now)
 
 
+def record_from(phone: str, raw: Mapping[bytes, bytes], suppressed: bool) -> ContactRecord:
+    """The contact's record from its hash (``wabahooks:policy:contact:<phone>``)."""
+    return ContactRecord(
+        phone,
+        _float(raw, "inbound_at"),
+        raw.get(b"handover") == b"1",
+        (raw.get(b"handover_by") or b"").decode(),
+        _float(raw, "handover_until"),
+        suppressed,
+        _float(raw, "handover_ended"),
+    )
+
+
 class PolicyStore:
     """Async reads and writes of the policy's keys."""
 
@@ -109,15 +122,7 @@ class PolicyStore:
             pipe.hgetall(self.keys.contact(phone))
             pipe.hexists(self.keys.optout, digest)
             raw, suppressed = await pipe.execute()
-        return ContactRecord(
-            phone,
-            _float(raw, "inbound_at"),
-            raw.get(b"handover") == b"1",
-            (raw.get(b"handover_by") or b"").decode(),
-            _float(raw, "handover_until"),
-            bool(suppressed),
-            _float(raw, "handover_ended"),
-        )
+        return record_from(phone, raw, bool(suppressed))
 
     async def _write(self, phone: str, fields: Mapping[str, str | float]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
