@@ -51,26 +51,15 @@ class MemoryPolicyStore(PolicyStore):
         stored = self.contacts.setdefault(phone, {})
         stored.update({k.encode(): str(v).encode() for k, v in fields.items()})
 
-    async def set_handover(
-        self, record: ContactRecord, on: bool, *, by: str, now: float, idle: int
-    ) -> None:
-        ended = min(now, record.handover_until or now)
-        record.handover, record.handover_by = on, by if on else ""
-        record.handover_until = now + idle if on else None
-        if on:
-            fields: dict[str, str | float] = {
-                "handover": "1",
-                "handover_by": by,
-                "handover_until": now + idle,
-            }
-            await self._write(record.phone, fields)
-            self.open[record.phone] = now
-        else:
-            record.handover_ended = ended
-            stored = self.contacts.setdefault(record.phone, {})
-            for name in (b"handover", b"handover_by", b"handover_until"):
-                stored.pop(name, None)
-            await self._write(record.phone, {"handover_ended": ended})
+    async def _handover_on(self, phone: str, fields: Mapping[str, str | float], now: float) -> None:
+        await self._write(phone, fields)
+        self.open[phone] = now
+
+    async def _handover_off(self, phone: str, ended: float) -> None:
+        stored = self.contacts.setdefault(phone, {})
+        for name in (b"handover", b"handover_by", b"handover_since", b"handover_until"):
+            stored.pop(name, None)
+        await self._write(phone, {"handover_ended": ended})
 
     async def set_suppressed(
         self, record: ContactRecord, on: bool, *, word: str, now: float

@@ -151,18 +151,27 @@ class PolicyStore:
                 "handover_since": now,
                 "handover_until": now + idle,
             }
-            await self._write(record.phone, fields)
-            await self.redis.zadd(self.keys.open, {record.phone: now})
+            await self._handover_on(record.phone, fields, now)
         else:
             record.handover_ended = ended
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(
-                    self.keys.contact(record.phone),
-                    "handover", "handover_by", "handover_since", "handover_until",
-                )  # fmt: skip
-                pipe.hset(self.keys.contact(record.phone), "handover_ended", ended)
-                pipe.expire(self.keys.contact(record.phone), CONTACT_TTL)
-                await pipe.execute()
+            await self._handover_off(record.phone, ended)
+
+    async def _handover_on(self, phone: str, fields: Mapping[str, str | float], now: float) -> None:
+        await self._write(phone, fields)
+        await self.redis.zadd(self.keys.open, {phone: now})
+
+    async def _handover_off(self, phone: str, ended: float) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(
+                self.keys.contact(phone),
+                "handover",
+                "handover_by",
+                "handover_since",
+                "handover_until",
+            )
+            pipe.hset(self.keys.contact(phone), "handover_ended", ended)
+            pipe.expire(self.keys.contact(phone), CONTACT_TTL)
+            await pipe.execute()
 
     async def touch_handover(self, record: ContactRecord, now: float, idle: int) -> None:
         """Activity in a handed-over conversation: its idle end moves."""
