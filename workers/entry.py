@@ -155,7 +155,9 @@ async def run_event(
             if conduct is not None and event is not None:
                 scope = await conduct.scope(event, job_id=job_id, ledger=ledger)
                 await clear_steps(scope)  # a STOP or "agent" is no step's answer
-            elif conduct is not None and kind == "flush":  # a burst's replies are gated too
+            elif conduct is not None and kind in ("flush", "timeout"):
+                # A burst's replies are gated too; a step's timeout sees ctx.window and the
+                # opt-out check like any handler (its contact: the conversation).
                 contact = str(conversation or "")
                 scope = await conduct.scope(None, job_id=job_id, ledger=ledger, contact=contact)
             await run_job(

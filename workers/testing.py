@@ -273,7 +273,7 @@ class Harness:
         store = self.conversations.for_job(timer.job_id, ledger)
         store.gen = timer.gen
         scope = None
-        if self.policy is not None and timer.kind == "flush":  # a burst's replies are gated
+        if self.policy is not None:  # as the workers: flushes and timeouts have their contact's
             scope = await self.policy.scope(
                 None, job_id=timer.job_id, ledger=ledger, contact=contact
             )

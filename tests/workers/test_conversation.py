@@ -23,6 +23,7 @@ from rq.serializers import JSONSerializer
 from service.cli import main
 from service.cli.forget import forget_contact
 from service.keys import Keys
+from service.policystore import PolicyKeys
 from tests.support.bredis import BytesRedis
 from tests.support.loop import Loop, running_loop
 from tests.workers.test_tracing import finished, provider  # noqa: F401 - a fixture
@@ -39,6 +40,7 @@ from workers.archive import contact_of
 from workers.coalesce import message_record
 from workers.convredis import ConversationScripts, cancel_conversation
 from workers.execution import ExecutionToken, Superseded
+from workers.policy.state import PolicyStore
 from workers.rqstate import RQState
 from workers.testing import inbound_text
 
@@ -431,3 +433,44 @@ def test_the_archive_files_a_flush_and_a_timeout_under_their_contact() -> None:
     assert contact_of({"kind": "flush", "conversation": ME, "handler": "h"}) == ME
     assert contact_of({"kind": "timeout", "conversation": ME, "step": "s"}) == ME
     assert contact_of({"kind": "timeout", "conversation": "not a number"}) is None
+
+
+def test_with_the_policy_a_timeout_handler_sees_the_window_and_the_opt_out(
+    redis_url: str,
+) -> None:
+    router = Router("asker")
+
+    @router.message(text="ask")
+    async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.expect("number", timeout=timedelta(minutes=1))
+
+    @router.timeout("number")
+    async def on_timeout(event: StepTimeout, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, f"window open: {ctx.window.open}")
+
+    with running_loop(redis_url, router, config="[policy]\n") as loop:
+        loop.inbound("ask")
+        loop.work()
+        assert fire(loop) == 1
+        loop.work()
+        assert sent(loop) == ["window open: True"]  # the contact wrote a minute ago
+
+        loop.inbound("ask")
+        loop.work()
+        # Opted out while the step waits (not by a STOP message, which ends the step):
+        # the timeout's reply is refused like any other send.
+        asyncio.run(_opt_out(redis_url, ME))
+        assert fire(loop) == 1
+        loop.work()
+        assert sent(loop) == ["window open: True"]
+        [failed] = FailedJobRegistry(MESSAGES, connection=loop.r).get_job_ids()
+        assert failed
+
+
+async def _opt_out(redis_url: str, phone: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        store = PolicyStore(client, PolicyKeys("wabahooks:"))
+        await store.set_suppressed(await store.load(phone), True, word="STOP", now=0)
+    finally:
+        await client.aclose()

@@ -144,3 +144,21 @@ def test_without_a_policy_table_ctx_handover_says_how_to_turn_it_on() -> None:
     assert "[policy]" in str(failed.value.__cause__)
     with pytest.raises(RuntimeError, match="no policy"):
         harness.handed_over(ANA)
+
+
+def test_a_step_timeout_sees_its_contacts_window() -> None:
+    flow = Router("flow")
+
+    @flow.message(text="order")
+    async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.expect("number", timeout=timedelta(minutes=10))
+
+    @flow.timeout("number")
+    async def late(event: StepTimeout, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, f"Never mind (window open: {ctx.window.open}).")
+
+    harness = Harness(flow, config={"policy": {}})
+    harness.deliver(inbound_text("order"))
+    harness.advance(timedelta(minutes=11))
+
+    assert texts(harness) == ["Never mind (window open: True)."]
