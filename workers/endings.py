@@ -30,10 +30,16 @@ log = structlog.get_logger("wabahooks.worker")
 MAX_BATCH = 64
 
 
-def engine_ending(job: StartedJob, error: BaseException, max_attempts: int) -> Ending:
+def engine_ending(
+    job: StartedJob,
+    error: BaseException,
+    max_attempts: int,
+    annotate: Callable[[Ending], Ending] = lambda ending: ending,
+) -> Ending:
     """The ending of an execution that raised ``error`` out of its runner: a timeout
     (``TimeoutError``) or Redis gone mid-job is retried, anything else is a bug of ours
-    and fails the job with its traceback."""
+    and fails the job with its traceback. ``annotate`` adds what the runner knows (the
+    archive's entry: ``ExecutionToken.annotate``); should it fail, the ending goes as is."""
     if isinstance(error, TimeoutError):
         log.warning("job.timeout", job_id=job.id, queue=job.origin, timeout=job.timeout)
         reason = f"JobTimeout: the job ran longer than its timeout ({job.timeout} s)"
@@ -42,10 +48,16 @@ def engine_ending(job: StartedJob, error: BaseException, max_attempts: int) -> E
         reason = f"Redis unavailable during the job: {error!r}"
     else:
         log.error("job.crashed", job_id=job.id, queue=job.origin, exc_info=error)
-        return Ending(job, "failed", error="".join(traceback.format_exception(error)))
-    if job.attempt >= max_attempts:
-        return Ending(job, "failed", error=reason)
-    return Ending(job, "retry", error=reason, delay=RetryPolicy().delay(job.attempt))
+        reason = "".join(traceback.format_exception(error))
+    if isinstance(error, (TimeoutError, *TRANSIENT)) and job.attempt < max_attempts:
+        ending = Ending(job, "retry", error=reason, delay=RetryPolicy().delay(job.attempt))
+    else:
+        ending = Ending(job, "failed", error=reason)
+    try:
+        return annotate(ending)
+    except Exception:  # a record of the job, not its fate: the job still ends
+        log.exception("job.annotate_failed", job_id=job.id, queue=job.origin)
+        return ending
 
 
 class GroupCommit:

@@ -270,7 +270,7 @@ class Engine:
             ending = Ending(job, "handback") if self._handing_back else None
         except Exception as exc:  # timed out, Redis lost mid-job, or a bug of ours
             token.cancelled = True  # a sync handler's thread may still run: no more effects
-            ending = token.annotate(engine_ending(job, exc, self.state.max_attempts))
+            ending = engine_ending(job, exc, self.state.max_attempts, token.annotate)
         finally:
             self._inflight.pop(member, None)
             self._slot_freed.set()
