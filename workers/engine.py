@@ -73,7 +73,10 @@ class Runner(Protocol):
 
 
 class Engine:
-    """Works one queue with up to ``concurrency`` jobs in flight. Start it with :meth:`run`."""
+    """Works one queue with up to ``concurrency`` jobs in flight. Start it with :meth:`run`.
+
+    ``on_abandoned(job_ids)``: told of the jobs the re-drive failed (their workers died on
+    every attempt), which no runner ended."""
 
     def __init__(
         self,
@@ -84,6 +87,7 @@ class Engine:
         threads: Threads | None = None,
         burst: bool = False,
         grace: float = DEFAULT_GRACE,
+        on_abandoned: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -111,7 +115,11 @@ class Engine:
         self._stopping = False
         self._closing = False
         self._maintenance = Maintenance(
-            state, self._inflight, wake=self._slot_freed.set, closing=lambda: self._closing
+            state,
+            self._inflight,
+            wake=self._slot_freed.set,
+            closing=lambda: self._closing,
+            abandoned=on_abandoned,  # jobs the re-drive failed (``JobRunner.abandoned``)
         )
         self._handing_back = False
         self._signals = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import redis.exceptions
 import structlog
@@ -38,7 +38,8 @@ InFlight = Mapping[str, tuple[StartedJob, ExecutionToken, "asyncio.Task[None]"]]
 class Maintenance:
     """The engine's periodic work: ``inflight`` is its executions by member
     (``<job id>:<execution id>``), ``wake`` tells its fetcher to look again (jobs may have
-    been queued), ``closing`` says when to stop."""
+    been queued), ``closing`` says when to stop, ``abandoned`` is told the jobs the re-drive
+    failed (their workers kept dying on them)."""
 
     def __init__(
         self,
@@ -47,11 +48,13 @@ class Maintenance:
         *,
         wake: Callable[[], None],
         closing: Callable[[], bool],
+        abandoned: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.state = state
         self._inflight = inflight
         self._wake = wake
         self._closing = closing
+        self._abandoned = abandoned
 
     async def run(self) -> None:
         """Heartbeat every lease/3 (at least 1 s), re-drive every ~5 s (jittered across
@@ -76,6 +79,8 @@ class Maintenance:
                             failed=failed,
                         )
                         self._wake()
+                    if failed and self._abandoned is not None:
+                        await self._record_abandoned(failed)
                 if now >= next_promote:
                     next_promote = now + PROMOTE_EVERY
                     if await self.state.promote():
@@ -85,6 +90,15 @@ class Maintenance:
                 next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
             due = min(next_beat, next_redrive, next_promote)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+    async def _record_abandoned(self, failed: list[str]) -> None:
+        assert self._abandoned is not None
+        try:
+            await self._abandoned(failed)
+        except TRANSIENT:
+            raise
+        except Exception:  # a record (the archive's), not the jobs' fate: they failed already
+            log.exception("job.abandoned_unrecorded", queue=self.state.queue, jobs=failed)
 
     async def heartbeat(self) -> None:
         """Renew every lease in flight; cancel the executions whose lease was lost (another

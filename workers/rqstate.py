@@ -54,6 +54,7 @@ from service.keys import (
     RQ_SUSPENDED,
     RQ_WORKERS,
     rq_failed,
+    rq_job,
     rq_queue,
     rq_queue_workers,
     rq_scheduled,
@@ -64,6 +65,7 @@ from service.settings import DEFAULT_DEDUPE_TTL
 from workers.jobstate import Ending, StartedJob, exc_string
 
 __all__ = [  # StartedJob and Ending: workers.jobstate, re-exported
+    "ABANDONED",
     "RQ_MARGIN",
     "Ending",
     "RQState",
@@ -94,11 +96,12 @@ START = lua_script("start")
 FINISH = lua_script("finish", "archive")
 HEARTBEAT = lua_script("heartbeat")
 REDRIVE = lua_script("redrive")
+ARCHIVE_WRITE = lua_script("archive_write", "archive")
 #: Prepended the chain step (``service/chain.lua``): a firing flush or timeout joins its chain.
 PROMOTE = CHAIN_LUA + lua_script("promote")
 
 
-_ABANDONED = (
+ABANDONED = (
     "AbandonedJob: its worker stopped renewing the job's lease (killed, or frozen) on its "
     "last attempt; see `wabahooks failed list`, then requeue it once the cause is fixed"
 )
@@ -132,6 +135,7 @@ class RQState:
         self._heartbeat = client.register_script(HEARTBEAT)
         self._redrive = client.register_script(REDRIVE)
         self._promote = client.register_script(PROMOTE)
+        self._archive_write = client.register_script(ARCHIVE_WRITE)
 
     @property
     def execution_ttl(self) -> int:
@@ -200,11 +204,21 @@ class RQState:
                 rq_timestamp(),
                 self.worker_name,
                 31536000,
-                exc_string(_ABANDONED),
+                exc_string(ABANDONED),
             ],
         )
         redriven, failed = reply
         return [i.decode() for i in redriven], [i.decode() for i in failed]
+
+    async def job_fields(self, job_id: str) -> dict[bytes, bytes]:
+        """The job's hash as it stands (empty: gone)."""
+        fields: Any = await self._redis.hgetall(rq_job(job_id))
+        return dict(fields)
+
+    async def write_archive(self, specs: list[bytes]) -> None:
+        """Write archive entries (``workers/lua/archive.lua`` specs) outside a job's ending."""
+        if specs:
+            await self._archive_write(keys=[], args=specs)
 
     async def promote(self) -> int:
         """Move due scheduled retries onto the queue; return how many."""

@@ -23,7 +23,7 @@ from workers.archive import Journey
 from workers.entry import Done, Failed, RetryLater, run_event
 from workers.execution import ExecutionToken
 from workers.ledger import ledger_fields
-from workers.rqstate import Ending, StartedJob
+from workers.rqstate import ABANDONED, Ending, RQState, StartedJob
 from workers.runtime import Runtime
 from workers.threads import Threads
 
@@ -59,6 +59,26 @@ class JobRunner:
         token.annotate = lambda ending: archive.record(ending, kwargs, journey)
         ending = await self._ending(runtime, job, token, kwargs, journey)
         return None if ending is None else token.annotate(ending)  # written with the ending
+
+    async def abandoned(self, state: RQState, job_ids: list[str]) -> None:
+        """Archive the events whose jobs the re-drive failed (their workers died on every
+        attempt): failed, with the reason (no handler outcomes: no attempt reported any)."""
+        archive = self._runtime.archive if self._runtime is not None else None
+        if archive is None:
+            return
+        specs = []
+        for job_id in job_ids:
+            fields = await state.job_fields(job_id)
+            attempts = int(fields.get(b"wh:attempts", b"0") or 0)
+            job = StartedJob(job_id, "", attempts, fields, started=0.0)
+            try:
+                func, _args, kwargs = job.call()
+            except Exception:  # gone, or not ours: nothing to archive
+                continue
+            if func == JOB_FUNCTION:
+                ending = Ending(job, "failed", error=ABANDONED)
+                specs.append(archive.record(ending, kwargs, Journey()).archive)
+        await state.write_archive(specs)
 
     async def _ending(
         self,

@@ -11,6 +11,7 @@ or the end of a burst.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -218,13 +219,15 @@ async def _work(
         lease=options.lease,
         max_attempts=runtime.retry.max_attempts,
     )
+    runner = JobRunner(runtime.threads, runtime)
     engine = Engine(
         state,
-        JobRunner(runtime.threads, runtime),
+        runner,
         concurrency=options.concurrency,
         threads=runtime.threads,
         burst=options.burst,
         grace=options.grace,
+        on_abandoned=functools.partial(runner.abandoned, state),
     )
     structlog.get_logger("wabahooks.worker").info(
         "worker.started",

@@ -19,10 +19,13 @@ from service.jobs import build_job
 from service.logs import id_key
 from tests.support.bredis import BytesRedis
 from tests.support.loop import Loop, running_loop
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, expire_leases
 from tests.workers.example_handlers import router
 from workers import Context, InboundMessage, Permanent, Router
 from workers.archive import Archive
+from workers.engine import Engine
+from workers.rqstate import RQState
+from workers.running import JobRunner
 
 LOG_KEY = "archive-test-key"
 KEY = id_key({"WABAHOOKS_LOG_KEY": LOG_KEY}) or b""  # never empty: a key is configured
@@ -254,3 +257,49 @@ def test_a_status_without_a_recipient_is_indexed_by_the_number_its_id_encodes(
     assert entry["id"] == job_id and entry["contact"] == "********3210"
     assert forget_contact(r, PHONE, archive_key=KEY).counts["archived event"] == 1
     assert not r.exists(KEYS.entry(job_id))
+
+
+def test_an_event_whose_workers_kept_dying_is_archived_as_abandoned(
+    redis_url: str, r: BytesRedis
+) -> None:
+    messages = "wabahooks:messages"
+    with archived_loop(redis_url, router) as loop:
+        loop.inbound("poison")
+        runtime = loop.runtime()
+
+        async def main() -> list[str]:
+            client = runtime.redis
+            try:
+                for attempt in (1, 2):  # two workers die on it...
+                    dead = RQState(
+                        client, messages, worker_name=f"d{attempt}", lease=1, max_attempts=2
+                    )
+                    assert len(await dead.start([f"e{attempt}"])) == 1
+                    expire_leases(r, messages)
+                    if attempt == 1:
+                        assert (await dead.redrive())[0]
+                # ...and a live worker's own maintenance fails it, and records it.
+                recorded: list[str] = []
+                state = RQState(client, messages, worker_name="live", lease=30, max_attempts=2)
+                runner = JobRunner(runtime.threads, runtime)
+
+                async def abandoned(ids: list[str]) -> None:
+                    await runner.abandoned(state, ids)
+                    recorded.extend(ids)
+
+                engine = Engine(state, runner, threads=runtime.threads, on_abandoned=abandoned)
+                running = asyncio.create_task(engine.run())
+                while not recorded:  # the re-drive runs within REDRIVE_EVERY (5 s) of the start
+                    await asyncio.sleep(0.05)
+                engine.stop()
+                await running
+                return recorded
+            finally:
+                await runtime.aclose()
+
+        [job_id] = asyncio.run(main())
+
+    [entry] = entries(r)
+    assert entry["id"] == job_id and entry["outcome"] == "failed" and entry["attempt"] == 2
+    assert entry["reason"].startswith("AbandonedJob: its worker stopped renewing the job's lease")
+    assert entry["kind"] == "message" and entry["contact"] == "********3210"

@@ -20,6 +20,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from tests.support.bredis import BytesRedis
+from tests.support.workers import expire_leases
 from tests.workers import jobs
 from workers.engine import Engine
 from workers.execution import ExecutionToken
@@ -153,13 +154,6 @@ async def _start_as_a_dead_worker(client: aioredis.Redis, lease: int = 1) -> lis
     return await state(client, "dead", lease=lease).start(["e1"])
 
 
-def _expire_leases(r: BytesRedis) -> None:
-    """Move every lease in the started registry into the past (as if time had passed)."""
-    key = f"rq:wip:{QUEUE}"
-    for member, _score in r.zrange(key, 0, -1, withscores=True):
-        r.zadd(key, {member: time.time() + RQ_MARGIN - 1})
-
-
 def test_a_dead_workers_job_is_redriven_first_and_keeps_its_conversation_place(
     redis_url: str, r: BytesRedis
 ) -> None:
@@ -168,7 +162,7 @@ def test_a_dead_workers_job_is_redriven_first_and_keeps_its_conversation_place(
     second = q.enqueue(jobs.record, redis_url, "ran", "second", depends_on=first)
     (started,) = run(redis_url, _start_as_a_dead_worker)
     assert started.id == first.id and started.attempt == 1
-    _expire_leases(r)
+    expire_leases(r, QUEUE)
 
     # RQ's own maintenance, even run late, cannot fail it or release the next event.
     StartedJobRegistry(queue=q).cleanup()
@@ -213,7 +207,7 @@ def test_a_job_that_keeps_killing_workers_fails_once_its_attempts_are_spent(
     )
     for _ in range(3):  # max_attempts=3
         run(redis_url, _start_as_a_dead_worker)
-        _expire_leases(r)
+        expire_leases(r, QUEUE)
         run(redis_url, lambda c: state(c).redrive())
 
     assert status(r, doomed.id) == JobStatus.FAILED
@@ -229,7 +223,7 @@ def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: BytesRedis
 
     async def body(client: aioredis.Redis) -> list[str]:
         (stalled,) = await _start_as_a_dead_worker(client)
-        _expire_leases(r)
+        expire_leases(r, QUEUE)
         await state(client).redrive()
         (fresh,) = await state(client, "w2").start(["e2"])
         assert fresh.attempt == 2
