@@ -246,6 +246,10 @@ def run_dev(
                 click.echo(f"wabahooks dev: {problem}; stopping", err=True)
                 status = 1
             return status
+        write_env_file(env)
+        click.echo(banner(env, webhook, sim_url, info["detail"], dev_config, embedded))
+        # Last: whoever waits for the state file (trigger, sign, a script) finds the env
+        # file written and the banner printed.
         write_dev_state(
             DevState(
                 pid=os.getpid(),
@@ -256,8 +260,6 @@ def run_dev(
                 api_key=env.get("WABA_API_KEY") if sim_url else None,
             )
         )
-        write_env_file(env)
-        click.echo(banner(env, webhook, sim_url, info["detail"], dev_config, embedded))
         while not stopping:
             if exited := children.exited():
                 click.echo(f"wabahooks dev: {', '.join(exited)} exited; stopping", err=True)
