@@ -61,8 +61,9 @@ class JobRunner:
         return None if ending is None else token.annotate(ending)  # written with the ending
 
     async def abandoned(self, state: RQState, job_ids: list[str]) -> None:
-        """Archive the events whose jobs the re-drive failed (their workers died on every
-        attempt): failed, with the reason (no handler outcomes: no attempt reported any)."""
+        """Archive the events whose jobs the re-drive failed (their workers died on their last
+        attempt): failed, with the reason, and no handler outcomes (the record of an attempt
+        before, if one ended, is replaced)."""
         archive = self._runtime.archive if self._runtime is not None else None
         if archive is None:
             return
