@@ -12,8 +12,9 @@ that, on every worker of the queue (``workers.maintenance``):
 - **re-drive**: executions whose lease ended (their worker died) go back to the front
   of the queue within ``lease + REDRIVE_EVERY`` seconds, keeping their conversation's
   place; kills count as attempts, so a job that keeps killing workers ends up failed;
-- **scheduled retries** are moved onto the queue when due (every second), so delayed
-  retries need no scheduler process and survive Redis restarts.
+- **scheduled jobs** (retries, conversation flushes and timeouts) are moved onto the queue
+  when due (each worker wakes for the earliest, and looks at least every second), so they
+  need no scheduler process and survive Redis restarts.
 
 Timeouts: an execution that outlives its job's ``timeout`` is cancelled (an async
 handler is interrupted; a sync handler's thread cannot be, so it keeps its slot until it

@@ -23,7 +23,7 @@ log = structlog.get_logger("wabahooks.worker")
 
 #: Seconds between looks for expired leases (each worker; jittered).
 REDRIVE_EVERY = 5.0
-#: Seconds between moves of due scheduled retries onto the queue.
+#: Longest time between looks for due scheduled jobs (sooner when the next one is due sooner).
 PROMOTE_EVERY = 1.0
 #: Redis errors waited out rather than raised (the server is away, or out of memory).
 TRANSIENT = (
@@ -58,7 +58,8 @@ class Maintenance:
 
     async def run(self) -> None:
         """Heartbeat every lease/3 (at least 1 s), re-drive every ~5 s (jittered across
-        workers), promote every second, until ``closing``."""
+        workers), promote when the next scheduled job is due (at least every second), until
+        ``closing``."""
         beat_every = max(1.0, self.state.lease / 3)
         now = time.monotonic()
         next_beat, next_redrive, next_promote = now, now + random.uniform(0, REDRIVE_EVERY), now
@@ -82,9 +83,13 @@ class Maintenance:
                     if failed and self._abandoned is not None:
                         await self._record_abandoned(failed)
                 if now >= next_promote:
-                    next_promote = now + PROMOTE_EVERY
                     if await self.state.promote():
                         self._wake()
+                    # Wake for the next scheduled job when it is due (a flush or timeout set
+                    # by this or another worker meanwhile is seen within PROMOTE_EVERY).
+                    due_in = self.state.next_due_in
+                    wait = PROMOTE_EVERY if due_in is None else min(PROMOTE_EVERY, due_in)
+                    next_promote = time.monotonic() + wait
             except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back

@@ -130,6 +130,9 @@ class RQState:
         self._scheduled_key = rq_scheduled(queue)
         self._failed_key = rq_failed(queue)
         self._worker_key = rq_worker(worker_name)
+        #: Seconds until the next scheduled job is due, as of the last :meth:`promote` (None:
+        #: none was scheduled).
+        self.next_due_in: float | None = None
         self._start = client.register_script(START)
         self._finish = client.register_script(FINISH)
         self._heartbeat = client.register_script(HEARTBEAT)
@@ -221,11 +224,14 @@ class RQState:
             await self._archive_write(keys=[], args=specs)
 
     async def promote(self) -> int:
-        """Move due scheduled retries onto the queue; return how many."""
-        moved: Any = await self._promote(
+        """Move due scheduled jobs onto the queue; return how many. :attr:`next_due_in`
+        then says when the next one is due."""
+        reply: Any = await self._promote(
             keys=[self._scheduled_key, self._queue_key, f"rq:deferred:{self.queue}"],
             args=[rq_timestamp(), DEFAULT_DEDUPE_TTL],
         )
+        moved, wait_ms = reply
+        self.next_due_in = None if int(wait_ms) < 0 else int(wait_ms) / 1000
         return int(moved)
 
     async def register_birth(self, *, pid: int, hostname: str) -> None:

@@ -149,6 +149,34 @@ def test_a_retry_is_scheduled_and_runs_when_due(redis_url: str, r: BytesRedis) -
     nothing_in_flight(r)
 
 
+def test_promote_moves_what_is_due_to_the_fraction_and_says_when_the_next_is(
+    redis_url: str, r: BytesRedis
+) -> None:
+    q = queue(r)
+    due, later = (
+        q.enqueue(jobs.record, redis_url, "ran", "due"),
+        q.enqueue(jobs.record, redis_url, "ran", "later"),
+    )
+    for job in (due, later):
+        r.lrem(f"rq:queue:{QUEUE}", 0, job.id)
+        r.hset(f"rq:job:{job.id}", "status", "scheduled")
+    now = time.time()
+    r.zadd(f"rq:scheduled:{QUEUE}", {due.id: now - 0.001, later.id: now + 30.5})
+
+    async def body(client: aioredis.Redis) -> tuple[int, float | None, int, float | None]:
+        rq_state = state(client)
+        moved = await rq_state.promote()
+        next_due_in = rq_state.next_due_in
+        r.zrem(f"rq:scheduled:{QUEUE}", later.id)
+        return moved, next_due_in, await rq_state.promote(), rq_state.next_due_in
+
+    moved, next_due_in, moved_then, none_left = run(redis_url, body)
+
+    assert moved == 1 and r.lrange(f"rq:queue:{QUEUE}", 0, -1) == [due.id.encode()]
+    assert next_due_in is not None and 29 < next_due_in <= 30.5  # the fraction counts
+    assert moved_then == 0 and none_left is None
+
+
 async def _start_as_a_dead_worker(client: aioredis.Redis, lease: int = 1) -> list[StartedJob]:
     """What a worker does before it is SIGKILLed: start jobs, never end them."""
     return await state(client, "dead", lease=lease).start(["e1"])

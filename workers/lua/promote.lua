@@ -1,12 +1,15 @@
 -- KEYS: scheduled registry, queue list, deferred registry.
 -- ARGV: stamp, tail TTL (s) when the tail has none.
--- Moves the due scheduled jobs onto the queue (RQ's scheduler's step); returns how many.
+-- Moves the due scheduled jobs onto the queue (RQ's scheduler's step); returns how many,
+-- and the milliseconds until the next scheduled job is due (-1: none), so that the worker
+-- wakes for it (due times have fractions: a burst's flush is due `quiet` s after a message).
 -- A job that carries 'wh:chain' (a conversation's flush or step timeout, firing) enters
 -- its conversation's chain instead (service/chain.lua, prepended): behind the
 -- conversation's unfinished latest job, ahead of its later events. Once: the field goes,
 -- so a retry of it is promoted as any other (it already holds its place).
 local t = redis.call('TIME')
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(t[1]), 'LIMIT', 0, 500)
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 500)
 local moved = 0
 for _, id in ipairs(due) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
@@ -28,4 +31,7 @@ for _, id in ipairs(due) do
     end
   end
 end
-return moved
+local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if next_due[2] then wait = math.max(0, math.ceil((tonumber(next_due[2]) - now) * 1000)) end
+return {moved, wait}
