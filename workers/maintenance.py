@@ -17,7 +17,7 @@ import structlog
 from workers.execution import ExecutionToken
 from workers.rqstate import RQState, StartedJob
 
-__all__ = ["PROMOTE_EVERY", "REDRIVE_EVERY", "TRANSIENT", "Maintenance"]
+__all__ = ["PROMOTE_EVERY", "PROMOTE_MIN", "REDRIVE_EVERY", "TRANSIENT", "Maintenance"]
 
 log = structlog.get_logger("wabahooks.worker")
 
@@ -25,6 +25,9 @@ log = structlog.get_logger("wabahooks.worker")
 REDRIVE_EVERY = 5.0
 #: Longest time between looks for due scheduled jobs (sooner when the next one is due sooner).
 PROMOTE_EVERY = 1.0
+#: Shortest time between them: with timers due every few ms (many conversations), a worker
+#: promotes at most 100 times a second, each time all that is due.
+PROMOTE_MIN = 0.01
 #: Redis errors waited out rather than raised (the server is away, or out of memory).
 TRANSIENT = (
     redis.exceptions.ConnectionError,
@@ -89,6 +92,7 @@ class Maintenance:
                     # by this or another worker meanwhile is seen within PROMOTE_EVERY).
                     due_in = self.state.next_due_in
                     wait = PROMOTE_EVERY if due_in is None else min(PROMOTE_EVERY, due_in)
+                    wait = max(PROMOTE_MIN, wait)
                     next_promote = time.monotonic() + wait
             except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
