@@ -5,11 +5,12 @@
 
 Two small measurements, each a few seconds (the machine is shared: nothing long):
 
-1. **The instrumented points**: per webhook request ``server_span`` + ``respond`` +
-   ``traceparent``; per job ``consumer_span`` + ``outcome``; per handler ``handler_span``; per
-   portal call ``portal_requester`` — timed with ``timeit`` (ns per call), off, and for scale
-   on (an SDK tracer provider without exporter: the spans are made and ended, not sent; the
-   portal figure is then only the wrapping, its span is made per HTTP attempt).
+1. **The instrumented points**: per webhook request ``server_span`` + ``producer_span`` +
+   ``traceparent`` + ``sent`` + ``respond``; per job ``consumer_span`` + ``outcome``; per
+   handler ``handler_span``; per portal call ``portal_requester`` — timed with ``timeit``
+   (ns per call), off, and for scale on (an SDK tracer provider without exporter: the spans
+   are made and ended, not sent; the portal figure is then only the wrapping, its span is
+   made per HTTP attempt).
 2. **A/B against ``--baseline``** (a git revision, exported with ``git archive``; by default
    where this branch left ``main``, so that only the tracing differs): the same
    in-process loads under both trees, alternating, in fresh processes, on one Valkey: the
@@ -51,7 +52,9 @@ def points() -> dict[str, tuple[float, float]]:
 
     def request() -> None:
         with tracing.server_span(scope) as span:
-            tracing.traceparent()
+            with tracing.producer_span("wabahooks:messages") as sending:
+                tracing.traceparent()
+                sending.sent("j", duplicate=False)
             span.respond(200, fields)
 
     def job() -> None:

@@ -44,7 +44,7 @@ from service import tracing
 from service.budget import REFORMAT_CPU_BURST, REFORMAT_CPU_SHARE, CpuBudget
 from service.identity import Classified, classify
 from service.intake import Intake, IntakeUnavailable, connect
-from service.jobs import build_job
+from service.jobs import build_job, queue_name
 from service.logs import mask_phone
 from service.metrics import CONTENT_TYPE, ReceiverMetrics
 from service.redisguard import MemoryWatch
@@ -137,20 +137,23 @@ def create_app(
         fields.update(event_key=classified.event_key, kind=classified.kind.value)
         if classified.conversation and classified.kind.value == "message":
             fields["contact"] = mask_phone(classified.conversation)
-        job = build_job(
-            envelope,
-            classified,
-            queue_prefix=settings.queue_prefix,
-            timeout=settings.job_timeout,
-            result_ttl=settings.retention.result_ttl,
-            failure_ttl=settings.retention.failure_ttl,
-            traceparent=tracing.traceparent(),
-        )
-        try:
-            result = await state["intake"].submit(classified, job)
-        except IntakeUnavailable as exc:
-            fields["reason"] = str(exc)
-            raise Refusal(503, "unavailable", "Storage is unavailable; retry later") from None
+        queue = queue_name(settings.queue_prefix, classified.kind)
+        with tracing.producer_span(queue) as sending:  # the job carries this span's context
+            job = build_job(
+                envelope,
+                classified,
+                queue_prefix=settings.queue_prefix,
+                timeout=settings.job_timeout,
+                result_ttl=settings.retention.result_ttl,
+                failure_ttl=settings.retention.failure_ttl,
+                traceparent=tracing.traceparent(),
+            )
+            try:
+                result = await state["intake"].submit(classified, job)
+            except IntakeUnavailable as exc:
+                fields["reason"] = str(exc)
+                raise Refusal(503, "unavailable", "Storage is unavailable; retry later") from None
+            sending.sent(result.job_id, duplicate=result.duplicate)
         fields["job_id"] = result.job_id
         if result.duplicate:
             fields["outcome"] = "duplicate"

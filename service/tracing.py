@@ -1,10 +1,10 @@
 """OpenTelemetry traces of each event's journey; free when off (the default).
 
-One trace per event: a SERVER span for the webhook request (``service.app``), whose W3C
-``traceparent`` the job carries (``service.jobs``: the optional ``traceparent`` argument), a
-CONSUMER ``process`` span per job attempt in the worker (``workers.running``), a span per
-handler (``workers.dispatch``) and a CLIENT span per HTTP attempt at a portal call
-(``service.portal.aclient``). See the README's "Traces".
+One trace per event: a SERVER span for the webhook request (``service.app``), a PRODUCER
+``send`` span for its job's intake, whose W3C ``traceparent`` the job carries (``service.jobs``:
+the optional ``traceparent`` argument), a CONSUMER ``process`` span per job attempt in the
+worker (``workers.running``), a span per handler (``workers.dispatch``) and a CLIENT span per
+HTTP attempt at a portal call (``service.portal.aclient``). See the README's "Traces".
 
 This module is the only one the hot paths import, and it imports no OpenTelemetry package:
 until :func:`activate` is called (by ``service.tracingsetup`` when the ``OTEL_*`` variables ask
@@ -37,6 +37,7 @@ __all__ = [
     "deactivate",
     "handler_span",
     "portal_requester",
+    "producer_span",
     "server_span",
     "traceparent",
 ]
@@ -60,6 +61,9 @@ class SpanScope(Protocol):
     def outcome(self, outcome: str, failed: bool) -> None:
         """Consumer span: how the job attempt ended (``wabahooks_events_total``'s outcome)."""
 
+    def sent(self, job_id: str, *, duplicate: bool) -> None:
+        """Producer span: the job written (or, for a duplicate, the one found)."""
+
 
 class _NoSpan:
     """Tracing is off: does nothing, shared by every caller."""
@@ -76,6 +80,9 @@ class _NoSpan:
         pass
 
     def outcome(self, outcome: str, failed: bool) -> None:
+        pass
+
+    def sent(self, job_id: str, *, duplicate: bool) -> None:
         pass
 
 
@@ -114,6 +121,13 @@ def traceparent() -> str | None:
     """Return the current span's W3C ``traceparent`` (None when off or outside a span)."""
     spans = _spans
     return None if spans is None else spans.traceparent()
+
+
+def producer_span(queue: str) -> SpanScope:
+    """Return the PRODUCER span of one event's job written onto ``queue`` (the intake), child
+    of the request's: the job carries its context, so the job's CONSUMER span is its child."""
+    spans = _spans
+    return NO_SPAN if spans is None else spans.producer(queue)
 
 
 def consumer_span(kwargs: Mapping[str, Any], *, job_id: str, queue: str, attempt: int) -> SpanScope:

@@ -83,6 +83,10 @@ class _Scope:
         if failed:
             self._span.set_status(Status(StatusCode.ERROR, outcome))
 
+    def sent(self, job_id: str, *, duplicate: bool) -> None:
+        self._span.set_attribute("messaging.message.id", job_id)
+        self._span.set_attribute("wabahooks.outcome", "duplicate" if duplicate else "accepted")
+
 
 _OURS = {"outcome": "wabahooks.outcome", "kind": "wabahooks.kind", "job_id": "wabahooks.job_id"}
 
@@ -203,6 +207,18 @@ class Spans:
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier)
         return carrier.get("traceparent")
+
+    def producer(self, queue: str) -> _Scope:
+        attributes: dict[str, str | int] = {
+            "messaging.system": "rq",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send",
+            "messaging.destination.name": queue,
+        }
+        span = self.tracer.start_span(
+            f"send {queue}", kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        return _Scope(span, self.hasher)
 
     def consumer(
         self, kwargs: Mapping[str, Any], *, job_id: str, queue: str, attempt: int

@@ -81,12 +81,15 @@ def test_serve_and_worker_export_one_trace_per_event(redis_url: str) -> None:
     )
     assert journey == [
         ("wabahooks-receiver", "POST /webhook"),
+        ("wabahooks-receiver", "send wabahooks:messages"),
         ("wabahooks-worker", "POST /api/v1/messages/mark-read"),
         ("wabahooks-worker", "POST /api/v1/messages/text"),
         ("wabahooks-worker", "handler example:echo"),
         ("wabahooks-worker", "process wabahooks:messages"),
     ]
+    (producer,) = [s for _, s in spans if s.name == "send wabahooks:messages"]
     (consumer,) = [s for _, s in spans if s.name == "process wabahooks:messages"]
-    assert consumer.parent_span_id == server.span_id
+    assert producer.parent_span_id == server.span_id
+    assert consumer.parent_span_id == producer.span_id  # across processes, through the job
     for _, span in spans:
         assert_no_number(str(span), [SENDER])

@@ -1,7 +1,7 @@
 """Traces of an event's journey (``service.tracing``), with the SDK's in-memory exporter: the
-simulator's webhook → receiver (SERVER) → job (``traceparent``) → worker (CONSUMER) → handler →
-portal calls (CLIENT), one trace id throughout, attributes by the semantic conventions, and no
-phone number, text or raw message id in any of them."""
+simulator's webhook → receiver (SERVER) → intake (PRODUCER) → job (``traceparent``) → worker
+(CONSUMER) → handler → portal calls (CLIENT), one trace id throughout, attributes by the
+semantic conventions, and no phone number, text or raw message id in any of them."""
 
 from __future__ import annotations
 
@@ -80,10 +80,22 @@ def test_one_trace_follows_a_message_from_the_webhook_to_the_portal_calls(
     journey = [s for s in spans if s.context.trace_id == trace_id]
     by_kind = {kind: [s for s in journey if s.kind == kind] for kind in SpanKind}
 
-    # The job carries the receiver span's context (W3C traceparent).
-    flags = int(server.context.trace_flags)
+    # The intake: a messaging send span, child of the request's; the job carries its context
+    # (W3C traceparent).
+    (producer,) = by_kind[SpanKind.PRODUCER]
+    assert producer.name == "send wabahooks:messages"
+    assert producer.parent is not None and producer.parent.span_id == server.context.span_id
+    assert dict(producer.attributes or {}) == {
+        "messaging.system": "rq",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": "wabahooks:messages",
+        "messaging.message.id": job_id,
+        "wabahooks.outcome": "accepted",
+    }
+    flags = int(producer.context.trace_flags)
     assert flags & 1  # sampled
-    assert carried == f"00-{trace_id:032x}-{server.context.span_id:016x}-{flags:02x}"
+    assert carried == f"00-{trace_id:032x}-{producer.context.span_id:016x}-{flags:02x}"
 
     # The receiver: HTTP server conventions.
     attributes = dict(server.attributes or {})
@@ -100,10 +112,10 @@ def test_one_trace_follows_a_message_from_the_webhook_to_the_portal_calls(
     assert re.fullmatch(r"message:wamid~[0-9a-f]{16}", str(attributes["wabahooks.event_key"]))
     assert server.status.status_code == StatusCode.UNSET
 
-    # The worker: a messaging process span, child of the receiver's.
+    # The worker: a messaging process span, child of the intake's.
     (consumer,) = by_kind[SpanKind.CONSUMER]
     assert consumer.name == "process wabahooks:messages"
-    assert consumer.parent is not None and consumer.parent.span_id == server.context.span_id
+    assert consumer.parent is not None and consumer.parent.span_id == producer.context.span_id
     attributes = dict(consumer.attributes or {})
     assert attributes["messaging.system"] == "rq"
     assert attributes["messaging.operation.type"] == "process"
@@ -141,7 +153,7 @@ def test_one_trace_follows_a_message_from_the_webhook_to_the_portal_calls(
         text = every_text(span)
         assert_no_number(text, [SENDER])
         assert TEXT not in text and message_id not in text
-    assert len(journey) == 5
+    assert len(journey) == 6
 
 
 def test_a_job_without_a_trace_context_starts_a_trace_of_its_own(
