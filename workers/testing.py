@@ -218,12 +218,12 @@ class Harness:
 
     def handed_over(self, phone: str) -> bool:
         """Whether ``phone``'s conversation is handed over to a person now (needs ``policy``)."""
-        return self._policy().record_now(phone).handover_active(self.clock.now)
+        return self._policy().store.record(phone).handover_active(self.clock.now)
 
     def window(self, phone: str) -> MessagingWindow:
         """``phone``'s 24-hour window now, on the harness's clock (needs ``policy``)."""
         policy = self._policy()
-        inbound_at = policy.record_now(phone).inbound_at
+        inbound_at = policy.store.record(phone).inbound_at
         return window_of(inbound_at, self.clock.now, policy.config.window.margin)
 
     def opted_out(self, phone: str) -> bool:

@@ -119,10 +119,6 @@ class MemoryPolicy(Policy):
         self.nudges: list[tuple[str, float]] = []
         self._nudged: set[tuple[str, int]] = set()
 
-    def record_now(self, phone: str) -> ContactRecord:
-        """``phone``'s record as it stands."""
-        return self.store.record(phone)
-
     def message_time(self, event: InboundMessage) -> float:
         return self.clock()  # delivered now, on the harness's clock
 
