@@ -35,6 +35,14 @@ def calls(r: BytesRedis, phone: str) -> list[str]:
     return [t.decode() for t in r.lrange(f"test:calls:{phone}", 0, -1)]
 
 
+def handled(r: BytesRedis, phone: str) -> list[str]:
+    """The contact's events in the order its handler ran them, each once: a handler runs at
+    least once (a send whose answer was lost, e.g. to a connection reset, retries the event:
+    it runs again when due, still ahead of the contact's next event), its sends exactly once."""
+    runs = calls(r, phone)
+    return [text for n, text in enumerate(runs) if n == 0 or runs[n - 1] != text]
+
+
 def test_fifty_contacts_keep_their_order_across_three_concurrent_workers(
     receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
@@ -45,7 +53,7 @@ def test_fifty_contacts_keep_their_order_across_three_concurrent_workers(
             for m in range(20):  # interleaved arrival, as a campaign's answers come in
                 write(sim, {phone: f"m{m}" for phone in contacts})
             wait_for(
-                lambda: all(r.llen(f"test:calls:{p}") == 20 for p in contacts),
+                lambda: all(len(handled(r, p)) == 20 for p in contacts),
                 "every event handled",
                 timeout=120,
             )
@@ -56,7 +64,7 @@ def test_fifty_contacts_keep_their_order_across_three_concurrent_workers(
             )
         texts = [f"m{m}" for m in range(20)]
         for phone in contacts:
-            assert calls(r, phone) == texts  # each contact's handler calls, in arrival order
+            assert handled(r, phone) == texts  # each contact's events, in arrival order
             assert sent(sim, phone) == [f"re: {t}" for t in texts]  # one reply per event
 
 
