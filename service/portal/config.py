@@ -43,6 +43,12 @@ __all__ = [
 DEFAULT_RATE = 80.0
 #: Connections per process: an async worker keeps up to a few hundred calls in flight.
 DEFAULT_MAX_CONNECTIONS = 256
+#: Seconds an idle connection is kept for reuse: under the 5 s after which Node's HTTP server
+#: (the portal is a Node.js service) and uvicorn (the simulator) close idle connections. At
+#: 5 s, httpx's default, a send could go out on a connection the server was closing: a reset
+#: with no answer, an unknown outcome, a retry and a history search for a reply that may
+#: already be sent (seen once in ~6 runs of the fifty-contact test against the simulator).
+KEEPALIVE_EXPIRY = 4.0
 #: Under per-contact pacing, sends to one contact allowed back to back.
 DEFAULT_CONTACT_BURST = 3.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -84,9 +90,12 @@ class PortalSettings:
     contact_burst: float = DEFAULT_CONTACT_BURST
 
     def limits(self) -> httpx.Limits:
-        """The connection pool of one client: every connection may stay open between calls."""
+        """The connection pool of one client: every connection may stay open between calls,
+        for :data:`KEEPALIVE_EXPIRY` seconds at most."""
         return httpx.Limits(
-            max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
         )
 
     @classmethod

@@ -14,6 +14,7 @@ import pytest
 
 from service.portal import AsyncPortalClient, OutcomeUnknown, PortalSettings, TransportError
 from service.portal.backoff import RetryPolicy
+from service.portal.config import KEEPALIVE_EXPIRY
 from tests.support.portal import API_KEY, FAST_RETRY, inbound
 
 PHONE = "919876543210"
@@ -193,4 +194,7 @@ def test_the_pool_holds_as_many_connections_as_configured() -> None:
     settings = PortalSettings(api_url="http://127.0.0.1:1/api/v1", api_key="k", max_connections=7)
     assert settings.limits().max_connections == 7
     assert settings.limits().max_keepalive_connections == 7
+    # Idle connections are dropped before Node's (the portal's) and uvicorn's servers close
+    # theirs, after 5 s: a send never goes out on a connection being closed.
+    assert settings.limits().keepalive_expiry == KEEPALIVE_EXPIRY < 5
     assert RetryPolicy().max_attempts == 5  # the default the README states
