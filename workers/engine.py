@@ -169,17 +169,20 @@ class Engine:
         return self.jobs_run > 0
 
     def stop(self, *, cold: bool = False) -> None:
-        """Stop taking jobs; hand back what still runs after ``grace`` s (at once if ``cold``)."""
+        """Stop taking jobs; hand back what still runs after ``grace`` s (at once if ``cold``).
+
+        If Redis cannot take the endings (it is down), leave anyway ``COLD_STOP_WAIT`` s after
+        the hand-back: the jobs' leases then lapse and the other workers re-drive them."""
+        loop = asyncio.get_running_loop()
         if not self._stopping:
             self._stopping = True
             self._slot_freed.set()
             log.info("worker.stopping", queue=self.state.queue, in_flight=len(self._inflight))
-            asyncio.get_running_loop().call_later(self.grace, self._hand_back)
+            loop.call_later(self.grace, self._hand_back)
+            loop.call_later(self.grace + COLD_STOP_WAIT, self._done.set)
         if cold:
             self._hand_back()
-            # If Redis cannot take the hand-back (it is down), leave anyway after a moment:
-            # the jobs' leases then lapse and the other workers re-drive them.
-            asyncio.get_running_loop().call_later(COLD_STOP_WAIT, self._done.set)
+            loop.call_later(COLD_STOP_WAIT, self._done.set)
         self._check_done()
 
     def on_signal(self) -> None:

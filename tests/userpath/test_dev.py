@@ -159,10 +159,17 @@ def test_kill_9_leaves_nothing_running_and_a_stale_run_is_cleaned(
     dev.proc.kill()  # kill -9 of `wabahooks dev` alone, not its group
     dev.proc.wait()
 
-    def gone() -> bool:
-        return all(process_started(e["pid"]) != e["started"] for e in recorded)
+    def survivors() -> list[str]:
+        return [
+            f"{e['name']} (pid {e['pid']})"
+            for e in recorded
+            if process_started(e["pid"]) == e["started"]
+        ]
 
-    wait_for(gone, "every child to die with dev", timeout=60)
+    try:
+        wait_for(lambda: not survivors(), "every child to die with dev", timeout=60)
+    except AssertionError:
+        raise AssertionError(f"still running 60 s after dev was killed: {survivors()}") from None
 
     # A run that could not clean up: its run file names a process still running (here one
     # we start), a dead one, and a PID whose start time does not match (not ours: spared).

