@@ -25,7 +25,7 @@ from service.settings import (
 from service.sim.app import create_sim_app
 from tests.support.bredis import BytesRedis
 from tests.support.loop import sim_delivering_to
-from tests.support.portal import API_KEY, serve
+from tests.support.portal import API_KEY, drain, serve
 from tests.support.receiver import SECRET, Receiver
 from tests.support.workers import WorkerProcess
 
@@ -73,7 +73,7 @@ def test_every_key_of_an_events_journey_gets_its_configured_ttl(
     for sender, text in [(ALICE, "hello"), (BOB, "bad")]:
         inbound = {"from": sender, "name": "Ana", "type": "text", "content": text}
         message_ids.append(sim.post("/sim/inbound", json=inbound).json()["messageId"])
-    assert sim.post("/sim/deliveries/wait", json={"timeout": 10}).json() == {"pending": 0}
+    drain(sim)
     ok_raw, bad_raw = (r.get(f"wabahooks:claim:message:{m}") for m in message_ids)
     assert isinstance(ok_raw, bytes) and isinstance(bad_raw, bytes)
     ok_id, bad_id = ok_raw.decode(), bad_raw.decode()

@@ -20,7 +20,7 @@ from service.samples import new_message_id, out_of_order
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
 from tests.support.bredis import BytesRedis
-from tests.support.portal import serve
+from tests.support.portal import drain, serve
 from tests.support.receiver import SECRET, Receiver
 
 
@@ -247,7 +247,8 @@ def test_via_the_simulator_statuses_follow_its_latest_send(sim: str, r: BytesRed
         json={"to": "919876543210", "message": "Hi back"},
         headers=headers,
     ).json()["messageId"]
-    httpx.post(f"{sim}/sim/deliveries/wait", json={"timeout": 10})
+    with httpx.Client(base_url=sim) as control:
+        drain(control)
     before = {job["event_key"] for job in jobs(r, "statuses")}
 
     result = trigger("status", "--sequence", "failed", "--via-sim", sim)

@@ -28,7 +28,7 @@ from service.settings import Settings
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
 from tests.support.bredis import BytesRedis
-from tests.support.portal import API_KEY, FAST_RETRY, serve
+from tests.support.portal import API_KEY, FAST_RETRY, drain, serve
 from tests.support.receiver import Receiver
 from workers import builtins
 from workers.config import Config, parse_config
@@ -72,7 +72,7 @@ class Loop:
 
     def settle(self) -> None:
         """Wait until the simulator has delivered every webhook it owes."""
-        assert self.sim.post("/sim/deliveries/wait", json={"timeout": 10}).json() == {"pending": 0}
+        drain(self.sim)
 
     def work(self, queues: Sequence[str] = QUEUES) -> None:
         """Drain ``queues`` with the worker engine in burst mode, in this process."""

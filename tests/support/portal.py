@@ -75,9 +75,10 @@ class Collector:
         return Starlette(routes=[Route("/webhook", hook, methods=["POST"])])
 
 
-def drain(control: httpx.Client) -> None:
-    """Wait until the simulator has finished every webhook delivery."""
-    response = control.post("/sim/deliveries/wait", json={"timeout": 10})
+def drain(control: httpx.Client, wait: float = 60.0) -> None:
+    """Wait until the simulator has finished every webhook delivery (at most ``wait`` s: a
+    bound on a hang; the request's own timeout is longer, so the simulator always answers)."""
+    response = control.post("/sim/deliveries/wait", json={"timeout": wait}, timeout=wait + 30)
     assert response.json() == {"pending": 0}
 
 

@@ -10,6 +10,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from tests.support.bredis import BytesRedis
+from tests.support.portal import drain
 from tests.support.receiver import Receiver
 from tests.support.stack import portal_env, sent, simulator, worker_processes
 from tests.support.workers import wait_for
@@ -22,7 +23,7 @@ HOUR = 3600
 def write(sim: httpx.Client, sender: str, text: str) -> None:
     body = {"from": sender, "name": "Test", "type": "text", "content": text}
     sim.post("/sim/inbound", json=body).raise_for_status()
-    assert sim.post("/sim/deliveries/wait", json={"timeout": 30}).json() == {"pending": 0}
+    drain(sim)
 
 
 def finished(r: BytesRedis, queue: str = "wabahooks:messages") -> int:
