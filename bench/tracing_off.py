@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import timeit
@@ -199,32 +197,6 @@ def child(url: str, requests: int, jobs: int) -> None:
     print(json.dumps({"receiver_us": receiver, "worker_us": worker}))
 
 
-def run_tree(tree: Path, url: str, requests: int, jobs: int) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WABA"))}
-    env["PYTHONPATH"] = str(tree)
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", url, str(requests), str(jobs)],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"the load failed under {tree}:\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-def export(revision: str, into: Path) -> Path:
-    archive = into / "tree.tar"
-    with archive.open("wb") as out:
-        subprocess.run(["git", "archive", revision], cwd=ROOT, stdout=out, check=True)
-    tree = into / "tree"
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
-
-
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         # Import from the tree on PYTHONPATH, not from this script's folder (bench/workers.py
@@ -239,6 +211,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="default: git merge-base HEAD main")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bench.trees import export, run_child
+
     if args.baseline is None:
         base = ["git", "merge-base", "HEAD", "main"]
         args.baseline = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, check=True)
@@ -261,7 +236,9 @@ def main() -> None:
                 # Every other round the other order: neither tree always runs on a warmer box.
                 for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
                     url = valkey.connection_url
-                    figures[name].append(run_tree(tree, url, args.requests, args.jobs))
+                    figures[name].append(
+                        run_child(__file__, tree, url, str(args.requests), str(args.jobs))
+                    )
         finally:
             valkey.stop()
     print(f"A/B, medians (and ranges) of {args.rounds} rounds, µs per request / per no-op job:")
