@@ -35,9 +35,14 @@ end
 
 -- Make the job (its hash already written, status-dependent fields aside) wait for
 -- ``prev`` (RQ's Queue.setup_dependencies + Job.register_dependency), or queue it now;
--- then point the tail at it. ``score``: the deferred registry's (epoch seconds).
+-- then point the tail at it, and keep the tail's name in the job ('wh:tail': the start
+-- script re-chains a job that RQ's own tools re-queued behind its conversation's back).
+-- ``score``: the deferred registry's (epoch seconds).
 local function chain_link(prev, job_id, job_key, queue_key, deferred_key, score, stamp,
                           tail_key, tail_ttl)
+  if tail_key ~= '' then
+    redis.call('HSET', job_key, 'wh:tail', tail_key)
+  end
   if prev then
     redis.call('HSET', job_key, 'status', 'deferred', 'dependency_id', prev,
                'dependency_ids', '["' .. prev .. '"]', 'allow_dependency_failures', '1',

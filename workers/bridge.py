@@ -4,15 +4,22 @@ Sync handlers run in a thread pool; what they call (the ledger, the store, the
 portal) is the async implementation, submitted to the loop the job runs on and
 waited for in the handler's thread. So there is one implementation of every rule,
 and the sync API is a facade over it, never a second client.
+
+A bridge belongs to one handler run of one execution: when the engine gives up on that
+execution (timeout, hand-back, lease lost), :meth:`Bridge.cancel` cancels the calls it has
+running on the loop (a send waiting for its lease or its answer stops there) and refuses
+the thread's later ones, so nothing the thread asked for outlives its execution.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["BlockingCallOnLoop", "Bridge"]
+__all__ = ["BlockingCallOnLoop", "Bridge", "BridgeClosed"]
 
 T = TypeVar("T")
 
@@ -21,11 +28,27 @@ class BlockingCallOnLoop(RuntimeError):
     """A blocking call was made on the event loop itself (it would wait for itself)."""
 
 
+class BridgeClosed(concurrent.futures.CancelledError):
+    """The execution this call belonged to was given up: the call does not run (or was
+    cancelled on the loop). Raised in the handler's thread, which should just return."""
+
+
 class Bridge:
     """Runs coroutines on ``loop`` for code in other threads, waiting for each result."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._lock = threading.Lock()
+        self._running: set[concurrent.futures.Future[Any]] = set()
+        self._closed = False
+
+    def cancel(self) -> None:
+        """Cancel the calls running on the loop and refuse later ones (any thread)."""
+        with self._lock:
+            self._closed = True
+            running, self._running = self._running, set()
+        for future in running:
+            future.cancel()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the job's loop; block this thread until it returns (or raises)."""
@@ -39,7 +62,19 @@ class Bridge:
                 "a blocking ctx call ran on the event loop: in an `async def` handler use "
                 "`await` (the AsyncContext), or make the handler a plain `def`"
             )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        with self._lock:
+            if self._closed:
+                coro.close()
+                raise BridgeClosed("the execution this handler ran for was given up")
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            self._running.add(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError as exc:
+            raise BridgeClosed("the execution this handler ran for was given up") from exc
+        finally:
+            with self._lock:
+                self._running.discard(future)
 
 
 class BlockingProxy:

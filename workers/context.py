@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import redis.asyncio
 import structlog
 
-from service.keys import DEFAULT_PREFIX, Keys
+from service.keys import DEFAULT_PREFIX, Keys, rq_job
 from service.settings import DEFAULT_STORE_TTL
 from workers.bridge import BlockingProxy, Bridge
 from workers.conversation import (
@@ -39,6 +39,8 @@ from workers.conversation import (
     NoConversation,
 )
 from workers.effects import BlockingEffects, Effects
+from workers.execution import ExecutionToken, Superseded
+from workers.lifecycle import lua_script
 from workers.policy.state import MessagingWindow
 
 __all__ = [
@@ -56,6 +58,9 @@ _NO_POLICY = (
     "ctx.handover() needs the conversation policy: add a [policy] table to the "
     "configuration file (see the README's Conversation policy)"
 )
+
+#: ``ctx.store``'s fenced write.
+_STORE_WRITE = lua_script("store_write")
 
 # DEFAULT_STORE_TTL (WABAHOOKS_STORE_TTL) is one of the retention defaults in service.settings.
 
@@ -77,7 +82,12 @@ class Store(Protocol):
 
 
 class RedisStore:
-    """The conversation's store in a Redis hash; every write renews its expiry."""
+    """The conversation's store in a Redis hash; every write renews its expiry.
+
+    ``token``: the execution writing (a job's handler): its writes pass the fence
+    (``workers/lua/store_write.lua``) and raise :class:`~workers.execution.Superseded`
+    once it no longer holds its job, so a superseded run cannot overwrite what the
+    job's current run wrote. Without one (a replay's overlay, the CLI) writes are plain."""
 
     def __init__(
         self,
@@ -86,23 +96,44 @@ class RedisStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         ttl: int = DEFAULT_STORE_TTL,
+        token: ExecutionToken | None = None,
     ) -> None:
         self._redis = client
         self._key = Keys(prefix).store(conversation or "-")
         self._ttl = ttl
+        self._token = token
+        self._write = client.register_script(_STORE_WRITE) if token is not None else None
 
     async def get(self, key: str, default: Any = None) -> Any:
         raw: Any = await self._redis.hget(self._key, key)
         return default if raw is None else json.loads(raw)
 
     async def set(self, key: str, value: Any) -> None:
+        if self._token is not None:
+            await self._fenced("set", key, json.dumps(value))
+            return
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key, key, json.dumps(value))
             pipe.expire(self._key, self._ttl)
             await pipe.execute()
 
     async def delete(self, key: str) -> None:
+        if self._token is not None:
+            await self._fenced("del", key)
+            return
         await self._redis.hdel(self._key, key)
+
+    async def _fenced(self, *change: str) -> None:
+        token = self._token
+        assert token is not None and self._write is not None
+        if token.cancelled:
+            raise Superseded(token, "the engine cancelled it")
+        written = await self._write(
+            keys=[self._key, rq_job(token.job_id)],
+            args=[token.execution_id, self._ttl, *change],
+        )
+        if not written:
+            raise Superseded(token)
 
 
 class MemoryStore:

@@ -174,7 +174,11 @@ async def _call(
         if registration.is_async:
             return await registration.func(argument, ctx)  # type: ignore[misc]  # checked: async
         bridge = Bridge(asyncio.get_running_loop())
-        return await run_sync(registration.func, argument, ctx.blocking(bridge))
+        try:
+            return await run_sync(registration.func, argument, ctx.blocking(bridge))
+        except asyncio.CancelledError:
+            bridge.cancel()  # the thread goes on; what it asked of the loop does not
+            raise
 
 
 async def dispatch(

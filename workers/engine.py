@@ -6,12 +6,13 @@ bounded thread pool), and ends them in group-committed batches that also release
 conversation's next event (``workers.endings``, with the endings it makes itself). Beside
 that, on every worker of the queue (``workers.maintenance``):
 
-- **leases**: each execution's lease is renewed every ``lease / 3`` s; one that was
-  re-driven elsewhere (this loop stalled past its lease) is cancelled here and its
-  effects are refused by the ledger;
+- **leases**: each execution's lease is renewed every ``lease / 4`` s; one that was
+  re-driven elsewhere (this loop stalled past its lease) is cancelled here, and the fence
+  refuses its writes (``workers.lifecycle``) and its sends (``workers.lease``);
 - **re-drive**: executions whose lease ended (their worker died) go back to the front
-  of the queue within ``lease + REDRIVE_EVERY`` seconds, keeping their conversation's
-  place; kills count as attempts, so a job that keeps killing workers ends up failed;
+  of the queue within ``lease + SEND_MARGIN + REDRIVE_EVERY`` seconds, keeping their
+  conversation's place; kills count as attempts, so a job that keeps killing workers ends
+  up failed;
 - **scheduled jobs** (retries, conversation flushes and timeouts) are moved onto the queue
   when due (each worker wakes for the earliest, and looks at least every second), so they
   need no scheduler process and survive Redis restarts.
@@ -39,11 +40,13 @@ from typing import Protocol, TypeVar
 import redis.exceptions
 import structlog
 
+from service.portal.fence import current_fence
 from workers.endings import MAX_BATCH, GroupCommit, engine_ending
 from workers.execution import ExecutionToken
-from workers.maintenance import TRANSIENT, Maintenance
+from workers.lease import Lease
+from workers.maintenance import TRANSIENT, InFlight, Maintenance, Running, after_redis_error
 from workers.rqstate import Ending, RQState, StartedJob
-from workers.threads import DEFAULT_SYNC_THREADS, Threads
+from workers.threads import DEFAULT_SYNC_THREADS, Threads, job_deadline
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_GRACE", "DEFAULT_LEASE", "Engine", "Runner"]
 
@@ -103,7 +106,7 @@ class Engine:
         self.threads = threads or Threads(min(concurrency, DEFAULT_SYNC_THREADS))
         self.threads.on_free = self._slot_freed.set
         #: Executions running, by "<job id>:<execution id>".
-        self._inflight: dict[str, tuple[StartedJob, ExecutionToken, asyncio.Task[None]]] = {}
+        self._inflight: InFlight = {}
         #: Executions started and not yet ended in Redis (running, or their ending queued).
         self._open = 0
         self._commit = GroupCommit(
@@ -195,9 +198,9 @@ class Engine:
             return
         self._handing_back = True
         log.warning("worker.handing_back", queue=self.state.queue, jobs=len(self._inflight))
-        for _job, token, task in self._inflight.values():
-            token.cancelled = True
-            task.cancel()
+        for running in self._inflight.values():
+            running.token.cancel()
+            running.task.cancel()
 
     def _check_done(self) -> None:
         if self._stopping and self._open == 0:
@@ -211,6 +214,7 @@ class Engine:
                 return await step()
             except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+                await after_redis_error(self.state.client, exc)
                 await asyncio.sleep(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
 
@@ -238,16 +242,18 @@ class Engine:
                 free = self._free()
             ids = [uuid.uuid4().hex for _ in range(min(free, MAX_BATCH))]
             committed = self._commit.count  # a burst run stops only if none landed meanwhile
+            asked = time.monotonic()  # the leases count from before Redis started the jobs
             try:
                 jobs = await self.state.start(ids)
             except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+                await after_redis_error(self.state.client, exc)
                 await asyncio.sleep(idle := min(BACKOFF_MAX, max(idle, 0.05) * 2))
                 continue
             if jobs:
                 idle = IDLE_MIN
                 for job in jobs:
-                    self._launch(job)
+                    self._launch(job, asked)
                 continue
             if self.burst and self._open == 0 and self._commit.count == committed:
                 # Nothing left, and no ending committed while we looked (one may have queued
@@ -263,25 +269,32 @@ class Engine:
             except TimeoutError:
                 idle = min(IDLE_MAX, idle * 2)
 
-    def _launch(self, job: StartedJob) -> None:
+    def _launch(self, job: StartedJob, asked: float) -> None:
         token = ExecutionToken(job.id, job.execution_id)
+        lease = Lease(token, self.state.lease, asked)
         member = f"{job.id}:{job.execution_id}"
-        task = asyncio.create_task(self._execute(member, job, token))
-        self._inflight[member] = (job, token, task)
+        task = asyncio.create_task(self._execute(member, job, token, lease))
+        self._inflight[member] = Running(job, token, task, lease)
         self._open += 1
         self.jobs_run += 1
 
-    async def _execute(self, member: str, job: StartedJob, token: ExecutionToken) -> None:
+    async def _execute(
+        self, member: str, job: StartedJob, token: ExecutionToken, lease: Lease
+    ) -> None:
         ending: Ending | None
+        # This task's context (and what it starts: handler threads, their calls back on the
+        # loop) carries the execution's send fence and deadline.
+        current_fence.set(lease)
         try:
-            async with asyncio.timeout(job.timeout):
+            async with asyncio.timeout(job.timeout) as deadline:
+                job_deadline.set(deadline)
                 ending = await self._runner(job, token)
         except asyncio.CancelledError:
             # Handed back (stop), or superseded (its lease was taken over): the latter's
             # ending would be refused anyway.
             ending = Ending(job, "handback") if self._handing_back else None
         except Exception as exc:  # timed out, Redis lost mid-job, or a bug of ours
-            token.cancelled = True  # a sync handler's thread may still run: no more effects
+            token.cancel()  # a sync handler's thread may still run: no more effects
             ending = engine_ending(job, exc, self.state.max_attempts, token.annotate)
         finally:
             self._inflight.pop(member, None)

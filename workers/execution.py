@@ -7,9 +7,13 @@ gets a new execution id. The ledger's writes are conditional on that field
 wrongly thought dead, or the job timed out and was handed back) cannot carry out or
 record an effect: its writes raise :class:`Superseded` and nothing is written.
 
-The engine also sets :attr:`ExecutionToken.cancelled` when it gives up on an
-execution (timeout, hand-back at shutdown): the ledger then refuses locally,
-without a round trip, which stops a sync handler whose thread cannot be killed.
+The engine also cancels the token (:meth:`ExecutionToken.cancel`) when it gives up on
+an execution (timeout, hand-back at shutdown, its lease lost): the ledger then refuses
+locally, without a round trip, which stops a sync handler whose thread cannot be killed;
+the calls that handler's thread had waiting on the loop are cancelled with it (``on_cancel``,
+``workers.bridge``), and so is a send waiting for its lease (``workers.lease``).
+
+The fence itself (``workers/lua/fence.lua``, ``workers.lifecycle``) is what Redis checks.
 """
 
 from __future__ import annotations
@@ -31,11 +35,29 @@ class ExecutionToken:
 
     job_id: str
     execution_id: str
-    #: Set by the engine on timeout or hand-back: every later effect is refused.
+    #: Set by :meth:`cancel` (timeout, hand-back, lease lost): every later effect is refused.
     cancelled: bool = False
     #: Completes an ending the engine makes itself (a timeout, a crash) with what the
     #: runner knows of this execution: the event's archive entry (``workers.running``).
     annotate: Callable[[Ending], Ending] = field(default=lambda ending: ending, repr=False)
+    _on_cancel: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def cancel(self) -> None:
+        """Give up on this execution: refuse its effects, and tell whoever asked
+        (:meth:`on_cancel`). Call it on the event loop."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        callbacks, self._on_cancel = self._on_cancel, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the execution is cancelled (at once if it already was)."""
+        if self.cancelled:
+            callback()
+        else:
+            self._on_cancel.append(callback)
 
 
 class Superseded(Exception):

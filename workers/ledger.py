@@ -6,9 +6,9 @@ done. On a retry, done handlers are skipped and done steps return their recorded
 result; an intent without a result (the worker died mid-call, or the portal's
 answer was lost) is reconciled by the caller (see ``workers.effects``).
 
-Every transition is one atomic write, tied to the execution that holds the job
-(``workers.execution``): a Lua script checks the job's ``wh:holder`` field first
-and writes nothing if another execution holds it, raising
+Every transition is one atomic write, tied to the execution that holds the job: a Lua
+script passes the fence first (``workers.lifecycle``: the job's ``wh:holder`` is this
+execution and the job is started) and writes nothing otherwise, raising
 :class:`~workers.execution.Superseded`. A completed send (its message id into the
 contact's sent set, and the step's ``done`` record) is one script, so no death can
 fall between the two.
@@ -41,7 +41,8 @@ import redis.asyncio
 
 from service.keys import DEFAULT_PREFIX, Keys, rq_job
 from service.settings import DEFAULT_SENT_TTL
-from workers.execution import HOLDER_FIELD, ExecutionToken, Superseded
+from workers.execution import ExecutionToken, Superseded
+from workers.lifecycle import lua_script
 
 __all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "RedisLedger", "ledger_fields"]
 
@@ -98,21 +99,8 @@ def _decode(raw: bytes | str | None) -> Entry | None:
 #: Ledger fields in an RQ job's hash start with this (RQ ignores fields it does not know).
 JOB_FIELD_PREFIX = "wh:"
 
-# KEYS: the job hash, then the sent set of each id recorded.
-# ARGV: holder field, execution id, a field to delete ('' for none), the sent sets' TTL,
-# then one message id per sent set, then field/value pairs to set (the deferred records and
-# this write's). One script: the ids and the records they belong to go together.
-_WRITE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-if ARGV[3] ~= '' then redis.call('HDEL', KEYS[1], ARGV[3]) end
-for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], ARGV[3 + i])
-  redis.call('EXPIRE', KEYS[i], ARGV[4])
-end
-local first = 4 + #KEYS
-if #ARGV >= first then redis.call('HSET', KEYS[1], unpack(ARGV, first)) end
-return 1
-"""
+#: One write of the ledger, fenced (``workers/lua/ledger_write.lua``).
+_WRITE = lua_script("ledger_write")
 
 
 def ledger_fields(job_hash: Mapping[bytes, bytes]) -> dict[str, str]:
@@ -133,7 +121,7 @@ class RedisLedger:
     lifetime; so the engine's fetch of the job reads the ledger too (``fields``),
     with no round trip of its own. Without them, it is read once, on the first
     question. One instance serves one execution of one job; only the execution
-    that holds the job can write (the scripts check ``wh:holder``), and every write
+    that holds the job can write (the scripts pass the fence), and every write
     keeps the copy in step.
     """
 
@@ -157,6 +145,11 @@ class RedisLedger:
         #: Sends recorded but not yet written: (the contact's sent set, message id).
         self._pending_sent: list[tuple[str, str]] = []
         self._write_script = client.register_script(_WRITE)
+
+    @property
+    def token(self) -> ExecutionToken:
+        """The execution this ledger writes for."""
+        return self._token
 
     async def _read(self) -> dict[str, str]:
         if self._fields is None:
@@ -192,7 +185,6 @@ class RedisLedger:
         done = await self._write_script(
             keys=[self._key, *[key for key, _id in sent]],
             args=[
-                HOLDER_FIELD,
                 self._token.execution_id,
                 delete,
                 self._sent_ttl,

@@ -9,15 +9,26 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-import redis.exceptions
 import structlog
 
+from service.redisfailover import TRANSIENT, after_redis_error
 from workers.execution import ExecutionToken
+from workers.lease import BEATS_PER_LEASE, Lease
 from workers.rqstate import RQState, StartedJob
 
-__all__ = ["PROMOTE_EVERY", "PROMOTE_MIN", "REDRIVE_EVERY", "TRANSIENT", "Maintenance"]
+__all__ = [
+    "PROMOTE_EVERY",
+    "PROMOTE_MIN",
+    "REDRIVE_EVERY",
+    "TRANSIENT",
+    "InFlight",
+    "Maintenance",
+    "Running",
+    "after_redis_error",
+]
 
 log = structlog.get_logger("wabahooks.worker")
 
@@ -28,14 +39,20 @@ PROMOTE_EVERY = 1.0
 #: Shortest time between them: with timers due every few ms (many conversations), a worker
 #: promotes at most 100 times a second, each time all that is due.
 PROMOTE_MIN = 0.01
-#: Redis errors waited out rather than raised (the server is away, or out of memory).
-TRANSIENT = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.OutOfMemoryError,
-)
 
-InFlight = Mapping[str, tuple[StartedJob, ExecutionToken, "asyncio.Task[None]"]]
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """One execution in flight: its job, token, task and lease."""
+
+    job: StartedJob
+    token: ExecutionToken
+    task: asyncio.Task[None]
+    lease: Lease
+
+
+#: The engine's executions in flight, by member (``<job id>:<execution id>``).
+InFlight = dict[str, Running]
 
 
 class Maintenance:
@@ -60,10 +77,10 @@ class Maintenance:
         self._abandoned = abandoned
 
     async def run(self) -> None:
-        """Heartbeat every lease/3 (at least 1 s), re-drive every ~5 s (jittered across
+        """Heartbeat every lease/4 (at least 1 s), re-drive every ~5 s (jittered across
         workers), promote when the next scheduled job is due (at least every second), until
         ``closing``."""
-        beat_every = max(1.0, self.state.lease / 3)
+        beat_every = max(1.0, self.state.lease / BEATS_PER_LEASE)
         now = time.monotonic()
         next_beat, next_redrive, next_promote = now, now + random.uniform(0, REDRIVE_EVERY), now
         while not self._closing():
@@ -96,6 +113,7 @@ class Maintenance:
                     next_promote = time.monotonic() + wait
             except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
+                await after_redis_error(self.state.client, exc)
                 next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
             due = min(next_beat, next_redrive, next_promote)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -112,12 +130,17 @@ class Maintenance:
     async def heartbeat(self) -> None:
         """Renew every lease in flight; cancel the executions whose lease was lost (another
         worker re-drove the job: this one must not act any more)."""
-        lost = await self.state.heartbeat(list(self._inflight))
-        for member in lost:
-            entry = self._inflight.get(member)
-            if entry is None:
+        members = list(self._inflight)
+        asked = time.monotonic()  # the renewals count from before Redis took them
+        lost = await self.state.heartbeat(members)
+        for member in members:
+            running = self._inflight.get(member)
+            if running is None:
                 continue
-            job, token, task = entry
+            if member not in lost:
+                running.lease.renewed(asked)
+                continue
+            job = running.job
             log.warning("job.superseded", job_id=job.id, queue=job.origin, reason="lease lost")
-            token.cancelled = True
-            task.cancel()
+            running.token.cancel()
+            running.task.cancel()

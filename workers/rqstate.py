@@ -34,25 +34,28 @@ first. If none lives for that long, RQ's cleanup finds ``retries_left`` set on e
 started job (written by :data:`START`), so it re-queues the job instead of failing it,
 and the conversation's next event still waits.
 
-Every job-hash write that ends an execution first checks that the execution still holds
-the job (``wh:holder``): a superseded execution's ending is ignored.
+Every job-hash write that ends or renews an execution first passes the fence
+(``workers.lifecycle``: the execution holds the job *and* it is started): a superseded
+execution's ending is ignored. :data:`START` starts only queued jobs, and re-chains a job
+that RQ's own tools re-queued while its conversation moved on.
 """
 
 from __future__ import annotations
 
 import platform
 from datetime import UTC, datetime
-from importlib.resources import files
 from typing import Any
 
 import redis.asyncio as aioredis
 import rq
+import structlog
 
 from service.intake import CHAIN_LUA
 from service.keys import (
     RQ_QUEUES,
     RQ_SUSPENDED,
     RQ_WORKERS,
+    rq_deferred,
     rq_failed,
     rq_job,
     rq_queue,
@@ -63,6 +66,8 @@ from service.keys import (
 )
 from service.settings import DEFAULT_DEDUPE_TTL
 from workers.jobstate import Ending, StartedJob, exc_string
+from workers.lease import send_margin
+from workers.lifecycle import lua_script
 
 __all__ = [  # StartedJob and Ending: workers.jobstate, re-exported
     "ABANDONED",
@@ -70,8 +75,11 @@ __all__ = [  # StartedJob and Ending: workers.jobstate, re-exported
     "Ending",
     "RQState",
     "StartedJob",
+    "lua_script",
     "rq_timestamp",
 ]
+
+log = structlog.get_logger("wabahooks.worker")
 
 #: Seconds RQ's own cleanup waits after a lease ends, on top of the lease.
 RQ_MARGIN = 600
@@ -84,15 +92,9 @@ def rq_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).strftime(_RQ_TIME_FORMAT)
 
 
-def lua_script(name: str, *helpers: str) -> str:
-    """The Lua script ``workers/lua/<name>.lua``, after ``common.lua`` and ``helpers``."""
-    folder = files("workers").joinpath("lua")
-    parts = ["common", *helpers, name]
-    return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
-
-
 # Each script's KEYS, ARGV and reply are described at the top of its file.
-START = lua_script("start")
+#: Prepended the chain step (``service/chain.lua``): a stray job re-joins its chain.
+START = CHAIN_LUA + lua_script("start")
 FINISH = lua_script("finish", "archive")
 HEARTBEAT = lua_script("heartbeat")
 REDRIVE = lua_script("redrive")
@@ -129,6 +131,7 @@ class RQState:
         self._started_key = rq_started(queue)
         self._scheduled_key = rq_scheduled(queue)
         self._failed_key = rq_failed(queue)
+        self._deferred_key = rq_deferred(queue)
         self._worker_key = rq_worker(worker_name)
         #: Seconds until the next scheduled job is due, as of the last :meth:`promote` (None:
         #: none was scheduled).
@@ -141,6 +144,11 @@ class RQState:
         self._archive_write = client.register_script(ARCHIVE_WRITE)
 
     @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client the scripts run on."""
+        return self._redis
+
+    @property
     def execution_ttl(self) -> int:
         """Seconds an execution's hash outlives its last heartbeat (as long as its score)."""
         return self.lease + RQ_MARGIN
@@ -149,18 +157,24 @@ class RQState:
         """Pop and start up to ``len(execution_ids)`` jobs; [] if none wait (or `rq suspend`)."""
         # retries_left: what RQ's own cleanup needs to re-queue rather than fail (docstring).
         reply: Any = await self._start(
-            keys=[self._queue_key, self._started_key, RQ_SUSPENDED],
+            keys=[self._queue_key, self._started_key, RQ_SUSPENDED, self._deferred_key],
             args=[
                 self.worker_name,
                 rq_timestamp(),
                 self.lease + RQ_MARGIN,
                 self.execution_ttl,
                 self.max_attempts,
+                DEFAULT_DEDUPE_TTL,
                 *execution_ids,
             ],
         )
+        jobs, refused = reply
+        for job_id, why in refused:
+            log.warning(
+                "job.not_started", job_id=job_id.decode(), queue=self.queue, why=why.decode()
+            )
         started = []
-        for job_id, execution_id, attempt, flat, moment in reply:
+        for job_id, execution_id, attempt, flat, moment in jobs:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
             started.append(
                 StartedJob(
@@ -202,7 +216,7 @@ class RQState:
         reply: Any = await self._redrive(
             keys=[self._started_key, self._queue_key, self._failed_key],
             args=[
-                RQ_MARGIN,
+                RQ_MARGIN - send_margin(self.lease),  # the lease ended that long ago
                 self.max_attempts,
                 rq_timestamp(),
                 self.worker_name,
@@ -227,7 +241,7 @@ class RQState:
         """Move due scheduled jobs onto the queue; return how many. :attr:`next_due_in`
         then says when the next one is due."""
         reply: Any = await self._promote(
-            keys=[self._scheduled_key, self._queue_key, f"rq:deferred:{self.queue}"],
+            keys=[self._scheduled_key, self._queue_key, self._deferred_key],
             args=[rq_timestamp(), DEFAULT_DEDUPE_TTL],
         )
         moved, wait_ms = reply

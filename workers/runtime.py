@@ -233,6 +233,7 @@ class Runtime:
                 conversation,
                 prefix=self.prefix,
                 ttl=self.store_ttls.get(registration.router, self.store_ttl),
+                token=ledger.token,
             ),
             config=self.section(registration.router),
             replies_expected=replies_expected,

@@ -22,10 +22,12 @@ import click
 import redis
 import structlog
 
-from service.settings import ConfigError, Settings
+from service.portal.config import DEFAULT_READ_TIMEOUT
+from service.settings import ConfigError, Settings, env_float
 from workers.cli import DEFAULT_QUEUE, QUEUE_CHOICE, settings_or_exit
 from workers.engine import DEFAULT_CONCURRENCY, DEFAULT_GRACE, DEFAULT_LEASE
 from workers.handlerset import ALLOW_NONE_ENV, Handlers, load_handlers
+from workers.lease import check_lease
 from workers.loading import HandlerImportFailed
 from workers.threads import DEFAULT_SYNC_THREADS
 
@@ -120,6 +122,12 @@ def worker(
         sync_threads=_env_int("WABAHOOKS_SYNC_THREADS", DEFAULT_SYNC_THREADS, 1),
         burst=burst,
     )
+    if os.environ.get("WABA_API_URL") or os.environ.get("WABA_API_KEY"):
+        try:  # a send must fit in what is left of its lease (workers.lease)
+            timeout = env_float(os.environ, "WABA_API_TIMEOUT", DEFAULT_READ_TIMEOUT)
+            check_lease(options.lease, timeout)
+        except (ValueError, ConfigError) as exc:
+            fail(str(exc))
     try:
         import uvloop
 

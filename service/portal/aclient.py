@@ -135,6 +135,8 @@ class AsyncPortalClient:
         observer: CallObserver | None = None,
     ) -> None:
         self._url = settings.api_url
+        #: What the send fence must grant a request (``service.portal.fence``).
+        self._request_timeout = settings.read_timeout
         options = http_options(settings)
         self._http = _DirectClient(
             transport if transport is not None else portal_transport(options["limits"]), options
@@ -167,7 +169,9 @@ class AsyncPortalClient:
             call, self._retry, clock=self._clock, rand=self._rand, observer=self._observer
         )
         http = tracing.portal_requester(self._http, call, self._url)  # as is when off
-        return await adrive(rules, http, self._limiter, self._sleep)
+        return await adrive(
+            rules, http, self._limiter, self._sleep, request_timeout=self._request_timeout
+        )
 
     # -- messages -----------------------------------------------------------------------
 

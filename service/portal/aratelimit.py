@@ -66,7 +66,7 @@ class AsyncRateLimiter(_Limiter):
             reply = await self._acquire(keys=keys, args=args)
         except redis.RedisError as exc:
             _unavailable(exc)
-            return 0.0
+            raise  # no permit, no send: the job is retried
         return self._granted(reply, batch=contact is None)
 
     async def held(self) -> float:

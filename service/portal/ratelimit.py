@@ -34,8 +34,12 @@ them locally within that window, dropping what it did not use; one refill runs a
 checks is likewise read at most once per :data:`HELD_WINDOW` per process: a 429 seen by
 another process is honoured within that window.
 
-If Redis cannot be reached the limiter lets requests through (logging a warning): the portal
-still answers 429 if we are too fast, and the client backs off on its own.
+If Redis cannot be reached, a send's permit is refused: :meth:`RateLimiter.acquire` raises
+the Redis error (logged as ``rate_limiter_unavailable``), so the send does not go out and its
+job is retried. A worker that froze and wakes with its Redis connection timed out must not send
+on the strength of a failed read. What is not a send fails open (logging a warning): the
+hold-off check of a mark-read or a read, and the report of a 429 (the portal still answers
+429 if we are too fast, and the client backs off on its own).
 """
 
 from __future__ import annotations
@@ -234,7 +238,7 @@ class RateLimiter(_Limiter):
             reply = self._acquire(keys=keys, args=args)
         except redis.RedisError as exc:
             _unavailable(exc)
-            return 0.0
+            raise  # no permit, no send: the job is retried
         return self._granted(reply, batch=contact is None)
 
     def held(self) -> float:

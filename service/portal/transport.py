@@ -3,6 +3,11 @@
 Each driver only does what the rules ask (see :func:`~service.portal.rules.call_rules`):
 ask the limiter, sleep, send over httpx, report a 429 to the limiter. Nothing about retries,
 errors or pacing is decided here, so the sync and async clients cannot drift apart.
+
+The async driver is also the one place every request of a worker's job passes, after the
+limiter's waits and between the client's own retries: before each request that is not a GET
+it asks the running execution's send fence (``service.portal.fence``) and cuts the request
+off when the fence's time is up (as a read timeout: for a send, an unknown outcome).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
+from service.portal.fence import SendFence, current_fence
 from service.portal.rules import (
     AsyncLimiter,
     CallObserver,
@@ -101,8 +107,13 @@ async def adrive(
     http: AsyncRequester,
     limiter: AsyncLimiter,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    *,
+    request_timeout: float = 0.0,
 ) -> R:
-    """Run one call's rules to the end on the event loop; return its result."""
+    """Run one call's rules to the end on the event loop; return its result.
+
+    ``request_timeout``: how long one request may take (the client's read timeout), which
+    the send fence must grant before a request that is not a GET starts."""
     reply: Any = None
     failure: httpx.TransportError | None = None
     while True:
@@ -113,8 +124,12 @@ async def adrive(
             return result
         reply, failure = None, None
         if isinstance(op, Send):
+            fence = current_fence.get() if op.method != "GET" else None
             try:
-                reply = await http.request(op.method, op.path, json=op.body, params=op.params)
+                if fence is None:
+                    reply = await http.request(op.method, op.path, json=op.body, params=op.params)
+                else:
+                    reply = await _fenced(fence, request_timeout, http, op)
             except httpx.TransportError as exc:
                 failure = exc
         elif isinstance(op, Permit):
@@ -123,3 +138,20 @@ async def adrive(
             await sleep(op.seconds)
         elif isinstance(op, HoldOff):
             await limiter.hold_off(op.seconds)
+
+
+async def _fenced(
+    fence: SendFence, request_timeout: float, http: AsyncRequester, op: Send
+) -> httpx.Response:
+    """Send ``op`` once the fence lets it start, cut off when the fence's time is up."""
+    allowed = await fence.clearance(request_timeout)
+    cutoff = asyncio.timeout(allowed)
+    try:
+        async with cutoff:
+            return await http.request(op.method, op.path, json=op.body, params=op.params)
+    except TimeoutError as exc:
+        if not cutoff.expired():
+            raise
+        raise httpx.ReadTimeout(
+            f"cut off after {allowed:.1f} s: the execution's lease would end before an answer"
+        ) from exc

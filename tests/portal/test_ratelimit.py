@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -84,11 +85,31 @@ def test_a_single_process_is_paced(r: BytesRedis) -> None:
     assert 0.0 < wait <= 0.1
 
 
-def test_without_redis_the_limiter_lets_requests_through() -> None:
+def test_without_redis_a_send_gets_no_permit_and_other_calls_go_through() -> None:
     client = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     limiter = RateLimiter(client, rate=1)
-    assert limiter.acquire() == 0.0
-    limiter.hold_off(1.0)  # no exception either
+    # A send's permit fails closed: the send does not go out, its job is retried.
+    with pytest.raises(redis.ConnectionError):
+        limiter.acquire()
+    with pytest.raises(redis.ConnectionError):
+        limiter.acquire("919876543210")
+    # What is not a send fails open: the hold-off check and the report of a 429.
+    assert limiter.held() == 0.0
+    limiter.hold_off(1.0)
+
+
+def test_without_redis_an_async_send_gets_no_permit() -> None:
+    async def main() -> None:
+        client = aioredis.Redis(host="127.0.0.1", port=1, retry=AsyncRetry(NoBackoff(), 0))
+        try:
+            limiter = AsyncRateLimiter(client, rate=1)
+            with pytest.raises(redis.ConnectionError):
+                await limiter.acquire()
+            assert await limiter.held() == 0.0
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
 
 
 def test_client_tells_the_limiter_of_a_429(

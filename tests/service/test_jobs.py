@@ -55,8 +55,12 @@ def through_rq(r: BytesRedis, ours: Job, depends_on: str | None = None) -> Job:
 
 
 def comparable(r: BytesRedis, job_id: str) -> dict[bytes, bytes]:
+    """The job's fields RQ would write too: not the per-job ones, nor ours (``wh:``, which
+    RQ ignores)."""
     fields = r.hgetall(f"rq:job:{job_id}")
-    return {k: v for k, v in fields.items() if k.decode() not in _PER_JOB}
+    return {
+        k: v for k, v in fields.items() if k.decode() not in _PER_JOB and not k.startswith(b"wh:")
+    }
 
 
 def test_a_queued_job_matches_the_one_rq_builds(r: BytesRedis, redis_url: str) -> None:
@@ -66,6 +70,9 @@ def test_a_queued_job_matches_the_one_rq_builds(r: BytesRedis, redis_url: str) -
     theirs = through_rq(r, ours)
 
     assert comparable(r, ours.id) == comparable(r, theirs.id)
+    # Ours also names its conversation's tail (workers/lua/start.lua re-chains by it).
+    tail = r.hget(f"rq:job:{ours.id}", "wh:tail")
+    assert tail == b"wabahooks:tail:message:919876543210" and r.get(tail) == ours.id.encode()
     restored = Job.fetch(theirs.id, connection=r, serializer=JSONSerializer)
     assert (ours.func_name, ours.args, ours.kwargs) == (
         restored.func_name,

@@ -65,7 +65,7 @@ def make_store(backend: str, client: redis.asyncio.Redis) -> AsyncStore:
 @pytest.fixture(autouse=True)
 def held(r: BytesRedis) -> None:
     """The engine started the job: this test's execution holds it."""
-    r.hset("rq:job:contract", HOLDER_FIELD, TOKEN.execution_id)
+    r.hset("rq:job:contract", mapping={HOLDER_FIELD: TOKEN.execution_id, "status": "started"})
 
 
 class FlakyPortal(RecordingPortal):

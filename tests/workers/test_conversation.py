@@ -369,7 +369,7 @@ def test_conversation_show_without_state_and_with_a_bad_number(redis_url: str) -
 def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
     r: BytesRedis, redis_url: str
 ) -> None:
-    r.hset("rq:job:j1", mapping={"wh:holder": "e2", "origin": MESSAGES})
+    r.hset("rq:job:j1", mapping={"wh:holder": "e2", "status": "started", "origin": MESSAGES})
     message = message_record(inbound_text("hi"))
 
     async def main() -> list[bool]:
@@ -385,6 +385,12 @@ def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
                 await stale.advance(ME, how="cancel", gen=None, record=("h", "cancel#1"))
             assert not await client.keys("wabahooks:*") and not await client.zcard(SCHEDULED)
             current = scripts.for_job(ExecutionToken("j1", "e2"), MESSAGES)
+            # The holder, but the job was moved back to queued (RQ's requeue keeps the holder
+            # field): the fence refuses it too.
+            await client.hset("rq:job:j1", "status", "queued")
+            with pytest.raises(Superseded):
+                await current.append(ME, "h", Window(), message)
+            await client.hset("rq:job:j1", "status", "started")
             return [await current.append(ME, "h", Window(), message) for _ in range(2)]
         finally:
             await client.aclose()

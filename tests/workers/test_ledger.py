@@ -55,12 +55,20 @@ def test_the_holder_writes_each_transition(redis_url: str, r: BytesRedis) -> Non
     assert 0 < r.ttl(f"wabahooks:sent:{PHONE}") <= 7 * 86400
 
 
-@pytest.mark.parametrize("holder", ["e2", None])  # re-driven to another execution; job gone
+@pytest.mark.parametrize(
+    ("holder", "status"),
+    [
+        ("e2", "started"),  # re-driven to another execution
+        (None, None),  # the job is gone
+        ("e1", "queued"),  # re-queued by RQ's own tools, which keep our holder field
+        ("e1", "failed"),  # failed by RQ's cleanup (no retries left)
+    ],
+)
 def test_a_superseded_execution_writes_nothing_and_sends_nothing(
-    redis_url: str, r: BytesRedis, holder: str | None
+    redis_url: str, r: BytesRedis, holder: str | None, status: str | None
 ) -> None:
-    if holder is not None:
-        r.hset(JOB, mapping={"status": "started", HOLDER_FIELD: holder})
+    if holder is not None and status is not None:
+        r.hset(JOB, mapping={"status": status, HOLDER_FIELD: holder})
     portal = RecordingPortal()
 
     async def body(client: redis.asyncio.Redis) -> None:

@@ -46,7 +46,9 @@ def run_job(
     kwargs: Mapping[str, Any] | None = None,
 ) -> Done | RetryLater | Failed:
     """One execution ``e1`` of job ``j1`` (the engine wrote ``holder`` into its hash)."""
-    redis.Redis.from_url(redis_url).hset("rq:job:j1", HOLDER_FIELD, holder)
+    redis.Redis.from_url(redis_url).hset(
+        "rq:job:j1", mapping={HOLDER_FIELD: holder, "status": "started"}
+    )
 
     async def main() -> Done | RetryLater | Failed:
         runtime = Runtime(

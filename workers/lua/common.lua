@@ -53,8 +53,10 @@ local function drop_execution(id, exec, wip)
   redis.call('ZREM', wip, id .. ':' .. exec)
 end
 
+-- Failed for good: no execution holds it any more (a requeue starts a new one).
 local function fail(key, id, exec, wip, failed_key, stamp, now, worker, started, exc, ttl)
   redis.call('HSET', key, 'status', 'failed', 'ended_at', stamp, 'last_heartbeat', stamp)
+  redis.call('HDEL', key, 'wh:holder')
   redis.call('ZADD', failed_key, math.floor(now) + ttl, id)  -- whole seconds, as RQ
   local results = 'rq:results:' .. id
   redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 2, 'worker_name', worker,

@@ -6,10 +6,10 @@
 -- generation moves on, so whichever of answer, timeout and cancel comes second finds
 -- nothing), drop its timeout if it has not fired, and record what it was in this job's
 -- ledger. Returns {1, record}, {0} (nothing pending in that generation) or {-1} (this
--- execution no longer holds its job: nothing written). Prepended: common.lua.
+-- execution no longer holds its job: nothing written). Prepended: common.lua, fence.lua.
 local conv, job, scheduled = KEYS[1], KEYS[2], KEYS[3]
 local how, expected, record = ARGV[2], ARGV[3], ARGV[4]
-if job ~= '' and redis.call('HGET', job, 'wh:holder') ~= ARGV[1] then return {-1} end
+if job ~= '' and not fenced(job, ARGV[1]) then return {-1} end
 if how == 'timeout' then expected = redis.call('HGET', job, 'wh:gen') or 'none' end
 local now = clock()
 local f = redis.call('HMGET', conv, 'gen', 'step', 'data', 'timer')

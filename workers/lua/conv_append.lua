@@ -8,9 +8,9 @@
 -- burst's first, at once when it holds `max messages`. A flush that already fired is in
 -- the chain behind this job and takes this message too. Returns the burst's size, 0 if
 -- the message was in it already, -1 if this execution no longer holds its job (nothing
--- written). Prepended: service/chain.lua, common.lua.
+-- written). Prepended: service/chain.lua, common.lua, fence.lua.
 local burst, job, scheduled, flush = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-if redis.call('HGET', job, 'wh:holder') ~= ARGV[1] then return -1 end
+if not fenced(job, ARGV[1]) then return -1 end
 local now = clock()
 local done = '{"state":"done","at":' .. now .. ',"result":null}'
 if redis.call('HEXISTS', burst, 'id:' .. ARGV[3]) == 1 then

@@ -7,9 +7,9 @@
 -- moved on); schedules this one's: a job that joins the conversation's chain only when it
 -- fires ('wh:chain', promote.lua) and carries the generation ('wh:gen'). Records the
 -- generation in this job's ledger. Returns it, or -1 if this execution no longer holds
--- its job (nothing written). Prepended: service/chain.lua, common.lua.
+-- its job (nothing written). Prepended: service/chain.lua, common.lua, fence.lua.
 local conv, job, scheduled, timer = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-if redis.call('HGET', job, 'wh:holder') ~= ARGV[1] then return -1 end
+if not fenced(job, ARGV[1]) then return -1 end
 local now = clock()
 local old = redis.call('HGET', conv, 'timer')
 if old and redis.call('ZREM', scheduled, old) == 1 then

@@ -3,9 +3,9 @@
 -- job's ledger (so a retry of the flush finds them there) and the burst goes (the
 -- conversation's next message starts a new one). Returns the record (JSON), nil if the
 -- burst is not this job's (nothing to flush), or -1 if this execution no longer holds its
--- job. Prepended: common.lua.
+-- job. Prepended: common.lua, fence.lua.
 local burst, job = KEYS[1], KEYS[2]
-if redis.call('HGET', job, 'wh:holder') ~= ARGV[1] then return -1 end
+if not fenced(job, ARGV[1]) then return -1 end
 local rec = redis.call('HGET', job, ARGV[3])
 if rec then return rec end
 if redis.call('HGET', burst, 'job') ~= ARGV[2] then return false end

@@ -16,7 +16,7 @@ for i = 3, #ARGV, 13 do
   local sent, sent_ttl, archived = ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
   local key = 'rq:job:' .. id
   local wip = 'rq:wip:' .. origin
-  if redis.call('HGET', key, 'wh:holder') ~= exec then
+  if not fenced(key, exec) then
     redis.call('ZREM', wip, id .. ':' .. exec)
     out[#out + 1] = 'superseded'
   else

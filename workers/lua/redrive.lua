@@ -1,9 +1,12 @@
 -- KEYS: started registry, queue list, failed registry.
--- ARGV: margin (s), most attempts, stamp, worker name, failure TTL fallback (s), the
---       error to record (RQ's exc_string form).
--- Re-drives executions whose lease ended (score - margin < now): back to the front of the
--- queue (the conversation's next event still waits for them), or failed once their
--- attempts are spent. Returns {re-driven job ids, failed job ids}.
+-- ARGV: margin (s: RQ's margin less the send margin, workers/lease.py), most attempts,
+--       stamp, worker name, failure TTL fallback (s), the error to record (RQ's
+--       exc_string form).
+-- Re-drives executions whose lease ended at least the send margin ago (score - margin <
+-- now): back to the front of the queue (the conversation's next event still waits for
+-- them), or failed once their attempts are spent. An execution the fence no longer lets
+-- write (its job ended, or was moved on by RQ's own tools) only loses its registry entry.
+-- Returns {re-driven job ids, failed job ids}.
 local now = clock()
 local margin, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local stamp, worker = ARGV[3], ARGV[4]
@@ -12,13 +15,13 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now + margin, 'LIMI
 for _, member in ipairs(expired) do
   local id, exec = split_member(member)
   local key = 'rq:job:' .. id
-  local f = redis.call('HMGET', key, 'wh:holder', 'wh:attempts', 'status', 'failure_ttl')
+  local f = redis.call('HMGET', key, 'wh:attempts', 'failure_ttl')
   local started = redis.call('HGET', 'rq:execution:' .. id .. ':' .. exec, 'created_at') or ''
-  if f[1] == exec and f[3] == 'started' then
-    local attempts = tonumber(f[2] or '1') or 1
+  if fenced(key, exec) then
+    local attempts = tonumber(f[1] or '1') or 1
     if attempts >= most then
       fail(key, id, exec, KEYS[1], KEYS[3], stamp, now, worker, started, ARGV[6],
-           tonumber(f[4] or ARGV[5]) or tonumber(ARGV[5]))
+           tonumber(f[2] or ARGV[5]) or tonumber(ARGV[5]))
       failed[#failed + 1] = id
     else
       requeue_front(key, id, exec, KEYS[1], KEYS[2], stamp)

@@ -1,38 +1,87 @@
--- KEYS: queue list, started registry, rq:suspended.
--- ARGV: worker name, stamp, lease + margin (s), execution TTL (s), retries_left, then one
---       new execution id per job wanted.
--- Returns {job id, execution id, attempt, {flat job hash as it was}, now} per started job.
-if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
-local wanted = #ARGV - 5
+-- KEYS: queue list, started registry, rq:suspended, deferred registry.
+-- ARGV: worker name, stamp, lease + margin (s), execution TTL (s), retries_left, tail TTL
+--       (s) when the tail has none, then one new execution id per job wanted.
+-- Pops up to N jobs and starts each that may start (README "The job lifecycle"):
+-- - a job that is not queued is not started (popped twice, or moved on by someone else:
+--   its state's owner has it);
+-- - a job whose conversation has an unfinished job it does not come before goes back
+--   into the chain instead (a job RQ's tools re-queued behind its conversation's back:
+--   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind its own
+--   unfinished predecessor, or behind the conversation's latest job when nothing waits for
+--   it ('wh:tail', written by chain_link). Prepended: service/chain.lua, common.lua,
+--   fence.lua.
+-- Returns {started, refused}: started = {job id, execution id, attempt, {flat job hash as
+-- it was}, now} per started job; refused = {job id, why} per job popped but not started.
+if redis.call('EXISTS', KEYS[3]) == 1 then return {{}, {}} end
+local wanted = #ARGV - 6
 local ids = redis.call('LPOP', KEYS[1], wanted)
-if not ids then return {} end
+if not ids then return {{}, {}} end
 local now = clock()
 local worker, stamp = ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local out = {}
-for i, id in ipairs(ids) do
+local out, refused = {}, {}
+local used = 0
+
+-- The unfinished job this one must still wait for, if any (false: none).
+local function must_wait(id, key)
+  local f = redis.call('HMGET', key, 'dependency_id', 'wh:tail')
+  local dep = f[1]
+  if dep and dep ~= id then
+    local status = redis.call('HGET', 'rq:job:' .. dep, 'status')
+    if status and status ~= 'finished' and status ~= 'failed' and status ~= 'canceled'
+        and status ~= 'stopped' then
+      return dep, ''
+    end
+  end
+  if f[2] then
+    local prev = chain_prev(f[2])
+    if prev and prev ~= id and redis.call('EXISTS', 'rq:job:' .. id .. ':dependents') == 0 then
+      return prev, f[2]
+    end
+  end
+  return false, ''
+end
+
+for _, id in ipairs(ids) do
   local key = 'rq:job:' .. id
-  local flat = redis.call('HGETALL', key)
-  if #flat > 0 then
-    local exec = ARGV[5 + i]
-    local attempt, retries = 1, false
-    for j = 1, #flat, 2 do
-      if flat[j] == 'wh:attempts' then attempt = tonumber(flat[j + 1]) + 1 end
-      if flat[j] == 'retries_left' then retries = true end
+  local status = redis.call('HGET', key, 'status')
+  if not status then
+    refused[#refused + 1] = {id, 'gone'}
+  elseif status ~= 'queued' then
+    refused[#refused + 1] = {id, status}
+  else
+    local prev, tail = must_wait(id, key)
+    if prev then
+      local tail_ttl = ARGV[6]
+      if tail ~= '' then
+        tail_ttl = redis.call('TTL', tail)
+        if tail_ttl <= 0 then tail_ttl = ARGV[6] end
+      end
+      chain_link(prev, id, key, KEYS[1], KEYS[4], math.floor(now), stamp, tail, tail_ttl)
+      refused[#refused + 1] = {id, 'rechained behind ' .. prev}
+    else
+      used = used + 1
+      local flat = redis.call('HGETALL', key)
+      local exec = ARGV[6 + used]
+      local attempt, retries = 1, false
+      for j = 1, #flat, 2 do
+        if flat[j] == 'wh:attempts' then attempt = tonumber(flat[j + 1]) + 1 end
+        if flat[j] == 'retries_left' then retries = true end
+      end
+      local set = {'status', 'started', 'started_at', stamp, 'last_heartbeat', stamp,
+                   'worker_name', worker, 'wh:holder', exec, 'wh:attempts', attempt}
+      if not retries then
+        set[#set + 1] = 'retries_left'
+        set[#set + 1] = ARGV[5]
+      end
+      redis.call('HSET', key, unpack(set))
+      local ekey = 'rq:execution:' .. id .. ':' .. exec
+      redis.call('HSET', ekey, 'id', exec, 'created_at', now, 'last_heartbeat', now,
+                 'worker_name', worker)
+      redis.call('EXPIRE', ekey, ttl)
+      redis.call('ZADD', KEYS[2], now + lease, id .. ':' .. exec)
+      out[#out + 1] = {id, exec, attempt, flat, tostring(now)}
     end
-    local set = {'status', 'started', 'started_at', stamp, 'last_heartbeat', stamp,
-                 'worker_name', worker, 'wh:holder', exec, 'wh:attempts', attempt}
-    if not retries then
-      set[#set + 1] = 'retries_left'
-      set[#set + 1] = ARGV[5]
-    end
-    redis.call('HSET', key, unpack(set))
-    local ekey = 'rq:execution:' .. id .. ':' .. exec
-    redis.call('HSET', ekey, 'id', exec, 'created_at', now, 'last_heartbeat', now,
-               'worker_name', worker)
-    redis.call('EXPIRE', ekey, ttl)
-    redis.call('ZADD', KEYS[2], now + lease, id .. ':' .. exec)
-    out[#out + 1] = {id, exec, attempt, flat, tostring(now)}
   end
 end
-return out
+return {out, refused}

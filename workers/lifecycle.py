@@ -1,0 +1,173 @@
+"""The job lifecycle, written once: a job's states, who may move it between them, and the fence.
+
+A job is an RQ 2.12 job hash (``rq:job:<id>``) whose ``status`` is one of RQ's. Our scripts
+(the intake's, and the workers' in ``workers/lua/``) and RQ's own tools both act on the same
+keys; :data:`MOVES` lists every move either may make, and the README's table "The job
+lifecycle" is generated from it (``tests/workers/test_lifecycle.py`` keeps the two equal).
+
+**The fence.** While a job is ``started``, exactly one execution may write for it: the one
+named by ``wh:holder`` in the job hash. Every script that writes for an execution — its
+ledger records, ``ctx.store``, conversation steps and bursts, its ending (which releases the
+conversation's next event), its lease renewal — first calls ``fenced(job, execution)``
+(``workers/lua/fence.lua``, prepended to every script by :func:`lua_script`), which checks
+the holder *and* ``status == started`` in the same script. The status check is what makes
+RQ's own requeue paths harmless: they move a job back to ``queued`` without touching our
+holder field, so an old execution of it (a frozen worker that wakes up) is refused. Our own
+endings that give a job up (retry, failure, hand-back, re-drive) also clear the holder.
+
+**Sends.** The fence guards Redis writes; a request to the portal is guarded by the
+execution's lease (``workers.lease``): it starts only while the lease left exceeds the
+request's timeout plus :data:`~workers.lease.SEND_MARGIN`, and the re-drive takes a job only
+once its lease ended that margin ago.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+
+__all__ = ["MOVES", "STATES", "Move", "lua_script", "readme_table"]
+
+#: RQ's job statuses, as our scripts use them.
+STATES = (
+    "queued",
+    "deferred",
+    "scheduled",
+    "started",
+    "finished",
+    "failed",
+    "canceled",
+)
+
+#: The scripts every Lua script starts with: RQ's release of dependents and shared steps,
+#: then the fence.
+PRELUDE = ("common", "fence")
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One way a job moves between states: ``source`` → ``target``, by ``who``, and how."""
+
+    source: str
+    target: str
+    who: str
+    how: str
+
+
+MOVES: tuple[Move, ...] = (
+    Move(
+        "(new)",
+        "queued",
+        "receiver: `service/intake.lua`",
+        "its conversation has no unfinished job; the claim and the job are one write",
+    ),
+    Move(
+        "(new)",
+        "deferred",
+        "receiver: `service/intake.lua`",
+        "behind its conversation's unfinished latest job (the tail)",
+    ),
+    Move(
+        "deferred",
+        "queued",
+        "the ending of its predecessor (`release` in `common.lua`)",
+        "its predecessor finished or failed",
+    ),
+    Move(
+        "queued",
+        "started",
+        "worker: `start.lua`",
+        "popped; a new execution holds it (`wh:holder`) under a lease in `rq:wip:<queue>`",
+    ),
+    Move(
+        "queued",
+        "deferred",
+        "worker: `start.lua`",
+        "popped while an unfinished job of its conversation must run first (RQ's tools "
+        "re-queued it behind the conversation's back): re-chained, not started",
+    ),
+    Move(
+        "started",
+        "finished",
+        "the holding execution: `finish.lua`",
+        "done; its sends recorded, the conversation's next event released",
+    ),
+    Move(
+        "started",
+        "scheduled",
+        "the holding execution: `finish.lua`",
+        "retry after a delay; the holder is cleared",
+    ),
+    Move(
+        "started",
+        "failed",
+        "the holding execution: `finish.lua`",
+        "permanent error or attempts spent; the holder is cleared, the next event released",
+    ),
+    Move(
+        "started",
+        "queued",
+        "the holding execution: `finish.lua` (hand-back)",
+        "a stopping worker hands it back to the front of its queue; not an attempt",
+    ),
+    Move(
+        "started",
+        "queued",
+        "any worker: `redrive.lua`",
+        "its lease ended `SEND_MARGIN` s ago (its worker died or froze): to the front, the "
+        "holder cleared",
+    ),
+    Move(
+        "started",
+        "failed",
+        "any worker: `redrive.lua`",
+        "as above, on its last attempt (`AbandonedJob`)",
+    ),
+    Move(
+        "scheduled",
+        "queued",
+        "any worker: `promote.lua`",
+        "due (RQ's scheduler's step)",
+    ),
+    Move(
+        "scheduled",
+        "deferred",
+        "any worker: `promote.lua`",
+        "a burst's flush or a step's timeout joins its conversation's chain when it fires",
+    ),
+    Move(
+        "started",
+        "queued",
+        "RQ: `StartedJobRegistry.cleanup` (`rq info`, RQ's maintenance, rq-dashboard)",
+        "only `RQ_MARGIN` (600 s) after a lease ended with no worker of ours to re-drive it; "
+        "the holder is kept, so the fence (status) refuses the old execution",
+    ),
+    Move(
+        "failed",
+        "queued",
+        "operator: `wabahooks failed requeue`, `rq requeue`, rq-dashboard's Requeue",
+        "pushed behind its queue; `start.lua` re-chains it if its conversation moved on",
+    ),
+    Move(
+        "any",
+        "(gone)",
+        "operator: `rq empty`, rq-dashboard's Delete, Cancel, `Job.delete()`",
+        "not ours to refuse: the conversation's later events wait for it (see Failed jobs)",
+    ),
+)
+
+
+def readme_table() -> str:
+    """The README's lifecycle table, from :data:`MOVES`."""
+    lines = ["| from | to | who | when, and what else |", "|---|---|---|---|"]
+    for move in MOVES:
+        lines.append(f"| {move.source} | {move.target} | {move.who} | {move.how} |")
+    return "\n".join(lines)
+
+
+def lua_script(name: str, *helpers: str) -> str:
+    """The Lua script ``workers/lua/<name>.lua``, after the prelude (``common.lua``, then the
+    fence) and ``helpers`` (more files of ``workers/lua/``)."""
+    folder = files("workers").joinpath("lua")
+    parts = [*PRELUDE, *helpers, name]
+    return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
