@@ -29,12 +29,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
 
 from service.identity import Classified
 from service.jobs import JobSpec
 from service.keys import RQ_QUEUES, Keys, rq_deferred, rq_job, rq_queue
 from service.metrics import ReceiverMetrics
+from service.redisfailover import after_redis_error
 
 __all__ = ["CHAIN_LUA", "Intake", "IntakeResult", "IntakeUnavailable", "connect"]
 
@@ -171,6 +172,9 @@ class Intake:
                 replies = await self._execute([command for command, _ in batch])
             except RedisError as exc:
                 replies = [exc] * len(batch)
+            failover = next((r for r in replies if isinstance(r, ReadOnlyError)), None)
+            if failover is not None:  # a demoted primary: reconnect to whatever is primary now
+                await after_redis_error(self._redis, failover)
             for (_, future), reply in zip(batch, replies, strict=True):
                 if future.done():  # the request gave up (deadline) and answered 503
                     continue

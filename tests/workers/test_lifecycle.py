@@ -1,0 +1,208 @@
+"""The job lifecycle, written once (``workers.lifecycle``), and the fence on real Valkey.
+
+- the README's table is the module's;
+- every script that writes for an execution passes the fence, and only the fence reads the
+  holder;
+- what RQ's own tools do to a job (its registry cleanup, its requeue) cannot let an old
+  execution write, end the job or release its conversation's next event, and a job they
+  re-queue never runs beside its contact's current one;
+- the start script starts only queued jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import redis.asyncio as aioredis
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from service.identity import classify
+from service.intake import Intake
+from service.jobs import build_job
+from tests.support import payloads
+from tests.support.bredis import BytesRedis
+from workers.execution import ExecutionToken, Superseded
+from workers.ledger import RedisLedger
+from workers.lifecycle import MOVES, STATES, readme_table
+from workers.rqstate import RQ_MARGIN, Ending, RQState, StartedJob
+
+ROOT = Path(__file__).resolve().parents[2]
+LUA = ROOT / "workers" / "lua"
+QUEUE = "wabahooks:messages"
+PHONE = "919876543210"
+T = TypeVar("T")
+
+#: The scripts that write for an execution: each must pass the fence first.
+FENCED = [
+    "ledger_write",
+    "store_write",
+    "conv_advance",
+    "conv_append",
+    "conv_expect",
+    "conv_seal",
+    "finish",
+    "heartbeat",
+    "redrive",
+]
+
+
+def test_the_readme_table_is_the_modules() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"<!-- lifecycle:begin -->\n(.*?)\n<!-- lifecycle:end -->", readme, re.S)
+    assert found, "README.md has no lifecycle table between its markers"
+    assert found.group(1) == readme_table(), (
+        "README.md's lifecycle table differs from workers/lifecycle.py: paste readme_table()"
+    )
+    named = {m.source for m in MOVES} | {m.target for m in MOVES}
+    assert named - {"(new)", "(gone)", "any"} <= set(STATES)
+
+
+@pytest.mark.parametrize("script", FENCED)
+def test_every_script_that_writes_for_an_execution_passes_the_fence_first(script: str) -> None:
+    text = (LUA / f"{script}.lua").read_text(encoding="utf-8")
+    assert "fenced(" in text, f"workers/lua/{script}.lua writes for an execution unfenced"
+
+
+def test_only_the_fence_reads_the_holder() -> None:
+    for path in LUA.glob("*.lua"):
+        text = path.read_text(encoding="utf-8")
+        reads = re.findall(r"H(?:M)?GET[^\n]*wh:holder", text)
+        if path.name != "fence.lua":
+            assert not reads, f"{path.name} reads wh:holder itself: use fenced()"
+
+
+# -- on Valkey -----------------------------------------------------------------------------
+
+
+def run(redis_url: str, body: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def main() -> T:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await body(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def state(client: aioredis.Redis, name: str = "w1") -> RQState:
+    return RQState(client, QUEUE, worker_name=name, lease=30, max_attempts=3)
+
+
+def intake(redis_url: str, text: str) -> str:
+    """One inbound message from PHONE through the real intake script; its job id."""
+
+    async def body(client: aioredis.Redis) -> str:
+        envelope = payloads.message(text=text, sender=PHONE)
+        classified = classify(envelope)
+        job = build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180)
+        result = await Intake(client, prefix="wabahooks:", dedupe_ttl=60, deadline=5.0).submit(
+            classified, job
+        )
+        return result.job_id
+
+    return run(redis_url, body)
+
+
+def start(redis_url: str, wanted: int = 4) -> list[StartedJob]:
+    return run(redis_url, lambda c: state(c).start([uuid.uuid4().hex for _ in range(wanted)]))
+
+
+def finish(redis_url: str, ending: Ending) -> str:
+    return run(redis_url, lambda c: state(c).finish([ending]))[0]
+
+
+def status(r: BytesRedis, job_id: str) -> JobStatus:
+    return Job.fetch(job_id, connection=r, serializer=JSONSerializer).get_status()
+
+
+def write(redis_url: str, job: StartedJob) -> bool:
+    """Whether ``job``'s execution may still write its ledger (a harmless record)."""
+
+    async def body(client: aioredis.Redis) -> bool:
+        ledger = RedisLedger(client, ExecutionToken(job.id, job.execution_id))
+        try:
+            await ledger.complete("probe", "once:probe", {"ok": True})
+        except Superseded:
+            return False
+        return True
+
+    return run(redis_url, body)
+
+
+def test_rq_cleanup_requeues_a_frozen_execution_s_job_and_the_old_execution_is_fenced_out(
+    redis_url: str, r: BytesRedis
+) -> None:
+    first, second = intake(redis_url, "one"), intake(redis_url, "two")
+    (old,) = start(redis_url)
+    assert old.id == first and write(redis_url, old)
+
+    # No worker of ours re-drove it (all frozen, say); RQ's cleanup, run by `rq info`:
+    StartedJobRegistry(QUEUE, connection=r).cleanup(timestamp=time.time() + 10 * RQ_MARGIN)
+    assert status(r, first) == JobStatus.QUEUED
+    assert r.hget(f"rq:job:{first}", "wh:holder") == old.execution_id.encode()  # RQ kept it
+
+    # The old execution wakes: it can neither write nor end the job, nor release `second`.
+    assert not write(redis_url, old)
+    assert finish(redis_url, Ending(old, "done")) == "superseded"
+    assert status(r, first) == JobStatus.QUEUED and status(r, second) == JobStatus.DEFERRED
+    lost = run(redis_url, lambda c: state(c).heartbeat([f"{old.id}:{old.execution_id}"]))
+    assert lost == {f"{old.id}:{old.execution_id}"}
+
+    # A new execution runs it, and only that one writes.
+    (new,) = start(redis_url)
+    assert new.id == first and write(redis_url, new) and not write(redis_url, old)
+    assert finish(redis_url, Ending(new, "done")) == "ok"
+    assert status(r, second) == JobStatus.QUEUED
+
+
+def test_a_requeued_event_never_runs_beside_its_contact_s_current_one(
+    redis_url: str, r: BytesRedis
+) -> None:
+    first, second = intake(redis_url, "one"), intake(redis_url, "two")
+    (one,) = start(redis_url)
+    assert finish(redis_url, Ending(one, "failed", error="boom")) == "ok"
+    assert r.hget(f"rq:job:{first}", "wh:holder") is None  # a failed job is held by nobody
+    (two,) = start(redis_url)  # released by the failure
+    assert two.id == second
+
+    FailedJobRegistry(QUEUE, connection=r).requeue(first)  # `rq requeue`, the dashboard's
+    assert start(redis_url) == []  # not beside `second`: back into the chain, behind it
+    assert status(r, first) == JobStatus.DEFERRED
+    assert r.hget(f"rq:job:{first}", "dependency_id") == second.encode()
+
+    third = intake(redis_url, "three")  # a later event follows the requeued one
+    assert finish(redis_url, Ending(two, "done")) == "ok"
+    (again,) = start(redis_url)
+    assert again.id == first and start(redis_url) == []
+    assert finish(redis_url, Ending(again, "done")) == "ok"
+    assert [job.id for job in start(redis_url)] == [third]
+
+
+def test_only_queued_jobs_start(redis_url: str, r: BytesRedis) -> None:
+    first = intake(redis_url, "one")
+    (one,) = start(redis_url)
+    r.rpush(f"rq:queue:{QUEUE}", first)  # the same id pushed again (a tool, by hand)
+    assert start(redis_url) == []
+    assert status(r, first) == JobStatus.STARTED
+    assert r.hget(f"rq:job:{first}", "wh:holder") == one.execution_id.encode()
+
+
+def test_a_re_driven_job_keeps_its_place_and_is_not_rechained(
+    redis_url: str, r: BytesRedis
+) -> None:
+    first, second = intake(redis_url, "one"), intake(redis_url, "two")
+    (one,) = start(redis_url)
+    assert finish(redis_url, Ending(one, "handback")) == "ok"  # to the front, held by nobody
+    assert not write(redis_url, one)
+    (again,) = start(redis_url)
+    assert again.id == first and status(r, second) == JobStatus.DEFERRED
