@@ -6,15 +6,17 @@
 -- job's id. A new job waits (RQ's dependency layout, failures allowed) for that job
 -- while it is unfinished, so one conversation's jobs run in the order they were chained.
 
--- What Job.to_dict() writes for a new job, less the status-dependent fields.
+-- What Job.to_dict() writes for a new job, less the status-dependent fields; and ours: the
+-- Redis epoch it is enqueued in ('wh:epoch', workers/epoch.py: a job enqueued before Redis
+-- restarted or failed over may have lost its intents).
 local function chain_job_fields(created_at, data, description, origin, timeout, result_ttl,
-                                failure_ttl)
+                                failure_ttl, epoch)
   return {
     'created_at', created_at, 'data', data,
     'success_callback_name', '', 'failure_callback_name', '', 'stopped_callback_name', '',
     'started_at', '', 'ended_at', '', 'last_heartbeat', '', 'worker_name', '', 'group_id', '',
     'origin', origin, 'description', description, 'timeout', timeout,
-    'result_ttl', result_ttl, 'failure_ttl', failure_ttl,
+    'result_ttl', result_ttl, 'failure_ttl', failure_ttl, 'wh:epoch', epoch or '0',
   }
 end
 

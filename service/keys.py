@@ -90,6 +90,12 @@ class Keys:
         """A SCAN pattern matching every burst of a contact (a number has no glob characters)."""
         return f"{self.prefix}burst:{phone}:*"
 
+    def redis_epoch(self) -> str:
+        """Which Redis this is (``run_id``, ``replid``) and its epoch ``n``, bumped by the first
+        worker that sees it restarted or failed over (``workers.epoch``); every job is stamped
+        with the epoch it was enqueued in (``wh:epoch``)."""
+        return f"{self.prefix}redis:epoch"
+
     def portal(self) -> str:
         """The prefix of the shared portal rate limiter's keys (:func:`limiter_keys`)."""
         return f"{self.prefix}portal:"

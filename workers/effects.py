@@ -70,15 +70,15 @@ class SendPolicy(Protocol):
 def search_from(
     intended_at: float, server_time: datetime | None, asked: float, answered: float
 ) -> datetime:
-    """Return the portal-clock time from which a send intended at ``intended_at`` (our clock)
-    must appear in its history.
+    """Return the portal-clock time from which a send intended at ``intended_at`` must appear
+    in its history; ``intended_at``, ``asked`` and ``answered`` are on one clock (the
+    ledger's: Redis', which stamps the intents, so no worker's own clock is trusted).
 
     ``server_time`` is the portal's clock (Date header) on the history answer we asked for
-    at ``asked`` and got at ``answered`` (our clock): the offset between the clocks is
-    measured on it, so no bound on their skew is assumed. The header has 1 s resolution
-    and was written somewhere within the request, so the search starts that much earlier,
-    plus :data:`ANCHOR_MARGIN`. Without it, today's rule: our clock minus
-    :data:`CLOCK_SKEW`.
+    at ``asked`` and got at ``answered``: the offset between the clocks is measured on it,
+    so no bound on their skew is assumed. The header has 1 s resolution and was written
+    somewhere within the request, so the search starts that much earlier, plus
+    :data:`ANCHOR_MARGIN`. Without it: ``intended_at`` minus :data:`CLOCK_SKEW`.
     """
     if server_time is None:
         return datetime.fromtimestamp(intended_at, UTC) - CLOCK_SKEW
@@ -100,12 +100,17 @@ class Effects:
         handler: str,
         *,
         policy: SendPolicy | None = None,
+        unproven_since: float | None = None,
     ) -> None:
         #: The raw client, for reads (conversations, templates …): not deduplicated.
         self.client = client
         self._ledger = ledger
         self._handler = handler
         self._policy = policy
+        #: Set when this job's earlier runs may have lost their intents (Redis restarted or
+        #: failed over since it was enqueued, ``workers.epoch``): a send with no intent is
+        #: looked for in the history from then (the ledger's clock) before it goes out.
+        self._unproven_since = unproven_since
         self._counts: dict[str, int] = {}
 
     def _step(self, kind: str, step: str | None) -> str:
@@ -129,8 +134,11 @@ class Effects:
         policy, ref = self._policy, f"{self._handler}:{name}"
         if policy is not None:
             await policy.before_send(to, transactional=transactional)
-        if entry is not None and entry.state == "intent":
-            found = await self._find_sent(to, message, entry.at)
+        lost_from = entry.at if entry is not None and entry.state == "intent" else None
+        if entry is None and self._unproven_since is not None:
+            lost_from = self._unproven_since  # an intent Redis may have lost
+        if lost_from is not None:
+            found = await self._find_sent(to, message, lost_from)
             if found is not None:
                 await self._ledger.record_sent(self._handler, name, to, found)
                 if policy is not None:
@@ -223,11 +231,14 @@ class Effects:
         attributed = await self._ledger.sent_ids(to)
         since: datetime | None = None
         cursor: str | None = None
+        asked = started = 0.0
         while True:
-            asked = time.time()
+            if since is None:  # the ledger's clock, with this process's elapsed time
+                asked, started = await self._ledger.clock(), time.monotonic()
             page = await self.client.messages(to, cursor=cursor)
             if since is None:
-                since = search_from(intended_at, page.server_time, asked, time.time())
+                answered = asked + (time.monotonic() - started)
+                since = search_from(intended_at, page.server_time, asked, answered)
             found, stop = found_sent(page, message, since, attributed)
             if stop:
                 return None if found is None else found.wa_message_id or found.id

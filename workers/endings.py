@@ -35,11 +35,13 @@ def engine_ending(
     error: BaseException,
     max_attempts: int,
     annotate: Callable[[Ending], Ending] = lambda ending: ending,
+    hold: float = 0.0,
 ) -> Ending:
     """The ending of an execution that raised ``error`` out of its runner: a timeout
     (``TimeoutError``) or Redis gone mid-job is retried, anything else is a bug of ours
     and fails the job with its traceback. ``annotate`` adds what the runner knows (the
-    archive's entry: ``ExecutionToken.annotate``); should it fail, the ending goes as is."""
+    archive's entry: ``ExecutionToken.annotate``); should it fail, the ending goes as is.
+    ``hold``: the least delay of a retry (a send in doubt, ``ExecutionToken.hold``)."""
     if isinstance(error, TimeoutError):
         log.warning("job.timeout", job_id=job.id, queue=job.origin, timeout=job.timeout)
         reason = f"JobTimeout: the job ran longer than its timeout ({job.timeout} s)"
@@ -50,7 +52,8 @@ def engine_ending(
         log.error("job.crashed", job_id=job.id, queue=job.origin, exc_info=error)
         reason = "".join(traceback.format_exception(error))
     if isinstance(error, (TimeoutError, *TRANSIENT)) and job.attempt < max_attempts:
-        ending = Ending(job, "retry", error=reason, delay=RetryPolicy().delay(job.attempt))
+        delay = RetryPolicy().delay(job.attempt)
+        ending = Ending(job, "retry", error=reason, delay=delay, hold=hold)
     else:
         ending = Ending(job, "failed", error=reason)
     try:

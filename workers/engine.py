@@ -248,6 +248,7 @@ class Engine:
             except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 await after_redis_error(self.state.client, exc)
+                self.state.epoch.stale = True  # a restart or a failover? look before starting
                 await asyncio.sleep(idle := min(BACKOFF_MAX, max(idle, 0.05) * 2))
                 continue
             if jobs:
@@ -292,10 +293,13 @@ class Engine:
         except asyncio.CancelledError:
             # Handed back (stop), or superseded (its lease was taken over): the latter's
             # ending would be refused anyway.
-            ending = Ending(job, "handback") if self._handing_back else None
+            hold = token.hold()  # a send in doubt is held until the portal shows it
+            ending = Ending(job, "handback", hold=hold) if self._handing_back else None
         except Exception as exc:  # timed out, Redis lost mid-job, or a bug of ours
             token.cancel()  # a sync handler's thread may still run: no more effects
-            ending = engine_ending(job, exc, self.state.max_attempts, token.annotate)
+            ending = engine_ending(
+                job, exc, self.state.max_attempts, token.annotate, hold=token.hold()
+            )
         finally:
             self._inflight.pop(member, None)
             self._slot_freed.set()

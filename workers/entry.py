@@ -16,6 +16,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -27,6 +28,7 @@ from workers.archive import Journey, replayed_registrations
 from workers.converse import JOB_KINDS, JobTools, run_job
 from workers.convredis import CONVERSATION_VERSION
 from workers.dispatch import HandlerFailed
+from workers.effects import CLOCK_SKEW
 from workers.execution import ExecutionToken, Superseded
 from workers.policy.nudge import NUDGE_KIND
 from workers.policy.router import clear_steps
@@ -112,6 +114,7 @@ async def run_event(
     attempt: int,
     token: ExecutionToken,
     journey: Journey | None = None,
+    unproven: bool = False,
 ) -> Done | RetryLater | Failed:
     """Run the handlers for one job's event; return what the engine should do with the job.
 
@@ -119,7 +122,10 @@ async def run_event(
     ``ledger_fields``: the job hash's ``wh:…`` fields as fetched (prefix stripped), or
     None to read them; ``attempt``: 1-based, counted by the engine (kills count);
     ``token``: this execution (the ledger refuses writes once it is superseded);
-    ``journey``: records the handlers' outcomes and the ledger for the archive.
+    ``journey``: records the handlers' outcomes and the ledger for the archive;
+    ``unproven``: the job was enqueued before Redis last restarted or failed over
+    (``workers.epoch``): its sends without an intent look in the history first, back to
+    :func:`unproven_since`.
     """
     kind = str(kwargs.get("kind", ""))
     event_key = str(kwargs.get("event_key", ""))
@@ -147,6 +153,7 @@ async def run_event(
             return Failed("permanent", _traceback(exc))
         conversation = kwargs.get("conversation")
         ledger = runtime.ledger(token, ledger_fields)
+        lost_from = unproven_since(kwargs, await ledger.clock()) if unproven else None
         if journey is not None:
             journey.attach(ledger)
         try:
@@ -173,6 +180,7 @@ async def run_event(
                         conversation=conversation,
                         replies_expected=replies,
                         policy=scope,
+                        unproven_since=lost_from,
                     ),
                     store=runtime.conversations(token, queue),
                     run_sync=runtime.run_sync,
@@ -207,6 +215,26 @@ async def run_event(
             return RetryLater(delay, failure.registration.name, str(failure))
         metrics.event(kind, "done")
         return Done(tuple(ledger.take_sent()))
+
+
+#: How far back an unproven job's sends are looked for when its event says nothing of when
+#: it arrived (a flush or a step's timeout; ``received_at`` is the receiver's clock).
+UNPROVEN_LOOKBACK = 3600.0
+
+
+def unproven_since(kwargs: Mapping[str, Any], now: float) -> float:
+    """From when (the ledger's clock) an unproven job's lost sends may be in the history: its
+    event's arrival at the receiver, less the clock skew the history search allows; else an
+    hour back."""
+    received = kwargs.get("received_at")
+    if isinstance(received, str):
+        try:
+            at = datetime.fromisoformat(received.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+        else:
+            return min(now, at) - CLOCK_SKEW.total_seconds()
+    return now - UNPROVEN_LOOKBACK
 
 
 def process_event(*_args: Any, **_kwargs: Any) -> None:

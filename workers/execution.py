@@ -18,12 +18,21 @@ The fence itself (``workers/lua/fence.lua``, ``workers.lifecycle``) is what Redi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from workers.jobstate import Ending
 
-__all__ = ["HOLDER_FIELD", "ExecutionToken", "Superseded"]
+__all__ = ["HOLDER_FIELD", "LATE_RECORDING", "ExecutionToken", "Superseded"]
+
+#: The named assumption about the portal (its contract gives no bound): a message it
+#: accepted appears in its conversation history within this many seconds of the request's
+#: end. A run that may have sent without knowing it (an open intent when it was handed
+#: back, timed out or got no answer) is re-run only that long after its last request could
+#: have ended, so that the re-run's history search finds the send (README "The job
+#: lifecycle"). A portal slower than that can still get the send twice.
+LATE_RECORDING = 10.0
 
 #: The field of ``rq:job:<id>`` naming the execution that holds the job.
 HOLDER_FIELD = "wh:holder"
@@ -41,6 +50,26 @@ class ExecutionToken:
     #: runner knows of this execution: the event's archive entry (``workers.running``).
     annotate: Callable[[Ending], Ending] = field(default=lambda ending: ending, repr=False)
     _on_cancel: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    #: Ledger steps whose intent is written and whose send is not settled (recorded, or
+    #: known not to have gone out): a send whose outcome this execution does not know.
+    open_intents: set[str] = field(default_factory=set, repr=False)
+
+    #: ``time.monotonic()`` by which this execution's latest write to the portal ended at the
+    #: latest (the send fence's cut-off, ``workers.lease``); None before the first.
+    request_ends: float | None = field(default=None, repr=False)
+
+    def intent_opened(self, step: str) -> None:
+        self.open_intents.add(step)
+
+    def intent_closed(self, step: str) -> None:
+        self.open_intents.discard(step)
+
+    def hold(self, clock: Callable[[], float] = time.monotonic) -> float:
+        """Seconds a re-run must wait so that a send this execution may have made is in the
+        portal's history by then (:data:`LATE_RECORDING`); 0 without an open intent."""
+        if not self.open_intents or self.request_ends is None:
+            return 0.0
+        return max(0.0, self.request_ends + LATE_RECORDING - clock())
 
     def cancel(self) -> None:
         """Give up on this execution: refuse its effects, and tell whoever asked

@@ -37,6 +37,9 @@ class StartedJob:
     fields: dict[bytes, bytes]
     #: Epoch seconds the execution started (Redis' clock), RQ's ``execution_started_at``.
     started: float
+    #: Enqueued before Redis last restarted or failed over (``workers.epoch``): its earlier
+    #: runs' intents may be lost, so its sends look in the history first.
+    unproven: bool = False
 
     @property
     def origin(self) -> str:
@@ -83,7 +86,11 @@ class Ending:
     #: The error's text (retry, failed), stored as RQ's result ``exc_string``.
     error: str = ""
     #: Seconds until a retry is due.
-    delay: int = 0
+    delay: float = 0
+    #: Seconds the job must not run again for (a send of this execution may still appear in
+    #: the portal's history: ``ExecutionToken.hold``); a hand-back is then scheduled, not
+    #: put at the front of its queue.
+    hold: float = 0.0
     #: A finished job's return value, JSON-serialisable (None: none is stored).
     value: Any = None
     #: Sends the job's handlers completed, (the contact's sent set key, message id), written
@@ -109,4 +116,5 @@ class Ending:
             "\n".join(f"{key}\t{message_id}" for key, message_id in self.sent),
             self.sent_ttl,
             self.archive,
+            repr(self.hold),
         ]

@@ -1,7 +1,7 @@
 """An execution's lease, as its own worker sees it: the send-time check of the fence.
 
 The engine renews each execution's lease in Redis every ``lease / BEATS_PER_LEASE`` seconds;
-any worker re-drives a job whose lease ended :func:`send_margin` seconds ago (5 s). A worker that
+any worker re-drives a job whose lease ended :func:`redrive_after` seconds ago (5 s). A worker that
 froze (SIGSTOP, a paused VM, a handler blocking the loop) cannot know that on waking, so
 before every request that writes to the portal (``service.portal.fence``) :class:`Lease`
 checks what is left of the lease, on this process's monotonic clock, counted from *before*
@@ -27,9 +27,16 @@ from collections.abc import Callable
 
 import structlog
 
-from workers.execution import ExecutionToken, Superseded
+from workers.execution import LATE_RECORDING, ExecutionToken, Superseded
 
-__all__ = ["BEATS_PER_LEASE", "SEND_MARGIN", "Lease", "check_lease", "send_margin"]
+__all__ = [
+    "BEATS_PER_LEASE",
+    "SEND_MARGIN",
+    "Lease",
+    "check_lease",
+    "redrive_after",
+    "send_margin",
+]
 
 log = structlog.get_logger("wabahooks.worker")
 
@@ -45,6 +52,15 @@ def send_margin(lease: float) -> float:
     """The margin for a lease of ``lease`` s: :data:`SEND_MARGIN`, or a sixth of a shorter
     lease (5 s for the default 30 s)."""
     return min(SEND_MARGIN, lease / 6)
+
+
+def redrive_after(lease: float) -> float:
+    """Seconds after a lease's end before another worker may re-drive its job: the margin,
+    and at least long enough that the job's last request ended :data:`LATE_RECORDING`
+    seconds before (it was cut off a margin before the lease's end), so that the re-run's
+    history search finds a send the dead worker made (5 s with the default lease)."""
+    margin = send_margin(lease)
+    return max(margin, LATE_RECORDING - margin)
 
 
 def check_lease(lease: float, request_timeout: float) -> None:
@@ -102,6 +118,7 @@ class Lease:
             if room > needed:
                 if waited:
                     log.info("send.lease_renewed", job_id=self.token.job_id)
+                self.token.request_ends = self._clock() + room  # the cut-off, at the latest
                 return room
             if not waited:
                 waited = True
@@ -113,3 +130,7 @@ class Lease:
                 )
             self._changed.clear()
             await self._changed.wait()
+
+    def ended(self) -> None:
+        """The request let start is over: it ended now, not at its cut-off."""
+        self.token.request_ends = self._clock()

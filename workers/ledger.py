@@ -84,6 +84,10 @@ class Ledger(Protocol):
         """Raise Superseded if the engine cancelled this execution (no round trip)."""
         ...
 
+    async def clock(self) -> float:
+        """The clock intents are stamped with (Redis' for the Redis ledger), epoch seconds."""
+        ...
+
 
 def _encode(entry: Entry) -> str:
     return json.dumps({"state": entry.state, "at": entry.at, "result": entry.result})
@@ -179,23 +183,26 @@ class RedisLedger:
         else:
             fields[field] = value
 
-    async def _send(self, delete: str, pairs: Mapping[str, str]) -> None:
-        """One script: the holder check, the pending sent ids, ``pairs`` (and a deletion)."""
+    async def _send(self, delete: str, pairs: Mapping[str, str], intent: str = "") -> str:
+        """One script: the fence, the pending sent ids, ``pairs`` (and a deletion, and an
+        intent stamped with Redis' clock); return the intent's time ('' without one)."""
         sent = self._pending_sent
-        done = await self._write_script(
+        reply: Any = await self._write_script(
             keys=[self._key, *[key for key, _id in sent]],
             args=[
                 self._token.execution_id,
                 delete,
                 self._sent_ttl,
+                intent,
                 *[message_id for _key, message_id in sent],
                 *[item for pair in pairs.items() for item in pair],
             ],
         )
-        if not done:
+        if reply == 0:
             raise Superseded(self._token)
         self._pending.clear()
         self._pending_sent = []
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     async def flush(self) -> None:
         if not self._pending and not self._pending_sent:
@@ -225,7 +232,19 @@ class RedisLedger:
         return _decode((await self._read()).get(f"s:{handler}:{step}"))
 
     async def intend(self, handler: str, step: str) -> None:
-        await self._write(f"s:{handler}:{step}", _encode(Entry("intent", time.time())))
+        self.ensure_current()
+        field = f"s:{handler}:{step}"
+        fields = await self._read()
+        pairs = dict(self._pending)
+        pairs.pop(JOB_FIELD_PREFIX + field, None)
+        at = await self._send("", pairs, intent=JOB_FIELD_PREFIX + field)
+        fields[field] = _encode(Entry("intent", float(at)))
+        self._token.intent_opened(field)
+
+    async def clock(self) -> float:
+        """Redis' clock (epoch seconds): the one intents are stamped with."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) + int(micros) / 1_000_000
 
     async def complete(
         self, handler: str, step: str, result: dict[str, Any], *, deferred: bool = False
@@ -235,6 +254,7 @@ class RedisLedger:
 
     async def abandon(self, handler: str, step: str) -> None:
         await self._write(f"s:{handler}:{step}", None)
+        self._token.intent_closed(f"s:{handler}:{step}")
 
     async def sent_ids(self, phone: str) -> set[str]:
         members: Any = await self._redis.smembers(self._sent_prefix + phone)
@@ -251,3 +271,4 @@ class RedisLedger:
         self._pending[JOB_FIELD_PREFIX + field] = value
         self._pending_sent.append((self._sent_prefix + phone, message_id))
         (await self._read())[field] = value
+        self._token.intent_closed(field)

@@ -55,6 +55,9 @@ class MemoryLedger:
         self.ensure_current()
         self.steps.pop((handler, step), None)
 
+    async def clock(self) -> float:
+        return time.time()
+
     async def sent_ids(self, phone: str) -> set[str]:
         return set(self.sent.get(phone, ()))
 

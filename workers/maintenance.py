@@ -114,6 +114,7 @@ class Maintenance:
             except TRANSIENT as exc:
                 log.warning("redis.unavailable", error=f"{type(exc).__name__}: {exc}")
                 await after_redis_error(self.state.client, exc)
+                self.state.epoch.stale = True  # look again before the next job starts
                 next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
             due = min(next_beat, next_redrive, next_promote)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -130,6 +131,7 @@ class Maintenance:
     async def heartbeat(self) -> None:
         """Renew every lease in flight; cancel the executions whose lease was lost (another
         worker re-drove the job: this one must not act any more)."""
+        await self.state.epoch.check()  # a restart or failover since the last beat?
         members = list(self._inflight)
         asked = time.monotonic()  # the renewals count from before Redis took them
         lost = await self.state.heartbeat(members)

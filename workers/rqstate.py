@@ -55,6 +55,7 @@ from service.keys import (
     RQ_QUEUES,
     RQ_SUSPENDED,
     RQ_WORKERS,
+    Keys,
     rq_deferred,
     rq_failed,
     rq_job,
@@ -64,9 +65,10 @@ from service.keys import (
     rq_started,
     rq_worker,
 )
-from service.settings import DEFAULT_DEDUPE_TTL
+from service.settings import DEFAULT_DEDUPE_TTL, DEFAULT_QUEUE_PREFIX
+from workers.epoch import RedisEpoch
 from workers.jobstate import Ending, StartedJob, exc_string
-from workers.lease import send_margin
+from workers.lease import redrive_after
 from workers.lifecycle import lua_script
 
 __all__ = [  # StartedJob and Ending: workers.jobstate, re-exported
@@ -120,8 +122,11 @@ class RQState:
         worker_name: str,
         lease: int,
         max_attempts: int,
+        prefix: str = DEFAULT_QUEUE_PREFIX,
     ) -> None:
         self._redis = client
+        #: Which Redis this is: jobs enqueued before it restarted or failed over are unproven.
+        self.epoch = RedisEpoch(client, Keys(prefix))
         self.queue = queue
         self.worker_name = worker_name
         #: Seconds an execution's lease lasts without a heartbeat.
@@ -154,7 +159,11 @@ class RQState:
         return self.lease + RQ_MARGIN
 
     async def start(self, execution_ids: list[str]) -> list[StartedJob]:
-        """Pop and start up to ``len(execution_ids)`` jobs; [] if none wait (or `rq suspend`)."""
+        """Pop and start up to ``len(execution_ids)`` jobs; [] if none wait (or `rq suspend`).
+        Each says whether it is unproven (``workers.epoch``), as of a fresh look at Redis's
+        identity if the connection was lost since the last."""
+        if self.epoch.stale:
+            await self.epoch.check()
         # retries_left: what RQ's own cleanup needs to re-queue rather than fail (docstring).
         reply: Any = await self._start(
             keys=[self._queue_key, self._started_key, RQ_SUSPENDED, self._deferred_key],
@@ -183,6 +192,7 @@ class RQState:
                     int(attempt),
                     fields,
                     float(moment),
+                    unproven=self.epoch.unproven(fields),
                 )
             )
         return started
@@ -216,7 +226,7 @@ class RQState:
         reply: Any = await self._redrive(
             keys=[self._started_key, self._queue_key, self._failed_key],
             args=[
-                RQ_MARGIN - send_margin(self.lease),  # the lease ended that long ago
+                RQ_MARGIN - redrive_after(self.lease),  # the lease ended that long ago
                 self.max_attempts,
                 rq_timestamp(),
                 self.worker_name,

@@ -101,12 +101,14 @@ class JobRunner:
                 attempt=job.attempt,
                 token=token,
                 journey=journey,
+                unproven=job.unproven,
             )
             span.outcome(*_outcome(outcome))
         if isinstance(outcome, Done):
             return Ending(job, "done", sent=outcome.sent, sent_ttl=runtime.sent_ttl)
         if isinstance(outcome, RetryLater):
-            return Ending(job, "retry", error=outcome.error, delay=outcome.delay)
+            hold = token.hold()  # an unknown outcome: held until the portal shows the send
+            return Ending(job, "retry", error=outcome.error, delay=outcome.delay, hold=hold)
         assert isinstance(outcome, Failed)
         if outcome.reason == "superseded":
             return None

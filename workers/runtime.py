@@ -224,10 +224,18 @@ class Runtime:
         conversation: str | None,
         replies_expected: bool,
         policy: EventScope | None = None,
+        unproven_since: float | None = None,
     ) -> AsyncContext:
-        """Return the context one handler runs with (``.blocking()`` for a sync one)."""
+        """Return the context one handler runs with (``.blocking()`` for a sync one).
+        ``unproven_since``: see ``workers.effects.Effects``."""
         return AsyncContext.build(
-            portal=Effects(self.portal, ledger, registration.name, policy=policy),
+            portal=Effects(
+                self.portal,
+                ledger,
+                registration.name,
+                policy=policy,
+                unproven_since=unproven_since,
+            ),
             store=RedisStore(
                 self.redis,
                 conversation,

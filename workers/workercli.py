@@ -226,6 +226,7 @@ async def _work(
         worker_name=uuid.uuid4().hex,
         lease=options.lease,
         max_attempts=runtime.retry.max_attempts,
+        prefix=settings.queue_prefix,
     )
     runner = JobRunner(runtime.threads, runtime)
     engine = Engine(

@@ -25,6 +25,11 @@ class SendFence(Protocol):
         seconds it may take (at least ``needed``). Raise to refuse it for good."""
         ...
 
+    def ended(self) -> None:
+        """The request that :meth:`clearance` let start is over (answered, failed, cut off
+        or cancelled)."""
+        ...
+
 
 #: The fence of the execution running in this context (None: outside a worker's job).
 current_fence: ContextVar[SendFence | None] = ContextVar("wabahooks_send_fence", default=None)

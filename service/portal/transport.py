@@ -155,3 +155,5 @@ async def _fenced(
         raise httpx.ReadTimeout(
             f"cut off after {allowed:.1f} s: the execution's lease would end before an answer"
         ) from exc
+    finally:
+        fence.ended()

@@ -12,7 +12,7 @@ from typing import IO, TypeVar
 import redis
 
 from tests.support.bredis import BytesRedis
-from workers.lease import SEND_MARGIN
+from workers.execution import LATE_RECORDING
 from workers.rqstate import RQ_MARGIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +37,11 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 def expire_leases(r: BytesRedis, queue: str) -> None:
     """Move every lease of ``queue``'s started registry into the past (as if its workers
-    had died long enough ago: the lease ended more than the send margin ago): the next
-    re-drive takes them."""
+    had died long enough ago: the lease ended longer ago than any re-drive waits for,
+    ``workers.lease.redrive_after``): the next re-drive takes them."""
     key = f"rq:wip:{queue}"
     for member, _score in r.zrange(key, 0, -1, withscores=True):
-        r.zadd(key, {member: time.time() + RQ_MARGIN - SEND_MARGIN - 1})
+        r.zadd(key, {member: time.time() + RQ_MARGIN - LATE_RECORDING - 1})
 
 
 def alive(pid: int) -> bool:

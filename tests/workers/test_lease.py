@@ -75,12 +75,16 @@ class Fence:
     def __init__(self, allowed: float | None) -> None:
         self.allowed = allowed
         self.asked: list[float] = []
+        self.ends = 0
 
     async def clearance(self, needed: float) -> float:
         self.asked.append(needed)
         if self.allowed is None:
             raise Superseded(ExecutionToken("j", "e"), "refused by the test")
         return self.allowed
+
+    def ended(self) -> None:
+        self.ends += 1
 
 
 def test_every_request_that_writes_asks_the_fence_and_reads_do_not() -> None:
@@ -102,6 +106,7 @@ def test_every_request_that_writes_asks_the_fence_and_reads_do_not() -> None:
     granted = Fence(60)
     asyncio.run(main(granted))
     assert granted.asked == [15, 15] and requests == ["GET", "POST", "POST"]
+    assert granted.ends == 2
 
     refused, requests[:] = Fence(None), []
     with pytest.raises(Superseded):

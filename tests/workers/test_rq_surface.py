@@ -112,7 +112,10 @@ def _normalise(r: BytesRedis) -> dict[str, Any]:
 
     snapshot: dict[str, Any] = {}
     for key in sorted(r.keys("*")):
-        if key.startswith((b"rq:worker", b"rq:clean_registries", b"ran")) or key == b"rq:queues":
+        # Our own keys (the Redis epoch, ``workers.epoch``) are not RQ's surface.
+        if key.startswith((b"rq:worker", b"rq:clean_registries", b"ran", b"wabahooks:")):
+            continue
+        if key == b"rq:queues":
             continue
         kind = r.type(key).decode()
         ttl = r.ttl(key)

@@ -35,10 +35,10 @@ end
 if not id then
   id = ARGV[9]
   redis.call('HSET', burst, 'job', id, 'first', now)
-  local f = redis.call('HMGET', job, 'origin', 'timeout', 'result_ttl', 'failure_ttl')
+  local f = redis.call('HMGET', job, 'origin', 'timeout', 'result_ttl', 'failure_ttl', 'wh:epoch')
   redis.call('HSET', flush, unpack(chain_job_fields(ARGV[12], ARGV[10], ARGV[11], f[1],
                                                     f[2] or '180', f[3] or '500',
-                                                    f[4] or '31536000')))
+                                                    f[4] or '31536000', f[5])))
   redis.call('HSET', flush, 'status', 'scheduled', 'wh:chain', ARGV[13])
 end
 local due = math.min(now + tonumber(ARGV[5]), first + tonumber(ARGV[6]))

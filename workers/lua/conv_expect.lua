@@ -20,10 +20,10 @@ local deadline = now + tonumber(ARGV[5])
 redis.call('HSET', conv, 'step', ARGV[3], 'data', ARGV[4], 'deadline', deadline,
            'timer', ARGV[7], 'handler', ARGV[12])
 redis.call('EXPIRE', conv, math.max(tonumber(ARGV[6]), math.ceil(tonumber(ARGV[5])) + 86400))
-local f = redis.call('HMGET', job, 'origin', 'timeout', 'result_ttl', 'failure_ttl')
+local f = redis.call('HMGET', job, 'origin', 'timeout', 'result_ttl', 'failure_ttl', 'wh:epoch')
 redis.call('HSET', timer, unpack(chain_job_fields(ARGV[10], ARGV[8], ARGV[9], f[1],
                                                   f[2] or '180', f[3] or '500',
-                                                  f[4] or '31536000')))
+                                                  f[4] or '31536000', f[5])))
 redis.call('HSET', timer, 'status', 'scheduled', 'wh:chain', ARGV[11], 'wh:gen', gen)
 redis.call('ZADD', scheduled, deadline, ARGV[7])
 redis.call('HSET', job, ARGV[2], '{"state":"done","at":' .. now .. ',"result":{"gen":' .. gen .. '}}')

@@ -1,19 +1,22 @@
--- ARGV: worker name, stamp, then 13 per ending: outcome, job id, execution id, origin,
+-- ARGV: worker name, stamp, then 14 per ending: outcome, job id, execution id, origin,
 --       started (epoch), ttl (result or failure), error (RQ's exc_string: zlib + base64, or
 --       ''), retry delay (s), dependency flag ('1' if the job waited for another), return
 --       value (RQ's serialised form, base64, or ''), the handlers' completed sends
 --       ("<sent set key>\t<message id>" lines, workers.ledger), the sent sets' TTL, the
---       event's archive entry (archive.lua; '' for none).
--- Outcomes: done | retry | failed | handback. Returns one status per ending: 'ok' or
--- 'superseded' (the execution no longer held its job: nothing written).
+--       event's archive entry (archive.lua; '' for none), hold (s: the job must not run
+--       again sooner, workers.execution.LATE_RECORDING; a hand-back with one is scheduled).
+-- Outcomes: done | retry | failed | handback. Due times keep their fractions (a retry held
+-- for a send's recording must not come early). Returns one status per ending: 'ok' or
+-- 'superseded' (the fence refused the execution: nothing written).
 local now = clock()
 local worker, stamp = ARGV[1], ARGV[2]
 local out = {}
-for i = 3, #ARGV, 13 do
+for i = 3, #ARGV, 14 do
   local outcome, id, exec, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local started, ttl, exc = ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6]
   local delay, has_deps, value = tonumber(ARGV[i + 7]), ARGV[i + 8], ARGV[i + 9]
   local sent, sent_ttl, archived = ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
+  local hold = tonumber(ARGV[i + 13])
   local key = 'rq:job:' .. id
   local wip = 'rq:wip:' .. origin
   if not fenced(key, exec) then
@@ -51,10 +54,16 @@ for i = 3, #ARGV, 13 do
                  'exc_string', exc, 'execution_id', exec, 'execution_started_at', started,
                  'execution_ended_at', now)
       redis.call('EXPIRE', results, ttl)
-      redis.call('ZADD', 'rq:scheduled:' .. origin, math.floor(now + delay), id)
+      redis.call('ZADD', 'rq:scheduled:' .. origin, now + math.max(delay, hold), id)
       drop_execution(id, exec, wip)
     elseif outcome == 'failed' then
       fail(key, id, exec, wip, 'rq:failed:' .. origin, stamp, now, worker, started, exc, ttl)
+    elseif hold > 0 then -- handback of a send in doubt: not an attempt; held until due
+      redis.call('HINCRBY', key, 'wh:attempts', -1)
+      redis.call('HSET', key, 'status', 'scheduled', 'ended_at', stamp, 'last_heartbeat', stamp)
+      redis.call('HDEL', key, 'wh:holder')
+      redis.call('ZADD', 'rq:scheduled:' .. origin, now + hold, id)
+      drop_execution(id, exec, wip)
     else -- handback: not an attempt; back to the front of its queue
       redis.call('HINCRBY', key, 'wh:attempts', -1)
       requeue_front(key, id, exec, wip, 'rq:queue:' .. origin, stamp)
