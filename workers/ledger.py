@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import redis.asyncio
+import redis.exceptions
 
 from service.keys import DEFAULT_PREFIX, Keys, rq_job
-from service.settings import DEFAULT_SENT_TTL
+from service.settings import DEFAULT_SENT_TTL, DEFAULT_WAITAOF_TIMEOUT_MS
 from workers.execution import ExecutionToken, Superseded
 from workers.lifecycle import lua_script
 
-__all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "RedisLedger", "ledger_fields"]
+__all__ = ["JOB_FIELD_PREFIX", "Entry", "Ledger", "NotDurable", "RedisLedger", "ledger_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,11 @@ JOB_FIELD_PREFIX = "wh:"
 _WRITE = lua_script("ledger_write")
 
 
+class NotDurable(redis.exceptions.TimeoutError):
+    """``WABAHOOKS_WAITAOF``: Redis did not confirm an intent on disk in time. A Redis
+    timeout (transient): the send does not go out, the job is retried."""
+
+
 def ledger_fields(job_hash: Mapping[bytes, bytes]) -> dict[str, str]:
     """Return the ledger's fields of a job's hash (as read from Redis), prefix removed."""
     prefix = JOB_FIELD_PREFIX.encode()
@@ -137,9 +143,12 @@ class RedisLedger:
         fields: Mapping[str, str] | None = None,
         prefix: str = DEFAULT_PREFIX,
         sent_ttl: int = DEFAULT_SENT_TTL,
+        wait_aof: bool = False,
     ) -> None:
         self._redis = client
         self._token = token
+        #: ``WABAHOOKS_WAITAOF``: an intent is confirmed like an intake (README "Durability").
+        self._wait_aof = wait_aof
         self._key = rq_job(token.job_id)
         self._sent_prefix = Keys(prefix).sent_prefix()
         self._sent_ttl = sent_ttl
@@ -187,17 +196,29 @@ class RedisLedger:
         """One script: the fence, the pending sent ids, ``pairs`` (and a deletion, and an
         intent stamped with Redis' clock); return the intent's time ('' without one)."""
         sent = self._pending_sent
-        reply: Any = await self._write_script(
-            keys=[self._key, *[key for key, _id in sent]],
-            args=[
-                self._token.execution_id,
-                delete,
-                self._sent_ttl,
-                intent,
-                *[message_id for _key, message_id in sent],
-                *[item for pair in pairs.items() for item in pair],
-            ],
-        )
+        keys = [self._key, *[key for key, _id in sent]]
+        args: list[str | int] = [
+            self._token.execution_id,
+            delete,
+            self._sent_ttl,
+            intent,
+            *[message_id for _key, message_id in sent],
+            *[item for pair in pairs.items() for item in pair],
+        ]
+        reply: Any
+        if intent and self._wait_aof:
+            # On the connection that wrote (WAITAOF waits for that connection's writes).
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._write_script(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAITAOF", 1, 0, DEFAULT_WAITAOF_TIMEOUT_MS)
+                reply, waited = await pipe.execute()
+            if reply != 0 and int(waited[0]) < 1:
+                raise NotDurable(
+                    f"Redis did not confirm the intent's fsync within "
+                    f"{DEFAULT_WAITAOF_TIMEOUT_MS} ms: the send waits for a retry"
+                )
+        else:
+            reply = await self._write_script(keys=keys, args=args)
         if reply == 0:
             raise Superseded(self._token)
         self._pending.clear()

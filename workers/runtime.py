@@ -85,6 +85,8 @@ class Runtime:
     threads: Threads = field(default_factory=Threads)
     #: Where each event's journey is recorded (``WABAHOOKS_ARCHIVE``); None: not recorded.
     archive: Archive | None = None
+    #: ``WABAHOOKS_WAITAOF``: intents are confirmed on disk before their send goes out.
+    wait_aof: bool = False
     #: Closed with the runtime (the Redis client, the portal are always closed).
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
     _conversations: ConversationScripts | None = field(default=None, repr=False)
@@ -176,6 +178,7 @@ class Runtime:
             metrics=metrics if metrics is not None else NO_METRICS,
             threads=Threads(sync_threads),
             archive=archive,
+            wait_aof=settings.wait_aof,
             _closers=closers,
         )
 
@@ -204,7 +207,12 @@ class Runtime:
     def ledger(self, token: ExecutionToken, fields: Mapping[str, str] | None) -> RedisLedger:
         """Return the ledger of one event (fields of its job's hash), for one execution."""
         return RedisLedger(
-            self.redis, token, fields=fields, prefix=self.prefix, sent_ttl=self.sent_ttl
+            self.redis,
+            token,
+            fields=fields,
+            prefix=self.prefix,
+            sent_ttl=self.sent_ttl,
+            wait_aof=self.wait_aof,
         )
 
     def conversations(self, token: ExecutionToken, queue: str) -> RedisConversations:

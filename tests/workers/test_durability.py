@@ -36,7 +36,7 @@ from tests.support.bredis import BytesRedis
 from tests.support.workers import expire_leases
 from workers.effects import Effects
 from workers.entry import unproven_since
-from workers.execution import LATE_RECORDING, ExecutionToken
+from workers.execution import LATE_RECORDING, ExecutionToken, Superseded
 from workers.ledger import RedisLedger
 from workers.rqstate import Ending, RQState, StartedJob
 from workers.testing import RecordingPortal
@@ -262,3 +262,23 @@ def test_within_the_named_bound_one_reply_beyond_it_the_double_the_readme_admits
         return len(portal.sent)
 
     assert run(redis_url, body) == replies
+
+
+def test_with_waitaof_an_intent_is_confirmed_on_disk_before_the_send(redis_url: str) -> None:
+    """WABAHOOKS_WAITAOF=1: the intent's script and WAITAOF go on one connection (WAITAOF waits
+    for that connection's writes); the session's Valkey runs with the AOF on."""
+    intake(redis_url, "hi")
+
+    async def body(client: aioredis.Redis) -> tuple[str, list[tuple[str, str]]]:
+        (job,) = await start_one(client)
+        portal = RecordingPortal()
+        ledger = RedisLedger(client, ExecutionToken(job.id, job.execution_id), wait_aof=True)
+        await Effects(portal, ledger, "h").send_text(PHONE, "Hello")
+        stale = RedisLedger(client, ExecutionToken(job.id, "not-the-holder"), wait_aof=True)
+        with pytest.raises(Superseded):  # the fence still comes first
+            await stale.intend("h", "send_text#2")
+        entry = await ledger.get("h", "send_text#1")
+        assert entry is not None
+        return entry.state, portal.sent
+
+    assert run(redis_url, body) == ("done", [(PHONE, "Hello")])
