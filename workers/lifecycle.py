@@ -150,9 +150,22 @@ MOVES: tuple[Move, ...] = (
     ),
     Move(
         "any",
-        "(gone)",
-        "operator: `rq empty`, rq-dashboard's Delete, Cancel, `Job.delete()`",
-        "not ours to refuse: the conversation's later events wait for it (see Failed jobs)",
+        "(gone) or canceled",
+        "operator: `rq empty`, `Job.delete()`, `Job.cancel()` (rq-dashboard's buttons: ours "
+        "is read-only)",
+        "not ours to refuse; its conversation's later events are released by the sweep (next)",
+    ),
+    Move(
+        "deferred",
+        "queued",
+        "any worker: `sweep.lua` (a step every ~10 s)",
+        "its predecessors are all gone or ended without releasing it (an operator's action)",
+    ),
+    Move(
+        "queued",
+        "queued",
+        "any worker: `adopt.lua`",
+        "left in `rq:queue:_compact:<uuid>` by an interrupted `Queue.compact()`: put back",
     ),
 )
 

@@ -20,6 +20,7 @@ from workers.lease import BEATS_PER_LEASE, Lease
 from workers.rqstate import RQState, StartedJob
 
 __all__ = [
+    "SWEEP_EVERY",
     "PROMOTE_EVERY",
     "PROMOTE_MIN",
     "REDRIVE_EVERY",
@@ -34,6 +35,9 @@ log = structlog.get_logger("wabahooks.worker")
 
 #: Seconds between looks for expired leases (each worker; jittered).
 REDRIVE_EVERY = 5.0
+#: Seconds between steps of the deferred registry's sweep and of the search for RQ's
+#: compaction leftovers (each worker; jittered): operator actions never strand a chain.
+SWEEP_EVERY = 10.0
 #: Longest time between looks for due scheduled jobs (sooner when the next one is due sooner).
 PROMOTE_EVERY = 1.0
 #: Shortest time between them: with timers due every few ms (many conversations), a worker
@@ -83,6 +87,7 @@ class Maintenance:
         beat_every = max(1.0, self.state.lease / BEATS_PER_LEASE)
         now = time.monotonic()
         next_beat, next_redrive, next_promote = now, now + random.uniform(0, REDRIVE_EVERY), now
+        next_sweep = now + random.uniform(0, SWEEP_EVERY)
         while not self._closing():
             now = time.monotonic()
             try:
@@ -102,6 +107,9 @@ class Maintenance:
                         self._wake()
                     if failed and self._abandoned is not None:
                         await self._record_abandoned(failed)
+                if now >= next_sweep:
+                    next_sweep = now + SWEEP_EVERY * random.uniform(0.8, 1.2)
+                    await self.sweep()
                 if now >= next_promote:
                     if await self.state.promote():
                         self._wake()
@@ -116,8 +124,19 @@ class Maintenance:
                 await after_redis_error(self.state.client, exc)
                 self.state.epoch.stale = True  # look again before the next job starts
                 next_beat = min(next_beat, now + 1)  # renew leases as soon as Redis is back
-            due = min(next_beat, next_redrive, next_promote)
+            due = min(next_beat, next_redrive, next_promote, next_sweep)
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+    async def sweep(self) -> None:
+        """Release the deferred jobs operators stranded, adopt RQ's compaction leftovers."""
+        released = await self.state.sweep()
+        adopted = await self.state.adopt_leftovers()
+        if released:
+            log.warning("chain.released", queue=self.state.queue, jobs=released)
+        if adopted:
+            log.warning("queue.leftovers_adopted", queue=self.state.queue, jobs=adopted)
+        if released or adopted:
+            self._wake()
 
     async def _record_abandoned(self, failed: list[str]) -> None:
         assert self._abandoned is not None

@@ -32,11 +32,12 @@ import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.exposition import start_wsgi_server
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from service.keys import RQ_STATE_KEYS
@@ -200,6 +201,12 @@ class QueueDepthCollector:
         up = GaugeMetricFamily(
             "wabahooks_queue_redis_up", "1 if Redis answered this scrape's queue depth reads."
         )
+        repairs = CounterMetricFamily(
+            "wabahooks_chain_repairs",
+            "Jobs the workers' sweep released or dropped (operator actions had stranded them) "
+            "and RQ compaction leftovers they adopted, by queue.",
+            labels=["queue", "kind"],
+        )
         with self._redis.pipeline(transaction=False) as pipe:
             for queue in self._queues:
                 for state, key_of in QUEUE_STATES.items():
@@ -208,6 +215,7 @@ class QueueDepthCollector:
                         pipe.llen(key)
                     else:
                         pipe.zcard(key)
+                pipe.hgetall(f"{queue}:repairs")  # workers.rqstate.RQState.repairs_key
             try:
                 counts = iter(pipe.execute())
             except redis.RedisError:
@@ -216,8 +224,11 @@ class QueueDepthCollector:
         for queue in self._queues:
             for state in QUEUE_STATES:
                 depth.add_metric([queue, state], float(next(counts)))
+            done: Any = next(counts)
+            for kind in ("released", "dropped", "adopted"):
+                repairs.add_metric([queue, kind], float(done.get(kind.encode(), 0)))
         up.add_metric([], 1)
-        return [depth, up]
+        return [depth, up, repairs]
 
 
 def scrape_registry(path: str, client: redis.Redis, queues: Sequence[str]) -> CollectorRegistry:

@@ -101,6 +101,8 @@ FINISH = lua_script("finish", "archive")
 HEARTBEAT = lua_script("heartbeat")
 REDRIVE = lua_script("redrive")
 ARCHIVE_WRITE = lua_script("archive_write", "archive")
+SWEEP = lua_script("sweep")
+ADOPT = lua_script("adopt")
 #: Prepended the chain step (``service/chain.lua``): a firing flush or timeout joins its chain.
 PROMOTE = CHAIN_LUA + lua_script("promote")
 
@@ -147,6 +149,14 @@ class RQState:
         self._redrive = client.register_script(REDRIVE)
         self._promote = client.register_script(PROMOTE)
         self._archive_write = client.register_script(ARCHIVE_WRITE)
+        self._sweep = client.register_script(SWEEP)
+        self._adopt = client.register_script(ADOPT)
+        #: Where the deferred registry's sweep goes on (a ZSCAN cursor) and RQ's compaction
+        #: leftovers are looked for (a SCAN cursor).
+        self._sweep_cursor = 0
+        self._leftover_cursor = 0
+        #: Counts of what the sweep and the adoption repaired (a hash beside the queue).
+        self.repairs_key = f"{queue}:repairs"
 
     @property
     def client(self) -> aioredis.Redis:
@@ -257,6 +267,35 @@ class RQState:
         moved, wait_ms = reply
         self.next_due_in = None if int(wait_ms) < 0 else int(wait_ms) / 1000
         return int(moved)
+
+    async def sweep(self, *, steps: int = 5, count: int = 200) -> list[str]:
+        """Release deferred jobs whose predecessors are gone or ended (operator actions:
+        ``workers/lua/sweep.lua``), up to ``steps`` ZSCAN steps of ``count``; return their
+        ids. The cursor carries over: every deferred job is looked at within a few calls."""
+        released: list[str] = []
+        for _ in range(steps):
+            cursor, ids = await self._sweep(
+                keys=[self._deferred_key, self._queue_key, self.repairs_key],
+                args=[self._sweep_cursor, count, rq_timestamp()],
+            )
+            self._sweep_cursor = int(cursor)
+            released += [i.decode() for i in ids]
+            if self._sweep_cursor == 0:
+                break
+        return released
+
+    async def adopt_leftovers(self, *, count: int = 5000) -> int:
+        """One SCAN step for lists RQ's ``Queue.compact()`` left behind (an interrupted
+        rq-dashboard Compact); put this queue's jobs in them back on the queue. Return how
+        many were adopted."""
+        cursor, keys = await self._redis.scan(
+            self._leftover_cursor, match="rq:queue:_compact:*", count=count, _type="list"
+        )
+        self._leftover_cursor = int(cursor)
+        adopted = 0
+        for key in keys:
+            adopted += int(await self._adopt(keys=[key, self.repairs_key], args=[self.queue]))
+        return adopted
 
     async def register_birth(self, *, pid: int, hostname: str) -> None:
         """Register this worker the way RQ's ``register_birth`` does (``rq info`` lists it)."""
