@@ -2,7 +2,8 @@
 -- ARGV: ZSCAN cursor, how many to look at, stamp.
 -- Operator actions never strand a chain: one step of an incremental sweep of the deferred
 -- registry (every worker runs it, a step every few seconds, README "The job lifecycle").
--- A deferred job whose predecessors are all gone (`rq empty`, rq-dashboard's Delete,
+-- A deferred job of a chain (failures allowed, as our conversations' jobs are) whose
+-- predecessors are all gone (`rq empty`, rq-dashboard's Delete,
 -- `Job.delete()`) or ended (finished, failed, canceled, stopped: e.g. rq-dashboard's Cancel,
 -- which releases nothing) is released as its predecessor's ending would have released it;
 -- an entry whose job is gone, or no longer deferred, is dropped. Counted in the repair hash
@@ -17,11 +18,13 @@ end
 for i = 1, #reply[2], 2 do
   local id = reply[2][i]
   local key = 'rq:job:' .. id
-  local f = redis.call('HMGET', key, 'status', 'dependency_id', 'enqueue_at_front')
+  local f = redis.call('HMGET', key, 'status', 'dependency_id', 'enqueue_at_front',
+                       'allow_dependency_failures')
   if not f[1] or f[1] ~= 'deferred' then
     redis.call('ZREM', KEYS[1], id)
     dropped = dropped + 1
-  else
+  elseif f[4] == '1' or f[4] == 'true' then -- a conversation's chain (a strict RQ dependent
+                                             -- of a failed job stays deferred, as in RQ)
     local deps = redis.call('SMEMBERS', 'rq:job::' .. id .. ':dependencies')
     if #deps == 0 and f[2] then deps = {f[2]} end
     local free = true
