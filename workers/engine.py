@@ -47,6 +47,7 @@ from workers.lease import Lease
 from workers.maintenance import TRANSIENT, InFlight, Maintenance, Running, after_redis_error
 from workers.rqstate import Ending, RQState, StartedJob
 from workers.threads import DEFAULT_SYNC_THREADS, Threads, job_deadline
+from workers.yielding import Throttle
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_GRACE", "DEFAULT_LEASE", "Engine", "Runner"]
 
@@ -80,7 +81,8 @@ class Engine:
     """Works one queue with up to ``concurrency`` jobs in flight. Start it with :meth:`run`.
 
     ``on_abandoned(job_ids)``: told of the jobs the re-drive failed (their workers died on
-    every attempt), which no runner ended."""
+    every attempt), which no runner ended. ``adaptive``: take fewer jobs while the event loop
+    lags (``workers.yielding``; `wabahooks worker` turns it on)."""
 
     def __init__(
         self,
@@ -92,11 +94,15 @@ class Engine:
         burst: bool = False,
         grace: float = DEFAULT_GRACE,
         on_abandoned: Callable[[list[str]], Awaitable[None]] | None = None,
+        adaptive: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.state = state
         self.concurrency = concurrency
+        #: Fewer jobs in flight while the loop lags (``workers.yielding``), if ``adaptive``.
+        self.throttle = Throttle(concurrency)
+        self._adaptive = adaptive
         self.burst = burst
         self.grace = grace
         self._runner = runner
@@ -150,6 +156,10 @@ class Engine:
             asyncio.create_task(self._commit.run(lambda: self._closing), name="commit"),
             asyncio.create_task(self._maintenance.run(), name="maintain"),
         ]
+        if self._adaptive:
+            helpers.append(
+                asyncio.create_task(self.throttle.run(lambda: self._closing), name="throttle")
+            )
         finished = asyncio.create_task(self._done.wait(), name="done")
         try:
             waiting: set[asyncio.Task[object]] = {finished, *helpers}
@@ -221,7 +231,7 @@ class Engine:
     # -- fetching ---------------------------------------------------------------------
 
     def _free(self) -> int:
-        return self.concurrency - len(self._inflight) - self.threads.orphans
+        return self.throttle.limit - len(self._inflight) - self.threads.orphans
 
     async def _fetch(self) -> None:
         idle = IDLE_MIN

@@ -30,6 +30,7 @@ from workers.handlerset import ALLOW_NONE_ENV, Handlers, load_handlers
 from workers.lease import check_lease
 from workers.loading import HandlerImportFailed
 from workers.threads import DEFAULT_SYNC_THREADS
+from workers.yielding import DEFAULT_NICE, lower_priority
 
 __all__ = ["worker"]
 
@@ -122,6 +123,8 @@ def worker(
         sync_threads=_env_int("WABAHOOKS_SYNC_THREADS", DEFAULT_SYNC_THREADS, 1),
         burst=burst,
     )
+    # Yield the CPU to a receiver beside us (workers.yielding): WABAHOOKS_NICE, 0 to keep.
+    lower_priority(_env_int("WABAHOOKS_NICE", DEFAULT_NICE, 0))
     if os.environ.get("WABA_API_URL") or os.environ.get("WABA_API_KEY"):
         try:  # a send must fit in what is left of its lease (workers.lease)
             timeout = env_float(os.environ, "WABA_API_TIMEOUT", DEFAULT_READ_TIMEOUT)
@@ -237,6 +240,7 @@ async def _work(
         burst=options.burst,
         grace=options.grace,
         on_abandoned=functools.partial(runner.abandoned, state),
+        adaptive=True,  # fewer jobs while the loop lags (workers.yielding)
     )
     structlog.get_logger("wabahooks.worker").info(
         "worker.started",
