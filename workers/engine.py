@@ -10,9 +10,9 @@ that, on every worker of the queue (``workers.maintenance``):
   re-driven elsewhere (this loop stalled past its lease) is cancelled here, and the fence
   refuses its writes (``workers.lifecycle``) and its sends (``workers.lease``);
 - **re-drive**: executions whose lease ended (their worker died) go back to the front
-  of the queue within ``lease + SEND_MARGIN + REDRIVE_EVERY`` seconds, keeping their
-  conversation's place; kills count as attempts, so a job that keeps killing workers ends
-  up failed;
+  of the queue within ``lease + redrive_after(lease) + REDRIVE_EVERY`` seconds
+  (``workers.lease``: 40 s by default), keeping their conversation's place; kills count as
+  attempts, so a job that keeps killing workers ends up failed;
 - **scheduled jobs** (retries, conversation flushes and timeouts) are moved onto the queue
   when due (each worker wakes for the earliest, and looks at least every second), so they
   need no scheduler process and survive Redis restarts.
