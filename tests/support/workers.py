@@ -108,6 +108,10 @@ class WorkerProcess:
     def output(self) -> str:
         """Everything the process printed, stdout and stderr (waits for it to exit)."""
         self.proc.wait()
+        return self.printed()
+
+    def printed(self) -> str:
+        """What the process has printed so far (it may still be running)."""
         self._log.seek(0)
         return self._log.read().decode("utf-8", "replace")
 
