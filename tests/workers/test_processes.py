@@ -73,9 +73,11 @@ def test_sigkill_with_sends_in_flight_then_the_survivor_replies_to_everything_on
     receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     contacts = [f"4477008{n:05d}" for n in range(20)]
-    # Each send is carried out, then answered a second later: the kill lands in between
-    # for many of them (the portal accepted the send, the ledger has no record of it).
-    with simulator(receiver, hold_after_send=1.0) as sim:
+    # Each send is carried out, then answered 5 s later: the kill lands in between for many
+    # of them (the portal accepted the send, the ledger has no record of it). A contact's
+    # three sends take 15 s at least, so jobs are still started when the kill comes unless
+    # this process stalls that long between seeing the first send and killing.
+    with simulator(receiver, hold_after_send=5.0) as sim:
         env = portal_env(sim, redis_url, "tests.workers.process_handlers:chat")
         with workers(1, env, "--concurrency", "50") as (doomed,):
             for m in range(3):

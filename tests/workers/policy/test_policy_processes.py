@@ -45,7 +45,7 @@ def test_relay_handover_stop_and_the_nudge_with_worker_processes(
             sim.post("/sim/clock", json={"advance": 23.5 * HOUR}).raise_for_status()
             write(sim, CUSTOMER, "where is my order?")
             wait_for(lambda: finished(r) == 2, "the first messages")
-            wait_for(lambda: NUDGE in sent(sim, AGENT), "the nudge, promoted and sent", 30)
+            wait_for(lambda: NUDGE in sent(sim, AGENT), "the nudge, promoted and sent")
             write(sim, AGENT, "#3210 It ships today.")
             wait_for(lambda: finished(r) == 3, "the relay")
             write(sim, CUSTOMER, "thanks!")  # handed over: no auto-reply
