@@ -287,7 +287,7 @@ def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(
 ) -> None:
     # The sync job blocks until the test releases it: its thread outlives the 1 s timeout
     # for as long as the test looks, however slow the machine.
-    slow = queue(r).enqueue(jobs.block, redis_url, "held", job_timeout=1)
+    slow = queue(r).enqueue(jobs.block, redis_url, "held", 3600, job_timeout=1)
     queue(r).enqueue(jobs.record, redis_url, "ran", "next")
 
     async def body(client: aioredis.Redis) -> tuple[int, bytes | str | None]:

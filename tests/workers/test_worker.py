@@ -52,8 +52,10 @@ def test_a_burst_worker_drains_its_queue_and_exits_0(
 def test_sigterm_lets_the_running_job_finish_then_exits_0(
     redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    job = queue(r).enqueue(jobs.block, redis_url, "slow")
-    worker = start_worker("--queue", "messages")
+    # The job blocks until released and the stop waits for it as long as that takes: the
+    # test decides when it ends, not the block's or the grace period's timer.
+    job = queue(r).enqueue(jobs.block, redis_url, "slow", 3600)
+    worker = start_worker("--queue", "messages", "--grace", "3600")
     worker.wait_started()
     wait_for(lambda: r.get("slow:started"), "the job to start")
 
@@ -76,7 +78,7 @@ def test_a_warm_stop_hands_back_what_outlives_the_grace_period(
     redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
-    stuck = q.enqueue(jobs.nap, redis_url, "napped", "stuck", 60)
+    stuck = q.enqueue(jobs.nap, redis_url, "napped", "stuck", 3600)  # outlives the grace
     after = q.enqueue(jobs.record, redis_url, "ran", "after", depends_on=stuck)
     worker = start_worker("--grace", "0.5")
     worker.wait_started()
