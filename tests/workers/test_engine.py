@@ -271,7 +271,7 @@ def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: BytesRedis
 
 
 def test_a_timed_out_async_job_is_cancelled_and_retried(redis_url: str, r: BytesRedis) -> None:
-    job = queue(r).enqueue(jobs.nap, redis_url, "napped", "slow", 30, job_timeout=1)
+    job = queue(r).enqueue(jobs.nap, redis_url, "napped", "slow", 3600, job_timeout=1)
 
     assert drain(redis_url)
 
