@@ -38,7 +38,7 @@ async def on_burst(burst: Burst, ctx: AsyncContext) -> None:
     await ctx.portal.send_text(burst.sender, "got: " + " | ".join(burst.texts))
     if "hang" in burst.texts and not await ctx.store.get("hung"):
         await ctx.store.set("hung", True)
-        await asyncio.sleep(120)  # the test kills the worker here
+        await asyncio.sleep(3600)  # the test kills the worker here
     if "ask" in burst.texts:
         await ctx.expect("answer", timeout=WAIT, data={"texts": burst.texts})
 
