@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -14,6 +16,7 @@ from service.signature import sign
 from tests.support import payloads
 from tests.support.bredis import BytesRedis
 from tests.support.receiver import SECRET, Receiver
+from tests.support.workers import wait_for
 
 
 def scrape(receiver: Receiver) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -40,16 +43,35 @@ def post(receiver: Receiver, body: bytes, headers: dict[str, str]) -> int:
     return httpx.post(receiver.webhook_url, content=body, headers=headers).status_code
 
 
+def intake_waiting(r: BytesRedis) -> bool:
+    """Whether a client waits in Redis with the intake script (``CLIENT PAUSE`` holds it)."""
+    return any(c.get("cmd") == "evalsha" and "b" in c.get("flags", "") for c in r.client_list())
+
+
 def test_metrics_count_each_outcome_and_time_confirmed_intakes(
-    receiver: Receiver, r: BytesRedis
+    start_receiver: Callable[..., Receiver], r: BytesRedis
 ) -> None:
+    receiver = start_receiver(intake_deadline=3600.0)  # it waits out the paused Redis below
     assert requests_by_outcome(receiver) == dict.fromkeys(OUTCOMES, 0.0)
     first = payloads.signed(payloads.message(), SECRET)
     second = payloads.signed(payloads.message(), SECRET)
     body, headers = first
 
+    # Redis holds the first intake until the test lets it go, at least 10 ms after it came:
+    # a time is measured however fast or slow the machine (the event loop's clock ticks in
+    # milliseconds), and the total is bounded by the time the test took.
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        r.client_pause(3_600_000, all=False)  # write commands (the intake script) wait
+        try:
+            held = pool.submit(post, receiver, *first)
+            wait_for(lambda: intake_waiting(r), "the first intake to wait for Redis")
+            time.sleep(0.01)  # a lower bound on the wait only: a busy machine lengthens it
+        finally:
+            r.client_unpause()  # the session's Redis, shared by the tests after this one
+        held_status = held.result()
     statuses = [
-        post(receiver, *first),
+        held_status,
         post(receiver, *second),
         post(receiver, *first),  # duplicate
         post(receiver, body, {**headers, "X-Webhook-Signature": "00" * 32}),
@@ -58,6 +80,7 @@ def test_metrics_count_each_outcome_and_time_confirmed_intakes(
         post(receiver, b"x" * 4_000_000, headers),
     ]
 
+    took = time.monotonic() - started
     assert statuses == [200, 200, 200, 401, 415, 200, 413]
     assert requests_by_outcome(receiver) == {
         **dict.fromkeys(OUTCOMES, 0.0),
@@ -71,7 +94,7 @@ def test_metrics_count_each_outcome_and_time_confirmed_intakes(
     samples = scrape(receiver)
     # Three intakes reached Redis and were confirmed (two accepted, one duplicate).
     assert samples[("wabahooks_intake_seconds_count", ())] == 3.0
-    assert 0 < samples[("wabahooks_intake_seconds_sum", ())] < 3 * 2.0
+    assert 0.009 <= samples[("wabahooks_intake_seconds_sum", ())] <= took
     assert samples[("wabahooks_intake_batch_size_count", ())] == 3.0
     assert samples[("wabahooks_intake_batch_size_sum", ())] == 3.0
     assert samples[("wabahooks_unparsed_kept_total", ())] == 1.0

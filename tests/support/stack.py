@@ -33,17 +33,15 @@ def simulator(receiver: Receiver, **chaos: float) -> Iterator[httpx.Client]:
 
 
 def portal_env(sim: httpx.Client, redis_url: str, handlers: str) -> dict[str, str]:
-    """A worker's environment against ``sim``: no rate limit to speak of, a 5 s lease (so
-    a killed worker's jobs are re-driven within seconds), and a 2 s request timeout, which
-    fits in it (``workers.lease.check_lease``)."""
+    """A worker's environment against ``sim``: no rate limit to speak of, the default lease
+    (a busy machine does not take a live worker's jobs away; a test that kills a worker ends
+    the dead one's leases itself, with ``tests.support.workers.expire_leases``)."""
     return {
         "REDIS_URL": redis_url,
         "WABAHOOKS_HANDLERS": handlers,
         "WABA_API_URL": str(sim.base_url),
         "WABA_API_KEY": API_KEY,
         "WABA_API_RATE": "10000",
-        "WABAHOOKS_LEASE": "5",
-        "WABA_API_TIMEOUT": "2",
     }
 
 

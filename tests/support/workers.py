@@ -7,7 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import redis
 
@@ -42,6 +42,18 @@ def expire_leases(r: BytesRedis, queue: str) -> None:
     key = f"rq:wip:{queue}"
     for member, _score in r.zrange(key, 0, -1, withscores=True):
         r.zadd(key, {member: time.time() + RQ_MARGIN - LATE_RECORDING - 1})
+
+
+def make_due(r: redis.Redis, queue: str) -> int:
+    """Make every scheduled job of ``queue`` (a retry, a conversation's flush or step
+    timeout) due now, without waiting for its time: its score goes to 0, only while it is
+    still scheduled (``XX``: one a worker promoted meanwhile is not put back). A worker's
+    own promoter then moves it onto the queue (within a second); return how many."""
+    key = f"rq:scheduled:{queue}"
+    members: list[Any] = r.zrange(key, 0, -1)
+    if members:
+        r.zadd(key, dict.fromkeys(members, 0), xx=True)
+    return len(members)
 
 
 def alive(pid: int) -> bool:
@@ -98,6 +110,10 @@ class WorkerProcess:
     def output(self) -> str:
         """Everything the process printed, stdout and stderr (waits for it to exit)."""
         self.proc.wait()
+        return self.printed()
+
+    def printed(self) -> str:
+        """What the process has printed so far (it may still be running)."""
         self._log.seek(0)
         return self._log.read().decode("utf-8", "replace")
 

@@ -1,8 +1,10 @@
 """A conversation bot for tests that run real worker processes (WABAHOOKS_HANDLERS).
 
 Bursts are answered once with every text; a burst containing "ask" asks for an answer
-(step "answer", ``TEST_STEP_TIMEOUT`` seconds, default 3); "hang" makes the flush hang
-after its reply on the first attempt (the test kills the worker there).
+(step "answer"); "hang" makes the flush hang after its reply on the first attempt (the
+test kills the worker there). Windows and the step's timeout are hours long: nothing fires
+by itself during a test, which makes a flush or a timeout due when it wants it
+(``tests.support.workers.make_due``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from datetime import timedelta
 from typing import Any
 
 from workers import AsyncContext, Burst, Context, InboundMessage, Router, StepTimeout, Window
+
+WINDOW = Window(quiet=3600, max_wait=2 * 3600)
+WAIT = timedelta(hours=1)
 
 bot = Router("convbot")
 _clients: dict[str, Any] = {}
@@ -27,16 +32,15 @@ def _redis() -> Any:
     return _clients["client"]
 
 
-@bot.message(coalesce=Window(quiet=1, max_wait=6), replies=True)
+@bot.message(coalesce=WINDOW, replies=True)
 async def on_burst(burst: Burst, ctx: AsyncContext) -> None:
     await _redis().rpush(f"test:flushes:{burst.sender}", burst.text)
     await ctx.portal.send_text(burst.sender, "got: " + " | ".join(burst.texts))
     if "hang" in burst.texts and not await ctx.store.get("hung"):
         await ctx.store.set("hung", True)
-        await asyncio.sleep(120)  # the test kills the worker here
+        await asyncio.sleep(3600)  # the test kills the worker here
     if "ask" in burst.texts:
-        wait = timedelta(seconds=float(os.environ.get("TEST_STEP_TIMEOUT", "3")))
-        await ctx.expect("answer", timeout=wait, data={"texts": burst.texts})
+        await ctx.expect("answer", timeout=WAIT, data={"texts": burst.texts})
 
 
 @bot.step("answer", replies=True)
@@ -54,13 +58,12 @@ async def on_timeout(event: StepTimeout, ctx: AsyncContext) -> None:
 bot_sync = Router("convbot-sync")
 
 
-@bot_sync.message(coalesce=Window(quiet=1, max_wait=6), replies=True)
+@bot_sync.message(coalesce=WINDOW, replies=True)
 def on_burst_sync(burst: Burst, ctx: Context) -> None:
     """The same bot as plain def handlers, in the worker's thread pool."""
     ctx.portal.send_text(burst.sender, "got: " + " | ".join(burst.texts))
     if "ask" in burst.texts:
-        wait = timedelta(seconds=float(os.environ.get("TEST_STEP_TIMEOUT", "3")))
-        ctx.expect("answer", timeout=wait, data={"texts": burst.texts})
+        ctx.expect("answer", timeout=WAIT, data={"texts": burst.texts})
 
 
 @bot_sync.step("answer", replies=True)

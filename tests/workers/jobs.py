@@ -34,12 +34,13 @@ def fail(message: str = "the job failed on purpose", **_event: object) -> None:
     raise RuntimeError(message)
 
 
-def flaky(url: str, key: str, succeed_on: int) -> str | Retry:
-    """Count runs in ``key``; ask for a delayed retry until run number ``succeed_on``."""
+def flaky(url: str, key: str, succeed_on: int, interval: int = 1) -> str | Retry:
+    """Count runs in ``key``; ask for a retry ``interval`` s later until run number
+    ``succeed_on``."""
     with _client(url) as client:
         runs = int(client.incr(key))
     if runs < succeed_on:
-        return Retry(max=2, interval=[1, 1])
+        return Retry(max=2, interval=[interval, interval])
     return f"ran {runs} times"
 
 

@@ -31,7 +31,7 @@ def reply_then_hang(event: InboundMessage, ctx: Context) -> None:
     ctx.portal.send_text(event.sender, f"Got it: {event.text}")
     if not ctx.store.get("hung"):
         ctx.store.set("hung", True)
-        time.sleep(120)
+        time.sleep(3600)  # the test kills the worker here
 
 
 chat = Router("chat")

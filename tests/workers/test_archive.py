@@ -46,7 +46,7 @@ slow = Router("slow")
 
 @slow.message(text="slow")
 async def dawdle(event: InboundMessage, ctx: Context) -> None:
-    await asyncio.sleep(30)  # past the job's timeout: the engine cancels it
+    await asyncio.sleep(3600)  # far past the job's timeout: the engine cancels it
 
 
 @contextmanager

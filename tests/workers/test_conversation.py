@@ -1,7 +1,9 @@
 """Conversations on real Valkey: the simulator's webhooks → receiver → chain → handlers.
 
 Timers are fired by making them due and running the engine's own promote script (the
-workers do it every second), so each test decides when a flush or a timeout fires.
+workers do it every second), so each test decides when a flush or a timeout fires. The
+windows and step timeouts are an hour or more: none falls due by itself however slowly
+the machine runs the test (``tests/test_no_wall_clock.py`` keeps it so).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from service.keys import Keys
 from service.policystore import PolicyKeys
 from tests.support.bredis import BytesRedis
 from tests.support.loop import Loop, running_loop
+from tests.support.workers import make_due
 from tests.workers.test_tracing import finished, provider  # noqa: F401 - a fixture
 from workers import (
     AsyncContext,
@@ -47,6 +50,7 @@ from workers.testing import inbound_text
 ME, OTHER = "919876543210", "919812345678"
 MESSAGES = "wabahooks:messages"
 SCHEDULED = f"rq:scheduled:{MESSAGES}"
+HOUR = 3600
 
 
 def aclient(loop: Loop) -> redis.asyncio.Redis:
@@ -56,8 +60,7 @@ def aclient(loop: Loop) -> redis.asyncio.Redis:
 
 def fire(loop: Loop) -> int:
     """Make every scheduled flush and timeout due now, and promote them as a worker does."""
-    for job_id in loop.r.zrange(SCHEDULED, 0, -1):
-        loop.r.zadd(SCHEDULED, {job_id: 0})
+    make_due(loop.r, MESSAGES)
 
     async def promote() -> int:
         client = aclient(loop)
@@ -75,15 +78,15 @@ def sent(loop: Loop, phone: str = ME) -> list[str]:
 
 
 def bot(style: str = "async") -> Router:
-    """Coalesces bursts; "ask" asks for a number (1 minute), answered or timed out."""
+    """Coalesces bursts; "ask" asks for a number (an hour), answered or timed out."""
     router = Router("bot")
     if style == "async":
 
-        @router.message(coalesce=Window(quiet=2, max_wait=10), replies=True)
+        @router.message(coalesce=Window(quiet=HOUR, max_wait=2 * HOUR), replies=True)
         async def on_burst(burst: Burst, ctx: AsyncContext) -> None:
             await ctx.portal.send_text(burst.sender, "got: " + " | ".join(burst.texts))
             if "ask" in burst.texts:
-                await ctx.expect("number", timeout=timedelta(minutes=1), data={"n": 1})
+                await ctx.expect("number", timeout=timedelta(hours=1), data={"n": 1})
 
         @router.step("number", filter=r"^\d+$", replies=True)
         async def on_number(event: InboundMessage, ctx: AsyncContext) -> None:
@@ -96,11 +99,11 @@ def bot(style: str = "async") -> Router:
 
     else:
 
-        @router.message(coalesce=Window(quiet=2, max_wait=10), replies=True)
+        @router.message(coalesce=Window(quiet=HOUR, max_wait=2 * HOUR), replies=True)
         def on_burst_sync(burst: Burst, ctx: Context) -> None:
             ctx.portal.send_text(burst.sender, "got: " + " | ".join(burst.texts))
             if "ask" in burst.texts:
-                ctx.expect("number", timeout=60, data={"n": 1})
+                ctx.expect("number", timeout=HOUR, data={"n": 1})
 
         @router.step("number", filter=r"^\d+$", replies=True)
         def on_number_sync(event: InboundMessage, ctx: Context) -> None:
@@ -371,6 +374,7 @@ def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
 ) -> None:
     r.hset("rq:job:j1", mapping={"wh:holder": "e2", "status": "started", "origin": MESSAGES})
     message = message_record(inbound_text("hi"))
+    window = Window(quiet=HOUR, max_wait=HOUR)
 
     async def main() -> list[bool]:
         client = redis.asyncio.Redis.from_url(redis_url)
@@ -378,9 +382,9 @@ def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
             scripts = ConversationScripts(client, prefix="wabahooks:", ttl=60)
             stale = scripts.for_job(ExecutionToken("j1", "e1"), MESSAGES)
             with pytest.raises(Superseded):
-                await stale.expect(ME, "x", timeout=10, data=None, record=("h", "expect#1"))
+                await stale.expect(ME, "x", timeout=HOUR, data=None, record=("h", "expect#1"))
             with pytest.raises(Superseded):
-                await stale.append(ME, "h", Window(), message)
+                await stale.append(ME, "h", window, message)
             with pytest.raises(Superseded):
                 await stale.advance(ME, how="cancel", gen=None, record=("h", "cancel#1"))
             assert not await client.keys("wabahooks:*") and not await client.zcard(SCHEDULED)
@@ -389,9 +393,9 @@ def test_only_the_execution_holding_its_job_writes_and_a_message_enters_once(
             # field): the fence refuses it too.
             await client.hset("rq:job:j1", "status", "queued")
             with pytest.raises(Superseded):
-                await current.append(ME, "h", Window(), message)
+                await current.append(ME, "h", window, message)
             await client.hset("rq:job:j1", "status", "started")
-            return [await current.append(ME, "h", Window(), message) for _ in range(2)]
+            return [await current.append(ME, "h", window, message) for _ in range(2)]
         finally:
             await client.aclose()
 
@@ -448,7 +452,7 @@ def test_with_the_policy_a_timeout_handler_sees_the_window_and_the_opt_out(
 
     @router.message(text="ask")
     async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
-        await ctx.expect("number", timeout=timedelta(minutes=1))
+        await ctx.expect("number", timeout=timedelta(hours=1))
 
     @router.timeout("number")
     async def on_timeout(event: StepTimeout, ctx: AsyncContext) -> None:
@@ -459,7 +463,7 @@ def test_with_the_policy_a_timeout_handler_sees_the_window_and_the_opt_out(
         loop.work()
         assert fire(loop) == 1
         loop.work()
-        assert sent(loop) == ["window open: True"]  # the contact wrote a minute ago
+        assert sent(loop) == ["window open: True"]  # the contact wrote to ask
 
         loop.inbound("ask")
         loop.work()

@@ -1,4 +1,8 @@
-"""Conversations in the Harness (no Redis): its clock, bursts, steps, and both handler styles."""
+"""Conversations in the Harness (no Redis): its clock, bursts, steps, and both handler styles.
+
+Windows and timeouts are hours long, as everywhere in the tests (``tests/test_no_wall_clock.py``):
+the harness's clock moves only when a test says so.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from workers import (
 from workers.testing import Harness, inbound_text, status_update
 
 ME = "919876543210"
+HOUR = 3600
 
 
 def echo(window: Window, style: str = "async") -> Router:
@@ -40,12 +45,12 @@ def echo(window: Window, style: str = "async") -> Router:
 
 @pytest.mark.parametrize("style", ["async", "sync"])
 def test_a_burst_flushes_once_after_the_quiet_time(style: str) -> None:
-    bot = Harness(echo(Window(quiet=4, max_wait=15), style))
+    bot = Harness(echo(Window(quiet=4 * HOUR, max_wait=15 * HOUR), style))
     first, second = inbound_text("hi"), inbound_text("there")
     bot.deliver(first)
-    bot.advance(3)
+    bot.advance(3 * HOUR)
     bot.deliver(second)  # re-arms: quiet again from here
-    bot.advance(3.9)
+    bot.advance(4 * HOUR - 0.1)
     assert bot.portal.sent == []
     bot.advance(0.1)
     assert bot.portal.sent == [(ME, "hi\nthere")]
@@ -58,15 +63,15 @@ def test_a_burst_flushes_once_after_the_quiet_time(style: str) -> None:
 
 
 def test_max_wait_bounds_a_burst_that_never_goes_quiet() -> None:
-    bot = Harness(echo(Window(quiet=4, max_wait=10)))
+    bot = Harness(echo(Window(quiet=4 * HOUR, max_wait=10 * HOUR)))
     for n in range(6):
         bot.deliver(inbound_text(f"m{n}"))
-        bot.advance(3)  # never 4 s quiet
-    assert bot.portal.sent == [(ME, "m0\nm1\nm2\nm3")]  # flushed at 10 s
+        bot.advance(3 * HOUR)  # never 4 hours quiet
+    assert bot.portal.sent == [(ME, "m0\nm1\nm2\nm3")]  # flushed at 10 hours
 
 
 def test_max_messages_flushes_at_once_and_a_duplicate_enters_once() -> None:
-    bot = Harness(echo(Window(quiet=4, max_wait=10, max_messages=2)))
+    bot = Harness(echo(Window(quiet=4 * HOUR, max_wait=10 * HOUR, max_messages=2)))
     one = inbound_text("one")
     bot.deliver(one)
     bot.deliver(one)  # the same message again (a retried job): not twice
@@ -80,7 +85,7 @@ def test_max_messages_flushes_at_once_and_a_duplicate_enters_once() -> None:
 def test_deliver_burst_and_a_burst_that_sends_nothing_shows_no_typing() -> None:
     router = Router("quiet")
 
-    @router.message(coalesce=Window(quiet=2, max_wait=5))
+    @router.message(coalesce=Window(quiet=2 * HOUR, max_wait=5 * HOUR))
     async def note(burst: Burst, ctx: AsyncContext) -> None:
         await ctx.store.set("last", burst.texts)
 
@@ -97,7 +102,7 @@ def steps(style: str) -> Router:
         @router.message(text="start", replies=True)
         async def start(event: InboundMessage, ctx: AsyncContext) -> None:
             await ctx.portal.send_text(event.sender, "name?")
-            await ctx.expect("name", timeout=timedelta(minutes=5), data={"n": 1})
+            await ctx.expect("name", timeout=timedelta(hours=5), data={"n": 1})
 
         @router.step("name", filter=lambda m: m.text != "start", replies=True)
         async def name(event: InboundMessage, ctx: AsyncContext) -> None:
@@ -113,7 +118,7 @@ def steps(style: str) -> Router:
         @router.message(text="start", replies=True)
         def start_sync(event: InboundMessage, ctx: Context) -> None:
             ctx.portal.send_text(event.sender, "name?")
-            ctx.expect("name", timeout=300, data={"n": 1})
+            ctx.expect("name", timeout=5 * HOUR, data={"n": 1})
 
         @router.step("name", filter=lambda m: m.text != "start", replies=True)
         def name_sync(event: InboundMessage, ctx: Context) -> None:
@@ -131,12 +136,12 @@ def steps(style: str) -> Router:
 def test_a_step_answered_in_time_and_one_left_to_time_out(style: str) -> None:
     bot = Harness(steps(style))
     bot.deliver(inbound_text("start"))
-    bot.advance(timedelta(minutes=4))
+    bot.advance(timedelta(hours=4))
     bot.deliver(inbound_text("Ana"))
-    bot.advance(timedelta(hours=1))
+    bot.advance(timedelta(hours=12))
     bot.deliver(inbound_text("start"))
-    bot.advance(timedelta(minutes=5))
-    bot.advance(timedelta(minutes=5))
+    bot.advance(timedelta(hours=5))
+    bot.advance(timedelta(hours=5))
     assert [text for _, text in bot.portal.sent] == [
         "name?",
         "hi Ana #1",
@@ -148,12 +153,12 @@ def test_a_step_answered_in_time_and_one_left_to_time_out(style: str) -> None:
 def test_a_redelivered_answer_runs_the_step_once_and_asking_again_replaces_the_timeout() -> None:
     bot = Harness(steps("async"))
     bot.deliver(inbound_text("start"))
-    bot.advance(60)
+    bot.advance(HOUR)
     bot.deliver(inbound_text("start"))  # asked again: the first timeout will not run
     answer = inbound_text("Ben")
     bot.deliver(answer)
     bot.deliver(answer)  # a retried job: the same answer, not a second one
-    bot.advance(timedelta(hours=1))
+    bot.advance(timedelta(hours=12))  # past both deadlines
     assert [text for _, text in bot.portal.sent] == ["name?", "name?", "hi Ben #1"]
 
 
@@ -162,7 +167,7 @@ def test_expect_outside_a_conversation_says_why() -> None:
 
     @router.status()
     async def on_status(event: object, ctx: AsyncContext) -> None:
-        await ctx.expect("x", timeout=10)
+        await ctx.expect("x", timeout=HOUR)
 
     with pytest.raises(Exception, match="needs a contact's conversation"):
         Harness(router).deliver(status_update("wamid.X", "sent"))
@@ -170,7 +175,7 @@ def test_expect_outside_a_conversation_says_why() -> None:
 
 def test_a_window_is_checked() -> None:
     with pytest.raises(ValueError, match="quiet <= max_wait"):
-        Window(quiet=10, max_wait=5)
+        Window(quiet=2 * HOUR, max_wait=HOUR)
 
 
 def test_a_retried_mismatch_handler_sees_the_step_it_missed() -> None:
@@ -179,11 +184,11 @@ def test_a_retried_mismatch_handler_sees_the_step_it_missed() -> None:
 
     @router.message(text="go")
     async def go(event: InboundMessage, ctx: AsyncContext) -> None:
-        await ctx.expect("n", timeout=60, data={"tries": 1})
+        await ctx.expect("n", timeout=HOUR, data={"tries": 1})
 
     async def ask_again(event: InboundMessage, ctx: AsyncContext) -> None:
         tries = ctx.conversation.data["tries"]
-        await ctx.expect("n", timeout=60, data={"tries": tries + 1})
+        await ctx.expect("n", timeout=HOUR, data={"tries": tries + 1})
         if not attempts:
             attempts.append(1)
             raise RuntimeError("fails after asking again")

@@ -20,7 +20,7 @@ from tests.support.bredis import BytesRedis
 from tests.support.portal import drain
 from tests.support.receiver import Receiver
 from tests.support.stack import MESSAGES, portal_env, sent, simulator, workers
-from tests.support.workers import wait_for
+from tests.support.workers import expire_leases, wait_for
 
 
 def write(sim: httpx.Client, texts: dict[str, str]) -> None:
@@ -73,9 +73,11 @@ def test_sigkill_with_sends_in_flight_then_the_survivor_replies_to_everything_on
     receiver: Receiver, r: BytesRedis, redis_url: str
 ) -> None:
     contacts = [f"4477008{n:05d}" for n in range(20)]
-    # Each send is carried out, then answered a second later: the kill lands in between
-    # for many of them (the portal accepted the send, the ledger has no record of it).
-    with simulator(receiver, hold_after_send=1.0) as sim:
+    # Each send is carried out, then answered 5 s later: the kill lands in between for many
+    # of them (the portal accepted the send, the ledger has no record of it). A contact's
+    # three sends take 15 s at least, so jobs are still started when the kill comes unless
+    # this process stalls that long between seeing the first send and killing.
+    with simulator(receiver, hold_after_send=5.0) as sim:
         env = portal_env(sim, redis_url, "tests.workers.process_handlers:chat")
         with workers(1, env, "--concurrency", "50") as (doomed,):
             for m in range(3):
@@ -84,6 +86,7 @@ def test_sigkill_with_sends_in_flight_then_the_survivor_replies_to_everything_on
             doomed.send_signal(signal.SIGKILL)
             doomed.wait()
         assert r.zcard(f"rq:wip:{MESSAGES}") > 0  # jobs left started by the dead worker
+        expire_leases(r, MESSAGES)  # as if it died long ago: no waiting for its leases
         sim.put("/sim/chaos", json={"hold_after_send": 0}).raise_for_status()
 
         with workers(1, env, "--concurrency", "50"):  # no command, no requeue: it just runs
@@ -131,9 +134,10 @@ def test_a_worker_killed_after_the_send_does_not_send_it_again(
             )
             worker.kill()  # SIGKILL: no cleanup, the job is left started
             worker.wait()
+        expire_leases(r, MESSAGES)  # its lease ends now rather than in real time
 
         with workers(1, env):  # re-driven by the next worker, on its own
             queue = Queue(MESSAGES, connection=r, serializer=JSONSerializer)
-            wait_for(lambda: queue.finished_job_registry.count == 1, "the re-drive", timeout=60)
+            wait_for(lambda: queue.finished_job_registry.count == 1, "the re-drive")
 
         assert sent(sim, "919876543210") == ["Got it: refund?"]

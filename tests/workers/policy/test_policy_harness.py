@@ -114,7 +114,7 @@ def test_a_handover_cancels_the_pending_step() -> None:
 
     @flow.message(text="order")
     async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
-        await ctx.expect("number", timeout=timedelta(minutes=10))
+        await ctx.expect("number", timeout=timedelta(hours=1))
         await ctx.portal.send_text(event.sender, "Your order number?")
 
     @flow.step("number")
@@ -125,11 +125,12 @@ def test_a_handover_cancels_the_pending_step() -> None:
     async def late(event: StepTimeout, ctx: AsyncContext) -> None:
         await ctx.portal.send_text(event.sender, "Never mind.")
 
-    harness = Harness(flow, config={"policy": {}})
+    # Handed over for longer than the step's timeout: the timeout falls in the handover.
+    harness = Harness(flow, config={"policy": {"handover": {"idle": 2 * 3600}}})
     harness.deliver(inbound_text("order"))
     harness.deliver(inbound_text("agent"))  # the handover keyword: not the step's answer
     harness.deliver(inbound_text("4521"))
-    harness.advance(timedelta(minutes=11))
+    harness.advance(timedelta(hours=1, minutes=1))
 
     assert harness.handed_over(ANA)
     assert texts(harness) == ["Your order number?"]  # no step answer, no timeout
@@ -151,7 +152,7 @@ def test_a_step_timeout_sees_its_contacts_window() -> None:
 
     @flow.message(text="order")
     async def ask(event: InboundMessage, ctx: AsyncContext) -> None:
-        await ctx.expect("number", timeout=timedelta(minutes=10))
+        await ctx.expect("number", timeout=timedelta(hours=1))
 
     @flow.timeout("number")
     async def late(event: StepTimeout, ctx: AsyncContext) -> None:
@@ -159,6 +160,6 @@ def test_a_step_timeout_sees_its_contacts_window() -> None:
 
     harness = Harness(flow, config={"policy": {}})
     harness.deliver(inbound_text("order"))
-    harness.advance(timedelta(minutes=11))
+    harness.advance(timedelta(hours=1, minutes=1))
 
     assert texts(harness) == ["Never mind (window open: True)."]
