@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
 
 import redis
 
-from workers import AsyncContext, Context, InboundMessage, Router
+from workers import AsyncContext, Context, InboundMessage, Permanent, Router
 
 ordering = Router("ordering")
 crash = Router("crash")
@@ -62,3 +63,26 @@ def answer_sync(event: InboundMessage, ctx: Context) -> None:
     with redis.Redis.from_url(os.environ["REDIS_URL"]) as client:
         client.rpush(f"test:calls:{event.sender}", event.text or "")
     ctx.portal.send_text(event.sender, f"re (sync): {event.text}")
+
+
+turns = Router("turns")
+
+
+@turns.message(replies=True)
+async def one_at_a_time(event: InboundMessage, ctx: AsyncContext) -> None:
+    """Reply, counting this contact's handlers running at once: each run pushes the count it
+    joined to ``test:seen:<phone>``. While ``test:hold:<text>`` exists the run waits; while
+    ``test:fail:<text>`` exists it fails for good (the job goes to the failed registry)."""
+    client: Any = _async_client()
+    sender, text = event.sender, event.text or ""
+    await client.rpush(f"test:seen:{sender}", await client.incr(f"test:running:{sender}"))
+    await client.rpush(f"test:calls:{sender}", text)
+    try:
+        deadline = time.monotonic() + 60
+        while await client.exists(f"test:hold:{text}") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if await client.exists(f"test:fail:{text}"):
+            raise Permanent(f"told to fail {text!r}")
+        await ctx.portal.send_text(sender, f"re: {text}")
+    finally:
+        await client.decr(f"test:running:{sender}")

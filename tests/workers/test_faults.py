@@ -14,12 +14,18 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.suspension import resume, suspend
 
 from service.keys import (
     Keys,
@@ -36,7 +42,7 @@ from tests.support.portal import drain
 from tests.support.receiver import Receiver
 from tests.support.redisproxy import Command, RedisProxy, redis_proxy
 from tests.support.stack import MESSAGES, portal_env, sent, simulator, worker_processes
-from tests.support.workers import wait_for
+from tests.support.workers import ROOT, wait_for, worker_env
 
 HANDLERS = "tests.workers.process_handlers"
 SIGSTOP, SIGCONT = signal.SIGSTOP, signal.SIGCONT
@@ -64,6 +70,11 @@ def failed(r: BytesRedis) -> list[str]:
     return [m.decode() for m in r.zrange(rq_failed(MESSAGES), 0, -1)]
 
 
+def status(r: BytesRedis, job_id: str) -> str | None:
+    value = r.hget(rq_job(job_id), "status")
+    return None if value is None else value.decode()
+
+
 def assert_settled(r: BytesRedis, *, finished_jobs: int) -> None:
     """Every job ended (``finished_jobs`` finished, none failed); none is left queued,
     deferred, scheduled or started."""
@@ -72,6 +83,11 @@ def assert_settled(r: BytesRedis, *, finished_jobs: int) -> None:
     for key in (rq_deferred(MESSAGES), rq_scheduled(MESSAGES), rq_started(MESSAGES)):
         assert r.zcard(key) == 0, key
     assert r.llen(rq_queue(MESSAGES)) == 0
+
+
+def peak(r: BytesRedis, phone: str) -> int:
+    """The most of the contact's handler runs (``turns``) that ever ran at once."""
+    return max(int(n) for n in r.lrange(f"test:seen:{phone}", 0, -1))
 
 
 def logged(log: Path, events: tuple[str, ...], job_id: str) -> bool:
@@ -110,6 +126,11 @@ def intent_recorded(r: BytesRedis, job_id: str) -> bool:
     """Whether the job's ledger holds a send's intent with no result yet."""
     fields = r.hgetall(rq_job(job_id))
     return any(k.startswith(b"wh:s:") and b'"state": "intent"' in v for k, v in fields.items())
+
+
+def started_a_job(command: Command, reply: bytes) -> bool:
+    """A start script's reply that started a job (its first list is not empty)."""
+    return command.script == "start" and not reply.startswith(b"*2\r\n*0\r\n")
 
 
 def through(proxy: RedisProxy, env: dict[str, str]) -> dict[str, str]:
@@ -192,3 +213,136 @@ def test_a_worker_frozen_mid_send_past_its_lease_leaves_one_reply_per_event(
         for phone in contacts:
             assert sent(sim, phone) == [f"{prefix}: m0", f"{prefix}: m1"]
         assert_settled(r, finished_jobs=6)
+
+
+def test_rq_cleanup_requeues_a_frozen_workers_job_and_its_old_execution_stays_silent(
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
+) -> None:
+    phone = "447700900301"
+    with simulator(receiver) as sim, redis_proxy(redis_url) as proxy:
+        env = portal_env(sim, redis_url, f"{HANDLERS}:turns")
+        log = tmp_path / "frozen.log"
+        with worker(through(proxy, env), log) as frozen:
+            froze = proxy.stop_on_reply(frozen.pid, started_a_job)  # before its handler runs
+            first, _ = write(sim, r, phone, "m0", "m1")
+            wait_for(froze.is_set, "the first event started, then the freeze")
+            [member] = r.zrange(rq_started(MESSAGES), 0, -1)
+            execution = member.decode().split(":")[1]
+
+            # What `rq info`, rq-dashboard or RQ's maintenance do to a job past its score.
+            StartedJobRegistry(MESSAGES, connection=r).cleanup(timestamp=time.time() + 700)
+            assert status(r, first) == "queued"
+            assert r.hget(rq_job(first), "wh:holder") == execution.encode()  # left as it was
+
+            with worker(env, tmp_path / "other.log"):
+                wait_for(lambda: finished(r) == 2, "both events, by the other worker")
+                assert sent(sim, phone) == ["re: m0", "re: m1"]
+                assert peak(r, phone) == 1  # the next event did not run beside it
+
+                frozen.send_signal(SIGCONT)
+                wait_for(lambda: superseded(log, first), "the woken worker to stop")
+
+        assert sent(sim, phone) == ["re: m0", "re: m1"]
+        assert_settled(r, finished_jobs=2)
+
+
+def test_rq_cleanup_then_the_frozen_worker_wakes_first_its_old_execution_is_refused(
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
+) -> None:
+    phone = "447700900302"
+    with simulator(receiver) as sim, redis_proxy(redis_url) as proxy:
+        env = portal_env(sim, redis_url, f"{HANDLERS}:turns")
+        log = tmp_path / "frozen.log"
+        with worker(through(proxy, env), log) as frozen:
+            proxy.hold("heartbeat")  # only the fence's check of the status may stop it
+            froze = proxy.stop_on_reply(frozen.pid, started_a_job)
+            first, _ = write(sim, r, phone, "m0", "m1")
+            wait_for(froze.is_set, "the first event started, then the freeze")
+            StartedJobRegistry(MESSAGES, connection=r).cleanup(timestamp=time.time() + 700)
+            suspend(r)  # `rq suspend`: no worker starts the queued job meanwhile
+
+            # It wakes holding (wh:holder) a job that is queued again, with lease to spare by
+            # its own clock: its run is refused at its first write, and sends nothing.
+            frozen.send_signal(SIGCONT)
+            wait_for(lambda: superseded(log, first), "the old execution to be refused")
+            assert sent(sim, phone) == []
+            assert status(r, first) == "queued"
+
+            proxy.release()
+            resume(r)  # `rq resume`: the job runs as any other, here on the same worker
+            wait_for(lambda: finished(r) == 2, "both events")
+
+        assert sent(sim, phone) == ["re: m0", "re: m1"]
+        assert_settled(r, finished_jobs=2)
+
+
+def test_an_abandoned_last_attempt_stays_silent_when_woken_and_runs_once_when_requeued(
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
+) -> None:
+    phone = "447700900401"
+    with simulator(receiver) as sim, redis_proxy(redis_url) as proxy:
+        env = portal_env(sim, redis_url, f"{HANDLERS}:chat")
+        first, second = write(sim, r, phone, "m0", "m1")  # no worker yet: m0 waits
+        r.hset(rq_job(first), "wh:attempts", 4)  # its next start is its last attempt (of 5)
+        log = tmp_path / "frozen.log"
+        with worker(through(proxy, env), log) as frozen:
+            proxy.hold("heartbeat")
+            intended = proxy.stop_on_reply(frozen.pid, is_intent)
+            wait_for(intended.is_set, "the intent of the first reply, then the freeze")
+            assert intent_recorded(r, first)
+
+            with worker(env, tmp_path / "other.log"):
+                # Its lease lapses: the re-drive fails it (AbandonedJob), releasing m1.
+                wait_for(lambda: failed(r) == [first] and finished(r) == 1, "m0 failed, m1 ran")
+                assert sent(sim, phone) == ["re: m1"]
+
+                frozen.send_signal(SIGCONT)
+                wait_for(lambda: waits_for_lease(log, first), "the send fence to hold it")
+                proxy.release()
+                wait_for(lambda: superseded(log, first), "the woken worker to stop")
+                assert sent(sim, phone) == ["re: m1"]  # the zombie did not send
+
+                requeue = subprocess.run(
+                    [sys.executable, "-m", "service", "failed", "requeue", first],
+                    env=worker_env(redis_url),
+                    cwd=ROOT,
+                    capture_output=True,
+                    check=False,
+                )
+                assert requeue.returncode == 0, requeue.stderr
+                wait_for(lambda: finished(r) == 2, "the requeued event")
+
+        assert sent(sim, phone) == ["re: m1", "re: m0"]  # it runs after the events it released
+        assert_settled(r, finished_jobs=2)
+
+
+@pytest.mark.parametrize("tool", ["FailedJobRegistry.requeue", "Job.requeue"])
+def test_rq_requeue_of_an_event_waits_for_its_contacts_running_event(
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path, tool: str
+) -> None:
+    phone = "447700900501"
+    r.set("test:fail:m0", 1)  # m0 fails for good, releasing m1 ...
+    r.set("test:hold:m1", 1)  # ... which then runs until the test lets it go on
+    with simulator(receiver) as sim:
+        env = portal_env(sim, redis_url, f"{HANDLERS}:turns")
+        with worker(env, tmp_path / "worker.log"):
+            first, second = write(sim, r, phone, "m0", "m1")
+            wait_for(lambda: failed(r) == [first], "m0 to fail")
+            wait_for(lambda: r.lrange(f"test:calls:{phone}", 0, -1) == [b"m0", b"m1"], "m1")
+            r.delete("test:fail:m0")
+
+            if tool == "Job.requeue":
+                Job.fetch(first, connection=r, serializer=JSONSerializer).requeue()
+            else:
+                FailedJobRegistry(MESSAGES, connection=r, serializer=JSONSerializer).requeue(first)
+            # The worker pops it and puts it back in its conversation's chain, behind m1.
+            wait_for(lambda: status(r, first) == "deferred", "m0 re-chained behind m1")
+            assert r.hget(rq_job(first), "dependency_id") == second.encode()
+            assert status(r, second) == "started"
+
+            r.delete("test:hold:m1")
+            wait_for(lambda: finished(r) == 2, "m1, then m0")
+
+        assert sent(sim, phone) == ["re: m1", "re: m0"]
+        assert peak(r, phone) == 1  # never two of the contact's events at once
+        assert_settled(r, finished_jobs=2)
