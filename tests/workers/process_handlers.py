@@ -72,7 +72,8 @@ turns = Router("turns")
 async def one_at_a_time(event: InboundMessage, ctx: AsyncContext) -> None:
     """Reply, counting this contact's handlers running at once: each run pushes the count it
     joined to ``test:seen:<phone>``. While ``test:hold:<text>`` exists the run waits; while
-    ``test:fail:<text>`` exists it fails for good (the job goes to the failed registry)."""
+    ``test:fail:<text>`` exists it fails for good (the job goes to the failed registry), while
+    ``test:flaky:<text>`` exists it fails as retrying may fix."""
     client: Any = _async_client()
     sender, text = event.sender, event.text or ""
     await client.rpush(f"test:seen:{sender}", await client.incr(f"test:running:{sender}"))
@@ -83,6 +84,8 @@ async def one_at_a_time(event: InboundMessage, ctx: AsyncContext) -> None:
             await asyncio.sleep(0.02)
         if await client.exists(f"test:fail:{text}"):
             raise Permanent(f"told to fail {text!r}")
+        if await client.exists(f"test:flaky:{text}"):
+            raise RuntimeError(f"told to fail {text!r} this time")
         await ctx.portal.send_text(sender, f"re: {text}")
     finally:
         await client.decr(f"test:running:{sender}")

@@ -346,3 +346,33 @@ def test_rq_requeue_of_an_event_waits_for_its_contacts_running_event(
         assert sent(sim, phone) == ["re: m1", "re: m0"]
         assert peak(r, phone) == 1  # never two of the contact's events at once
         assert_settled(r, finished_jobs=2)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="`wabahooks failed requeue` promises a fresh set of retries but clears only RQ's "
+    "number_of_retries, not wh:attempts: the requeued event's next attempt is its 6th of 5, so "
+    "its first failure (or kill) fails it for good (workers/cli.py requeue)",
+)
+def test_a_requeued_event_gets_a_fresh_set_of_attempts(
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
+) -> None:
+    phone = "447700900601"
+    r.set("test:flaky:m0", 1)  # every run of m0 fails as retrying may fix
+    with simulator(receiver) as sim:
+        env = portal_env(sim, redis_url, f"{HANDLERS}:turns")
+        [first] = write(sim, r, phone, "m0")
+        r.hset(rq_job(first), "wh:attempts", 4)  # its next run is its last attempt (of 5)
+        with worker(env, tmp_path / "worker.log"):
+            wait_for(lambda: failed(r) == [first], "m0 to fail, its attempts spent")
+            requeue = subprocess.run(
+                [sys.executable, "-m", "service", "failed", "requeue", first],
+                env=worker_env(redis_url),
+                cwd=ROOT,
+                capture_output=True,
+                check=False,
+            )
+            assert requeue.returncode == 0, requeue.stderr
+            wait_for(lambda: len(r.lrange(f"test:calls:{phone}", 0, -1)) == 2, "its second run")
+            wait_for(lambda: status(r, first) in ("scheduled", "failed"), "its second run's end")
+            assert status(r, first) == "scheduled"  # retried, as a fresh set of retries allows
