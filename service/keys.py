@@ -7,7 +7,9 @@ Two families share the server:
   store, the sent-id sets and the portal limiter's keys, ``forget`` removes a contact's, and the
   queue names themselves carry the prefix (``wabahooks:messages``…). Features with a family of
   their own name it here too: the conversation's step and bursts (:class:`Keys`), the event
-  archive (:class:`ArchiveKeys`), the conversation policy (:class:`PolicyKeys`).
+  archive (:class:`ArchiveKeys`), the conversation policy (:class:`PolicyKeys`), a queue's
+  quarantine (:func:`quarantine`, :func:`quarantine_line`: named after the queue, whose name
+  carries the prefix).
 - **RQ's**, in RQ 2.x's layout (``rq:job:<id>``, ``rq:queue:<name>``…): the functions below, used
   by the intake, the worker's state module and the metrics. The Lua scripts
   (``service/intake.lua``, ``workers/lua/*.lua``) spell the same names; the tests compare what
@@ -33,6 +35,8 @@ __all__ = [
     "PolicyKeys",
     "limiter_contact",
     "limiter_keys",
+    "quarantine",
+    "quarantine_line",
     "rq_deferred",
     "rq_failed",
     "rq_finished",
@@ -172,6 +176,21 @@ class PolicyKeys:
 
     def nudge(self, agent: str, anchor: int) -> str:
         return f"{self.prefix}policy:nudge:{agent}:{anchor}"
+
+
+# -- a queue's quarantine: under the queue's own name (which carries the prefix), so that a
+# -- script that knows a queue knows them; the workers' scripts get them as KEYS ---------------
+
+
+def quarantine(queue: str) -> str:
+    """A queue's quarantine slot: the one suspect execution of the queue allowed to run
+    (``<job id>:<execution id>``; README "The job lifecycle")."""
+    return f"{queue}:quarantine"
+
+
+def quarantine_line(queue: str) -> str:
+    """The queue's suspects waiting for its quarantine slot, in order (job ids)."""
+    return f"{queue}:quarantine:line"
 
 
 #: RQ's set of every queue's key.

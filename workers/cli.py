@@ -139,11 +139,13 @@ def list_failed(queue: str | None) -> None:
 )
 @click.option("--queue", type=QUEUE_CHOICE, help="With --all: only this queue [default: all].")
 def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None) -> None:
-    """Put failed jobs back on their queue, with a fresh set of retries.
+    """Put failed jobs back into their conversation's chain, with a fresh set of attempts.
 
-    A requeued event runs after later events of its conversation, which its
-    failure already released.
+    A requeued event runs after the events of its conversation received before
+    the requeue (its failure released them), and before those received after.
     """
+    from workers.rqstate import requeue_failed
+
     if bool(job_ids) == all_:
         raise click.UsageError(
             "name the job ids to requeue (see `wabahooks failed list`), or pass --all, not both"
@@ -161,14 +163,17 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None) -> None:
     ours = {q.name for q in queues}
     errors = 0
     for origin, job_id in targets:
-        registry = FailedJobRegistry(origin or "", connection=connection, serializer=JSONSerializer)
-        if origin not in ours or job_id not in registry:
-            click.echo(f"wabahooks: {job_id} is not a failed wabahooks job; skipped", err=True)
+        requeued = requeue_failed(connection, origin, job_id) if origin in ours else None
+        if requeued is None or requeued.status == "refused":
+            why = f" (it is {requeued.why})" if requeued is not None else ""
+            click.echo(f"wabahooks: {job_id} is not a failed wabahooks job{why}; skipped", err=True)
             errors += 1
             continue
-        connection.hdel(Job.key_for(job_id), "number_of_retries")  # a fresh set of retries
-        registry.requeue(job_id)
-        click.echo(f"requeued {job_id} on {origin}")
+        if requeued.behind is not None:
+            where = f"behind {requeued.behind}, its conversation's latest event"
+        else:
+            where = "queued"
+        click.echo(f"requeued {job_id} on {origin}, {where}")
     click.echo(f"Requeued {len(targets) - errors} job(s).")
     if errors:
         sys.exit(1)

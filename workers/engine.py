@@ -11,8 +11,10 @@ that, on every worker of the queue (``workers.maintenance``):
   refuses its writes (``workers.lifecycle``) and its sends (``workers.lease``);
 - **re-drive**: executions whose lease ended (their worker died) go back to the front
   of the queue within ``lease + redrive_after(lease) + REDRIVE_EVERY`` seconds
-  (``workers.lease``: 40 s by default), keeping their conversation's place; kills count as
-  attempts, so a job that keeps killing workers ends up failed;
+  (``workers.lease``: 40 s by default), keeping their conversation's place; those that
+  died beside others get their attempt back and run one at a time in their queue's
+  quarantine slot, where a kill counts, so a job that keeps killing workers ends up failed
+  and its neighbours lose nothing (``workers.rqstate``);
 - **scheduled jobs** (retries, conversation flushes and timeouts) are moved onto the queue
   when due (each worker wakes for the earliest, and looks at least every second), so they
   need no scheduler process and survive Redis restarts.

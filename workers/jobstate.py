@@ -32,7 +32,7 @@ class StartedJob:
 
     id: str
     execution_id: str
-    #: 1-based; kills and timeouts count.
+    #: 1-based; timeouts count, and so do kills in the quarantine slot (``workers.rqstate``).
     attempt: int
     fields: dict[bytes, bytes]
     #: Epoch seconds the execution started (Redis' clock), RQ's ``execution_started_at``.
@@ -59,6 +59,12 @@ class StartedJob:
     def failure_ttl(self) -> int:
         raw = self.fields.get(b"failure_ttl")
         return int(raw) if raw else 31536000  # RQ's DEFAULT_FAILURE_TTL (one year)
+
+    @property
+    def suspect(self) -> bool:
+        """Whether it was re-driven from a dead worker's batch and so runs in its queue's
+        quarantine slot (``workers.rqstate``)."""
+        return b"wh:suspect" in self.fields
 
     @property
     def has_dependency(self) -> bool:

@@ -15,6 +15,13 @@ RQ's own requeue paths harmless: they move a job back to ``queued`` without touc
 holder field, so an old execution of it (a frozen worker that wakes up) is refused. Our own
 endings that give a job up (retry, failure, hand-back, re-drive) also clear the holder.
 
+**The quarantine.** A worker's death is charged to the job that caused it, not to the
+others it had in flight: a re-drive refunds the attempt of an execution that ran outside its
+queue's quarantine slot and marks its job a suspect (``wh:suspect``); a queue runs one
+suspect at a time, in the slot (``<queue>:quarantine``), and a death there counts. A suspect
+popped while the slot is held waits, ``deferred``, in the slot's line until it is released
+(``workers.rqstate`` says why there). ``workers/lua/quarantine.lua`` holds the steps.
+
 **Sends.** The fence guards Redis writes; a request to the portal is guarded by the
 execution's lease (``workers.lease``): it starts only while the lease left exceeds the
 request's timeout plus :data:`~workers.lease.SEND_MARGIN`, and the re-drive takes a job only
@@ -77,7 +84,8 @@ MOVES: tuple[Move, ...] = (
         "queued",
         "started",
         "worker: `start.lua`",
-        "popped; a new execution holds it (`wh:holder`) under a lease in `rq:wip:<queue>`",
+        "popped; a new execution holds it (`wh:holder`) under a lease in `rq:wip:<queue>`; "
+        "a suspect (`wh:suspect`) only into its queue's empty quarantine slot, which it holds",
     ),
     Move(
         "queued",
@@ -87,41 +95,59 @@ MOVES: tuple[Move, ...] = (
         "re-queued it behind the conversation's back): re-chained, not started",
     ),
     Move(
+        "queued",
+        "deferred",
+        "worker: `start.lua`",
+        "a suspect popped while another holds the quarantine slot: waits in the slot's line "
+        "(`<queue>:quarantine:line`); the jobs popped after it still start",
+    ),
+    Move(
+        "deferred",
+        "queued",
+        "the slot's release (`release_slot` in `quarantine.lua`): `finish.lua`, `redrive.lua`",
+        "the suspect first in the line, to the front of its queue",
+    ),
+    Move(
         "started",
         "finished",
         "the holding execution: `finish.lua`",
-        "done; its sends recorded, the conversation's next event released",
+        "done; its sends recorded, the conversation's next event released, no longer a "
+        "suspect, the quarantine slot released if it held it",
     ),
     Move(
         "started",
         "scheduled",
         "the holding execution: `finish.lua`",
-        "retry after a delay; the holder is cleared",
+        "retry after a delay; the holder is cleared; no longer a suspect, the slot released",
     ),
     Move(
         "started",
         "failed",
         "the holding execution: `finish.lua`",
-        "permanent error or attempts spent; the holder is cleared, the next event released",
+        "permanent error or attempts spent; the holder is cleared, the next event released, "
+        "the slot released",
     ),
     Move(
         "started",
         "queued",
         "the holding execution: `finish.lua` (hand-back)",
-        "a stopping worker hands it back to the front of its queue; not an attempt",
+        "a stopping worker hands it back to the front of its queue; not an attempt; a "
+        "suspect stays one, the slot released",
     ),
     Move(
         "started",
         "queued",
         "any worker: `redrive.lua`",
-        "its lease ended `SEND_MARGIN` s ago (its worker died or froze): to the front, the "
-        "holder cleared",
+        "its lease ended `redrive_after(lease)` s ago (5 s by default; its worker died or "
+        "froze): to the front, the "
+        "holder cleared; outside the quarantine slot the attempt is refunded and the job "
+        "becomes a suspect, in the slot it counts and the slot is released",
     ),
     Move(
         "started",
         "failed",
         "any worker: `redrive.lua`",
-        "as above, on its last attempt (`AbandonedJob`)",
+        "as above, in the slot, on its last attempt (`AbandonedJob`)",
     ),
     Move(
         "scheduled",
@@ -145,8 +171,22 @@ MOVES: tuple[Move, ...] = (
     Move(
         "failed",
         "queued",
-        "operator: `wabahooks failed requeue`, `rq requeue`, rq-dashboard's Requeue",
-        "pushed behind its queue; `start.lua` re-chains it if its conversation moved on",
+        "operator: `wabahooks failed requeue` (`requeue.lua`)",
+        "a fresh set of attempts (`wh:attempts`, `number_of_retries`); its conversation has "
+        "no unfinished job: queued, and the conversation's latest",
+    ),
+    Move(
+        "failed",
+        "deferred",
+        "operator: `wabahooks failed requeue` (`requeue.lua`)",
+        "as above, behind its conversation's unfinished latest job, and the latest itself",
+    ),
+    Move(
+        "failed",
+        "queued",
+        "operator: `rq requeue`, rq-dashboard's Requeue",
+        "pushed behind its queue, its attempts as they were (one error fails a job that "
+        "had spent them); `start.lua` re-chains it if its conversation moved on",
     ),
     Move(
         "any",

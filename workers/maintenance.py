@@ -2,6 +2,12 @@
 the jobs of workers that died (their leases lapsed), and move due scheduled jobs (retries,
 conversation flushes and timeouts, agent nudges) onto the queue. Every worker does all three,
 atomically in Redis (``workers.rqstate``), so no scheduler process is needed.
+
+A re-drive charges a worker's death to the job that caused it only: the jobs that died beside
+others get their attempt back and become suspects, which run one at a time in their queue's
+quarantine slot; a death in the slot counts (``workers.rqstate``, "The quarantine"). Each look
+also releases a slot whose holder vanished without an ending of ours, so no suspect waits for
+it for ever.
 """
 
 from __future__ import annotations
@@ -96,17 +102,18 @@ class Maintenance:
                     await self.heartbeat()
                 if now >= next_redrive:
                     next_redrive = now + REDRIVE_EVERY * random.uniform(0.8, 1.2)
-                    redriven, failed = await self.state.redrive()
-                    if redriven or failed:
+                    done = await self.state.redrive()
+                    if done.requeued or done.failed:
                         log.warning(
                             "job.redriven",
                             queue=self.state.queue,
-                            redriven=redriven,
-                            failed=failed,
+                            redriven=done.requeued,
+                            suspects=done.suspects,
+                            failed=done.failed,
                         )
                         self._wake()
-                    if failed and self._abandoned is not None:
-                        await self._record_abandoned(failed)
+                    if done.failed and self._abandoned is not None:
+                        await self._record_abandoned(done.failed)
                 if now >= next_sweep:
                     next_sweep = now + SWEEP_EVERY * random.uniform(0.8, 1.2)
                     await self.sweep()

@@ -19,10 +19,24 @@ key, and pins every RQ name used here), batched across the jobs in flight:
   are no longer ours (another worker re-drove them: their effects must stop).
 - :data:`REDRIVE`: put executions whose lease expired (their worker died) back at the
   front of their queue, still holding their conversation's place; fail them only when
-  their attempts are spent.
+  their attempts are spent. Only a death in the quarantine slot counts (below).
 - :data:`PROMOTE`: move due scheduled retries onto the queue (RQ's scheduler's job,
   done by every worker at once and atomically, so no scheduler process is needed); a
   conversation's flush or step timeout (``workers.conversation``) enters its chain then.
+- :data:`REQUEUE` (:func:`requeue_failed`, for ``wabahooks failed requeue``): a failed job
+  back into its conversation's chain with a fresh set of attempts.
+
+**The quarantine: who pays for a worker's death.** A worker that dies (SIGKILL, OOM, a
+lost node) takes every execution it had in flight with it, and at most one of them killed
+it. So a re-drive refunds the attempt of an execution that ran beside others and marks its
+job a suspect (``wh:suspect``); a queue runs one suspect at a time, in its quarantine slot
+(``service.keys.quarantine``), beside any number of ordinary jobs. Only a death in the slot
+counts as an attempt: a job that keeps killing its worker fails after its attempts, run
+alone, and the jobs that happened to share its worker lose none. A suspect popped while the
+slot is held waits in the slot's line (``service.keys.quarantine_line``), ``deferred`` in
+RQ's registry, and is sent to the front of its queue when the slot is released: ordinary
+jobs keep flowing past it, and RQ's tools see it as waiting. A suspect that ends other than
+by a hand-back (done, retry, failed) is cleared of suspicion.
 
 **Leases and RQ's own cleanup.** An execution's score in the started registry is its
 lease's end plus :data:`RQ_MARGIN`. Our re-drive acts once the lease ends (score - margin
@@ -43,9 +57,12 @@ that RQ's own tools re-queued while its conversation moved on.
 from __future__ import annotations
 
 import platform
+import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 import rq
 import structlog
@@ -56,6 +73,8 @@ from service.keys import (
     RQ_SUSPENDED,
     RQ_WORKERS,
     Keys,
+    quarantine,
+    quarantine_line,
     rq_deferred,
     rq_failed,
     rq_job,
@@ -76,8 +95,11 @@ __all__ = [  # StartedJob and Ending: workers.jobstate, re-exported
     "RQ_MARGIN",
     "Ending",
     "RQState",
+    "Redriven",
+    "Requeued",
     "StartedJob",
     "lua_script",
+    "requeue_failed",
     "rq_timestamp",
 ]
 
@@ -85,6 +107,8 @@ log = structlog.get_logger("wabahooks.worker")
 
 #: Seconds RQ's own cleanup waits after a lease ends, on top of the lease.
 RQ_MARGIN = 600
+#: What RQ's requeue writes as a job's (deprecated) ``exc_info``: an empty text, compressed.
+_EMPTY_EXC_INFO = zlib.compress(b"")
 #: RQ's timestamp format (``rq.utils.utcformat``).
 _RQ_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -96,21 +120,45 @@ def rq_timestamp(moment: datetime | None = None) -> str:
 
 # Each script's KEYS, ARGV and reply are described at the top of its file.
 #: Prepended the chain step (``service/chain.lua``): a stray job re-joins its chain.
-START = CHAIN_LUA + lua_script("start")
-FINISH = lua_script("finish", "archive")
+START = CHAIN_LUA + lua_script("start", "quarantine")
+FINISH = lua_script("finish", "archive", "quarantine")
 HEARTBEAT = lua_script("heartbeat")
-REDRIVE = lua_script("redrive")
+REDRIVE = lua_script("redrive", "quarantine")
 ARCHIVE_WRITE = lua_script("archive_write", "archive")
 SWEEP = lua_script("sweep")
 ADOPT = lua_script("adopt")
 #: Prepended the chain step (``service/chain.lua``): a firing flush or timeout joins its chain.
 PROMOTE = CHAIN_LUA + lua_script("promote")
+#: Prepended the chain step (``service/chain.lua``): a requeued job joins its chain.
+REQUEUE = CHAIN_LUA + lua_script("requeue")
 
 
 ABANDONED = (
     "AbandonedJob: its worker stopped renewing the job's lease (killed, or frozen) on its "
     "last attempt; see `wabahooks failed list`, then requeue it once the cause is fixed"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Redriven:
+    """What one :meth:`RQState.redrive` did: the jobs put back on the queue, those among them
+    whose attempt was refunded (they ran beside others: suspects now), and those failed
+    (their worker died on them in the quarantine slot, on their last attempt)."""
+
+    requeued: list[str]
+    suspects: list[str]
+    failed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """Where :func:`requeue_failed` put a job: ``queued``, or ``deferred`` behind ``behind``
+    (its conversation's latest job); ``refused`` if it was not failed (``why``: its status,
+    or ``gone``)."""
+
+    status: str
+    behind: str | None = None
+    why: str | None = None
 
 
 class RQState:
@@ -139,6 +187,7 @@ class RQState:
         self._scheduled_key = rq_scheduled(queue)
         self._failed_key = rq_failed(queue)
         self._deferred_key = rq_deferred(queue)
+        self._quarantine = [quarantine(queue), quarantine_line(queue)]
         self._worker_key = rq_worker(worker_name)
         #: Seconds until the next scheduled job is due, as of the last :meth:`promote` (None:
         #: none was scheduled).
@@ -176,7 +225,13 @@ class RQState:
             await self.epoch.check()
         # retries_left: what RQ's own cleanup needs to re-queue rather than fail (docstring).
         reply: Any = await self._start(
-            keys=[self._queue_key, self._started_key, RQ_SUSPENDED, self._deferred_key],
+            keys=[
+                self._queue_key,
+                self._started_key,
+                RQ_SUSPENDED,
+                self._deferred_key,
+                *self._quarantine,
+            ],
             args=[
                 self.worker_name,
                 rq_timestamp(),
@@ -187,24 +242,27 @@ class RQState:
                 *execution_ids,
             ],
         )
-        jobs, refused = reply
+        jobs, refused, waiting = reply
         for job_id, why in refused:
             log.warning(
                 "job.not_started", job_id=job_id.decode(), queue=self.queue, why=why.decode()
             )
+        for job_id in waiting:
+            log.info("job.suspect_waiting", job_id=job_id.decode(), queue=self.queue)
         started = []
         for job_id, execution_id, attempt, flat, moment in jobs:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            started.append(
-                StartedJob(
-                    job_id.decode(),
-                    execution_id.decode(),
-                    int(attempt),
-                    fields,
-                    float(moment),
-                    unproven=self.epoch.unproven(fields),
-                )
+            job = StartedJob(
+                job_id.decode(),
+                execution_id.decode(),
+                int(attempt),
+                fields,
+                float(moment),
+                unproven=self.epoch.unproven(fields),
             )
+            if job.suspect:
+                log.info("job.quarantined", job_id=job.id, queue=self.queue, attempt=job.attempt)
+            started.append(job)
         return started
 
     async def finish(self, endings: list[Ending]) -> list[str]:
@@ -212,7 +270,8 @@ class RQState:
         args: list[Any] = [self.worker_name, rq_timestamp()]
         for ending in endings:
             args += ending.args()
-        reply: Any = await self._finish(keys=[], args=args)
+        keys = [*self._quarantine, self._queue_key, self._deferred_key]
+        reply: Any = await self._finish(keys=keys, args=args)
         return [r.decode() if isinstance(r, bytes) else str(r) for r in reply]
 
     async def heartbeat(self, members: list[str]) -> set[str]:
@@ -231,10 +290,16 @@ class RQState:
             return set()
         return {m.decode() for m in replies[-1]}
 
-    async def redrive(self) -> tuple[list[str], list[str]]:
-        """Re-drive executions whose lease ended; return (re-driven, failed) job ids."""
+    async def redrive(self) -> Redriven:
+        """Re-drive executions whose lease ended (see the quarantine in the module docstring)."""
         reply: Any = await self._redrive(
-            keys=[self._started_key, self._queue_key, self._failed_key],
+            keys=[
+                self._started_key,
+                self._queue_key,
+                self._failed_key,
+                self._deferred_key,
+                *self._quarantine,
+            ],
             args=[
                 RQ_MARGIN - redrive_after(self.lease),  # the lease ended that long ago
                 self.max_attempts,
@@ -244,8 +309,8 @@ class RQState:
                 exc_string(ABANDONED),
             ],
         )
-        redriven, failed = reply
-        return [i.decode() for i in redriven], [i.decode() for i in failed]
+        requeued, failed, suspects = ([i.decode() for i in ids] for ids in reply)
+        return Redriven(requeued, suspects, failed)
 
     async def job_fields(self, job_id: str) -> dict[bytes, bytes]:
         """The job's hash as it stands (empty: gone)."""
@@ -329,3 +394,20 @@ class RQState:
         pipe.hset(self._worker_key, "death", rq_timestamp())
         pipe.expire(self._worker_key, 60)
         await pipe.execute()
+
+
+def requeue_failed(connection: redis.Redis, queue: str, job_id: str) -> Requeued:
+    """Put the failed job ``job_id`` of ``queue`` back into its conversation's chain with a
+    fresh set of attempts (:data:`REQUEUE`): queued, or deferred behind the conversation's
+    latest job."""
+    script = connection.register_script(REQUEUE)
+    reply: Any = script(
+        keys=[rq_failed(queue), rq_queue(queue), rq_deferred(queue)],
+        args=[job_id, rq_timestamp(), DEFAULT_DEDUPE_TTL, _EMPTY_EXC_INFO],
+    )
+    status, *rest = (part.decode() for part in reply)
+    if status == "deferred":
+        return Requeued(status, behind=rest[0])
+    if status == "refused":
+        return Requeued(status, why=rest[0])
+    return Requeued(status)

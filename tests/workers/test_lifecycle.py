@@ -6,7 +6,9 @@
 - what RQ's own tools do to a job (its registry cleanup, its requeue) cannot let an old
   execution write, end the job or release its conversation's next event, and a job they
   re-queue never runs beside its contact's current one;
-- the start script starts only queued jobs.
+- the start script starts only queued jobs;
+- `wabahooks failed requeue` gives a job a fresh set of attempts and puts it back into its
+  conversation's chain, behind the event running meanwhile.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
+from click.testing import CliRunner
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from service.cli import main
 from service.identity import classify
 from service.intake import Intake
 from service.jobs import build_job
 from tests.support import payloads
 from tests.support.bredis import BytesRedis
+from workers.endings import engine_ending
 from workers.execution import ExecutionToken, Superseded
 from workers.ledger import RedisLedger
 from workers.lifecycle import MOVES, STATES, readme_table
@@ -206,3 +211,64 @@ def test_a_re_driven_job_keeps_its_place_and_is_not_rechained(
     assert not write(redis_url, one)
     (again,) = start(redis_url)
     assert again.id == first and status(r, second) == JobStatus.DEFERRED
+
+
+def test_failed_requeue_gives_fresh_attempts_and_chains_the_job_behind_its_contact_s_latest(
+    redis_url: str, r: BytesRedis
+) -> None:
+    first, second = intake(redis_url, "one"), intake(redis_url, "two")
+    for _ in range(3):  # max_attempts=3: each run times out, the third fails the job
+        (tried,) = start(redis_url)
+        assert tried.id == first
+        ending = engine_ending(tried, TimeoutError(), max_attempts=3)
+        assert finish(redis_url, ending) == "ok"
+        if ending.outcome == "retry":  # due now (the backoff's wait is not the point here)
+            r.zadd(f"rq:scheduled:{QUEUE}", {first: 0})
+            run(redis_url, lambda c: state(c).promote())
+    assert status(r, first) == JobStatus.FAILED
+    assert r.hget(f"rq:job:{first}", "wh:attempts") == b"3"
+    (two,) = start(redis_url)  # released by the failure: its contact's later event runs
+    assert two.id == second
+
+    env = {"REDIS_URL": redis_url, "WABA_WEBHOOK_SECRET": None, "WABAHOOKS_QUEUE_PREFIX": None}
+    result = CliRunner().invoke(main, ["failed", "requeue", first], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert (
+        f"requeued {first} on {QUEUE}, behind {second}, its conversation's latest event"
+        in result.output
+    )
+    assert first not in FailedJobRegistry(QUEUE, connection=r)
+    assert status(r, first) == JobStatus.DEFERRED
+    assert r.hget(f"rq:job:{first}", "wh:attempts") == b"0"
+    assert not r.hexists(f"rq:job:{first}", "number_of_retries")
+    assert r.ttl(f"rq:job:{first}") == -1  # kept until it ends again, as any waiting job
+    assert start(redis_url) == []  # not beside `second`
+    third = intake(redis_url, "three")  # arrived after the requeue: behind the requeued one
+
+    assert finish(redis_url, Ending(two, "done")) == "ok"
+    (again,) = start(redis_url)
+    assert again.id == first and again.attempt == 1
+    ending = engine_ending(again, TimeoutError(), max_attempts=3)
+    assert ending.outcome == "retry"  # a new error is retried, not the end of it
+    assert finish(redis_url, ending) == "ok"
+    assert status(r, first) == JobStatus.SCHEDULED
+    assert status(r, third) == JobStatus.DEFERRED
+
+
+def test_failed_requeue_queues_a_job_whose_conversation_has_nothing_unfinished(
+    redis_url: str, r: BytesRedis
+) -> None:
+    first = intake(redis_url, "one")
+    (one,) = start(redis_url)
+    assert finish(redis_url, Ending(one, "failed", error="boom")) == "ok"
+
+    env = {"REDIS_URL": redis_url, "WABA_WEBHOOK_SECRET": None, "WABAHOOKS_QUEUE_PREFIX": None}
+    result = CliRunner().invoke(main, ["failed", "requeue", first], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert f"requeued {first} on {QUEUE}, queued" in result.output
+    assert status(r, first) == JobStatus.QUEUED
+    second = intake(redis_url, "two")  # the requeued job is its conversation's latest again
+    assert status(r, second) == JobStatus.DEFERRED
+    assert r.hget(f"rq:job:{second}", "dependency_id") == first.encode()

@@ -21,6 +21,7 @@ from service.intake import Intake
 from service.jobs import build_job
 from tests.support import payloads
 from tests.support.bredis import BytesRedis
+from tests.support.workers import expire_leases
 from workers.rqstate import Ending, RQState, StartedJob
 
 QUEUE = "wabahooks:messages"
@@ -43,9 +44,9 @@ def state(client: aioredis.Redis) -> RQState:
     return RQState(client, QUEUE, worker_name="w", lease=30, max_attempts=5)
 
 
-def intake(url: str, text: str) -> str:
+def intake(url: str, text: str, phone: str = PHONE) -> str:
     async def body(client: aioredis.Redis) -> str:
-        envelope = payloads.message(text=text, sender=PHONE)
+        envelope = payloads.message(text=text, sender=phone)
         classified = classify(envelope)
         job = build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180)
         result = await Intake(client, prefix="wabahooks:", dedupe_ttl=60, deadline=5.0).submit(
@@ -112,6 +113,36 @@ def test_a_sweep_leaves_events_whose_predecessor_still_runs(redis_url: str, r: B
     assert status(r, second) == JobStatus.DEFERRED
     assert run(redis_url, lambda c: state(c).finish([Ending(running, "done")])) == ["ok"]
     assert drain_in_order(redis_url) == [second]
+
+
+def test_a_suspect_waiting_for_the_quarantine_slot_is_left_to_the_slot(
+    redis_url: str, r: BytesRedis
+) -> None:
+    phones = (PHONE, "919876543211")
+    for phone in phones:
+        intake(redis_url, "one", phone)
+    seconds = [intake(redis_url, "two", phone) for phone in phones]  # chained behind "one"
+    firsts = start(redis_url)
+    assert run(redis_url, lambda c: state(c).finish([Ending(j, "done") for j in firsts])) == [
+        "ok",
+        "ok",
+    ]
+    dead = run(
+        redis_url,
+        lambda c: RQState(c, QUEUE, worker_name="dead", lease=30, max_attempts=5).start(["a", "b"]),
+    )
+    assert sorted(j.id for j in dead) == sorted(seconds)
+    expire_leases(r, QUEUE)
+    run(redis_url, lambda c: state(c).redrive())  # both re-driven: suspects
+    (holder,) = start(redis_url)  # one in the slot, the other waits in its line
+    [waiting] = [job for job in seconds if job != holder.id]
+    assert status(r, waiting) == JobStatus.DEFERRED
+
+    assert sweep(redis_url) == []  # its predecessor ended, but it waits for the slot
+    assert status(r, waiting) == JobStatus.DEFERRED
+    assert run(redis_url, lambda c: state(c).finish([Ending(holder, "done")])) == ["ok"]
+    assert [job.id for job in start(redis_url)] == [waiting]
+    assert r.hget(f"{QUEUE}:repairs", "released") is None
 
 
 def test_a_registry_entry_whose_job_is_gone_is_dropped(redis_url: str, r: BytesRedis) -> None:

@@ -199,3 +199,27 @@ def test_our_scripts_leave_what_rqs_worker_leaves(redis_url: str, r: BytesRedis,
     ours = _normalise(r)
 
     assert ours == theirs
+
+
+def test_our_requeue_leaves_what_rqs_requeue_leaves(redis_url: str, r: BytesRedis) -> None:
+    """``wabahooks failed requeue`` (``rqstate.requeue_failed``) against RQ's own
+    ``FailedJobRegistry.requeue``, for a job with no conversation (it is queued). One
+    difference on purpose: RQ leaves the job hash to expire as a failed job would; ours keeps
+    it until it ends again, as every waiting job (README "Retention")."""
+    _enqueue(redis_url, r, "failure")
+    _with_rq(r)
+    FailedJobRegistry(QUEUE, connection=r, serializer=JSONSerializer).requeue("aaaa")
+    theirs = _normalise(r)
+    r.flushall()
+
+    _enqueue(redis_url, r, "failure")
+    _with_ours(redis_url)
+    assert rqstate.requeue_failed(r, QUEUE, "aaaa") == rqstate.Requeued("queued")
+    ours = _normalise(r)
+
+    job = "rq:job:JOB0"
+    assert (ours[job][1], theirs[job][1]) == ("kept", "expires")
+    assert {**ours, job: ours[job][0]} == {**theirs, job: theirs[job][0]}
+    assert Job.fetch("aaaa", connection=r, serializer=JSONSerializer).get_status() == (
+        JobStatus.QUEUED
+    )

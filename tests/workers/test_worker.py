@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -130,9 +131,48 @@ def test_after_sigkill_another_worker_redrives_the_job_without_any_command(
 
     assert status(r, first.id) == JobStatus.FINISHED
     assert r.get("doomed:started") == b"1"  # it ran again
-    assert r.hget(f"rq:job:{first.id}", "wh:attempts") == b"2"
+    assert r.hget(f"rq:job:{first.id}", "wh:attempts") == b"1"  # the kill was not charged
     assert first.id not in FailedJobRegistry(queue=q)
     assert r.lrange("ran", 0, -1) == [b"second"]  # and only then its successor
+
+
+def test_a_job_that_kills_every_worker_fails_alone_and_its_neighbours_run_once(
+    redis_url: str, r: BytesRedis, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Twenty jobs in flight when the poison SIGKILLs its worker, then a worker started after
+    each death (as a supervisor would): the poison fails after its attempts (5), run alone;
+    every neighbour runs to its end once, losing no attempt."""
+    q = queue(r)
+    neighbours = [q.enqueue(jobs.neighbour, redis_url, "ran", f"n{n}").id for n in range(20)]
+    poison = q.enqueue(jobs.poison, redis_url, "ran", 20).id
+    env = {"WABAHOOKS_LEASE": "5"}
+
+    def settled() -> bool:
+        ended = [status(r, i) for i in neighbours] == [JobStatus.FINISHED] * 20
+        return ended and status(r, poison) == JobStatus.FAILED
+
+    def dead_or_settled(worker: WorkerProcess) -> bool:
+        return worker.proc.poll() is not None or settled()
+
+    deaths = 0
+    worker = start_worker(**env)
+    while not settled():
+        wait_for(functools.partial(dead_or_settled, worker), "a death, or the end")
+        if worker.proc.poll() is not None:
+            assert worker.proc.returncode == -signal.SIGKILL, worker.output()
+            deaths += 1
+            expire_leases(r, MESSAGES)  # the dead worker's leases ran out meanwhile
+            worker = start_worker(**env)
+
+    assert deaths == 1 + 5  # once beside the neighbours (refunded), five times alone
+    assert r.get("ran:poison") == b"6"
+    assert r.hget(f"rq:job:{poison}", "wh:attempts") == b"5"
+    assert poison in FailedJobRegistry(queue=q)
+    assert sorted(r.lrange("ran", 0, -1)) == sorted(f"n{n}".encode() for n in range(20))
+    for n, job_id in enumerate(neighbours):
+        assert r.hget("ran:runs", f"n{n}") == b"2"  # killed once, then ran to its end
+        assert r.hget(f"rq:job:{job_id}", "wh:attempts") == b"1"
+    nothing_in_limbo(q)
 
 
 def test_a_delayed_retry_is_run_again_when_due(

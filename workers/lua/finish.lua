@@ -1,3 +1,4 @@
+-- KEYS: the queue's quarantine slot, quarantine line, queue list, deferred registry.
 -- ARGV: worker name, stamp, then 14 per ending: outcome, job id, execution id, origin,
 --       started (epoch), ttl (result or failure), error (RQ's exc_string: zlib + base64, or
 --       ''), retry delay (s), dependency flag ('1' if the job waited for another), return
@@ -7,7 +8,9 @@
 --       again sooner, workers.execution.LATE_RECORDING; a hand-back with one is scheduled).
 -- Outcomes: done | retry | failed | handback. Due times keep their fractions (a retry held
 -- for a send's recording must not come early). Returns one status per ending: 'ok' or
--- 'superseded' (the fence refused the execution: nothing written).
+-- 'superseded' (the fence refused the execution: nothing written). An execution that
+-- held the quarantine slot (quarantine.lua, prepended) releases it; a job that ended other
+-- than by a hand-back did not kill its worker, so it is no longer a suspect.
 local now = clock()
 local worker, stamp = ARGV[1], ARGV[2]
 local out = {}
@@ -23,6 +26,7 @@ for i = 3, #ARGV, 14 do
     redis.call('ZREM', wip, id .. ':' .. exec)
     out[#out + 1] = 'superseded'
   else
+    local quarantined = redis.call('GET', KEYS[1]) == id .. ':' .. exec
     if outcome == 'done' then
       for set_key, message_id in string.gmatch(sent, '([^\t\n]+)\t([^\n]+)') do
         redis.call('SADD', set_key, message_id)
@@ -68,7 +72,11 @@ for i = 3, #ARGV, 14 do
       redis.call('HINCRBY', key, 'wh:attempts', -1)
       requeue_front(key, id, exec, wip, 'rq:queue:' .. origin, stamp)
     end
-    if outcome ~= 'handback' then archive(archived, now) end
+    if outcome ~= 'handback' then
+      redis.call('HDEL', key, 'wh:suspect')
+      archive(archived, now)
+    end
+    if quarantined then release_slot(KEYS[1], KEYS[2], KEYS[3], KEYS[4], stamp) end
     out[#out + 1] = 'ok'
   end
 end

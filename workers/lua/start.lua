@@ -1,4 +1,5 @@
--- KEYS: queue list, started registry, rq:suspended, deferred registry.
+-- KEYS: queue list, started registry, rq:suspended, deferred registry, quarantine slot,
+--       quarantine line.
 -- ARGV: worker name, stamp, lease + margin (s), execution TTL (s), retries_left, tail TTL
 --       (s) when the tail has none, then one new execution id per job wanted.
 -- Pops up to N jobs and starts each that may start (README "The job lifecycle"):
@@ -8,18 +9,22 @@
 --   into the chain instead (a job RQ's tools re-queued behind its conversation's back:
 --   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind its own
 --   unfinished predecessor, or behind the conversation's latest job when nothing waits for
---   it ('wh:tail', written by chain_link). Prepended: service/chain.lua, common.lua,
---   fence.lua.
--- Returns {started, refused}: started = {job id, execution id, attempt, {flat job hash as
--- it was}, now} per started job; refused = {job id, why} per job popped but not started.
-if redis.call('EXISTS', KEYS[3]) == 1 then return {{}, {}} end
+--   it ('wh:tail', written by chain_link);
+-- - a suspect ('wh:suspect': re-driven from a dead worker) starts only into its queue's
+--   empty quarantine slot, which it then holds; while another suspect holds it, it waits in
+--   the line (quarantine.lua), and the jobs popped after it still start.
+-- Prepended: service/chain.lua, common.lua, fence.lua, quarantine.lua.
+-- Returns {started, refused, waiting}: started = {job id, execution id, attempt, {flat job
+-- hash as it was}, now} per started job; refused = {job id, why} per job popped but not
+-- started or waiting; waiting = the suspects sent to the line.
+if redis.call('EXISTS', KEYS[3]) == 1 then return {{}, {}, {}} end
 local wanted = #ARGV - 6
 local ids = redis.call('LPOP', KEYS[1], wanted)
-if not ids then return {{}, {}} end
+if not ids then return {{}, {}, {}} end
 local now = clock()
 local worker, stamp = ARGV[1], ARGV[2]
 local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local out, refused = {}, {}
+local out, refused, waiting = {}, {}, {}
 local used = 0
 
 -- The unfinished job this one must still wait for, if any (false: none).
@@ -59,15 +64,20 @@ for _, id in ipairs(ids) do
       end
       chain_link(prev, id, key, KEYS[1], KEYS[4], math.floor(now), stamp, tail, tail_ttl)
       refused[#refused + 1] = {id, 'rechained behind ' .. prev}
+    elseif redis.call('HEXISTS', key, 'wh:suspect') == 1 and slot_holder(KEYS[5]) then
+      await_slot(id, key, KEYS[6], KEYS[4], math.floor(now))
+      waiting[#waiting + 1] = id
     else
       used = used + 1
       local flat = redis.call('HGETALL', key)
       local exec = ARGV[6 + used]
-      local attempt, retries = 1, false
+      local attempt, retries, suspect = 1, false, false
       for j = 1, #flat, 2 do
         if flat[j] == 'wh:attempts' then attempt = tonumber(flat[j + 1]) + 1 end
         if flat[j] == 'retries_left' then retries = true end
+        if flat[j] == 'wh:suspect' then suspect = true end
       end
+      if suspect then redis.call('SET', KEYS[5], id .. ':' .. exec) end
       local set = {'status', 'started', 'started_at', stamp, 'last_heartbeat', stamp,
                    'worker_name', worker, 'wh:holder', exec, 'wh:attempts', attempt}
       if not retries then
@@ -84,4 +94,4 @@ for _, id in ipairs(ids) do
     end
   end
 end
-return {out, refused}
+return {out, refused, waiting}

@@ -6,7 +6,9 @@
 -- predecessors are all gone (`rq empty`, rq-dashboard's Delete,
 -- `Job.delete()`) or ended (finished, failed, canceled, stopped: e.g. rq-dashboard's Cancel,
 -- which releases nothing) is released as its predecessor's ending would have released it;
--- an entry whose job is gone, or no longer deferred, is dropped. Counted in the repair hash
+-- an entry whose job is gone, or no longer deferred, is dropped. A suspect waiting for its
+-- queue's quarantine slot (quarantine.lua) is deferred too, for the slot's release: left
+-- alone. Counted in the repair hash
 -- ('released', 'dropped'). Returns {next cursor, released job ids}.
 local reply = redis.call('ZSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
 local released, dropped = {}, 0
@@ -19,10 +21,11 @@ for i = 1, #reply[2], 2 do
   local id = reply[2][i]
   local key = 'rq:job:' .. id
   local f = redis.call('HMGET', key, 'status', 'dependency_id', 'enqueue_at_front',
-                       'allow_dependency_failures')
+                       'allow_dependency_failures', 'wh:suspect')
   if not f[1] or f[1] ~= 'deferred' then
     redis.call('ZREM', KEYS[1], id)
     dropped = dropped + 1
+  elseif f[5] then -- waits in the quarantine line, not for a predecessor
   elseif f[4] == '1' or f[4] == 'true' then -- a conversation's chain (a strict RQ dependent
                                              -- of a failed job stays deferred, as in RQ)
     local deps = redis.call('SMEMBERS', 'rq:job::' .. id .. ':dependencies')
