@@ -5,8 +5,10 @@
 On one Valkey with ``appendonly yes`` and ``appendfsync everysec`` (production's), in this
 process: ``--intents`` ledger intents (``RedisLedger.intend``, the write that must be in Redis
 before a send goes out), at each level of ``--in-flight`` concurrent executions, with
-``wait_aof`` off (the baseline) and on, alternating over ``--rounds``. Prints the intent's
-latency in milliseconds (median, 95th percentile) for each, and on / off as a ratio.
+``wait_aof`` off (the baseline), on with each intent waiting on its own, and on with the
+process's ``DurableWrites`` batching the intents in flight (what the worker does), alternating
+over ``--rounds``. Prints the intent's latency in milliseconds (median, 95th percentile) for
+each, its median as a ratio to the baseline's, and how many intents shared one ``WAITAOF``.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _intents(url: str, count: int, in_flight: int, wait_aof: bool) -> list[float]:
+async def _intents(
+    url: str, count: int, in_flight: int, mode: str, batches: list[int]
+) -> list[float]:
     import redis.asyncio as aioredis
 
+    from workers.durablewrites import DurableWrites
     from workers.execution import ExecutionToken
     from workers.ledger import RedisLedger
 
     client = aioredis.Redis.from_url(url, max_connections=in_flight + 8)
+    # "batched": one per process, as the worker's runtime keeps it (the intents in flight
+    # share a WAITAOF); "each": every intent waits on its own.
+    durable = DurableWrites(client) if mode == "batched" else None
+    wait_aof: bool | DurableWrites = durable or mode == "each"
     latencies: list[float] = []
     slots = asyncio.Semaphore(in_flight)
 
@@ -47,7 +56,13 @@ async def _intents(url: str, count: int, in_flight: int, wait_aof: bool) -> list
         await asyncio.gather(*(one() for _ in range(count)))
     finally:
         await client.aclose()
+    if durable is not None:
+        batches += durable.batches
     return latencies
+
+
+#: Without WAITAOF (the baseline); each intent waiting on its own; the process's batches.
+MODES = ("off", "each", "batched")
 
 
 def describe(values: list[float]) -> str:
@@ -72,16 +87,24 @@ def main() -> None:
         valkey.start()
         try:
             for level in (int(n) for n in args.in_flight.split(",")):
-                figures: dict[bool, list[float]] = {False: [], True: []}
+                figures: dict[str, list[float]] = {mode: [] for mode in MODES}
+                batches: list[int] = []
                 for round_ in range(args.rounds):
-                    for wait in (False, True) if round_ % 2 == 0 else (True, False):
-                        figures[wait] += asyncio.run(
-                            _intents(valkey.connection_url, args.intents, level, wait)
+                    # Alternate the order so that no mode always runs first.
+                    for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
+                        figures[mode] += asyncio.run(
+                            _intents(valkey.connection_url, args.intents, level, mode, batches)
                         )
-                off, on = figures[False], figures[True]
-                print(f"{level:4} in flight  off: {describe(off)} ms   on: {describe(on)} ms")
-                ratio = statistics.median(on) / statistics.median(off)
-                print(f"{level:4} in flight  median on / off: {ratio:.1f}")
+                off = statistics.median(figures["off"])
+                for mode in MODES:
+                    ratio = statistics.median(figures[mode]) / off
+                    print(
+                        f"{level:4} in flight  {mode:8} {describe(figures[mode])} ms  ×{ratio:.1f}"
+                    )
+                print(
+                    f"{level:4} in flight  intents per WAITAOF (batched): "
+                    f"{statistics.mean(batches):.1f} (mean of {len(batches)} batches)"
+                )
         finally:
             valkey.stop()
 

@@ -41,7 +41,8 @@ import redis.asyncio
 import redis.exceptions
 
 from service.keys import DEFAULT_PREFIX, Keys, rq_job
-from service.settings import DEFAULT_SENT_TTL, DEFAULT_WAITAOF_TIMEOUT_MS
+from service.settings import DEFAULT_SENT_TTL
+from workers.durablewrites import DurableWrites, NotDurable
 from workers.execution import ExecutionToken, Superseded
 from workers.lifecycle import lua_script
 
@@ -108,11 +109,6 @@ JOB_FIELD_PREFIX = "wh:"
 _WRITE = lua_script("ledger_write")
 
 
-class NotDurable(redis.exceptions.TimeoutError):
-    """``WABAHOOKS_WAITAOF``: Redis did not confirm an intent on disk in time. A Redis
-    timeout (transient): the send does not go out, the job is retried."""
-
-
 def ledger_fields(job_hash: Mapping[bytes, bytes]) -> dict[str, str]:
     """Return the ledger's fields of a job's hash (as read from Redis), prefix removed."""
     prefix = JOB_FIELD_PREFIX.encode()
@@ -143,12 +139,19 @@ class RedisLedger:
         fields: Mapping[str, str] | None = None,
         prefix: str = DEFAULT_PREFIX,
         sent_ttl: int = DEFAULT_SENT_TTL,
-        wait_aof: bool = False,
+        wait_aof: bool | DurableWrites = False,
     ) -> None:
         self._redis = client
         self._token = token
-        #: ``WABAHOOKS_WAITAOF``: an intent is confirmed like an intake (README "Durability").
-        self._wait_aof = wait_aof
+        #: ``WABAHOOKS_WAITAOF``: an intent is confirmed like an intake (README "Durability"),
+        #: in the batch of the process's :class:`DurableWrites` (``True``: a batch of its own).
+        self._durable = (
+            wait_aof
+            if isinstance(wait_aof, DurableWrites)
+            else DurableWrites(client)
+            if wait_aof
+            else None
+        )
         self._key = rq_job(token.job_id)
         self._sent_prefix = Keys(prefix).sent_prefix()
         self._sent_ttl = sent_ttl
@@ -206,17 +209,9 @@ class RedisLedger:
             *[item for pair in pairs.items() for item in pair],
         ]
         reply: Any
-        if intent and self._wait_aof:
-            # On the connection that wrote (WAITAOF waits for that connection's writes).
-            async with self._redis.pipeline(transaction=False) as pipe:
-                await self._write_script(keys=keys, args=args, client=pipe)
-                pipe.execute_command("WAITAOF", 1, 0, DEFAULT_WAITAOF_TIMEOUT_MS)
-                reply, waited = await pipe.execute()
-            if reply != 0 and int(waited[0]) < 1:
-                raise NotDurable(
-                    f"Redis did not confirm the intent's fsync within "
-                    f"{DEFAULT_WAITAOF_TIMEOUT_MS} ms: the send waits for a retry"
-                )
+        if intent and self._durable is not None:
+            # With the other jobs' intents, behind one WAITAOF on the connection that wrote.
+            reply = await self._durable.run(self._write_script, keys, args)
         else:
             reply = await self._write_script(keys=keys, args=args)
         if reply == 0:

@@ -27,6 +27,7 @@ from workers.config import DEFAULT_CONFIG_FILE
 from workers.context import AsyncContext, RedisStore
 from workers.convredis import ConversationScripts, RedisConversations
 from workers.dispatch import NO_METRICS, Metrics, Permanent
+from workers.durablewrites import DurableWrites
 from workers.effects import AsyncPortalAPI, Effects
 from workers.execution import ExecutionToken
 from workers.handlerset import Handlers, load_handlers
@@ -90,6 +91,8 @@ class Runtime:
     #: Closed with the runtime (the Redis client, the portal are always closed).
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
     _conversations: ConversationScripts | None = field(default=None, repr=False)
+    #: ``wait_aof``: the intents of every job in flight share one WAITAOF per batch.
+    _durable: DurableWrites | None = field(default=None, init=False, repr=False)
     #: The conversation policy (``workers.policy``), built from ``config``'s ``[policy]``.
     policy: Policy | None = field(default=None, init=False)
     _nudge: list[Registration] = field(default_factory=list, init=False, repr=False)
@@ -206,13 +209,15 @@ class Runtime:
 
     def ledger(self, token: ExecutionToken, fields: Mapping[str, str] | None) -> RedisLedger:
         """Return the ledger of one event (fields of its job's hash), for one execution."""
+        if self.wait_aof and self._durable is None:
+            self._durable = DurableWrites(self.redis)
         return RedisLedger(
             self.redis,
             token,
             fields=fields,
             prefix=self.prefix,
             sent_ttl=self.sent_ttl,
-            wait_aof=self.wait_aof,
+            wait_aof=self._durable or False,
         )
 
     def conversations(self, token: ExecutionToken, queue: str) -> RedisConversations:

@@ -138,11 +138,14 @@ def test_dev_runs_the_users_handlers_and_reloads_them(
     )
 
     (project / "myapp" / "orders.py").write_text("import nothing_like_this\n")
-    wait_for(
-        lambda: "but: handler module 'myapp.orders'" in dev.output(),
-        "the failed check",
-        timeout=120,
-    )
+    try:
+        wait_for(
+            lambda: "but: handler module 'myapp.orders'" in dev.output(),
+            "the failed check",
+            timeout=120,
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; wabahooks dev said:\n{dev.output()}") from None
     assert dev.proc.poll() is None  # the old workers keep running
     assert "the workers keep the code they run" in dev.output()
 

@@ -36,6 +36,7 @@ from tests.support.bredis import BytesRedis
 from tests.support.workers import expire_leases
 from workers.effects import Effects
 from workers.entry import unproven_since
+from workers.durablewrites import DurableWrites, NotDurable
 from workers.execution import LATE_RECORDING, ExecutionToken, Superseded
 from workers.ledger import RedisLedger
 from workers.rqstate import Ending, RQState, StartedJob
@@ -57,9 +58,9 @@ def run(url: str, body: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def intake(url: str, text: str) -> str:
+def intake(url: str, text: str, sender: str = PHONE) -> str:
     async def body(client: aioredis.Redis) -> str:
-        envelope = payloads.message(text=text, sender=PHONE)
+        envelope = payloads.message(text=text, sender=sender)
         classified = classify(envelope)
         job = build_job(envelope, classified, queue_prefix="wabahooks:", timeout=180)
         result = await Intake(client, prefix="wabahooks:", dedupe_ttl=60, deadline=5.0).submit(
@@ -70,9 +71,9 @@ def intake(url: str, text: str) -> str:
     return run(url, body)
 
 
-def start_one(client: aioredis.Redis) -> Awaitable[list[StartedJob]]:
+def start_one(client: aioredis.Redis, count: int = 1) -> Awaitable[list[StartedJob]]:
     state = RQState(client, QUEUE, worker_name="w", lease=30, max_attempts=5)
-    return state.start([uuid.uuid4().hex])
+    return state.start([uuid.uuid4().hex for _ in range(count)])
 
 
 def free_port() -> int:
@@ -283,3 +284,51 @@ def test_with_waitaof_an_intent_is_confirmed_on_disk_before_the_send(redis_url: 
         return entry.state, portal.sent
 
     assert run(redis_url, body) == ("done", [(PHONE, "Hello")])
+
+
+def test_with_waitaof_the_intents_of_jobs_in_flight_share_one_fsync_wait(redis_url: str) -> None:
+    """Group commit: the intents written while a batch is gathering go out as one pipeline
+    with one WAITAOF behind it; each caller gets its own answer (a fenced one its refusal)."""
+    for n, text in enumerate(("one", "two", "three")):
+        intake(redis_url, text, sender=f"3100000000{n}")  # three contacts: three jobs start
+
+    async def body(client: aioredis.Redis) -> tuple[list[int], list[str]]:
+        jobs = await start_one(client, count=3)
+        durable = DurableWrites(client)
+        ledgers = [
+            RedisLedger(
+                client, ExecutionToken(job.id, job.execution_id), fields={}, wait_aof=durable
+            )
+            for job in jobs
+        ]
+        stale = RedisLedger(client, ExecutionToken(jobs[0].id, "gone"), fields={}, wait_aof=durable)
+        answers = await asyncio.gather(
+            *(ledger.intend("h", "send_text#1") for ledger in ledgers),
+            stale.intend("h", "send_text#2"),
+            return_exceptions=True,
+        )
+        kinds = [type(answer).__name__ for answer in answers]
+        for ledger in ledgers:
+            ledger._fields = None  # read back what Redis holds
+            entry = await ledger.get("h", "send_text#1")
+            assert entry is not None and entry.state == "intent"
+        return durable.batches, kinds
+
+    assert run(redis_url, body) == ([4], ["NoneType", "NoneType", "NoneType", "Superseded"])
+
+
+def test_with_waitaof_an_unconfirmed_intent_stops_the_send(crashable: ValkeyServer) -> None:
+    """A Redis that cannot confirm the fsync (here: no AOF at all) is a transient error: the
+    send does not go out, the job is retried."""
+    url = crashable.connection_url
+    intake(url, "hi")
+
+    async def body(client: aioredis.Redis) -> list[tuple[str, str]]:
+        (job,) = await start_one(client)
+        portal = RecordingPortal()
+        ledger = RedisLedger(client, ExecutionToken(job.id, job.execution_id), wait_aof=True)
+        with pytest.raises(NotDurable, match="did not confirm the intent's fsync"):
+            await Effects(portal, ledger, "h").send_text(PHONE, "Hello")
+        return portal.sent
+
+    assert run(url, body) == []
