@@ -52,6 +52,7 @@ from workers.sections import (
 __all__ = [
     "BUILTINS",
     "DEFAULT_CONFIG_FILE",
+    "TOP_LEVEL_TABLES",
     "ENV_OVERRIDES",
     "AutoReplyConfig",
     "BusinessHours",
@@ -71,6 +72,10 @@ DEFAULT_CONFIG_FILE = "wabahooks.toml"
 #: The built-ins, in the order their names are listed (their dispatch order is in
 #: ``workers.builtins``).
 BUILTINS = ("status_tracking", "mark_read", "auto_reply", "forward")
+#: The file's top-level tables: every one we read, and nothing else is accepted (a misspelt
+#: ``[polcy]`` would silently turn opt-out off). A feature that reads a new top-level table
+#: adds its name here; the tables' own keys are checked by their readers (``only_known``).
+TOP_LEVEL_TABLES = ("agents", "handlers", "policy")
 #: Environment variable → the dotted key it overrides.
 ENV_OVERRIDES = {
     "WABAHOOKS_AGENT_NUMBERS": "agents.numbers",
@@ -132,6 +137,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -
     """Validate parsed TOML (``env`` overrides applied) into a :class:`Config`."""
     env = os.environ if env is None else env
     data: dict[str, Any] = copy.deepcopy(dict(raw))
+    only_known(data, "", TOP_LEVEL_TABLES, noun="table")
     handlers = table_at(data.setdefault("handlers", {}), "handlers")
     present = {name for name in BUILTINS if name in handlers}
     for variable, dotted in ENV_OVERRIDES.items():

@@ -7,6 +7,7 @@ their values with these, so every problem reads the same way, e.g.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -36,11 +37,18 @@ def table_at(value: Any, key: str) -> Mapping[str, Any]:
     return value
 
 
-def only_known(section: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
-    """Refuse a key of ``section`` that is not ``allowed`` (a typo must not pass silently)."""
+def only_known(
+    section: Mapping[str, Any], key: str, allowed: tuple[str, ...], *, noun: str = "key"
+) -> None:
+    """Refuse a key of ``section`` that is not ``allowed`` (a typo must not pass silently),
+    with the closest known one as a suggestion. ``key`` "": the file's top level."""
     for name in section:
         if name not in allowed:
-            raise ConfigError(f"{key}.{name}", f"unknown key; known keys: {', '.join(allowed)}")
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            where = f"{key}.{name}" if key else name
+            known = f"known {noun}s: {', '.join(allowed)}"
+            raise ConfigError(where, f"unknown {noun}; {hint}{known}")
 
 
 _KINDS: dict[type, str] = {

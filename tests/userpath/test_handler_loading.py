@@ -141,6 +141,11 @@ def test_modules_listed_in_the_toml_load_and_the_variable_overrides_them(
         ("[handlers.mark_raed]\n", "handlers.mark_raed: no built-in or loaded router is named"),
         ("[handlers.order]\nreply = 'x'\n", "did you mean 'orders'?"),
         ("[handlers]\nmodules = 'myapp.orders'\n", "handlers.modules: must be a list"),
+        # A misspelt top-level table would silently turn its feature off (STOP not honoured).
+        ("[polcy.optout]\n", "polcy: unknown table; did you mean 'policy'?"),
+        ("[agent]\nnumbers = []\n", "agent: unknown table; did you mean 'agents'?"),
+        ("[handler.orders]\nreply = 'x'\n", "handler: unknown table; did you mean 'handlers'?"),
+        ("[policy.optuot]\n", "policy.optuot: unknown key; did you mean 'optout'?"),
     ],
 )
 def test_typos_in_the_toml_are_errors_naming_the_known_sections(
@@ -154,7 +159,7 @@ def test_typos_in_the_toml_are_errors_naming_the_known_sections(
     assert worker.returncode == 2
     [line] = worker.stderr.strip().splitlines()
     assert says in line
-    if "modules" not in toml:
+    if toml.startswith("[handlers."):
         assert "known: auto_reply, forward, mark_read, orders, status_tracking" in line
     assert check.returncode == 1
     assert says in check.stdout

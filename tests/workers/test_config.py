@@ -177,6 +177,26 @@ def test_errors_name_the_key(text: str, key: str, problem: str) -> None:
     assert str(error).startswith(f"{key}: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[polcy]\nenabled = true\n", "polcy", "unknown table; did you mean 'policy'?"),
+        ("[polcy.handover]\n", "polcy", "unknown table; did you mean 'policy'?"),
+        ("[handler.orders]\n", "handler", "unknown table; did you mean 'handlers'?"),
+        ("[agent]\n", "agent", "unknown table; did you mean 'agents'?"),
+        ('modules = ["myapp.orders"]\n', "modules", "known tables: agents, handlers, policy"),
+        ("[handlers.mark_read]\nmdoe = 'always'\n", "handlers.mark_read.mdoe", "'mode'?"),
+    ],
+)
+def test_unknown_tables_and_keys_are_errors_with_a_suggestion(
+    text: str, key: str, problem: str
+) -> None:
+    error = error_of(text)
+    assert error.key == key
+    assert problem in error.problem
+    assert str(error).startswith(f"{key}: ")
+
+
 def test_a_section_enables_its_builtin_and_enabled_false_turns_it_off() -> None:
     assert parse("[handlers.mark_read]\n").mark_read is not None
     assert parse("[handlers.mark_read]\nenabled = false\n").mark_read is None

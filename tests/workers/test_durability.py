@@ -34,9 +34,9 @@ from service.portal import Message, Page, SentMessage
 from tests.support import payloads
 from tests.support.bredis import BytesRedis
 from tests.support.workers import expire_leases
+from workers.durablewrites import DurableWrites, NotDurable
 from workers.effects import Effects
 from workers.entry import unproven_since
-from workers.durablewrites import DurableWrites, NotDurable
 from workers.execution import LATE_RECORDING, ExecutionToken, Superseded
 from workers.ledger import RedisLedger
 from workers.rqstate import Ending, RQState, StartedJob
