@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from redis.connection import parse_url
 
-__all__ = ["EXPECTED_FORM", "redis_url_problem"]
+__all__ = ["EXPECTED_FORM", "redis_url_problem", "shown_url"]
 
 EXPECTED_FORM = (
     "redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS, or unix:///path/to/redis.sock), "
@@ -17,10 +17,11 @@ EXPECTED_FORM = (
 )
 
 
-def _shown(url: str) -> str:
-    """``url`` without what could be a password (everything before an ``@``)."""
+def shown_url(url: str) -> str:
+    """``url`` without what could be a password (between the scheme and an ``@``)."""
     head, at, tail = url.rpartition("@")
-    return f"***@{tail}" if at else url
+    scheme, sep, _credentials = head.partition("://")
+    return f"{scheme}{sep}***@{tail}" if at and sep else f"***@{tail}" if at else url
 
 
 def redis_url_problem(url: str) -> str | None:
@@ -29,5 +30,5 @@ def redis_url_problem(url: str) -> str | None:
         parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     except ValueError as exc:
         why = f" ({exc})" if "://" in url else ""
-        return f"REDIS_URL must be {EXPECTED_FORM}; got {_shown(url)!r}{why}"
+        return f"REDIS_URL must be {EXPECTED_FORM}; got {shown_url(url)!r}{why}"
     return None

@@ -38,6 +38,8 @@ from types import FrameType
 
 import click
 import httpx
+import redis
+from redis.exceptions import RedisError
 
 from service.cli.devbanner import banner, write_env_file
 from service.cli.devprocs import Children, RunFile
@@ -49,7 +51,7 @@ from service.cli.devstate import (
     remove_dev_state,
     write_dev_state,
 )
-from service.redisurl import redis_url_problem
+from service.redisurl import redis_url_problem, shown_url
 from service.settings import parse_secrets
 
 __all__ = ["DEV_CONFIG", "DEV_REPLY", "SIM_API_KEY", "run_dev"]
@@ -155,6 +157,21 @@ def _handler_settings(env: dict[str, str]) -> bool:
     return True
 
 
+def _redis_answers(url: str) -> str | None:
+    """Why the Redis at ``url`` cannot be used (checked before anything starts), or None."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except RedisError as exc:
+        return (
+            f"REDIS_URL={shown_url(url)} (from the environment) does not answer: {exc}; "
+            "start that Redis, or `unset REDIS_URL` for the embedded Valkey"
+        )
+    finally:
+        client.close()
+    return None
+
+
 def _start_valkey(children: Children, env: dict[str, str]) -> None:
     """Start the embedded Valkey (``service.cli.devvalkey``); put its URL in ``env``."""
     line = children.start(
@@ -179,9 +196,15 @@ def run_dev(
     run_file = RunFile(STATE_DIR / "dev.run")
     _clean_stale_run(run_file)
     env = dict(os.environ)
-    if env.get("REDIS_URL") and (problem := redis_url_problem(env["REDIS_URL"])):
-        click.echo(f"wabahooks: {problem}", err=True)
-        return 2
+    if env.get("REDIS_URL"):
+        if problem := redis_url_problem(env["REDIS_URL"]) or _redis_answers(env["REDIS_URL"]):
+            click.echo(f"wabahooks: {problem}", err=True)
+            return 2
+        click.echo(
+            f"wabahooks dev: using REDIS_URL from the environment ({shown_url(env['REDIS_URL'])}),"
+            " not the embedded Valkey: `unset REDIS_URL` to use a Valkey of its own",
+            err=True,
+        )
     if not _port_free(port):
         raise click.ClickException(
             f"port {port} is in use (another `wabahooks dev` or `serve`?): pass --port"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -179,3 +180,51 @@ def test_dev_runs_the_whole_loop_and_ctrl_c_ends_every_process(
     wait_for(lambda: not [pid for pid in children if alive(pid)], "every child to exit", 10)
     assert not (workdir / ".wabahooks" / "dev.json").exists()
     assert "wabahooks dev: stopped" in output(log)
+
+
+def _dev_with(redis_url: str, workdir: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WABA", "REDIS_URL"))}
+    env.update(REDIS_URL=redis_url, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "dev", "--port", str(free_port())]
+        + ["--sim-port", str(free_port())],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_dev_with_a_redis_url_that_does_not_answer_stops_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    url = f"redis://:secret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    proc = _dev_with(url, tmp_path)
+    out, _ = proc.communicate(timeout=60)
+    text = out.decode()
+
+    assert proc.returncode == 2, text
+    assert "REDIS_URL=redis://***@127.0.0.1:" in text and "does not answer" in text
+    assert "`unset REDIS_URL` for the embedded Valkey" in text
+    assert "secret" not in text and "is ready" not in text
+    assert not (tmp_path / ".wabahooks" / "valkey").exists()  # nothing was started
+
+
+def test_dev_says_which_redis_it_uses_when_it_is_not_the_embedded_one(
+    tmp_path: Path, redis_url: str
+) -> None:
+    proc = _dev_with(redis_url, tmp_path)
+    try:
+        wait_for(
+            lambda: read_dev_state(tmp_path / ".wabahooks") or proc.poll() is not None, "ready"
+        )
+        assert proc.poll() is None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    text = out.decode()
+    assert f"using REDIS_URL from the environment ({redis_url}), not the embedded" in text
+    assert f"redis      {redis_url}\n" in text  # the banner: no "(embedded Valkey…)"
+    assert not (tmp_path / ".wabahooks" / "valkey").exists()
