@@ -32,8 +32,9 @@ from service.settings import ConfigError, Settings
 __all__ = ["MIN_REDIS", "QUEUES", "connect", "status"]
 
 QUEUES = tuple(dict.fromkeys(QUEUE_NAMES.values()))
-#: Oldest Redis (and Valkey, which reports its Redis compatibility version) we support.
-MIN_REDIS = (6, 2)
+#: Oldest Redis (and Valkey, which reports its Redis compatibility version) we support: 7.2
+#: for WAITAOF (``WABAHOOKS_WAITAOF``) and the scripts' flags; the README's production rule.
+MIN_REDIS = (7, 2)
 
 
 def connect() -> tuple[Settings, redis.Redis]:

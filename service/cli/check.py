@@ -71,7 +71,13 @@ def check_redis(
         if numbers >= MIN_REDIS:
             results.append(Result("ok", "version", f"{product} (Redis {version})"))
         else:
-            results.append(Result("fail", "version", f"Redis {version}: 6.2 or later is needed"))
+            results.append(
+                Result(
+                    "fail",
+                    "version",
+                    f"Redis {version}: {'.'.join(map(str, MIN_REDIS))} or later (or Valkey) needed",
+                )
+            )
         aof = _config_get(connection, "appendonly", "persistence", "aof_enabled")
         if aof in ("yes", "1"):
             fsync = _config_get(connection, "appendfsync", "persistence", "-")
@@ -222,7 +228,7 @@ def check(app_dir: str | None, handlers_only: bool) -> None:
     """Check the configuration and what it points at; exit 1 if anything fails.
 
     Settings, WABA_WEBHOOK_SECRET, the handlers (imported and configured exactly as
-    `wabahooks worker` will), Redis (reachable, version >= 6.2, AOF on,
+    `wabahooks worker` will), Redis (reachable, version >= 7.2, AOF on,
     maxmemory-policy noeviction) and, when WABA_API_URL is set, the portal
     (GET /api/v1/webhook with the key; the secret it signs with).
     """
