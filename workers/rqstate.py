@@ -277,7 +277,10 @@ class RQState:
     async def heartbeat(self, members: list[str]) -> set[str]:
         """Renew the leases of ``members`` ("<job>:<execution>"); return those no longer ours."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(self._worker_key, "last_heartbeat", rq_timestamp())
+        # RQ's worker states: busy while a job runs here, idle otherwise (`wabahooks status`,
+        # `rq info`), as of the last heartbeat.
+        state = "busy" if members else "idle"
+        pipe.hset(self._worker_key, mapping={"last_heartbeat": rq_timestamp(), "state": state})
         pipe.expire(self._worker_key, self.lease + 60)
         if members:
             await self._heartbeat(
@@ -377,7 +380,7 @@ class RQState:
                 "hostname": hostname,
                 "version": rq.VERSION,  # type: ignore[attr-defined]  # rq exports it untyped
                 "python_version": platform.python_version(),
-                "state": "busy",
+                "state": "idle",  # nothing runs yet; each heartbeat says busy or idle
             },
         )
         pipe.sadd(RQ_WORKERS, self._worker_key)

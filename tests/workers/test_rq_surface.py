@@ -223,3 +223,27 @@ def test_our_requeue_leaves_what_rqs_requeue_leaves(redis_url: str, r: BytesRedi
     assert Job.fetch("aaaa", connection=r, serializer=JSONSerializer).get_status() == (
         JobStatus.QUEUED
     )
+
+
+def test_rq_sees_the_worker_idle_or_busy_as_of_its_last_heartbeat(
+    redis_url: str, r: BytesRedis
+) -> None:
+    """`wabahooks status` and `rq info` read RQ's worker state: idle until a job runs here."""
+    queue = "wabahooks:messages"
+
+    async def states() -> list[str]:
+        client = aioredis.Redis.from_url(redis_url)
+        state = rqstate.RQState(client, queue, worker_name="w1", lease=30, max_attempts=5)
+        seen = []
+        try:
+            await state.register_birth(pid=1, hostname="h")
+            seen.append(rq.Worker.find_by_key("rq:worker:w1", connection=r).get_state())
+            await state.heartbeat(["job:execution"])
+            seen.append(rq.Worker.find_by_key("rq:worker:w1", connection=r).get_state())
+            await state.heartbeat([])
+            seen.append(rq.Worker.find_by_key("rq:worker:w1", connection=r).get_state())
+        finally:
+            await client.aclose()
+        return seen
+
+    assert asyncio.run(states()) == ["idle", "busy", "idle"]
