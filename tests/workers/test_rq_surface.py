@@ -231,17 +231,22 @@ def test_rq_sees_the_worker_idle_or_busy_as_of_its_last_heartbeat(
     """`wabahooks status` and `rq info` read RQ's worker state: idle until a job runs here."""
     queue = "wabahooks:messages"
 
+    def rq_state() -> str:
+        worker = rq.Worker.find_by_key("rq:worker:w1", connection=r)
+        assert worker is not None
+        return str(worker.get_state())
+
     async def states() -> list[str]:
         client = aioredis.Redis.from_url(redis_url)
         state = rqstate.RQState(client, queue, worker_name="w1", lease=30, max_attempts=5)
         seen = []
         try:
             await state.register_birth(pid=1, hostname="h")
-            seen.append(rq.Worker.find_by_key("rq:worker:w1", connection=r).get_state())
+            seen.append(rq_state())
             await state.heartbeat(["job:execution"])
-            seen.append(rq.Worker.find_by_key("rq:worker:w1", connection=r).get_state())
+            seen.append(rq_state())
             await state.heartbeat([])
-            seen.append(rq.Worker.find_by_key("rq:worker:w1", connection=r).get_state())
+            seen.append(rq_state())
         finally:
             await client.aclose()
         return seen
