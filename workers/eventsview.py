@@ -17,6 +17,7 @@ import orjson
 from service.logs import IdHasher
 from service.portal.validation import check_phone
 from service.typedevents import InboundMessage, parse_event
+from workers.handlerdata import handler_label
 
 __all__ = ["journey", "line", "phone_argument", "summary", "wanted"]
 
@@ -53,7 +54,10 @@ def summary(entry: Mapping[str, Any], hasher: IdHasher, *, text: bool) -> dict[s
         "reason": hasher.scrub(entry.get("reason")),
         "attempt": entry.get("attempt"),
         "latency_ms": round(latency * 1000, 1),
-        "handlers": [{k: hasher.scrub(v) for k, v in h.items()} for h in entry["handlers"]],
+        "handlers": [
+            {k: hasher.scrub(handler_label(v) if k == "name" else v) for k, v in h.items()}
+            for h in entry["handlers"]
+        ],
         "replay": entry.get("replay"),
     }
     if text:
@@ -102,6 +106,7 @@ def wanted(
         return False
     if handlers:
         names = [str(h.get("name")) for h in entry.get("handlers", [])]
+        names += [handler_label(n) for n in names]  # as logs show them, or as recorded
         if not any(n == h or n.startswith(h + ":") for n in names for h in handlers):
             return False
     return True
@@ -139,4 +144,5 @@ def journey(entry: Mapping[str, Any], hasher: IdHasher) -> None:
         result = (
             orjson.dumps(hasher.scrub(call.get("result"))).decode() if call.get("result") else ""
         )
-        click.echo(f"  {call['handler']:<32} {call['step']:<20} {call['state']:<7} {result}")
+        handler = handler_label(call["handler"])
+        click.echo(f"  {handler:<32} {call['step']:<20} {call['state']:<7} {result}")

@@ -24,6 +24,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from service.logs import IdHasher, id_key, mask_phone
+from workers.handlerdata import handler_label
 from workers.ledger import JOB_FIELD_PREFIX
 
 __all__ = ["Failure", "failure_of", "mask_event", "show"]
@@ -48,7 +49,7 @@ class Failure:
         self.attempts = int(fields.get(b"wh:attempts", b"0") or 0)
         prefix = (JOB_FIELD_PREFIX + "h:").encode()
         self.done = sorted(
-            _label(key[len(prefix) :].decode()) for key in fields if key.startswith(prefix)
+            handler_label(key[len(prefix) :].decode()) for key in fields if key.startswith(prefix)
         )
 
     @property
@@ -76,11 +77,6 @@ class Failure:
 def failure_of(connection: redis.Redis, job: Job) -> Failure:
     fields: Any = connection.hgetall(Job.key_for(job.id))
     return Failure(job, dict(fields))
-
-
-def _label(name: str) -> str:
-    router, _, qualname = name.partition(":")
-    return f"{router}:{qualname.rsplit('<locals>.', 1)[-1]}"
 
 
 def _mask_string(value: str) -> str:

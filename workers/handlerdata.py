@@ -29,6 +29,7 @@ __all__ = [
     "ReplyDecision",
     "RetryPolicy",
     "StatusTransition",
+    "handler_label",
 ]
 
 #: ``def handler(event, ctx: Context)`` or ``async def handler(event, ctx: AsyncContext)``.
@@ -38,6 +39,13 @@ Predicate = Callable[[Any], bool]
 #: when a reply will follow): ``async def will_reply(event, ctx: AsyncContext) -> bool``
 #: (a plain function returning a bool also works; ``ctx.store`` is awaitable either way).
 ReplyDecision = Callable[[Any, Any], "bool | Awaitable[bool]"]
+
+
+def handler_label(name: str) -> str:
+    """A handler's name (``router:qualname``, the ledger's key) as its author wrote it:
+    ``mark_read:build.<locals>.mark_read`` reads ``mark_read:mark_read``."""
+    router, _, qualname = name.partition(":")
+    return f"{router}:{qualname.rsplit('<locals>.', 1)[-1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +128,7 @@ class Registration:
         :attr:`name` keys the ledger and must not change across deploys, so it keeps the
         full ``__qualname__`` (``build.<locals>.mark_read`` for a function defined in a
         factory); the label drops the ``<locals>`` path."""
-        router, _, qualname = self.name.partition(":")
-        return f"{router}:{qualname.rsplit('<locals>.', 1)[-1]}"
+        return handler_label(self.name)
 
     def matches(self, event: Event) -> bool:
         """Return whether this handler wants ``event`` (for a transition handler: its kind;

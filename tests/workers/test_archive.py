@@ -26,6 +26,7 @@ from workers.archive import Archive
 from workers.engine import Engine
 from workers.rqstate import RQState
 from workers.running import JobRunner
+from workers.threads import job_deadline
 
 LOG_KEY = "archive-test-key"
 KEY = id_key({"WABAHOOKS_LOG_KEY": LOG_KEY}) or b""  # never empty: a key is configured
@@ -46,7 +47,12 @@ slow = Router("slow")
 
 @slow.message(text="slow")
 async def dawdle(event: InboundMessage, ctx: Context) -> None:
-    await asyncio.sleep(3600)  # far past the job's timeout: the engine cancels it
+    # Time moves, not the clock: the job's deadline comes due now, as it would once the job
+    # had run its timeout (a real 1 s timeout let a busy machine time out the echo instead).
+    deadline = job_deadline.get()
+    assert deadline is not None
+    deadline.reschedule(asyncio.get_running_loop().time())
+    await asyncio.sleep(3600)  # far past the job's deadline: the engine cancels it
 
 
 @contextmanager
@@ -138,14 +144,14 @@ def test_a_retried_event_is_archived_as_retrying_then_done(redis_url: str, r: By
 def test_an_event_the_engine_times_out_is_archived_with_the_timeout(
     redis_url: str, r: BytesRedis
 ) -> None:
-    with archived_loop(redis_url, strict, router, slow, job_timeout=1) as loop:
+    with archived_loop(redis_url, strict, router, slow, job_timeout=3600) as loop:
         loop.inbound("slow")
         loop.work()
         [waiting] = entries(r)
 
     # The engine ended it (no handler reported): the record says why, and what ran before.
     assert waiting["outcome"] == "retrying" and waiting["attempt"] == 1
-    assert "JobTimeout: the job ran longer than its timeout (1 s)" in waiting["reason"]
+    assert "JobTimeout: the job ran longer than its timeout (3600 s)" in waiting["reason"]
     assert [(h["name"], h["outcome"]) for h in waiting["handlers"]] == [("example:echo", "done")]
     assert {c["step"] for c in waiting["calls"]} >= {"send_text#1"}
 

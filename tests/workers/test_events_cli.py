@@ -303,3 +303,36 @@ def test_show_says_where_an_event_not_yet_archived_is(redis_url: str, r: BytesRe
 
     assert result.exit_code == 1
     assert result.output.strip() == f"job {job_id} is queued: archived when it ends"
+
+
+def _factory_router() -> Router:
+    """A router whose handler is defined in a factory, as the built-ins' are."""
+    built = Router("greeter")
+
+    @built.message(type="text", replies=True)
+    async def greet(event: InboundMessage, ctx: AsyncContext) -> None:
+        await ctx.portal.send_text(event.sender, "Hi")
+
+    return built
+
+
+def test_events_name_handlers_as_logs_do_not_by_their_factory(redis_url: str) -> None:
+    """`greeter:greet`, not `greeter:_factory_router.<locals>.greet` (the ledger's key)."""
+    with archived_loop(redis_url, _factory_router()) as loop:
+        loop.inbound("hi", sender=PHONE)
+        loop.work()
+
+    tail = run(
+        redis_url, "events", "tail", "--last", "5", "--count", "1", "--kind", "message", "--json"
+    )
+    by_label = run(
+        redis_url, "events", "tail", "--last", "5", "--count", "1", "--handler", "greeter:greet"
+    )
+    shown = run(redis_url, "events", "show", PHONE)
+
+    assert tail.exit_code == 0, tail.output
+    assert json.loads(tail.output)["handlers"][0]["name"] == "greeter:greet"
+    assert by_label.exit_code == 0 and "greeter:greet✓" in by_label.output, by_label.output
+    assert shown.exit_code == 0, shown.output
+    assert "<locals>" not in tail.output + by_label.output + shown.output
+    assert "greeter:greet" in shown.output
