@@ -272,3 +272,32 @@ def test_failed_requeue_queues_a_job_whose_conversation_has_nothing_unfinished(
     second = intake(redis_url, "two")  # the requeued job is its conversation's latest again
     assert status(r, second) == JobStatus.DEFERRED
     assert r.hget(f"rq:job:{second}", "dependency_id") == first.encode()
+
+
+def test_a_rechained_job_waits_only_for_its_new_predecessor(redis_url: str, r: BytesRedis) -> None:
+    """A job re-chained by the start script forgets the predecessor it waited for before (its
+    RQ dependencies set is replaced, not added to): once its new predecessor is deleted, the
+    sweep releases it, although its old predecessor now waits behind it."""
+    first, second, third = (intake(redis_url, text) for text in ("one", "two", "three"))
+    for expected in (first, second):
+        (tried,) = start(redis_url)
+        assert tried.id == expected
+        assert finish(redis_url, Ending(tried, "failed", error="boom")) == "ok"
+    (running,) = start(redis_url)
+    assert running.id == third
+
+    registry = FailedJobRegistry(QUEUE, connection=r)
+    registry.requeue(second)  # behind `third`, the tail now
+    assert start(redis_url) == []
+    registry.requeue(first)  # behind `second`
+    assert start(redis_url) == []
+    assert r.smembers(f"rq:job::{second}:dependencies") == {third.encode()}
+
+    Job.fetch(third, connection=r, serializer=JSONSerializer).delete()  # rq-dashboard's Delete
+    assert run(redis_url, lambda c: state(c).sweep()) == [second]
+    ran = []
+    while jobs := start(redis_url):
+        assert len(jobs) == 1
+        ran.append(jobs[0].id)
+        assert finish(redis_url, Ending(jobs[0], "done")) == "ok"
+    assert ran == [second, first]
