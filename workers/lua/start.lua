@@ -7,9 +7,9 @@
 --   its state's owner has it);
 -- - a job whose conversation has an unfinished job it does not come before goes back
 --   into the chain instead (a job RQ's tools re-queued behind its conversation's back:
---   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind its own
---   unfinished predecessor, or behind the conversation's latest job when nothing waits for
---   it ('wh:tail', written by chain_link);
+--   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind the
+--   conversation's latest job ('wh:tail', written by chain_link) when nothing waits for it;
+--   one that starts while that latest job has ended becomes the latest itself;
 -- - a suspect ('wh:suspect': re-driven from a dead worker) starts only into its queue's
 --   empty quarantine slot, which it then holds; while another suspect holds it, it waits in
 --   the line (quarantine.lua), and the jobs popped after it still start.
@@ -27,24 +27,30 @@ local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out, refused, waiting = {}, {}, {}
 local used = 0
 
--- The unfinished job this one must still wait for, if any (false: none).
+-- The unfinished job this one must still wait for, if any (false: none), by the
+-- conversation's tail alone ('wh:tail'): the latest job, unless this job is it or something
+-- waits for this job (it holds its place in the chain: a head released, a re-drive). The
+-- predecessor it once waited for ('dependency_id') says nothing once RQ's tools re-queued
+-- it: that job may be re-queued itself, behind the conversation's latest.
 local function must_wait(id, key)
-  local f = redis.call('HMGET', key, 'dependency_id', 'wh:tail')
-  local dep = f[1]
-  if dep and dep ~= id then
-    local status = redis.call('HGET', 'rq:job:' .. dep, 'status')
-    if status and status ~= 'finished' and status ~= 'failed' and status ~= 'canceled'
-        and status ~= 'stopped' then
-      return dep, ''
-    end
-  end
-  if f[2] then
-    local prev = chain_prev(f[2])
+  local tail = redis.call('HGET', key, 'wh:tail')
+  if tail then
+    local prev = chain_prev(tail)
     if prev and prev ~= id and redis.call('EXISTS', 'rq:job:' .. id .. ':dependents') == 0 then
-      return prev, f[2]
+      return prev, tail
     end
   end
-  return false, ''
+  return false, tail or ''
+end
+
+-- A job that starts while its conversation's latest job has ended (or is gone) is the
+-- latest unfinished job now (RQ's tools re-queued it): the tail points at it, so the
+-- conversation's next event waits for it, as does a job re-queued after it.
+local function take_tail(id, tail, fallback_ttl)
+  if tail == '' or redis.call('GET', tail) == id or chain_prev(tail) then return end
+  local ttl = redis.call('TTL', tail)
+  if ttl <= 0 then ttl = fallback_ttl end
+  redis.call('SET', tail, id, 'EX', ttl)
 end
 
 for _, id in ipairs(ids) do
@@ -69,6 +75,7 @@ for _, id in ipairs(ids) do
       waiting[#waiting + 1] = id
     else
       used = used + 1
+      take_tail(id, tail, ARGV[6])
       local flat = redis.call('HGETALL', key)
       local exec = ARGV[6 + used]
       local attempt, retries, suspect = 1, false, false
