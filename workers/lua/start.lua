@@ -10,6 +10,9 @@
 --   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind the
 --   conversation's latest job ('wh:tail', written by chain_link) when nothing waits for it;
 --   one that starts while that latest job has ended becomes the latest itself;
+-- - a job whose conversation has another job running (its execution, in the tail's
+--   '<tail>:running', still holds it) waits behind that one: the sweep released it early,
+--   because an operator deleted or canceled the job between them;
 -- - a suspect ('wh:suspect': re-driven from a dead worker) starts only into its queue's
 --   empty quarantine slot, which it then holds; while another suspect holds it, it waits in
 --   the line (quarantine.lua), and the jobs popped after it still start.
@@ -53,6 +56,17 @@ local function take_tail(id, tail, fallback_ttl)
   redis.call('SET', tail, id, 'EX', ttl)
 end
 
+-- The other job of this conversation that runs now, if any (false: none): the one whose
+-- execution the conversation's running key names, as long as the fence lets it write.
+local function running_other(id, tail)
+  if tail == '' then return false end
+  local member = redis.call('GET', tail .. ':running')
+  if not member then return false end
+  local other, exec = split_member(member)
+  if other ~= id and fenced('rq:job:' .. other, exec) then return other end
+  return false
+end
+
 for _, id in ipairs(ids) do
   local key = 'rq:job:' .. id
   local status = redis.call('HGET', key, 'status')
@@ -62,6 +76,7 @@ for _, id in ipairs(ids) do
     refused[#refused + 1] = {id, status}
   else
     local prev, tail = must_wait(id, key)
+    local other = (not prev) and running_other(id, tail)
     if prev then
       local tail_ttl = ARGV[6]
       if tail ~= '' then
@@ -70,6 +85,9 @@ for _, id in ipairs(ids) do
       end
       chain_link(prev, id, key, KEYS[1], KEYS[4], math.floor(now), stamp, tail, tail_ttl)
       refused[#refused + 1] = {id, 'rechained behind ' .. prev}
+    elseif other then
+      chain_link(other, id, key, KEYS[1], KEYS[4], math.floor(now), stamp, '', 0)
+      refused[#refused + 1] = {id, 'waits for ' .. other .. ', running'}
     elseif redis.call('HEXISTS', key, 'wh:suspect') == 1 and slot_holder(KEYS[5]) then
       await_slot(id, key, KEYS[6], KEYS[4], math.floor(now))
       waiting[#waiting + 1] = id
@@ -97,6 +115,11 @@ for _, id in ipairs(ids) do
                  'worker_name', worker)
       redis.call('EXPIRE', ekey, ttl)
       redis.call('ZADD', KEYS[2], now + lease, id .. ':' .. exec)
+      if tail ~= '' then
+        local tail_ttl = redis.call('TTL', tail)
+        if tail_ttl <= 0 then tail_ttl = ARGV[6] end
+        redis.call('SET', tail .. ':running', id .. ':' .. exec, 'EX', tail_ttl)
+      end
       out[#out + 1] = {id, exec, attempt, flat, tostring(now)}
     end
   end
