@@ -50,7 +50,11 @@ local function chain_link(prev, job_id, job_key, queue_key, deferred_key, score,
                'dependency_ids', '["' .. prev .. '"]', 'allow_dependency_failures', '1',
                'enqueue_at_front', '0')
     redis.call('SADD', 'rq:job:' .. prev .. ':dependents', job_id)
-    redis.call('SADD', 'rq:job::' .. job_id .. ':dependencies', prev)
+    -- Replaced, not added to: a job re-chained (a requeue) must not keep waiting, in RQ's
+    -- eyes or the sweep's, for the predecessor it had before.
+    local dependencies = 'rq:job::' .. job_id .. ':dependencies'
+    redis.call('DEL', dependencies)
+    redis.call('SADD', dependencies, prev)
     redis.call('ZADD', deferred_key, score, job_id)
   else
     redis.call('HSET', job_key, 'status', 'queued', 'enqueued_at', stamp)

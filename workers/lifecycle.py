@@ -85,14 +85,25 @@ MOVES: tuple[Move, ...] = (
         "started",
         "worker: `start.lua`",
         "popped; a new execution holds it (`wh:holder`) under a lease in `rq:wip:<queue>`; "
-        "a suspect (`wh:suspect`) only into its queue's empty quarantine slot, which it holds",
+        "a suspect (`wh:suspect`) only into its queue's empty quarantine slot, which it holds; "
+        "if its conversation's latest job (the tail) ended, it becomes the latest; "
+        "`<tail>:running` names its execution",
     ),
     Move(
         "queued",
         "deferred",
         "worker: `start.lua`",
-        "popped while an unfinished job of its conversation must run first (RQ's tools "
-        "re-queued it behind the conversation's back): re-chained, not started",
+        "popped while its conversation's latest job (the tail, not the job it once waited "
+        "for) is unfinished and nothing waits for it (RQ's tools re-queued it behind the "
+        "conversation's back): re-chained behind that job, not started",
+    ),
+    Move(
+        "queued",
+        "deferred",
+        "worker: `start.lua`",
+        "popped while another job of its conversation runs (the execution named in "
+        "`<tail>:running` still holds it: the sweep released this one early, after an "
+        "operator removed the job between them): behind the running job",
     ),
     Move(
         "queued",

@@ -272,3 +272,94 @@ def test_failed_requeue_queues_a_job_whose_conversation_has_nothing_unfinished(
     second = intake(redis_url, "two")  # the requeued job is its conversation's latest again
     assert status(r, second) == JobStatus.DEFERRED
     assert r.hget(f"rq:job:{second}", "dependency_id") == first.encode()
+
+
+def test_a_job_rq_requeued_behind_a_requeued_predecessor_is_chained_by_its_tail(
+    redis_url: str, r: BytesRedis
+) -> None:
+    """A job RQ re-queued whose old predecessor (``dependency_id``) is waiting again, itself
+    re-queued, goes behind the conversation's tail and becomes the tail: an event posted
+    meanwhile must not be released beside it."""
+    first, second, third = (intake(redis_url, text) for text in ("one", "two", "three"))
+    for expected in (first, second):
+        (tried,) = start(redis_url)
+        assert tried.id == expected
+        assert finish(redis_url, Ending(tried, "failed", error="boom")) == "ok"
+    (running,) = start(redis_url)
+    assert running.id == third
+
+    registry = FailedJobRegistry(QUEUE, connection=r)
+    registry.requeue(first)  # `rq requeue`: behind `third`, and the tail
+    assert start(redis_url) == []
+    registry.requeue(second)  # its dependency_id, `first`, is deferred again
+    assert start(redis_url) == []
+    assert status(r, second) == JobStatus.DEFERRED
+    fourth = intake(redis_url, "four")
+
+    assert finish(redis_url, Ending(running, "done")) == "ok"
+    ran = []
+    while jobs := start(redis_url):
+        assert len(jobs) == 1, "a contact's events ran side by side"
+        ran.append(jobs[0].id)
+        assert finish(redis_url, Ending(jobs[0], "done")) == "ok"
+    assert ran == [first, second, fourth]
+
+
+def test_a_rechained_job_waits_only_for_its_new_predecessor(redis_url: str, r: BytesRedis) -> None:
+    """A job re-chained by the start script forgets the predecessor it waited for before (its
+    RQ dependencies set is replaced, not added to): once its new predecessor is deleted, the
+    sweep releases it, although its old predecessor now waits behind it."""
+    first, second, third = (intake(redis_url, text) for text in ("one", "two", "three"))
+    for expected in (first, second):
+        (tried,) = start(redis_url)
+        assert tried.id == expected
+        assert finish(redis_url, Ending(tried, "failed", error="boom")) == "ok"
+    (running,) = start(redis_url)
+    assert running.id == third
+
+    registry = FailedJobRegistry(QUEUE, connection=r)
+    registry.requeue(second)  # behind `third`, the tail now
+    assert start(redis_url) == []
+    registry.requeue(first)  # behind `second`
+    assert start(redis_url) == []
+    assert r.smembers(f"rq:job::{second}:dependencies") == {third.encode()}
+
+    Job.fetch(third, connection=r, serializer=JSONSerializer).delete()  # rq-dashboard's Delete
+    assert run(redis_url, lambda c: state(c).sweep()) == [second]
+    ran = []
+    while jobs := start(redis_url):
+        assert len(jobs) == 1
+        ran.append(jobs[0].id)
+        assert finish(redis_url, Ending(jobs[0], "done")) == "ok"
+    assert ran == [second, first]
+
+
+def test_a_job_rq_requeued_after_its_conversation_ended_becomes_its_latest(
+    redis_url: str, r: BytesRedis
+) -> None:
+    """RQ re-queues a failed job once its conversation's later events ended: it runs, and
+    it is the conversation's latest then, so neither an event posted meanwhile nor another
+    job RQ re-queues runs beside it."""
+    first, second = intake(redis_url, "one"), intake(redis_url, "two")
+    for expected in (first, second):
+        (tried,) = start(redis_url)
+        assert tried.id == expected
+        assert finish(redis_url, Ending(tried, "failed", error="boom")) == "ok"
+
+    registry = FailedJobRegistry(QUEUE, connection=r)
+    registry.requeue(first)
+    (again,) = start(redis_url)
+    assert again.id == first
+    third = intake(redis_url, "three")
+    assert status(r, third) == JobStatus.DEFERRED
+    registry.requeue(second)
+    assert start(redis_url) == []
+    assert status(r, second) == JobStatus.DEFERRED
+
+    assert finish(redis_url, Ending(again, "done")) == "ok"
+    ran = []
+    while jobs := start(redis_url):
+        assert len(jobs) == 1, "a contact's events ran side by side"
+        ran.append(jobs[0].id)
+        assert finish(redis_url, Ending(jobs[0], "done")) == "ok"
+    assert ran == [third, second]

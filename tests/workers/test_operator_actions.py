@@ -167,3 +167,33 @@ def test_an_interrupted_compaction_s_leftovers_are_adopted(redis_url: str, r: By
     assert r.lrange(f"rq:queue:{QUEUE}", 0, -1) == [i.encode() for i in ids]
     assert r.lrange(leftover, 0, -1) == [other.id.encode()]  # another queue's: left to it
     assert r.hget(f"{QUEUE}:repairs", "adopted") == b"2"
+
+
+@pytest.mark.parametrize("action", ["Job.delete", "Job.cancel"])
+def test_events_released_past_a_removed_job_wait_for_the_one_before_it(
+    redis_url: str, r: BytesRedis, action: str
+) -> None:
+    """A job deleted (or canceled) between two others of its contact: the sweep releases the
+    one after it while the one before it has not run; they still run one at a time."""
+    head, middle, last = (intake(redis_url, text) for text in ("one", "two", "three"))
+    job = Job.fetch(middle, connection=r, serializer=JSONSerializer)
+    if action == "Job.delete":
+        job.delete()
+    else:
+        job.cancel()
+    assert sweep(redis_url) == [last]  # released while `head` is still queued
+    assert drain_in_order(redis_url) == [head, last]
+
+
+def test_a_job_released_while_its_contact_s_job_runs_waits_for_it(
+    redis_url: str, r: BytesRedis
+) -> None:
+    head, middle, last = (intake(redis_url, text) for text in ("one", "two", "three"))
+    (running,) = start(redis_url)
+    assert running.id == head
+    Job.fetch(middle, connection=r, serializer=JSONSerializer).delete()
+    assert sweep(redis_url) == [last]
+    assert start(redis_url) == []  # not beside `head`: behind it
+    assert status(r, last) == JobStatus.DEFERRED
+    assert run(redis_url, lambda c: state(c).finish([Ending(running, "done")])) == ["ok"]
+    assert drain_in_order(redis_url) == [last]

@@ -7,9 +7,12 @@
 --   its state's owner has it);
 -- - a job whose conversation has an unfinished job it does not come before goes back
 --   into the chain instead (a job RQ's tools re-queued behind its conversation's back:
---   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind its own
---   unfinished predecessor, or behind the conversation's latest job when nothing waits for
---   it ('wh:tail', written by chain_link);
+--   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind the
+--   conversation's latest job ('wh:tail', written by chain_link) when nothing waits for it;
+--   one that starts while that latest job has ended becomes the latest itself;
+-- - a job whose conversation has another job running (its execution, in the tail's
+--   '<tail>:running', still holds it) waits behind that one: the sweep released it early,
+--   because an operator deleted or canceled the job between them;
 -- - a suspect ('wh:suspect': re-driven from a dead worker) starts only into its queue's
 --   empty quarantine slot, which it then holds; while another suspect holds it, it waits in
 --   the line (quarantine.lua), and the jobs popped after it still start.
@@ -27,24 +30,41 @@ local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out, refused, waiting = {}, {}, {}
 local used = 0
 
--- The unfinished job this one must still wait for, if any (false: none).
+-- The unfinished job this one must still wait for, if any (false: none), by the
+-- conversation's tail alone ('wh:tail'): the latest job, unless this job is it or something
+-- waits for this job (it holds its place in the chain: a head released, a re-drive). The
+-- predecessor it once waited for ('dependency_id') says nothing once RQ's tools re-queued
+-- it: that job may be re-queued itself, behind the conversation's latest.
 local function must_wait(id, key)
-  local f = redis.call('HMGET', key, 'dependency_id', 'wh:tail')
-  local dep = f[1]
-  if dep and dep ~= id then
-    local status = redis.call('HGET', 'rq:job:' .. dep, 'status')
-    if status and status ~= 'finished' and status ~= 'failed' and status ~= 'canceled'
-        and status ~= 'stopped' then
-      return dep, ''
-    end
-  end
-  if f[2] then
-    local prev = chain_prev(f[2])
+  local tail = redis.call('HGET', key, 'wh:tail')
+  if tail then
+    local prev = chain_prev(tail)
     if prev and prev ~= id and redis.call('EXISTS', 'rq:job:' .. id .. ':dependents') == 0 then
-      return prev, f[2]
+      return prev, tail
     end
   end
-  return false, ''
+  return false, tail or ''
+end
+
+-- A job that starts while its conversation's latest job has ended (or is gone) is the
+-- latest unfinished job now (RQ's tools re-queued it): the tail points at it, so the
+-- conversation's next event waits for it, as does a job re-queued after it.
+local function take_tail(id, tail, fallback_ttl)
+  if tail == '' or redis.call('GET', tail) == id or chain_prev(tail) then return end
+  local ttl = redis.call('TTL', tail)
+  if ttl <= 0 then ttl = fallback_ttl end
+  redis.call('SET', tail, id, 'EX', ttl)
+end
+
+-- The other job of this conversation that runs now, if any (false: none): the one whose
+-- execution the conversation's running key names, as long as the fence lets it write.
+local function running_other(id, tail)
+  if tail == '' then return false end
+  local member = redis.call('GET', tail .. ':running')
+  if not member then return false end
+  local other, exec = split_member(member)
+  if other ~= id and fenced('rq:job:' .. other, exec) then return other end
+  return false
 end
 
 for _, id in ipairs(ids) do
@@ -56,6 +76,7 @@ for _, id in ipairs(ids) do
     refused[#refused + 1] = {id, status}
   else
     local prev, tail = must_wait(id, key)
+    local other = (not prev) and running_other(id, tail)
     if prev then
       local tail_ttl = ARGV[6]
       if tail ~= '' then
@@ -64,11 +85,15 @@ for _, id in ipairs(ids) do
       end
       chain_link(prev, id, key, KEYS[1], KEYS[4], math.floor(now), stamp, tail, tail_ttl)
       refused[#refused + 1] = {id, 'rechained behind ' .. prev}
+    elseif other then
+      chain_link(other, id, key, KEYS[1], KEYS[4], math.floor(now), stamp, '', 0)
+      refused[#refused + 1] = {id, 'waits for ' .. other .. ', running'}
     elseif redis.call('HEXISTS', key, 'wh:suspect') == 1 and slot_holder(KEYS[5]) then
       await_slot(id, key, KEYS[6], KEYS[4], math.floor(now))
       waiting[#waiting + 1] = id
     else
       used = used + 1
+      take_tail(id, tail, ARGV[6])
       local flat = redis.call('HGETALL', key)
       local exec = ARGV[6 + used]
       local attempt, retries, suspect = 1, false, false
@@ -90,6 +115,11 @@ for _, id in ipairs(ids) do
                  'worker_name', worker)
       redis.call('EXPIRE', ekey, ttl)
       redis.call('ZADD', KEYS[2], now + lease, id .. ':' .. exec)
+      if tail ~= '' then
+        local tail_ttl = redis.call('TTL', tail)
+        if tail_ttl <= 0 then tail_ttl = ARGV[6] end
+        redis.call('SET', tail .. ':running', id .. ':' .. exec, 'EX', tail_ttl)
+      end
       out[#out + 1] = {id, exec, attempt, flat, tostring(now)}
     end
   end
