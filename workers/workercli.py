@@ -191,6 +191,7 @@ async def _work(
     from service.redisguard import MemoryMarks, parse_memory, policy_problem
     from workers.engine import Engine
     from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
+    from workers.pressure import MemoryPressure
     from workers.rqstate import RQState
     from workers.running import JobRunner
     from workers.runtime import Runtime
@@ -242,6 +243,7 @@ async def _work(
         grace=options.grace,
         on_abandoned=functools.partial(runner.abandoned, state),
         adaptive=True,  # fewer jobs while the loop lags (workers.yielding)
+        memory=MemoryPressure(client, marks, queue=options.queue),  # a full Redis drains
     )
     structlog.get_logger("wabahooks.worker").info(
         "worker.started",
