@@ -9,7 +9,8 @@
 401    signature missing, malformed or wrong; or timestamp outside the replay tolerance
 503    the raw bytes do not verify and the JSON.stringify fallback is over its CPU
        budget (``REFORMAT_CPU_SHARE``)
-503    Redis is above its high-water mark (``service.redisguard``), or did not
+503    Redis reached its high-water mark and is not yet below the low one
+       (``service.redisguard``), or did not
        confirm the intake within the deadline (the portal retries)
 200    ``{"received": true}``, or ``{"received": true, "duplicate": true}``; a
        signed body the parser refuses is kept raw (``service.unparsed``) and
@@ -47,7 +48,7 @@ from service.intake import Intake, IntakeUnavailable, connect
 from service.jobs import build_job, queue_name
 from service.logs import mask_phone
 from service.metrics import CONTENT_TYPE, ReceiverMetrics
-from service.redisguard import MemoryWatch
+from service.redisguard import MemoryMarks, MemoryWatch
 from service.request import (
     Incoming,
     Refusal,
@@ -98,7 +99,7 @@ def create_app(
         )
         state["redis"] = client
         watch = state["memory"] = MemoryWatch(
-            client, settings.memory_high_water, on_reading=meter.memory
+            client, MemoryMarks.of(settings), on_reading=meter.memory
         )
         await watch.refresh()
         try:
@@ -118,15 +119,17 @@ def create_app(
         signature = raw_signature.decode("latin-1") if raw_signature is not None else None
         if not verify_raw(body, signature, settings.secrets):
             check_reformatted(body, signature)
-        memory = state["memory"].current()
+        watch = state["memory"]
+        memory = watch.current()
         if memory is not None and not memory.admitting:
             fields["reason"] = memory.describe()
             raise Refusal(
                 503,
                 "redis_full",
-                f"Redis is above its high-water mark ({memory.describe()}): events are "
-                "refused until the workers drain the queues; retry later",
+                f"Redis reached its high-water mark ({memory.describe()}): events are "
+                "refused until the workers drain it below the low mark; retry later",
             )
+        watch.admitted(len(body))  # counted until the next reading (service.redisguard)
         try:
             envelope = parse_json(body)
         except InvalidJSON as exc:

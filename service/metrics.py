@@ -9,7 +9,7 @@ a dictionary look-up and a locked add per request, no label resolution.
 ``wabahooks_webhook_requests_total``        counter    by ``outcome`` (the log line's)
 ``wabahooks_intake_seconds``                histogram  time to a confirmed Redis write
 ``wabahooks_intake_batch_size``             histogram  intakes sent per group commit
-``wabahooks_redis_memory_bytes``            gauge      by ``kind``: used, maxmemory, high_water
+``wabahooks_redis_memory_bytes``            gauge      by ``kind``: used, maxmemory, the marks
 ``wabahooks_unparsed_kept_total``           counter    signed bodies the parser refused, kept
 ==========================================  =========  ==================================
 """
@@ -86,7 +86,8 @@ class ReceiverMetrics:
         self.redis_memory = Gauge(
             "wabahooks_redis_memory_bytes",
             "Redis memory as the receiver last read it (INFO memory): used, maxmemory (0: no "
-            "limit) and the high-water mark above which events are refused (0: none).",
+            "limit), the high-water mark from which events are refused and the low mark below "
+            "which they are admitted again (0: none).",
             ["kind"],
             registry=self.registry,
         )
@@ -113,6 +114,7 @@ class ReceiverMetrics:
         self.redis_memory.labels("used").set(state.used)
         self.redis_memory.labels("maxmemory").set(state.maxmemory)
         self.redis_memory.labels("high_water").set(state.high_water or 0)
+        self.redis_memory.labels("low_water").set(state.low_water or 0)
 
     def render(self) -> bytes:
         """Return every metric of the registry in Prometheus' text format."""

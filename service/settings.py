@@ -45,9 +45,11 @@ DEFAULT_INTAKE_DEADLINE = 2.0
 DEFAULT_QUEUE_PREFIX = DEFAULT_PREFIX
 DEFAULT_JOB_TIMEOUT = 180
 DEFAULT_WAITAOF_TIMEOUT_MS = 1000
-#: Events are refused above this fraction of Redis's maxmemory; the rest is kept for what
-#: workers write while draining (README "Redis memory: the high-water mark").
-DEFAULT_MEMORY_HIGH_WATER = 0.8
+#: Jobs in flight across every worker that the room above Redis's high-water mark is sized
+#: for: one worker per queue (three) at the default concurrency, 200, plus 16 each for their
+#: own connections (a worker's pool holds concurrency + 16; README "A full Redis"; the bytes
+#: per job are service.redisguard's).
+DEFAULT_MEMORY_HEADROOM_JOBS = 3 * (200 + 16)
 
 # Retention (README "Retention"): how long each kind of data stays in Redis.
 #: A finished job and its result stream (RQ's own default).
@@ -200,8 +202,11 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     retention: Retention = field(default_factory=Retention)
-    #: Fraction of maxmemory above which the receiver refuses events (service.redisguard).
-    memory_high_water: float = DEFAULT_MEMORY_HIGH_WATER
+    #: Jobs in flight (all workers) the headroom above the high-water mark is sized for.
+    memory_headroom_jobs: int = DEFAULT_MEMORY_HEADROOM_JOBS
+    #: A fraction of maxmemory that places the high-water mark itself (None: computed from
+    #: the headroom, service.redisguard).
+    memory_high_water: float | None = None
     #: Start even when Redis's maxmemory-policy can evict our keys (service.redisguard).
     allow_eviction: bool = False
 
@@ -229,10 +234,8 @@ class Settings:
             raise ConfigError(
                 f"WABAHOOKS_LOG_LEVEL must be debug, info, warning or error, got {log_level!r}"
             )
-        high_water = env_float(
-            env, "WABAHOOKS_MEMORY_HIGH_WATER", DEFAULT_MEMORY_HIGH_WATER, what="a fraction"
-        )
-        if high_water > 1:
+        high_water = env_float(env, "WABAHOOKS_MEMORY_HIGH_WATER", None, what="a fraction")
+        if high_water is not None and high_water > 1:
             raise ConfigError(
                 "WABAHOOKS_MEMORY_HIGH_WATER is a fraction of maxmemory, at most 1, "
                 f"got {high_water}"
@@ -264,6 +267,9 @@ class Settings:
             log_format=log_format,
             log_level=log_level,
             retention=Retention.from_env(env),
+            memory_headroom_jobs=_int(
+                env, "WABAHOOKS_MEMORY_HEADROOM_JOBS", DEFAULT_MEMORY_HEADROOM_JOBS, 1
+            ),
             memory_high_water=high_water,
             allow_eviction=env_bool(env, "WABAHOOKS_ALLOW_EVICTION"),
         )

@@ -68,7 +68,8 @@ class GroupCommit:
 
     ``retry_redis`` runs a Redis step until Redis answers; ``committed(count)`` is told of
     each batch written; ``busy()`` says whether enough jobs run that waiting a moment lets
-    a few more endings share the round trip.
+    a few more endings share the round trip; ``keep_results()`` whether a batch keeps its
+    results (no while Redis is full: ``workers.pressure``).
     """
 
     def __init__(
@@ -79,8 +80,10 @@ class GroupCommit:
         committed: Callable[[int], None],
         busy: Callable[[], bool],
         gather_wait: float,
+        keep_results: Callable[[], bool] = lambda: True,
     ) -> None:
         self.state = state
+        self._keep_results = keep_results
         self._retry_redis = retry_redis
         self._committed = committed
         self._busy = busy
@@ -107,7 +110,10 @@ class GroupCommit:
                 batch = self._endings[:MAX_BATCH]
                 del self._endings[:MAX_BATCH]
                 try:
-                    statuses = await self._retry_redis(functools.partial(self.state.finish, batch))
+                    step = functools.partial(
+                        self.state.finish, batch, keep_results=self._keep_results()
+                    )
+                    statuses = await self._retry_redis(step)
                 except BaseException:
                     self._endings[:0] = batch  # cancelled mid-flight: kept for the next try
                     raise

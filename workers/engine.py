@@ -19,6 +19,9 @@ that, on every worker of the queue (``workers.maintenance``):
   when due (each worker wakes for the earliest, and looks at least every second), so they
   need no scheduler process and survive Redis restarts.
 
+A full Redis (``workers.pressure``): from the high-water mark until memory is back below the
+low mark, the engine starts only a few jobs at a time, and its endings keep no results.
+
 Timeouts: an execution that outlives its job's ``timeout`` is cancelled (an async
 handler is interrupted; a sync handler's thread cannot be, so it keeps its slot until it
 returns and its execution refuses further effects) and retried like a failure.
@@ -47,6 +50,7 @@ from workers.endings import MAX_BATCH, GroupCommit, engine_ending
 from workers.execution import ExecutionToken
 from workers.lease import Lease
 from workers.maintenance import TRANSIENT, InFlight, Maintenance, Running, after_redis_error
+from workers.pressure import MemoryPressure
 from workers.rqstate import Ending, RQState, StartedJob
 from workers.threads import DEFAULT_SYNC_THREADS, Threads, job_deadline
 from workers.yielding import Throttle
@@ -84,7 +88,8 @@ class Engine:
 
     ``on_abandoned(job_ids)``: told of the jobs the re-drive failed (their workers died on
     every attempt), which no runner ended. ``adaptive``: take fewer jobs while the event loop
-    lags (``workers.yielding``; `wabahooks worker` turns it on)."""
+    lags (``workers.yielding``; `wabahooks worker` turns it on). ``memory``: Redis's memory
+    pressure (``workers.pressure``), which caps the jobs in flight and keeps results or not."""
 
     def __init__(
         self,
@@ -97,6 +102,7 @@ class Engine:
         grace: float = DEFAULT_GRACE,
         on_abandoned: Callable[[list[str]], Awaitable[None]] | None = None,
         adaptive: bool = False,
+        memory: MemoryPressure | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -109,6 +115,9 @@ class Engine:
         self.grace = grace
         self._runner = runner
         self._slot_freed = asyncio.Event()
+        self.memory = memory
+        if memory is not None:
+            memory.on_change = self._slot_freed.set  # relieved: start more jobs at once
         #: Free slots worth a round trip when jobs are in flight (1 at low concurrency).
         self._gather = min(8, max(1, concurrency // 32))
         self.threads = threads or Threads(min(concurrency, DEFAULT_SYNC_THREADS))
@@ -123,6 +132,7 @@ class Engine:
             committed=self._on_committed,
             busy=lambda: self._gather > 1 and len(self._inflight) > self._gather,
             gather_wait=GATHER_WAIT / 2,
+            keep_results=lambda: memory is None or memory.keep_results,
         )
         self._stopping = False
         self._closing = False
@@ -153,11 +163,17 @@ class Engine:
         await self._retry_redis(
             lambda: self.state.register_birth(pid=os.getpid(), hostname=socket.gethostname())
         )
+        if self.memory is not None:
+            await self.memory.read()  # a full Redis: the first jobs are already few
         helpers = [
             asyncio.create_task(self._fetch(), name="fetch"),
             asyncio.create_task(self._commit.run(lambda: self._closing), name="commit"),
             asyncio.create_task(self._maintenance.run(), name="maintain"),
         ]
+        if self.memory is not None:
+            helpers.append(
+                asyncio.create_task(self.memory.run(lambda: self._closing), name="memory")
+            )
         if self._adaptive:
             helpers.append(
                 asyncio.create_task(self.throttle.run(lambda: self._closing), name="throttle")
@@ -233,7 +249,10 @@ class Engine:
     # -- fetching ---------------------------------------------------------------------
 
     def _free(self) -> int:
-        return self.throttle.limit - len(self._inflight) - self.threads.orphans
+        limit = self.throttle.limit
+        if self.memory is not None:
+            limit = self.memory.limit(limit)
+        return limit - len(self._inflight) - self.threads.orphans
 
     async def _fetch(self) -> None:
         idle = IDLE_MIN

@@ -106,8 +106,13 @@ class Ending:
     #: The event's archive entry, written with the ending (``workers.archive``; b'': none).
     archive: bytes = b""
 
-    def args(self) -> list[str | int | float | bytes]:
+    def args(self, *, keep_result: bool = True) -> list[str | int | float | bytes]:
+        """The ending's arguments to ``workers/lua/finish.lua``. Without ``keep_result`` (a
+        worker draining a full Redis, ``workers.pressure``) a finished job is deleted at once
+        and a retry writes no result entry: a TTL of 0."""
         ttl = self.job.result_ttl if self.outcome == "done" else self.job.failure_ttl
+        if not keep_result and self.outcome in ("done", "retry"):
+            ttl = 0
         return [
             self.outcome,
             self.job.id,

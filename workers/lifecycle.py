@@ -229,9 +229,13 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
-def lua_script(name: str, *helpers: str) -> str:
+def lua_script(name: str, *helpers: str, flags: str = "") -> str:
     """The Lua script ``workers/lua/<name>.lua``, after the prelude (``common.lua``, then the
-    fence) and ``helpers`` (more files of ``workers/lua/``)."""
+    fence) and ``helpers`` (more files of ``workers/lua/``). ``flags``: Redis's script flags
+    (e.g. ``allow-oom``), declared by a shebang, which must be the script's very first line."""
     folder = files("workers").joinpath("lua")
     parts = [*PRELUDE, *helpers, name]
-    return "".join(folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts)
+    shebang = f"#!lua flags={flags}\n" if flags else ""
+    return shebang + "".join(
+        folder.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in parts
+    )

@@ -121,9 +121,13 @@ def rq_timestamp(moment: datetime | None = None) -> str:
 # Each script's KEYS, ARGV and reply are described at the top of its file.
 #: Prepended the chain step (``service/chain.lua``): a stray job re-joins its chain.
 START = CHAIN_LUA + lua_script("start", "quarantine")
-FINISH = lua_script("finish", "archive", "quarantine")
-HEARTBEAT = lua_script("heartbeat")
-REDRIVE = lua_script("redrive", "quarantine")
+# The scripts that end or keep executions run even when Redis is over maxmemory (allow-oom:
+# a full Redis must drain, README "A full Redis"); they free at least what they write. START,
+# the ledger's and the intake's never do: they are what fills Redis.
+FINISH = lua_script("finish", "archive", "quarantine", flags="allow-oom")
+HEARTBEAT = lua_script("heartbeat", flags="allow-oom")
+REDRIVE = lua_script("redrive", "quarantine", flags="allow-oom")
+REGISTER = lua_script("register", flags="allow-oom")
 ARCHIVE_WRITE = lua_script("archive_write", "archive")
 SWEEP = lua_script("sweep")
 ADOPT = lua_script("adopt")
@@ -200,6 +204,7 @@ class RQState:
         self._archive_write = client.register_script(ARCHIVE_WRITE)
         self._sweep = client.register_script(SWEEP)
         self._adopt = client.register_script(ADOPT)
+        self._register = client.register_script(REGISTER)
         #: Where the deferred registry's sweep goes on (a ZSCAN cursor) and RQ's compaction
         #: leftovers are looked for (a SCAN cursor).
         self._sweep_cursor = 0
@@ -265,11 +270,12 @@ class RQState:
             started.append(job)
         return started
 
-    async def finish(self, endings: list[Ending]) -> list[str]:
-        """End executions in one step; return 'ok' or 'superseded' for each."""
+    async def finish(self, endings: list[Ending], *, keep_results: bool = True) -> list[str]:
+        """End executions in one step; return 'ok' or 'superseded' for each. Without
+        ``keep_results``, finished jobs are deleted at once and retries write no result."""
         args: list[Any] = [self.worker_name, rq_timestamp()]
         for ending in endings:
-            args += ending.args()
+            args += ending.args(keep_result=keep_results)
         keys = [*self._quarantine, self._queue_key, self._deferred_key]
         reply: Any = await self._finish(keys=keys, args=args)
         return [r.decode() if isinstance(r, bytes) else str(r) for r in reply]
@@ -288,9 +294,13 @@ class RQState:
                 args=[self.lease + RQ_MARGIN, self.execution_ttl, *members],
                 client=pipe,
             )
-        replies = await pipe.execute()
+        # The worker hash's renewal may be refused when Redis is over maxmemory (it is
+        # informational); the leases' renewal is not (allow-oom).
+        replies = await pipe.execute(raise_on_error=False)
         if not members:
             return set()
+        if isinstance(replies[-1], Exception):
+            raise replies[-1]
         return {m.decode() for m in replies[-1]}
 
     async def redrive(self) -> Redriven:
@@ -368,26 +378,20 @@ class RQState:
     async def register_birth(self, *, pid: int, hostname: str) -> None:
         """Register this worker the way RQ's ``register_birth`` does (``rq info`` lists it)."""
         stamp = rq_timestamp()
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self._worker_key)
-        pipe.hset(
-            self._worker_key,
-            mapping={
-                "birth": stamp,
-                "last_heartbeat": stamp,
-                "queues": self.queue,
-                "pid": pid,
-                "hostname": hostname,
-                "version": rq.VERSION,  # type: ignore[attr-defined]  # rq exports it untyped
-                "python_version": platform.python_version(),
-                "state": "idle",  # nothing runs yet; each heartbeat says busy or idle
-            },
+        fields: dict[str, str | int] = {
+            "birth": stamp,
+            "last_heartbeat": stamp,
+            "queues": self.queue,
+            "pid": pid,
+            "hostname": hostname,
+            "version": rq.VERSION,  # type: ignore[attr-defined]  # rq exports it untyped
+            "python_version": platform.python_version(),
+            "state": "idle",  # nothing runs yet; each heartbeat says busy or idle
+        }
+        await self._register(
+            keys=[self._worker_key, RQ_WORKERS, rq_queue_workers(self.queue), RQ_QUEUES],
+            args=[self.lease + 60, self._queue_key, *(x for pair in fields.items() for x in pair)],
         )
-        pipe.sadd(RQ_WORKERS, self._worker_key)
-        pipe.sadd(rq_queue_workers(self.queue), self._worker_key)
-        pipe.sadd(RQ_QUEUES, self._queue_key)
-        pipe.expire(self._worker_key, self.lease + 60)
-        await pipe.execute()
 
     async def register_death(self) -> None:
         """Unregister this worker (RQ's ``register_death``)."""

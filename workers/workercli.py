@@ -188,9 +188,10 @@ async def _work(
     whether sync handler threads are still running."""
     import redis.asyncio as aioredis
 
-    from service.redisguard import parse_memory, policy_problem
+    from service.redisguard import MemoryMarks, parse_memory, policy_problem
     from workers.engine import Engine
     from workers.metrics import WorkerMetrics, multiprocess_dir, process_exited
+    from workers.pressure import MemoryPressure
     from workers.rqstate import RQState
     from workers.running import JobRunner
     from workers.runtime import Runtime
@@ -209,7 +210,8 @@ async def _work(
     if problem and not settings.allow_eviction:
         await client.aclose()
         raise _StartupError(problem, 2)
-    memory = parse_memory(info, settings.memory_high_water)
+    marks = MemoryMarks.of(settings)
+    memory = parse_memory(info, marks)
     try:
         meter = WorkerMetrics() if multiprocess_dir() else None
         # The handlers are loaded (handlers_or_exit); the portal client is built here.
@@ -241,6 +243,7 @@ async def _work(
         grace=options.grace,
         on_abandoned=functools.partial(runner.abandoned, state),
         adaptive=True,  # fewer jobs while the loop lags (workers.yielding)
+        memory=MemoryPressure(client, marks, queue=options.queue),  # a full Redis drains
     )
     structlog.get_logger("wabahooks.worker").info(
         "worker.started",

@@ -26,7 +26,7 @@ from service import unparsed
 from service.cli.common import connect as connect_redis
 from service.cli.common import fail, settings_or_exit, table
 from service.jobs import QUEUE_NAMES
-from service.redisguard import memory_state
+from service.redisguard import MemoryMarks, memory_state
 from service.settings import ConfigError, Settings
 
 __all__ = ["MIN_REDIS", "QUEUES", "connect", "status"]
@@ -95,7 +95,7 @@ def status() -> None:
     kept = unparsed.count(connection, settings.queue_prefix)
     where = f": redis-cli XRANGE {settings.keys.unparsed()} - +" if kept else ""
     click.echo(f"{kept} unparsed signed body(ies) kept raw{where}")
-    memory = memory_state(connection, settings.memory_high_water)
+    memory = memory_state(connection, MemoryMarks.of(settings))
     verdict = "admitting events" if memory.admitting else "REFUSING events (503) until drained"
     click.echo(f"Redis memory: {memory.describe()}: {verdict}.")
     click.echo(limiter_state(connection, ceiling, prefix=settings.keys.portal()).describe())

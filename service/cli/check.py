@@ -17,9 +17,9 @@ import redis
 
 from service.cli.admin import MIN_REDIS
 from service.cli.common import safe_url
-from service.redisguard import eviction_problem, memory_state
+from service.redisguard import MemoryMarks, eviction_problem, memory_state
 from service.redisurl import redis_url_problem
-from service.settings import DEFAULT_MEMORY_HIGH_WATER, ConfigError, Settings, parse_secrets
+from service.settings import ConfigError, Settings, parse_secrets
 
 __all__ = ["CHECKS_GROUP", "Result", "check", "check_portal", "check_redis", "run_checks"]
 
@@ -50,7 +50,7 @@ def _config_get(connection: redis.Redis, name: str, info_section: str, info_key:
 
 
 def check_redis(
-    url: str | None, *, allow_eviction: bool = False, high_water: float = DEFAULT_MEMORY_HIGH_WATER
+    url: str | None, *, allow_eviction: bool = False, marks: MemoryMarks | None = None
 ) -> list[Result]:
     """Check that Redis answers, is set up for durability, and has room for events."""
     if not url:
@@ -101,11 +101,19 @@ def check_redis(
             results.append(Result("warn", "maxmemory", f"{problem} (overridden)"))
         else:
             results.append(Result("fail", "maxmemory", problem))
-        memory = memory_state(connection, high_water)
+        marks = marks or MemoryMarks()
+        memory = memory_state(connection, marks)
         level = "ok" if memory.admitting else "fail"
+        detail = memory.describe()
         if memory.high_water is None:
             level = "warn"  # no maxmemory: Redis grows until the host runs out
-        results.append(Result(level, "memory", memory.describe()))
+        elif marks.high_fraction is None and marks.headroom > memory.maxmemory // 2:
+            level = "warn" if level == "ok" else level  # the mark is clamped at half
+            detail += (
+                f": maxmemory is less than twice the headroom of {marks.headroom_jobs} jobs "
+                "in flight (WABAHOOKS_MEMORY_HEADROOM_JOBS): give Redis more memory"
+            )
+        results.append(Result(level, "memory", detail))
         return results
     except redis.RedisError as exc:
         return [Result("fail", "redis", f"{safe_url(url)} answered an error: {exc}")]
@@ -199,7 +207,7 @@ def run_checks(env: Mapping[str, str]) -> list[Result]:
     results += check_redis(
         env.get("REDIS_URL", "").strip() or None,
         allow_eviction=settings.allow_eviction if settings else False,
-        high_water=settings.memory_high_water if settings else DEFAULT_MEMORY_HIGH_WATER,
+        marks=MemoryMarks.of(settings) if settings else None,
     )
     results += check_portal(env, given)
     return results

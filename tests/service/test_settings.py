@@ -17,7 +17,8 @@ def test_defaults_with_only_the_secret() -> None:
     assert settings.max_body_bytes == 64 * 1024
     assert settings.canonical_max_bytes == 16 * 1024
     assert settings.body_timeout == 5.0
-    assert settings.memory_high_water == 0.8
+    assert settings.memory_high_water is None  # computed from the headroom
+    assert settings.memory_headroom_jobs == 648
     assert settings.allow_eviction is False
     assert settings.dedupe_ttl == 7 * 24 * 3600
     assert settings.intake_deadline == 2.0

@@ -1,7 +1,7 @@
 -- KEYS: the queue's quarantine slot, quarantine line, queue list, deferred registry.
 -- ARGV: worker name, stamp, then 14 per ending: outcome, job id, execution id, origin,
---       started (epoch), ttl (result or failure), error (RQ's exc_string: zlib + base64, or
---       ''), retry delay (s), dependency flag ('1' if the job waited for another), return
+--       started (epoch), ttl (result or failure; 0: none kept), error (RQ's exc_string:
+--       zlib + base64, or ''), retry delay (s), dependency flag ('1' if the job waited for another), return
 --       value (RQ's serialised form, base64, or ''), the handlers' completed sends
 --       ("<sent set key>\t<message id>" lines, workers.ledger), the sent sets' TTL, the
 --       event's archive entry (archive.lua; '' for none), hold (s: the job must not run
@@ -11,8 +11,19 @@
 -- 'superseded' (the fence refused the execution: nothing written). An execution that
 -- held the quarantine slot (quarantine.lua, prepended) releases it; a job that ended other
 -- than by a hand-back did not kill its worker, so it is no longer a suspect.
+-- A ttl of 0 keeps no result (a worker draining a full Redis, README "A full Redis"; or
+-- WABAHOOKS_RESULT_TTL=0): a finished job is deleted, and freed before anything is written.
 local now = clock()
 local worker, stamp = ARGV[1], ARGV[2]
+
+-- The handlers' completed sends, into their contacts' sent sets.
+local function record_sent(sent, sent_ttl)
+  for set_key, message_id in string.gmatch(sent, '([^\t\n]+)\t([^\n]+)') do
+    redis.call('SADD', set_key, message_id)
+    redis.call('EXPIRE', set_key, sent_ttl)
+  end
+end
+
 local out = {}
 for i = 3, #ARGV, 14 do
   local outcome, id, exec, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -27,11 +38,13 @@ for i = 3, #ARGV, 14 do
     out[#out + 1] = 'superseded'
   else
     local quarantined = redis.call('GET', KEYS[1]) == id .. ':' .. exec
-    if outcome == 'done' then
-      for set_key, message_id in string.gmatch(sent, '([^\t\n]+)\t([^\n]+)') do
-        redis.call('SADD', set_key, message_id)
-        redis.call('EXPIRE', set_key, sent_ttl)
-      end
+    if outcome == 'done' and ttl == 0 then
+      redis.call('DEL', key, 'rq:results:' .. id, 'rq:job::' .. id .. ':dependencies')
+      drop_execution(id, exec, wip)
+      record_sent(sent, sent_ttl)
+      release(id, false, stamp)
+    elseif outcome == 'done' then
+      record_sent(sent, sent_ttl)
       redis.call('HSET', key, 'status', 'finished', 'ended_at', stamp, 'last_heartbeat', stamp)
       local results = 'rq:results:' .. id
       if value == '' then
@@ -54,10 +67,14 @@ for i = 3, #ARGV, 14 do
       redis.call('HINCRBY', key, 'number_of_retries', 1)
       redis.call('HDEL', key, 'wh:holder')
       local results = 'rq:results:' .. id
-      redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 4, 'worker_name', worker,
-                 'exc_string', exc, 'execution_id', exec, 'execution_started_at', started,
-                 'execution_ended_at', now)
-      redis.call('EXPIRE', results, ttl)
+      if ttl == 0 then
+        redis.call('DEL', results)
+      else
+        redis.call('XADD', results, 'MAXLEN', '~', 10, '*', 'type', 4, 'worker_name', worker,
+                   'exc_string', exc, 'execution_id', exec, 'execution_started_at', started,
+                   'execution_ended_at', now)
+        redis.call('EXPIRE', results, ttl)
+      end
       redis.call('ZADD', 'rq:scheduled:' .. origin, now + math.max(delay, hold), id)
       drop_execution(id, exec, wip)
     elseif outcome == 'failed' then
