@@ -79,7 +79,17 @@ def drain(control: httpx.Client, wait: float = 60.0) -> None:
     """Wait until the simulator has finished every webhook delivery (at most ``wait`` s: a
     bound on a hang; the request's own timeout is longer, so the simulator always answers)."""
     response = control.post("/sim/deliveries/wait", json={"timeout": wait}, timeout=wait + 30)
-    assert response.json() == {"pending": 0}
+    if response.json() != {"pending": 0}:
+        # Say what is stuck: the unfinished deliveries and their attempts so far.
+        history = control.get("/sim/history", timeout=30).json()
+        stuck = [
+            {k: d.get(k) for k in ("event", "status", "messageId", "attempts")}
+            for d in history["deliveries"]
+            if not d.get("done")
+        ]
+        raise AssertionError(
+            f"deliveries still pending after {wait} s: {response.json()}, {stuck[:5]}"
+        )
 
 
 def inbound(control: httpx.Client, sender: str = "919876543210", text: str = "Hello") -> str:
