@@ -22,3 +22,15 @@ def test_the_contents_list_every_section_in_order() -> None:
 
     assert [title for title, _ in listed] == sections
     assert all(target == anchor(title) for title, target in listed)
+
+
+def test_every_relative_link_resolves_in_a_clone() -> None:
+    """A link to a file outside the repository (``../shared/…``) is broken for everyone else."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    relative = [t for t in targets if "://" not in t and not t.startswith("mailto:")]
+    assert relative  # the check reads links at all
+    missing = [t for t in relative if not (root / t).resolve().is_relative_to(root)]
+    missing += [t for t in relative if not (root / t).exists()]
+    assert missing == []
