@@ -58,7 +58,12 @@ def events() -> None:
 @click.option("--handler", "handlers", multiple=True, help="Only events this handler ran on.")
 @click.option("--text", is_flag=True, help="Show a preview of each message's text.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--last", default=0, show_default=True, help="Print the last N events first.")
+@click.option(
+    "--last",
+    default=10,
+    show_default=True,
+    help="Print the last N events first (0: only new ones), as tail does.",
+)
 @click.option("--count", type=int, help="Exit after printing N events.")
 def tail(
     kinds: tuple[str, ...],
@@ -94,7 +99,7 @@ def tail(
             cursor = backlog[0][0].decode()
         ids = [fields[b"id"].decode() for _sid, fields in reversed(backlog)]
         for entry in load_entries(connection, keys, ids):
-            if wanted(entry, kinds, token, handlers):
+            if wanted(entry, kinds, token, handlers) and (count is None or printed < count):
                 _emit(entry, hasher, as_json=as_json, text=text)
                 printed += 1
     while count is None or printed < count:

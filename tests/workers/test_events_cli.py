@@ -336,3 +336,14 @@ def test_events_name_handlers_as_logs_do_not_by_their_factory(redis_url: str) ->
     assert shown.exit_code == 0, shown.output
     assert "<locals>" not in tail.output + by_label.output + shown.output
     assert "greeter:greet" in shown.output
+
+
+def test_tail_starts_with_the_latest_events_as_tail_does(redis_url: str) -> None:
+    with archived_loop(redis_url, router) as loop:
+        loop.inbound("earlier", sender=PHONE)
+        loop.work()
+
+    past = run(redis_url, "events", "tail", "--count", "1", "--kind", "message", "--text")
+
+    assert past.exit_code == 0, past.output
+    assert "earlier" in past.output  # written before tail started
