@@ -115,6 +115,14 @@ def target_options(func: F) -> F:
     return func
 
 
+#: What the receiver's answer to a delivery means, for the simulator's report.
+_MEANING = {
+    "200": "received: the workers run the handlers; `wabahooks events tail` shows the outcome",
+    "401": "the receiver refused the signature: is its WABA_WEBHOOK_SECRET the simulator's?",
+    "503": "the receiver could not store it (Redis?): the portal retries",
+}
+
+
 def _describe(envelope: dict[str, Any]) -> str:
     data = envelope.get("data", {})
     if envelope["event"] == "message":
@@ -217,9 +225,11 @@ class Simulator:
                 if delivery.get("duplicate")
                 else ""
             )
+            last = codes[-1] if codes else ""
+            meaning = f" ({_MEANING[last]})" if last in _MEANING and not again else ""
             click.echo(
                 f"  simulator delivered {_describe(delivery['payload'])} to {delivery['url']}"
-                f" → {', '.join(codes) or 'nothing yet'}{again}"
+                f" → {', '.join(codes) or 'nothing yet'}{meaning}{again}"
             )
             ok = ok and bool(delivery.get("delivered"))
         return ok

@@ -229,7 +229,7 @@ def test_via_the_simulator_the_message_is_known_to_it(sim: str, r: BytesRedis) -
     [job] = jobs(r, "messages")
     message_id = job["envelope"]["data"]["messageId"]
     assert f"wrote message {message_id}" in result.stdout
-    assert "/webhook → 200" in result.stdout
+    assert "/webhook → 200 (received: the workers run the handlers" in result.stdout
     # The simulator can mark it read: it produced the message.
     response = httpx.post(
         f"{sim}/api/v1/messages/mark-read",
