@@ -73,6 +73,8 @@ def test_valkey_keeps_an_everysec_aof_and_never_evicts(compose: dict[str, Any]) 
     assert args["--appendonly"] == "yes"
     assert args["--appendfsync"] == "everysec"
     assert args["--maxmemory-policy"] == "noeviction"
+    # The receiver's high-water guard needs a maxmemory to act on (README "A full Redis").
+    assert args["--maxmemory"] == "${VALKEY_MAXMEMORY:-1gb}"
     (volume,) = valkey["volumes"]
     name, target = volume.split(":")
     assert target == "/data" and name in compose["volumes"], "the AOF is on a named volume"
@@ -236,7 +238,7 @@ def test_workers_get_the_handlers_and_toml_mounted_or_from_an_image_built_from_o
         assert "./app:/etc/wabahooks:ro" in worker["volumes"]
         assert env["WABAHOOKS_APP_DIR"].split(":") == ["/etc/wabahooks", "/app"]
         assert env["WABAHOOKS_CONFIG"] == "${WABAHOOKS_CONFIG:-/etc/wabahooks/wabahooks.toml}"
-        assert worker["image"] == "${WABAHOOKS_IMAGE:-wabahooks:local}"
+        assert worker["image"] == "${WABAHOOKS_IMAGE:-wabahooks:0.1.0}"
         assert "--allow-no-handlers" not in worker["command"]
     # deploy/app as shipped passes the workers' own check (the built-ins it enables).
     app = DEPLOY / "app"
