@@ -244,3 +244,16 @@ def test_workers_get_the_handlers_and_toml_mounted_or_from_an_image_built_from_o
     app = DEPLOY / "app"
     level, detail = handler_check(app / "wabahooks.toml", app)
     assert (level, detail) == ("ok", "built-ins: status_tracking, mark_read")
+
+
+@pytest.mark.parametrize("variable", ["WABAHOOKS_LOG_KEY", "WABAHOOKS_OPTOUT_KEY"])
+def test_the_hash_keys_are_in_the_secrets_templates_and_reach_every_process(
+    compose: dict[str, Any], variable: str
+) -> None:
+    """Losing the opt-out key forgets every opt-out (a compliance risk); the log key keeps
+    tokens stable across a secret rotation: both belong with the secrets, and are passed on."""
+    for template in (DEPLOY / ".env.example", DEPLOY / "k8s" / "secrets.env.example"):
+        assert f"\n{variable}=" in template.read_text(encoding="utf-8"), template
+    for name, service in compose["services"].items():
+        if name.startswith(("receiver", "worker")):
+            assert service["environment"][variable] == f"${{{variable}:-}}", name
