@@ -128,6 +128,7 @@ FINISH = lua_script("finish", "archive", "quarantine", flags="allow-oom")
 HEARTBEAT = lua_script("heartbeat", flags="allow-oom")
 REDRIVE = lua_script("redrive", "quarantine", flags="allow-oom")
 REGISTER = lua_script("register", flags="allow-oom")
+UNREGISTER = lua_script("unregister", flags="allow-oom")
 ARCHIVE_WRITE = lua_script("archive_write", "archive")
 SWEEP = lua_script("sweep")
 ADOPT = lua_script("adopt")
@@ -205,6 +206,7 @@ class RQState:
         self._sweep = client.register_script(SWEEP)
         self._adopt = client.register_script(ADOPT)
         self._register = client.register_script(REGISTER)
+        self._unregister = client.register_script(UNREGISTER)
         #: Where the deferred registry's sweep goes on (a ZSCAN cursor) and RQ's compaction
         #: leftovers are looked for (a SCAN cursor).
         self._sweep_cursor = 0
@@ -394,13 +396,11 @@ class RQState:
         )
 
     async def register_death(self) -> None:
-        """Unregister this worker (RQ's ``register_death``)."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.srem(RQ_WORKERS, self._worker_key)
-        pipe.srem(rq_queue_workers(self.queue), self._worker_key)
-        pipe.hset(self._worker_key, "death", rq_timestamp())
-        pipe.expire(self._worker_key, 60)
-        await pipe.execute()
+        """Unregister this worker (RQ's ``register_death``), also on a Redis over maxmemory."""
+        await self._unregister(
+            keys=[self._worker_key, RQ_WORKERS, rq_queue_workers(self.queue)],
+            args=[rq_timestamp(), 60],
+        )
 
 
 def requeue_failed(connection: redis.Redis, queue: str, job_id: str) -> Requeued:

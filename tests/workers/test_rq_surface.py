@@ -252,3 +252,31 @@ def test_rq_sees_the_worker_idle_or_busy_as_of_its_last_heartbeat(
         return seen
 
     assert asyncio.run(states()) == ["idle", "busy", "idle"]
+
+
+def test_a_worker_unregisters_also_from_a_redis_over_maxmemory(
+    redis_url: str, r: BytesRedis
+) -> None:
+    """A full Redis refuses a MULTI with writes; a worker stopping while it drains must not
+    stay listed in rq:workers (its registration and unregistration are allow-oom scripts)."""
+
+    async def lifecycle() -> list[bytes]:
+        client = aioredis.Redis.from_url(redis_url)
+        state = rqstate.RQState(
+            client, "wabahooks:messages", worker_name="w2", lease=30, max_attempts=5
+        )
+        try:
+            await state.register_birth(pid=1, hostname="h")
+            before = sorted(r.smembers("rq:workers"))
+            r.config_set("maxmemory", 1)  # every ordinary write is refused now
+            try:
+                with pytest.raises(redis.exceptions.OutOfMemoryError):
+                    r.set("probe", "x")
+                await state.register_death()
+            finally:
+                r.config_set("maxmemory", 0)
+            return [*before, b"--", *sorted(r.smembers("rq:workers"))]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(lifecycle()) == [b"rq:worker:w2", b"--"]
