@@ -70,6 +70,12 @@ class Keys:
         """The id of a conversation's latest job: the next event of ``kind`` waits for it."""
         return f"{self.prefix}tail:{kind}:{conversation}"
 
+    @staticmethod
+    def running(tail: str) -> str:
+        """The execution of a conversation's job running now (``<job>:<execution>``), next to
+        its tail (``workers/lua/start.lua`` derives it from the tail's name, same hash tag)."""
+        return f"{tail}:running"
+
     def store(self, conversation: str) -> str:
         """A conversation's handler state (``ctx.store``): a contact's number or a message id."""
         return f"{self.prefix}store:{conversation}"

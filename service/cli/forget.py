@@ -3,11 +3,13 @@
 Removed, under ``WABAHOOKS_QUEUE_PREFIX`` (``wabahooks:``):
 
 - ``store:<phone>``: the conversation's handler state;
-- ``tail:message:<phone>``: the conversation's latest job id;
+- ``tail:message:<phone>``: the conversation's latest job id, and ``tail:message:<phone>:running``
+  (its running job's execution);
 - ``conv:<phone>`` and ``burst:<phone>:*``: its pending step and the bursts being gathered
   (Conversations);
 - ``sent:<phone>``: ids of messages sent to the contact and, for each of those messages,
-  its status conversation (``store:<id>``, folded statuses among it, and ``tail:status:<id>``);
+  its status conversation (``store:<id>``, folded statuses among it, and ``tail:status:<id>``
+  with its ``:running``);
 - status conversations of other messages to the contact, found by their id (a WhatsApp
   message id encodes the contact's number): a scan of ``store:wamid.*`` and
   ``tail:status:wamid.*``;
@@ -126,18 +128,24 @@ def forget_contact(
     progress("scanning status records")
     for pattern in (keys.store("wamid.*"), keys.tail("status", "wamid.*")):
         for key in _scan(connection, pattern):
+            if key.endswith(":running"):  # a status tail's running marker: its tail's id counts
+                continue
             message_id = key.rsplit(":", 1)[1]
             if phone in wamid_phone(message_id):
                 message_ids.add(message_id)
     gone.add("conversation state", connection.delete(keys.store(phone)))
-    gone.add("conversation tail", connection.delete(keys.tail("message", phone)))
+    tail = keys.tail("message", phone)
+    gone.add("conversation tail", connection.delete(tail))
+    gone.add("running-job marker", connection.delete(Keys.running(tail)))
     gone.add("conversation step", connection.delete(keys.conversation(phone)))
     for key in _scan(connection, keys.bursts(phone)):
         gone.add("burst", connection.delete(key))
     gone.add("sent-message id set", connection.delete(sent_key))
     for message_id in sorted(message_ids):
         gone.add("message status record", connection.delete(keys.store(message_id)))
-        gone.add("message status tail", connection.delete(keys.tail("status", message_id)))
+        status_tail = keys.tail("status", message_id)
+        gone.add("message status tail", connection.delete(status_tail))
+        gone.add("running-job marker", connection.delete(Keys.running(status_tail)))
     for _queue, job in failed_jobs(connection, [keys.queue(q) for q in queues], progress):
         conversation, sender, recipient = _contact_of(job)
         if phone in (conversation, sender, recipient) or conversation in message_ids:
