@@ -47,8 +47,8 @@ import structlog
 
 from service.portal.fence import current_fence
 from workers.endings import MAX_BATCH, GroupCommit, engine_ending
-from workers.execution import ExecutionToken
-from workers.lease import Lease
+from workers.execution import LATE_RECORDING, ExecutionToken
+from workers.lease import Lease, send_margin
 from workers.maintenance import TRANSIENT, InFlight, Maintenance, Running, after_redis_error
 from workers.pressure import MemoryPressure
 from workers.rqstate import Ending, RQState, StartedJob
@@ -317,6 +317,17 @@ class Engine:
         # This task's context (and what it starts: handler threads, their calls back on the
         # loop) carries the execution's send fence and deadline.
         current_fence.set(lease)
+        if job.requeued_while_held and job.send_in_doubt:
+            # RQ put it back while one of ours held it (a registry cleanup on a clock far
+            # ahead, `rq requeue`): that execution may be sending right now. Its requests end
+            # before its lease does (less the margin), counted from a renewal before now; the
+            # search for its send must come a LATE_RECORDING later, as after a re-drive.
+            hold = self.state.lease - send_margin(self.state.lease) + LATE_RECORDING
+            log.warning("job.requeued_while_held", job_id=job.id, held_s=round(hold, 3))
+            self._inflight.pop(member, None)
+            self._slot_freed.set()
+            self._commit.add(Ending(job, "handback", hold=hold))
+            return
         try:
             async with asyncio.timeout(job.timeout) as deadline:
                 job_deadline.set(deadline)

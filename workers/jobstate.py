@@ -67,6 +67,25 @@ class StartedJob:
         return b"wh:suspect" in self.fields
 
     @property
+    def requeued_while_held(self) -> bool:
+        """Whether RQ's own tools put it back on its queue while an execution of ours held it
+        (RQ's registry cleanup, ``rq requeue``: its holder is still named; every ending of ours
+        that gives a job up clears it), so that execution may still be running."""
+        return bool(self.fields.get(b"wh:holder"))
+
+    @property
+    def send_in_doubt(self) -> bool:
+        """Whether its ledger has a send's intent with no outcome (``workers.ledger``)."""
+        for key, value in self.fields.items():
+            if key.startswith(b"wh:s:"):
+                try:
+                    if json.loads(value).get("state") == "intent":
+                        return True
+                except (ValueError, AttributeError):
+                    continue
+        return False
+
+    @property
     def has_dependency(self) -> bool:
         return bool(self.fields.get(b"dependency_id") or self.fields.get(b"dependency_ids"))
 

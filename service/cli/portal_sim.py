@@ -44,6 +44,11 @@ __all__ = ["portal_sim"]
     "--error-after-send-rate", default=0.0, help="Chaos: share of sends carried out, answered 500."
 )
 @click.option("--latency", default=0.0, help="Chaos: seconds added to every API call.")
+@click.option(
+    "--record-delay",
+    default=0.0,
+    help="Chaos: seconds a send takes to appear in its conversation's history.",
+)
 @click.option("--seed", default=None, type=int, help="Seed the chaos for repeatable runs.")
 @click.option(
     "--clock-skew",
@@ -73,6 +78,7 @@ def portal_sim(
     server_error_rate: float,
     error_after_send_rate: float,
     latency: float,
+    record_delay: float,
     seed: int | None,
     clock_skew: float,
 ) -> None:
@@ -105,6 +111,7 @@ def portal_sim(
             server_error_rate=server_error_rate,
             error_after_send_rate=error_after_send_rate,
             latency=latency,
+            record_delay=record_delay,
         ),
     )
     try:

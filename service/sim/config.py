@@ -36,6 +36,10 @@ class Chaos:
     error_after_send_rate: float = 0.0
     latency: float = 0.0  # seconds added to every API call
     hold_after_send: float = 0.0  # seconds a carried-out send waits before it is answered
+    #: Seconds a carried-out send takes to appear in its conversation's history (``GET
+    #: /conversations/{phone}/messages``): a portal that records late (the workers assume at
+    #: most ``workers.execution.LATE_RECORDING``). ``/sim/history`` lists it at once.
+    record_delay: float = 0.0
 
 
 @dataclass

@@ -35,6 +35,9 @@ class StoredMessage:
     status: str
     timestamp: datetime
     contact_name: str | None
+    #: When it appears in its conversation's history (a send recorded late, ``record_delay``);
+    #: None: at once.
+    recorded_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,9 +127,14 @@ def conversations_page(
 
 
 def messages_page(
-    messages: list[StoredMessage], phone: str, cursor: str | None, limit: str | None
+    messages: list[StoredMessage],
+    phone: str,
+    cursor: str | None,
+    limit: str | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A page of one conversation's messages, the latest first."""
+    """A page of one conversation's messages, the latest first (as of ``now``: without the
+    sends not recorded yet)."""
     if check_phone(phone):
         raise Refusal(400, "Invalid phone number format")
     size = _limit(limit, 30, MESSAGES_MAX_LIMIT)
@@ -134,6 +142,7 @@ def messages_page(
     ordered = [
         m for m in reversed(messages)
         if m.phone == phone and (before is None or m.seq < before)
+        and (m.recorded_at is None or now is None or m.recorded_at <= now)
     ]  # fmt: skip
     page = ordered[:size]
     return _paged([m.to_json() for m in page], page, len(ordered) > size)

@@ -145,6 +145,8 @@ class SimState:
         if last_inbound is None or self.now() - last_inbound > WINDOW:
             raise Refusal(400, "Outside 24-hour messaging window")
         message = self._store(to, "outbound", "text", {"text": {"body": text}}, "accepted")
+        if self.chaos.record_delay > 0:  # in the conversation's history only that much later
+            message.recorded_at = message.timestamp + timedelta(seconds=self.chaos.record_delay)
         self.sent.append(
             {
                 "messageId": message.wa_message_id,
@@ -197,7 +199,7 @@ class SimState:
         self, phone: str, cursor: str | None, limit: str | None
     ) -> dict[str, Any]:
         """GET /conversations/:phone/messages: a page of its messages, the latest first."""
-        return messages_page(self.messages, phone, cursor, limit)
+        return messages_page(self.messages, phone, cursor, limit, self.now())
 
     # -- webhook configuration ----------------------------------------------------------
 

@@ -142,6 +142,20 @@ def test_chaos_duplicates_and_out_of_order(
     assert client.messages(PHONE).items[0].status == "read"  # the store never goes backwards
 
 
+def test_a_send_recorded_late_appears_in_the_history_after_the_record_delay(
+    client: PortalClient, control: httpx.Client
+) -> None:
+    control.put("/sim/chaos", json={"record_delay": 30.0}).raise_for_status()
+    inbound(control)
+    sent = client.send_text(PHONE, "hi")
+    assert [m.direction for m in client.messages(PHONE).items] == ["inbound"]  # not yet
+    assert [s["messageId"] for s in control.get("/sim/history").json()["sent"]] == [
+        sent.message_id
+    ]  # the control API's list has it at once
+    control.post("/sim/clock", json={"advance": 31}).raise_for_status()
+    assert [m.direction for m in client.messages(PHONE).items] == ["outbound", "inbound"]
+
+
 def test_reset_and_clock(control: httpx.Client) -> None:
     before = control.get("/sim/clock").json()["now"]
     after = control.post("/sim/clock", json={"advance": 86400}).json()["now"]

@@ -42,7 +42,7 @@ from tests.support.portal import drain
 from tests.support.receiver import Receiver
 from tests.support.redisproxy import Command, RedisProxy, redis_proxy
 from tests.support.stack import MESSAGES, portal_env, sent, simulator, worker_processes
-from tests.support.workers import ROOT, wait_for, worker_env
+from tests.support.workers import ROOT, make_due, wait_for, worker_env
 
 HANDLERS = "tests.workers.process_handlers"
 SIGSTOP, SIGCONT = signal.SIGSTOP, signal.SIGCONT
@@ -280,6 +280,41 @@ def test_rq_cleanup_then_the_frozen_worker_wakes_first_its_old_execution_is_refu
             wait_for(lambda: finished(r) == 2, "both events")
 
         assert sent(sim, phone) == ["re: m0", "re: m1"]
+        assert_settled(r, finished_jobs=2)
+
+
+def test_rq_cleanup_of_a_job_with_a_send_in_doubt_holds_it_until_the_old_send_can_show(
+    receiver: Receiver, r: BytesRedis, redis_url: str, tmp_path: Path
+) -> None:
+    """Found by the chaos soak (bench/chaos.py): RQ's cleanup on a clock far ahead put a job
+    back while its execution was between its intent and its send; started again at once, the
+    new run found no send in the history and sent too. Now it is held as after a re-drive."""
+    phone = "447700900303"
+    with simulator(receiver) as sim, redis_proxy(redis_url) as proxy:
+        env = portal_env(sim, redis_url, f"{HANDLERS}:chat")
+        log = tmp_path / "frozen.log"
+        with worker(through(proxy, env), log) as frozen:
+            proxy.hold("heartbeat")  # only its ending's fence stops it once it has sent
+            intended = proxy.stop_on_reply(frozen.pid, is_intent)
+            first, _ = write(sim, r, phone, "m0", "m1")
+            wait_for(intended.is_set, "the intent of the first reply, then the freeze")
+            StartedJobRegistry(MESSAGES, connection=r).cleanup(timestamp=time.time() + 700)
+            assert status(r, first) == "queued"
+
+            with worker(env, tmp_path / "other.log") as other:
+                # Started again, it is handed back held (scheduled), not run: the execution
+                # RQ took it from may still send.
+                wait_for(lambda: status(r, first) == "scheduled", "the job held")
+                assert sent(sim, phone) == []
+                frozen.send_signal(SIGCONT)  # it sends, and its record is refused
+                wait_for(lambda: sent(sim, phone) == ["re: m0"], "the woken worker's send")
+                wait_for(lambda: superseded(log, first), "the woken worker to stop")
+                proxy.release()
+                make_due(r, MESSAGES)  # rather than wait out the hold
+                wait_for(lambda: finished(r) == 2, "both events")
+                assert other.poll() is None
+
+        assert sent(sim, phone) == ["re: m0", "re: m1"]  # the re-run found its send
         assert_settled(r, finished_jobs=2)
 
 

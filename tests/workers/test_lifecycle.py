@@ -144,6 +144,24 @@ def write(redis_url: str, job: StartedJob) -> bool:
     return run(redis_url, body)
 
 
+def test_a_lease_rq_cleanup_dropped_without_requeueing_its_job_is_renewed_not_lost(
+    redis_url: str, r: BytesRedis
+) -> None:
+    """Found by the chaos soak (bench/chaos.py): RQ's cleanup ends with a ZREMRANGEBYSCORE up
+    to its clock, which also removes the entries of jobs started after it read the registry,
+    leaving them started. The job's execution still holds it (the fence): its next renewal
+    writes the entry again, so a re-drive can find it should its worker die."""
+    first = intake(redis_url, "one")
+    (job,) = start(redis_url)
+    member = f"{job.id}:{job.execution_id}"
+    r.zremrangebyscore(f"rq:wip:{QUEUE}", 0, time.time() + 10 * RQ_MARGIN)  # as RQ's does
+    assert status(r, first) == JobStatus.STARTED
+
+    assert run(redis_url, lambda c: state(c).heartbeat([member])) == set()
+    assert r.zscore(f"rq:wip:{QUEUE}", member) is not None
+    assert write(redis_url, job) and finish(redis_url, Ending(job, "done")) == "ok"
+
+
 def test_rq_cleanup_requeues_a_frozen_execution_s_job_and_the_old_execution_is_fenced_out(
     redis_url: str, r: BytesRedis
 ) -> None:
