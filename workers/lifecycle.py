@@ -107,6 +107,21 @@ MOVES: tuple[Move, ...] = (
     ),
     Move(
         "queued",
+        "finished",
+        "worker: `start.lua`",
+        "popped while still in `rq:finished:<queue>`: a stale writer queued it after it ended "
+        "(RQ's registry cleanup read it while it ran and wrote its abandonment afterwards); "
+        "not run again, its status restored",
+    ),
+    Move(
+        "queued",
+        "failed",
+        "worker: `start.lua`",
+        "popped while still in `rq:failed:<queue>` (as above; RQ's own requeue of a failed "
+        "job takes it out of that registry first, and so runs it)",
+    ),
+    Move(
+        "queued",
         "deferred",
         "worker: `start.lua`",
         "a suspect popped while another holds the quarantine slot: waits in the slot's line "

@@ -77,6 +77,7 @@ from service.keys import (
     quarantine_line,
     rq_deferred,
     rq_failed,
+    rq_finished,
     rq_job,
     rq_queue,
     rq_queue_workers,
@@ -238,6 +239,8 @@ class RQState:
                 RQ_SUSPENDED,
                 self._deferred_key,
                 *self._quarantine,
+                rq_finished(self.queue),
+                rq_failed(self.queue),
             ],
             args=[
                 self.worker_name,

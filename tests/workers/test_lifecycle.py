@@ -24,6 +24,7 @@ from typing import TypeVar
 import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -160,6 +161,30 @@ def test_a_lease_rq_cleanup_dropped_without_requeueing_its_job_is_renewed_not_lo
     assert run(redis_url, lambda c: state(c).heartbeat([member])) == set()
     assert r.zscore(f"rq:wip:{QUEUE}", member) is not None
     assert write(redis_url, job) and finish(redis_url, Ending(job, "done")) == "ok"
+
+
+@pytest.mark.parametrize("outcome", ["done", "failed"])
+def test_a_job_rq_cleanup_queued_again_after_it_ended_is_not_run_again(
+    redis_url: str, r: BytesRedis, outcome: str
+) -> None:
+    """Found by the chaos soak (bench/chaos.py, 249 doubled replies): RQ's cleanup reads a job
+    while it runs (its clock ahead), the job ends (its reply sent), then RQ's pipeline writes
+    the abandonment: queued again, pushed onto the queue. Here RQ's own code runs in that
+    order. The job is still in its ended registry: `start` restores its status, runs nothing."""
+    first = intake(redis_url, "one")
+    (job,) = start(redis_url)
+    queue = Queue(QUEUE, connection=r, serializer=JSONSerializer)
+    seen_by_rq = Job.fetch(first, connection=r, serializer=JSONSerializer)  # cleanup's read
+    assert seen_by_rq.retries_left  # so RQ re-queues it rather than failing it
+    assert finish(redis_url, Ending(job, outcome, error="boom")) == "ok"
+    with r.pipeline() as pipe:  # ... and its writes, after the job ended
+        seen_by_rq.retry(queue, pipe)
+        pipe.execute()
+    assert status(r, first) == JobStatus.QUEUED and r.lrange(queue.key, 0, -1) == [first.encode()]
+
+    assert start(redis_url) == []
+    ended = JobStatus.FINISHED if outcome == "done" else JobStatus.FAILED
+    assert status(r, first) == ended and r.llen(queue.key) == 0
 
 
 def test_rq_cleanup_requeues_a_frozen_execution_s_job_and_the_old_execution_is_fenced_out(

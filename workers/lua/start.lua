@@ -1,10 +1,14 @@
 -- KEYS: queue list, started registry, rq:suspended, deferred registry, quarantine slot,
---       quarantine line.
+--       quarantine line, finished registry, failed registry.
 -- ARGV: worker name, stamp, lease + margin (s), execution TTL (s), retries_left, tail TTL
 --       (s) when the tail has none, then one new execution id per job wanted.
 -- Pops up to N jobs and starts each that may start (README "The job lifecycle"):
 -- - a job that is not queued is not started (popped twice, or moved on by someone else:
 --   its state's owner has it);
+-- - a job queued while it is still in the finished or failed registry is not started: a stale
+--   writer put it back after it ended (RQ's registry cleanup read it while it ran, and wrote
+--   its abandonment once it had ended; RQ's own requeue of a failed job takes it out of the
+--   failed registry first). Its ended status is restored;
 -- - a job whose conversation has an unfinished job it does not come before goes back
 --   into the chain instead (a job RQ's tools re-queued behind its conversation's back:
 --   `rq requeue`, rq-dashboard's Requeue, RQ's registry cleanup): behind the
@@ -74,6 +78,10 @@ for _, id in ipairs(ids) do
     refused[#refused + 1] = {id, 'gone'}
   elseif status ~= 'queued' then
     refused[#refused + 1] = {id, status}
+  elseif redis.call('ZSCORE', KEYS[7], id) or redis.call('ZSCORE', KEYS[8], id) then
+    local ended = redis.call('ZSCORE', KEYS[7], id) and 'finished' or 'failed'
+    redis.call('HSET', key, 'status', ended)
+    refused[#refused + 1] = {id, 'ended already (' .. ended .. ')'}
   else
     local prev, tail = must_wait(id, key)
     local other = (not prev) and running_other(id, tail)
