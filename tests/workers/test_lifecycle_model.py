@@ -116,6 +116,10 @@ class Lifecycle(RuleBasedStateMachine):
         }
         self.intake = Intake(self.client, prefix="wabahooks:", dedupe_ttl=3600, deadline=30.0)
         self.events: dict[str, list[str]] = {c: [] for c in CONTACTS}  # intake order
+        #: Chain order per contact: intake order, but a requeued job moves to the end (ours
+        #: chains it behind the latest at once; RQ's is placed when it is popped: left out
+        #: until it starts again).
+        self.order: dict[str, list[str]] = {c: [] for c in CONTACTS}
         self.contact: dict[str, str] = {}  # job id -> contact
         self.holder: dict[str, str] = {}  # job id -> the execution holding it, in the model
         self.frozen: set[str] = set()  # executions whose worker froze (no heartbeats)
@@ -159,7 +163,7 @@ class Lifecycle(RuleBasedStateMachine):
     def check_order(self, job_id: str) -> None:
         """Every earlier event of the job's contact ended, but those an operator's removal
         cut the chain after (the sweep released what followed the removed job)."""
-        events = self.events[self.contact[job_id]]
+        events = self.order[self.contact[job_id]]
         earlier = events[: events.index(job_id)]
         for n, other in enumerate(earlier):
             cut = any(between in self.removed for between in earlier[n:])
@@ -184,6 +188,7 @@ class Lifecycle(RuleBasedStateMachine):
         result = self.run(self.intake.submit(classified, spec))
         assert not result.duplicate
         self.events[contact].append(result.job_id)
+        self.order[contact].append(result.job_id)
         self.contact[result.job_id] = contact
         self.seen[result.job_id] = None
 
@@ -197,6 +202,9 @@ class Lifecycle(RuleBasedStateMachine):
         for job in started:
             assert job.id not in self.holder, f"{job.id} started while held by another"
             self.holder[job.id] = job.execution_id
+            order = self.order[self.contact[job.id]]
+            if job.id not in order:  # RQ's requeue: its place is where it starts
+                order.append(job.id)
             if self.ends[job.id] == 0:  # its first start: invariant 4
                 self.check_order(job.id)
         return multiple(*(Run(job) for job in started))
@@ -313,6 +321,11 @@ class Lifecycle(RuleBasedStateMachine):
         else:
             FailedJobRegistry(QUEUE, connection=self.r, serializer=JSONSerializer).requeue(job_id)
         self.requeues[job_id] += 1
+        order = self.order[self.contact[job_id]]
+        if job_id in order:
+            order.remove(job_id)
+        if ours:  # behind the conversation's latest job, now
+            order.append(job_id)
 
     @precondition(lambda self: len(self.contact) > len(self.removed))
     @rule(data=st.data(), how=st.sampled_from(["delete", "cancel", "empty", "-", "-", "-"]))
